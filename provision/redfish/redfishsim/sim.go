@@ -1,0 +1,838 @@
+// Package redfishsim is a stateful Redfish BMC simulator built on DMTF mock-up trees.
+//
+// A mock-up alone is a static snapshot: it cannot tell a client whether its reset, boot override or
+// logout actually happened. The simulator serves the tree unchanged except for the state a real BMC
+// would change (power, boot override, virtual media, sessions), enforces authentication and a session
+// cap the way small BMCs do, and injects faults (latency, 5xx answers, dropped connections, a BMC that
+// silently ignores boot overrides) so the Redfish client can be tested against the behaviour that
+// breaks provisioning in practice.
+package redfishsim
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	root         = "/redfish/v1"
+	sessionsPath = root + "/SessionService/Sessions"
+)
+
+// Config configures a Simulator.
+type Config struct {
+	MockupDir   string        // folder mirroring /redfish/v1 (index.json per resource)
+	Username    string        // accepted user; empty accepts any user name with Password
+	Password    string        // accepted password
+	MaxSessions int           // session table size; the next login gets 503 (default 16)
+	PowerDelay  time.Duration // how long a reset takes to change PowerState (default 200ms)
+	Seed        uint64        // seed of the fault-injection RNG, for reproducible tests (0 means 1)
+	// DisableSessionService makes session login answer 405, like BMCs that only speak Basic auth.
+	DisableSessionService bool
+}
+
+// Faults are injected into every request while set. The zero value injects nothing.
+type Faults struct {
+	Latency            time.Duration // added before every answer
+	ErrorRate          float64       // share of requests answered 500/503 without being processed
+	DropRate           float64       // share of requests whose connection is closed without an answer
+	IgnoreBootOverride bool          // answer 2xx to a boot PATCH but change nothing
+	// RejectBootMode answers 400 to a PATCH that sets BootSourceOverrideMode, like BMCs whose
+	// firmware cannot switch between UEFI and legacy per boot.
+	RejectBootMode bool
+}
+
+// Op is one request as the simulator saw it.
+type Op struct {
+	Time      time.Time
+	Method    string
+	Path      string
+	ResetType string // for reset actions
+	Status    int    // 0 when the connection was dropped
+}
+
+type action struct {
+	resource  string // path of the resource that advertises the action
+	name      string // e.g. "ComputerSystem.Reset"
+	allowable []string
+}
+
+type session struct {
+	id, token, user string
+	created         time.Time
+}
+
+// Simulator is a stateful Redfish service. All methods are safe for concurrent use.
+type Simulator struct {
+	cfg      Config
+	metadata []byte
+
+	mu        sync.Mutex
+	res       map[string]map[string]any // resource path -> live resource
+	actions   map[string]action         // action target -> action
+	sessions  map[string]*session       // by id
+	tokens    map[string]string         // token -> id
+	peakSess  int
+	faults    Faults
+	rng       *mrand.Rand
+	ops       []Op
+	powerGen  map[string]int // per system; a newer reset supersedes pending transitions
+	timers    map[*time.Timer]struct{}
+	srv       *http.Server
+	closed    bool
+	inflight  atomic.Int64
+	peakConc  atomic.Int64
+	mgrResets int
+}
+
+// New loads the mock-up tree. It fails if the folder holds no service root.
+func New(cfg Config) (*Simulator, error) {
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 16
+	}
+	if cfg.PowerDelay <= 0 {
+		cfg.PowerDelay = 200 * time.Millisecond
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = 1
+	}
+	s := &Simulator{
+		cfg:      cfg,
+		res:      map[string]map[string]any{},
+		actions:  map[string]action{},
+		sessions: map[string]*session{},
+		tokens:   map[string]string{},
+		powerGen: map[string]int{},
+		timers:   map[*time.Timer]struct{}{},
+		rng:      mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+	}
+	if err := s.load(cfg.MockupDir); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Simulator) load(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		return fmt.Errorf("redfishsim: %s is not a Redfish mock-up (no index.json): %w", dir, err)
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		urlPath := root
+		if rel != "." {
+			urlPath = root + "/" + filepath.ToSlash(rel)
+		}
+		switch d.Name() {
+		case "index.xml":
+			if urlPath == root+"/$metadata" {
+				s.metadata, err = os.ReadFile(p)
+			}
+			return err
+		case "index.json":
+		default:
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		// Keep numbers as written: capacities are byte counts that must survive a round trip.
+		dec.UseNumber()
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			return fmt.Errorf("redfishsim: %s: %w", p, err)
+		}
+		s.res[urlPath] = m
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for p, m := range s.res {
+		acts, _ := m["Actions"].(map[string]any)
+		for k, v := range acts {
+			a, ok := v.(map[string]any)
+			if !ok || !strings.HasPrefix(k, "#") {
+				continue
+			}
+			target, _ := a["target"].(string)
+			if target == "" {
+				continue
+			}
+			s.actions[clean(target)] = action{resource: p, name: strings.TrimPrefix(k, "#"), allowable: strings_(a["ResetType@Redfish.AllowableValues"])}
+		}
+		// Many BMCs accept the conventional action URIs on virtual media without advertising them;
+		// serving them lets a client that knows the convention work while the mock-up stays as is.
+		if isType(m, "VirtualMedia") {
+			for _, n := range []string{"VirtualMedia.InsertMedia", "VirtualMedia.EjectMedia"} {
+				if _, ok := s.actions[p+"/Actions/"+n]; !ok {
+					s.actions[p+"/Actions/"+n] = action{resource: p, name: n}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func strings_(v any) []string {
+	l, ok := v.([]any)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, x := range l {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func isType(m map[string]any, typ string) bool {
+	t, _ := m["@odata.type"].(string)
+	return strings.HasPrefix(t, "#"+typ+".")
+}
+
+func clean(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	p = path.Clean("/" + p)
+	return p
+}
+
+// SetFaults replaces the injected faults; it takes effect for the next request.
+func (s *Simulator) SetFaults(f Faults) {
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+}
+
+// OpenSessions is the number of sessions currently held.
+func (s *Simulator) OpenSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// PeakSessions is the largest number of sessions held at once.
+func (s *Simulator) PeakSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peakSess
+}
+
+// PeakConcurrent is the largest number of requests in flight at once.
+func (s *Simulator) PeakConcurrent() int { return int(s.peakConc.Load()) }
+
+// ManagerResets counts accepted Manager.Reset actions.
+func (s *Simulator) ManagerResets() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mgrResets
+}
+
+// Ops returns a copy of the request log.
+func (s *Simulator) Ops() []Op {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ops)
+}
+
+// Resource returns a deep copy of the live resource at path, or nil.
+func (s *Simulator) Resource(p string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.res[clean(p)]
+	if !ok {
+		return nil
+	}
+	var out map[string]any
+	b, _ := json.Marshal(m)
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	_ = dec.Decode(&out)
+	return out
+}
+
+// Start serves on addr (":0" picks a port) and returns the base URL.
+func (s *Simulator) Start(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("redfishsim: listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), nil
+}
+
+// Close stops pending power transitions and the server started by Start.
+func (s *Simulator) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for t := range s.timers {
+		t.Stop()
+	}
+	clear(s.timers)
+	srv := s.srv
+	s.mu.Unlock()
+	if srv != nil {
+		return srv.Close()
+	}
+	return nil
+}
+
+// Handler serves the Redfish API.
+func (s *Simulator) Handler() http.Handler { return http.HandlerFunc(s.serve) }
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (s *Simulator) serve(w http.ResponseWriter, r *http.Request) {
+	n := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	for {
+		p := s.peakConc.Load()
+		if n <= p || s.peakConc.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	p := clean(r.URL.Path)
+	op := Op{Time: time.Now(), Method: r.Method, Path: p}
+
+	s.mu.Lock()
+	f := s.faults
+	drop := f.DropRate > 0 && s.rng.Float64() < f.DropRate
+	fail := !drop && f.ErrorRate > 0 && s.rng.Float64() < f.ErrorRate
+	s.mu.Unlock()
+
+	if f.Latency > 0 {
+		select {
+		case <-time.After(f.Latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if drop {
+		s.record(op)
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler) // still aborts the connection where hijacking is impossible
+	}
+	rec := &recorder{ResponseWriter: w}
+	if fail {
+		code := http.StatusInternalServerError
+		if n%2 == 0 {
+			code = http.StatusServiceUnavailable
+		}
+		writeError(rec, code, "Base.1.0.InternalError", "injected fault")
+	} else {
+		s.route(rec, r, p, &op)
+	}
+	op.Status = rec.status
+	s.record(op)
+}
+
+func (s *Simulator) record(op Op) {
+	s.mu.Lock()
+	s.ops = append(s.ops, op)
+	s.mu.Unlock()
+}
+
+func writeError(w http.ResponseWriter, code int, id, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"code": id, "message": msg,
+		"@Message.ExtendedInfo": []any{map[string]any{"MessageId": id, "Message": msg}},
+	}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any, etag string) {
+	b, _ := json.MarshalIndent(v, "", "    ")
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("OData-Version", "4.0")
+	if etag != "" {
+		w.Header().Set("ETag", etag)
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+}
+
+// etagOf derives the ETag from content so it changes exactly when live state does.
+func etagOf(m map[string]any) string {
+	b, _ := json.Marshal(m)
+	sum := sha256.Sum256(b)
+	return `"` + hex.EncodeToString(sum[:8]) + `"`
+}
+
+func public(method, p string) bool {
+	switch p {
+	case "/redfish", root, root + "/$metadata", root + "/odata":
+		return method == http.MethodGet || method == http.MethodHead
+	case sessionsPath:
+		return method == http.MethodPost
+	}
+	return false
+}
+
+func (s *Simulator) authorized(r *http.Request) bool {
+	if tok := r.Header.Get("X-Auth-Token"); tok != "" {
+		s.mu.Lock()
+		_, ok := s.tokens[tok]
+		s.mu.Unlock()
+		return ok
+	}
+	if u, pw, ok := r.BasicAuth(); ok {
+		return s.credentialsOK(u, pw)
+	}
+	return false
+}
+
+func (s *Simulator) credentialsOK(user, pw string) bool {
+	uok := s.cfg.Username == "" || subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.Username)) == 1
+	return uok && subtle.ConstantTimeCompare([]byte(pw), []byte(s.cfg.Password)) == 1
+}
+
+func (s *Simulator) route(w http.ResponseWriter, r *http.Request, p string, op *Op) {
+	if !public(r.Method, p) && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="redfish"`)
+		writeError(w, http.StatusUnauthorized, "Base.1.0.NoValidSession", "authentication required")
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		s.get(w, p)
+	case http.MethodPost:
+		if p == sessionsPath {
+			s.login(w, r)
+			return
+		}
+		s.post(w, r, p, op)
+	case http.MethodPatch:
+		s.patch(w, r, p)
+	case http.MethodDelete:
+		if strings.HasPrefix(p, sessionsPath+"/") {
+			s.logout(w, strings.TrimPrefix(p, sessionsPath+"/"))
+			return
+		}
+		writeError(w, http.StatusMethodNotAllowed, "Base.1.0.OperationNotAllowed", "DELETE not allowed on "+p)
+	default:
+		writeError(w, http.StatusMethodNotAllowed, "Base.1.0.OperationNotAllowed", r.Method+" not allowed")
+	}
+}
+
+func (s *Simulator) get(w http.ResponseWriter, p string) {
+	switch {
+	case p == "/redfish":
+		writeJSON(w, http.StatusOK, map[string]any{"v1": root + "/"}, "")
+		return
+	case p == root+"/$metadata" && s.metadata != nil:
+		w.Header().Set("Content-Type", "application/xml")
+		_, _ = w.Write(s.metadata)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p == sessionsPath {
+		members := []any{}
+		for _, id := range slices.Sorted(mapsKeys(s.sessions)) {
+			members = append(members, map[string]any{"@odata.id": sessionsPath + "/" + id})
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"@odata.type": "#SessionCollection.SessionCollection", "@odata.id": sessionsPath,
+			"Name": "Session Collection", "Members": members, "Members@odata.count": len(members),
+		}, "")
+		return
+	}
+	if id, ok := strings.CutPrefix(p, sessionsPath+"/"); ok {
+		if ss, ok := s.sessions[id]; ok {
+			writeJSON(w, http.StatusOK, sessionJSON(ss), "")
+		} else {
+			writeError(w, http.StatusNotFound, "Base.1.0.ResourceMissingAtURI", "no session "+id)
+		}
+		return
+	}
+	m, ok := s.res[p]
+	if !ok {
+		writeError(w, http.StatusNotFound, "Base.1.0.ResourceMissingAtURI", "no resource at "+p)
+		return
+	}
+	writeJSON(w, http.StatusOK, m, etagOf(m))
+}
+
+func mapsKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func sessionJSON(ss *session) map[string]any {
+	return map[string]any{
+		"@odata.type": "#Session.v1_8_0.Session", "@odata.id": sessionsPath + "/" + ss.id,
+		"Id": ss.id, "Name": "User Session", "UserName": ss.user,
+		"CreatedTime": ss.created.Format(time.RFC3339),
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Simulator) login(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.DisableSessionService {
+		writeError(w, http.StatusMethodNotAllowed, "Base.1.0.OperationNotAllowed", "session service disabled")
+		return
+	}
+	var body struct{ UserName, Password string }
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, "Base.1.0.MalformedJSON", err.Error())
+		return
+	}
+	if !s.credentialsOK(body.UserName, body.Password) {
+		writeError(w, http.StatusUnauthorized, "Base.1.0.NoValidSession", "invalid credentials")
+		return
+	}
+	s.mu.Lock()
+	if len(s.sessions) >= s.cfg.MaxSessions {
+		s.mu.Unlock()
+		// 503 rather than 4xx because that is what small BMCs answer when their table is full.
+		writeError(w, http.StatusServiceUnavailable, "Base.1.0.SessionLimitExceeded",
+			fmt.Sprintf("session limit of %d reached", s.cfg.MaxSessions))
+		return
+	}
+	ss := &session{id: randHex(8), token: randHex(16), user: body.UserName, created: time.Now()}
+	s.sessions[ss.id] = ss
+	s.tokens[ss.token] = ss.id
+	s.peakSess = max(s.peakSess, len(s.sessions))
+	s.mu.Unlock()
+	w.Header().Set("X-Auth-Token", ss.token)
+	w.Header().Set("Location", sessionsPath+"/"+ss.id)
+	writeJSON(w, http.StatusCreated, sessionJSON(ss), "")
+}
+
+func (s *Simulator) logout(w http.ResponseWriter, id string) {
+	s.mu.Lock()
+	ss, ok := s.sessions[id]
+	if ok {
+		delete(s.sessions, id)
+		delete(s.tokens, ss.token)
+	}
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "Base.1.0.ResourceMissingAtURI", "no session "+id)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func decodeBody(r *http.Request) (map[string]any, error) {
+	var m map[string]any
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+var standardResetTypes = []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart",
+	"Nmi", "ForceOn", "PushPowerButton", "PowerCycle"}
+
+func (s *Simulator) post(w http.ResponseWriter, r *http.Request, p string, op *Op) {
+	s.mu.Lock()
+	a, ok := s.actions[p]
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusMethodNotAllowed, "Base.1.0.OperationNotAllowed", "POST not allowed on "+p)
+		return
+	}
+	body, err := decodeBody(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Base.1.0.MalformedJSON", err.Error())
+		return
+	}
+	switch a.name {
+	case "ComputerSystem.Reset", "Manager.Reset":
+		rt, _ := body["ResetType"].(string)
+		op.ResetType = rt
+		allowed := a.allowable
+		if allowed == nil {
+			allowed = standardResetTypes
+		}
+		if !slices.Contains(allowed, rt) {
+			writeError(w, http.StatusBadRequest, "Base.1.0.ActionParameterValueNotInList",
+				fmt.Sprintf("ResetType %q is not one of %v", rt, allowed))
+			return
+		}
+		if a.name == "Manager.Reset" {
+			s.managerReset(a.resource)
+		} else {
+			s.systemReset(a.resource, rt)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case "VirtualMedia.InsertMedia":
+		img, _ := body["Image"].(string)
+		if img == "" {
+			writeError(w, http.StatusBadRequest, "Base.1.0.ActionParameterMissing", "Image is required")
+			return
+		}
+		s.setMedia(a.resource, img, true)
+		w.WriteHeader(http.StatusNoContent)
+	case "VirtualMedia.EjectMedia":
+		s.setMedia(a.resource, "", false)
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		writeError(w, http.StatusNotImplemented, "Base.1.0.ActionNotSupported", a.name+" is not simulated")
+	}
+}
+
+func (s *Simulator) setMedia(p, img string, inserted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.res[p]
+	m["Inserted"] = inserted
+	if inserted {
+		m["Image"] = img
+		m["ImageName"] = path.Base(img)
+	} else {
+		m["Image"] = nil
+		m["ImageName"] = nil
+	}
+}
+
+func (s *Simulator) managerReset(p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mgrResets++
+	s.res[p]["LastResetTime"] = time.Now().UTC().Format(time.RFC3339)
+	// A rebooting BMC forgets its sessions; clients must cope with their token vanishing.
+	clear(s.sessions)
+	clear(s.tokens)
+}
+
+// systemReset schedules the power transitions of rt. Each reset bumps the system's generation so a
+// transition still pending from an earlier reset cannot overwrite the newer outcome.
+func (s *Simulator) systemReset(p, rt string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.powerGen[p]++
+	gen := s.powerGen[p]
+	cur, _ := s.res[p]["PowerState"].(string)
+	d := s.cfg.PowerDelay
+	switch rt {
+	case "On", "ForceOn":
+		s.schedule(p, gen, d, "On")
+	case "ForceOff", "GracefulShutdown":
+		s.schedule(p, gen, d, "Off")
+	case "PowerCycle", "ForceRestart", "GracefulRestart":
+		s.schedule(p, gen, d, "Off")
+		s.schedule(p, gen, 2*d, "On")
+	case "PushPowerButton":
+		if cur == "On" {
+			s.schedule(p, gen, d, "Off")
+		} else {
+			s.schedule(p, gen, d, "On")
+		}
+	}
+}
+
+func (s *Simulator) schedule(p string, gen int, d time.Duration, state string) {
+	if s.closed {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.timers, t)
+		if s.powerGen[p] == gen {
+			s.res[p]["PowerState"] = state
+		}
+	})
+	s.timers[t] = struct{}{}
+}
+
+func (s *Simulator) patch(w http.ResponseWriter, r *http.Request, p string) {
+	body, err := decodeBody(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Base.1.0.MalformedJSON", err.Error())
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.res[p]
+	if !ok {
+		writeError(w, http.StatusNotFound, "Base.1.0.ResourceMissingAtURI", "no resource at "+p)
+		return
+	}
+	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != etagOf(m) {
+		writeError(w, http.StatusPreconditionFailed, "Base.1.0.PreconditionFailed",
+			"If-Match "+im+" does not match the current ETag")
+		return
+	}
+	switch {
+	case isType(m, "ComputerSystem"):
+		err = s.patchSystem(m, body)
+	case isType(m, "VirtualMedia"):
+		err = patchMedia(m, body)
+	default:
+		writeError(w, http.StatusMethodNotAllowed, "Base.1.0.OperationNotAllowed", "PATCH not allowed on "+p)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "Base.1.0.PropertyValueNotInList", err.Error())
+		return
+	}
+	w.Header().Set("ETag", etagOf(m))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func oneOf(prop string, v any, allowed []string) (string, error) {
+	sv, ok := v.(string)
+	if !ok || !slices.Contains(allowed, sv) {
+		return "", fmt.Errorf("%s value %v is not one of %v", prop, v, allowed)
+	}
+	return sv, nil
+}
+
+// patchSystem validates the whole body before changing anything, as a PATCH is all or nothing.
+func (s *Simulator) patchSystem(m, body map[string]any) error {
+	boot, _ := m["Boot"].(map[string]any)
+	set := map[string]string{}
+	for k, v := range body {
+		switch k {
+		case "AssetTag", "HostName":
+			if _, ok := v.(string); !ok {
+				return fmt.Errorf("%s must be a string", k)
+			}
+		case "Boot":
+			b, ok := v.(map[string]any)
+			if !ok || boot == nil {
+				return errors.New("Boot must be an object on a system with boot properties")
+			}
+			for bk, bv := range b {
+				allowed := strings_(boot[bk+"@Redfish.AllowableValues"])
+				switch bk {
+				case "BootSourceOverrideTarget":
+					if allowed == nil {
+						allowed = []string{"None", "Pxe", "Floppy", "Cd", "Usb", "Hdd", "BiosSetup", "Utilities", "Diags", "UefiShell", "UefiTarget", "SDCard", "UefiHttp", "RemoteDrive", "UefiBootNext"}
+					}
+				case "BootSourceOverrideEnabled":
+					if allowed == nil {
+						allowed = []string{"Disabled", "Once", "Continuous"}
+					}
+				case "BootSourceOverrideMode":
+					if s.faults.RejectBootMode {
+						return errors.New("BootSourceOverrideMode cannot be changed on this system")
+					}
+					if allowed == nil {
+						allowed = []string{"UEFI", "Legacy"}
+					}
+				default:
+					return fmt.Errorf("property Boot/%s is not writable", bk)
+				}
+				sv, err := oneOf(bk, bv, allowed)
+				if err != nil {
+					return err
+				}
+				set[bk] = sv
+			}
+		default:
+			return fmt.Errorf("property %s is not writable", k)
+		}
+	}
+	if s.faults.IgnoreBootOverride {
+		return nil
+	}
+	for k, v := range body {
+		if k != "Boot" {
+			m[k] = v
+		}
+	}
+	for k, v := range set {
+		boot[k] = v
+	}
+	return nil
+}
+
+func patchMedia(m, body map[string]any) error {
+	for k, v := range body {
+		switch k {
+		case "Image":
+			if _, ok := v.(string); !ok && v != nil {
+				return errors.New("Image must be a string or null")
+			}
+		case "Inserted", "WriteProtected":
+			if _, ok := v.(bool); !ok {
+				return fmt.Errorf("%s must be a boolean", k)
+			}
+		default:
+			return fmt.Errorf("property %s is not writable", k)
+		}
+	}
+	for k, v := range body {
+		m[k] = v
+		if k == "Image" {
+			if img, ok := v.(string); ok {
+				m["ImageName"] = path.Base(img)
+			} else {
+				m["ImageName"] = nil
+			}
+		}
+	}
+	return nil
+}
