@@ -1,0 +1,513 @@
+// Package redfish is Prybar's Redfish client: power, boot override, BMC reset, virtual media and
+// hardware inventory over the DMTF Redfish REST API.
+//
+// BMCs are small, slow and inconsistent, so the client is defensive where real fleets hurt: it holds
+// at most one session and always gives it back (BMC session tables are tiny and a leak locks
+// operators out), it retries only what is safe to retry (5xx and connection errors, never 4xx), it
+// picks reset types from what the BMC says it allows rather than assuming, and it re-reads a boot
+// override after setting it because some firmware answers 2xx and changes nothing.
+package redfish
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prybar/prybar/provision/bmc"
+)
+
+var _ bmc.Controller = (*Client)(nil)
+
+var (
+	// ErrOverrideIgnored means the BMC accepted a boot override but a re-read shows it did not take.
+	ErrOverrideIgnored = errors.New("redfish: boot override did not take")
+	// ErrSessionLimit means the BMC kept refusing a new session, usually because its session table
+	// is full of sessions that other clients never logged out of.
+	ErrSessionLimit = errors.New("redfish: BMC refused a new session (session limit reached?)")
+)
+
+// HTTPError is a non-2xx answer that was not (or no longer) worth retrying.
+type HTTPError struct {
+	Method     string
+	Path       string
+	StatusCode int
+	Message    string // the Redfish error message, when the body carried one
+}
+
+func (e *HTTPError) Error() string {
+	msg := fmt.Sprintf("redfish: %s %s: %d %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+func statusOf(err error) int {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.StatusCode
+	}
+	return 0
+}
+
+type config struct {
+	timeout       time.Duration
+	attempts      int
+	backoff       time.Duration
+	maxBackoff    time.Duration
+	logoutTimeout time.Duration
+	pollInterval  time.Duration
+	cycleTimeout  time.Duration
+	hc            *http.Client
+}
+
+// Option adjusts a Client.
+type Option func(*config)
+
+// WithTimeout bounds each HTTP attempt (default 10s).
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithRetry sets the attempts per request (default 4) and the first backoff (default 100ms), which
+// doubles per attempt up to 2s.
+func WithRetry(attempts int, backoff time.Duration) Option {
+	return func(c *config) { c.attempts, c.backoff = attempts, backoff }
+}
+
+// WithLogoutTimeout bounds the logout in Close, which runs even when the caller's context is done
+// (default 5s).
+func WithLogoutTimeout(d time.Duration) Option { return func(c *config) { c.logoutTimeout = d } }
+
+// WithPowerPoll sets how often and how long Power(cycle) polls for Off on BMCs without PowerCycle
+// (default every 500ms for up to 60s).
+func WithPowerPoll(interval, timeout time.Duration) Option {
+	return func(c *config) { c.pollInterval, c.cycleTimeout = interval, timeout }
+}
+
+// WithHTTPClient replaces the HTTP client (its Timeout and TLS settings are then the caller's).
+func WithHTTPClient(hc *http.Client) Option { return func(c *config) { c.hc = hc } }
+
+type authMode int
+
+const (
+	authNone authMode = iota
+	authSession
+	authBasic
+)
+
+type creds struct {
+	mode  authMode
+	token string
+}
+
+// Client talks to one BMC. It logs in lazily on the first operation and must be closed. Methods are
+// safe for concurrent use, though one operation at a time per BMC is what BMCs cope with best.
+type Client struct {
+	ep   bmc.Endpoint
+	base *url.URL
+	hc   *http.Client
+	cfg  config
+
+	mu         sync.Mutex // guards the fields below; held across login so two callers log in once
+	auth       authMode
+	token      string
+	sessionURI string
+	root       *serviceRoot
+	systemPath string
+}
+
+// New returns a client for ep. Nothing is sent until the first operation.
+func New(ep bmc.Endpoint, opts ...Option) *Client {
+	cfg := config{
+		timeout: 10 * time.Second, attempts: 4, backoff: 100 * time.Millisecond, maxBackoff: 2 * time.Second,
+		logoutTimeout: 5 * time.Second, pollInterval: 500 * time.Millisecond, cycleTimeout: 60 * time.Second,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.attempts = max(cfg.attempts, 1)
+	hc := cfg.hc
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// BMCs ship self-signed certificates; skipping verification is the operator's explicit choice.
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: ep.Insecure} //nolint:gosec
+		tr.MaxIdleConnsPerHost = 2
+		hc = &http.Client{Transport: tr, Timeout: cfg.timeout}
+	}
+	scheme := strings.ToLower(ep.Scheme)
+	if scheme == "" {
+		scheme = "https"
+	}
+	host := ep.Address
+	if ep.Port != 0 {
+		host = net.JoinHostPort(ep.Address, strconv.Itoa(ep.Port))
+	} else if _, _, err := net.SplitHostPort(ep.Address); err != nil {
+		port := "443"
+		if scheme == "http" {
+			port = "80"
+		}
+		host = net.JoinHostPort(strings.Trim(ep.Address, "[]"), port)
+	}
+	return &Client{ep: ep, base: &url.URL{Scheme: scheme, Host: host}, hc: hc, cfg: cfg}
+}
+
+// WithSession runs fn with a client for ep and always closes it, also when fn fails or ctx is done.
+func WithSession(ctx context.Context, ep bmc.Endpoint, fn func(*Client) error, opts ...Option) error {
+	c := New(ep, opts...)
+	err := fn(c)
+	return errors.Join(err, c.Close(ctx))
+}
+
+// Close logs out. It uses a fresh, bounded context so that a cancelled or expired ctx still frees
+// the BMC session, and it is idempotent. The client may be used again afterwards (it logs in anew).
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	uri, token, mode := c.sessionURI, c.token, c.auth
+	c.auth, c.token, c.sessionURI = authNone, "", ""
+	c.mu.Unlock()
+	defer c.hc.CloseIdleConnections()
+	if mode != authSession || uri == "" {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.logoutTimeout)
+	defer cancel()
+	_, err := c.send(lctx, http.MethodDelete, uri, nil, nil, creds{mode: authSession, token: token}, false)
+	switch statusOf(err) {
+	case http.StatusNotFound, http.StatusUnauthorized:
+		return nil // the session is already gone (expired, or the BMC restarted)
+	}
+	if err != nil {
+		return fmt.Errorf("redfish: logout from %s: %w", c.base.Host, err)
+	}
+	return nil
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send performs one logical request, retrying 5xx answers and connection errors with exponential
+// backoff. With detach, each attempt runs unaffected by ctx cancellation (bounded by the HTTP
+// timeout) while the waits between attempts still honour ctx: used for login, where abandoning a
+// request the BMC already served would leave a session whose token we never learn.
+func (c *Client) send(ctx context.Context, method, path string, body any, hdr map[string]string, cr creds, detach bool) (*response, error) {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return nil, fmt.Errorf("redfish: %s %s: encode body: %w", method, path, err)
+		}
+	}
+	u := c.base.ResolveReference(&url.URL{Path: path})
+	if ref, err := url.Parse(path); err == nil {
+		u = c.base.ResolveReference(ref)
+	}
+	reqPath := u.Path
+	backoff := c.cfg.backoff
+	var lastErr error
+	for attempt := 0; attempt < c.cfg.attempts; attempt++ {
+		if attempt > 0 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("redfish: %s %s: %w (last error: %v)", method, reqPath, ctx.Err(), lastErr)
+			case <-t.C:
+			}
+			backoff = min(2*backoff, c.cfg.maxBackoff)
+		}
+		rctx := ctx
+		if detach {
+			rctx = context.WithoutCancel(ctx)
+		}
+		var rd io.Reader
+		if payload != nil {
+			rd = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(rctx, method, u.String(), rd)
+		if err != nil {
+			return nil, fmt.Errorf("redfish: %s %s: %w", method, reqPath, err)
+		}
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("OData-Version", "4.0")
+		if payload != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		switch cr.mode {
+		case authSession:
+			req.Header.Set("X-Auth-Token", cr.token)
+		case authBasic:
+			req.SetBasicAuth(c.ep.Username, c.ep.Password)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			if ctx.Err() != nil && !detach {
+				return nil, fmt.Errorf("redfish: %s %s: %w", method, reqPath, ctx.Err())
+			}
+			lastErr = fmt.Errorf("redfish: %s %s: %w", method, reqPath, err)
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		_ = resp.Body.Close()
+		if err != nil {
+			lastErr = fmt.Errorf("redfish: %s %s: read body: %w", method, reqPath, err)
+			continue
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+		}
+		he := &HTTPError{Method: method, Path: reqPath, StatusCode: resp.StatusCode, Message: errorMessage(b)}
+		if resp.StatusCode < 500 {
+			return nil, he
+		}
+		lastErr = he
+	}
+	if c.cfg.attempts > 1 {
+		return nil, fmt.Errorf("%w (gave up after %d attempts)", lastErr, c.cfg.attempts)
+	}
+	return nil, lastErr
+}
+
+// errorMessage extracts the human part of a Redfish error body.
+func errorMessage(b []byte) string {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Info    []struct {
+				Message string `json:"Message"`
+			} `json:"@Message.ExtendedInfo"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil {
+		return ""
+	}
+	msgs := []string{}
+	if e.Error.Message != "" {
+		msgs = append(msgs, e.Error.Message)
+	}
+	for _, i := range e.Error.Info {
+		if i.Message != "" && i.Message != e.Error.Message {
+			msgs = append(msgs, i.Message)
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+type odataID struct {
+	ID string `json:"@odata.id"`
+}
+
+type collection struct {
+	Members []odataID `json:"Members"`
+}
+
+type serviceRoot struct {
+	Systems        odataID `json:"Systems"`
+	Managers       odataID `json:"Managers"`
+	Chassis        odataID `json:"Chassis"`
+	SessionService odataID `json:"SessionService"`
+	Links          struct {
+		Sessions odataID `json:"Sessions"`
+	} `json:"Links"`
+}
+
+// serviceRootLocked fetches the unauthenticated service root once; c.mu must be held.
+func (c *Client) serviceRootLocked(ctx context.Context) (*serviceRoot, error) {
+	if c.root != nil {
+		return c.root, nil
+	}
+	resp, err := c.send(ctx, http.MethodGet, "/redfish/v1/", nil, nil, creds{mode: c.auth, token: c.token}, false)
+	if err != nil {
+		return nil, err
+	}
+	var r serviceRoot
+	if err := json.Unmarshal(resp.body, &r); err != nil {
+		return nil, fmt.Errorf("redfish: GET /redfish/v1/: decode: %w", err)
+	}
+	c.root = &r
+	return &r, nil
+}
+
+func (c *Client) serviceRoot(ctx context.Context) (*serviceRoot, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.serviceRootLocked(ctx)
+}
+
+// login makes sure the client holds credentials. It prefers a session (one login instead of
+// credentials on every request, and a BMC-visible logout) and falls back to Basic auth when the
+// session service is missing.
+func (c *Client) login(ctx context.Context) (creds, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.auth != authNone {
+		return creds{mode: c.auth, token: c.token}, nil
+	}
+	sessPath := "/redfish/v1/SessionService/Sessions"
+	if root, err := c.serviceRootLocked(ctx); err == nil && root.Links.Sessions.ID != "" {
+		sessPath = root.Links.Sessions.ID
+	} else if err != nil && statusOf(err) == 0 {
+		return creds{}, err // unreachable BMC: no point trying to log in
+	}
+	body := map[string]string{"UserName": c.ep.Username, "Password": c.ep.Password}
+	resp, err := c.send(ctx, http.MethodPost, sessPath, body, nil, creds{}, true)
+	switch st := statusOf(err); {
+	case st == http.StatusNotFound || st == http.StatusMethodNotAllowed || st == http.StatusNotImplemented:
+		c.auth = authBasic
+		return creds{mode: authBasic}, nil
+	case st == http.StatusUnauthorized || st == http.StatusForbidden:
+		return creds{}, fmt.Errorf("redfish: login to %s as %q refused (check credentials): %w", c.base.Host, c.ep.Username, err)
+	case st == http.StatusServiceUnavailable:
+		return creds{}, fmt.Errorf("%w: %w", ErrSessionLimit, err)
+	case err != nil:
+		return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
+	}
+	token := resp.header.Get("X-Auth-Token")
+	if token == "" {
+		// A session without a token is useless; Basic still works on such BMCs.
+		c.auth = authBasic
+		return creds{mode: authBasic}, nil
+	}
+	loc := resp.header.Get("Location")
+	if loc == "" {
+		var s odataID
+		_ = json.Unmarshal(resp.body, &s)
+		loc = s.ID
+	}
+	if u, err := url.Parse(loc); err == nil && u.Path != "" {
+		loc = u.Path
+	}
+	c.auth, c.token, c.sessionURI = authSession, token, loc
+	// The session exists now even if the caller gave up meanwhile; it is recorded above so Close
+	// deletes it, and the caller learns about the cancellation.
+	if err := ctx.Err(); err != nil {
+		return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
+	}
+	return creds{mode: authSession, token: token}, nil
+}
+
+// call is an authenticated request. A 401 on a session means the BMC dropped it (timeout, restart):
+// the client logs in once more and repeats the request.
+func (c *Client) call(ctx context.Context, method, path string, body any, hdr map[string]string) (*response, error) {
+	cr, err := c.login(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(ctx, method, path, body, hdr, cr, false)
+	if statusOf(err) == http.StatusUnauthorized && cr.mode == authSession {
+		c.forgetSession(cr.token)
+		if cr, err = c.login(ctx); err != nil {
+			return nil, err
+		}
+		resp, err = c.send(ctx, method, path, body, hdr, cr, false)
+	}
+	return resp, err
+}
+
+// forgetSession drops a session the BMC no longer knows, without trying to delete it.
+func (c *Client) forgetSession(token string) {
+	c.mu.Lock()
+	if c.token == token {
+		c.auth, c.token, c.sessionURI = authNone, "", ""
+	}
+	c.mu.Unlock()
+}
+
+// get decodes the resource at path into v and returns its ETag (header, else @odata.etag).
+func (c *Client) get(ctx context.Context, path string, v any) (string, error) {
+	resp, err := c.call(ctx, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	if err := json.Unmarshal(resp.body, v); err != nil {
+		return "", fmt.Errorf("redfish: GET %s: decode: %w", path, err)
+	}
+	etag := resp.header.Get("ETag")
+	if etag == "" {
+		var e struct {
+			ETag string `json:"@odata.etag"`
+		}
+		_ = json.Unmarshal(resp.body, &e)
+		etag = e.ETag
+	}
+	return etag, nil
+}
+
+func (c *Client) members(ctx context.Context, path string) ([]string, error) {
+	var col collection
+	if _, err := c.get(ctx, path, &col); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(col.Members))
+	for _, m := range col.Members {
+		if m.ID != "" {
+			out = append(out, m.ID)
+		}
+	}
+	return out, nil
+}
+
+// systemPath finds the ComputerSystem to act on: the only one, or the one named by ep.SystemID.
+// Guessing among several would power-cycle the wrong machine, so that is an error.
+func (c *Client) system(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	p := c.systemPath
+	c.mu.Unlock()
+	if p != "" {
+		return p, nil
+	}
+	root, err := c.serviceRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	col := root.Systems.ID
+	if col == "" {
+		col = "/redfish/v1/Systems"
+	}
+	ms, err := c.members(ctx, col)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case c.ep.SystemID != "":
+		for _, m := range ms {
+			if strings.TrimSuffix(m, "/") == c.ep.SystemID || lastSegment(m) == c.ep.SystemID {
+				p = m
+			}
+		}
+		if p == "" {
+			return "", fmt.Errorf("redfish: system %q not found on %s (systems: %s)", c.ep.SystemID, c.base.Host, strings.Join(ms, ", "))
+		}
+	case len(ms) == 1:
+		p = ms[0]
+	case len(ms) == 0:
+		return "", fmt.Errorf("redfish: %s lists no systems in %s", c.base.Host, col)
+	default:
+		return "", fmt.Errorf("redfish: %s manages %d systems (%s); set the endpoint's system id", c.base.Host, len(ms), strings.Join(ms, ", "))
+	}
+	c.mu.Lock()
+	c.systemPath = p
+	c.mu.Unlock()
+	return p, nil
+}
+
+func lastSegment(p string) string {
+	p = strings.TrimSuffix(p, "/")
+	return p[strings.LastIndex(p, "/")+1:]
+}
