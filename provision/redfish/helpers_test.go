@@ -1,0 +1,179 @@
+package redfish_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prybar/prybar/provision/bmc"
+	"github.com/prybar/prybar/provision/redfish"
+	"github.com/prybar/prybar/provision/redfish/redfishsim"
+)
+
+var mockups = []string{"public-rackmount1", "public-localstorage"}
+
+// mockupDir locates a DMTF mock-up next to the checkout (../shared/redfish-mockups from the repo
+// root), found by walking up to go.mod so the test does not depend on its own depth.
+func mockupDir(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("repository root (go.mod) not found; cannot locate Redfish mock-ups")
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "..", "shared", "redfish-mockups", name)
+	if _, err := os.Stat(filepath.Join(p, "index.json")); err != nil {
+		t.Skipf("Redfish mock-up %s not found at %s (expected ../shared/redfish-mockups relative to the repo root)", name, p)
+	}
+	return p
+}
+
+type fixture struct {
+	sim *redfishsim.Simulator
+	ep  bmc.Endpoint
+	dir string
+	url string
+}
+
+const (
+	testUser = "admin"
+	testPass = "s3cret"
+)
+
+// newFixture serves a mock-up and, when the test ends, asserts that no session was leaked: a BMC
+// with a full session table locks everyone out, so every test doubles as a leak test.
+func newFixture(t *testing.T, mockup string, cfg redfishsim.Config) *fixture {
+	t.Helper()
+	dir := mockupDir(t, mockup)
+	cfg.MockupDir = dir
+	cfg.Username, cfg.Password = testUser, testPass
+	if cfg.PowerDelay == 0 {
+		cfg.PowerDelay = 30 * time.Millisecond
+	}
+	sim, err := redfishsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		_ = sim.Close()
+		if n := sim.OpenSessions(); n != 0 {
+			t.Errorf("simulator still holds %d open sessions after the test", n)
+		}
+	})
+	u, _ := url.Parse(srv.URL)
+	host, port, _ := net.SplitHostPort(u.Host)
+	p, _ := strconv.Atoi(port)
+	return &fixture{sim: sim, dir: dir, url: srv.URL, ep: bmc.Endpoint{
+		Protocol: "redfish", Address: host, Port: p, Scheme: "http", Username: testUser, Password: testPass,
+	}}
+}
+
+// fastOpts keep retries and polling quick enough for unit tests.
+func fastOpts(extra ...redfish.Option) []redfish.Option {
+	return append([]redfish.Option{
+		redfish.WithRetry(4, 5*time.Millisecond), redfish.WithPowerPoll(10*time.Millisecond, 5*time.Second),
+		redfish.WithTimeout(5 * time.Second),
+	}, extra...)
+}
+
+func (f *fixture) client(t *testing.T, opts ...redfish.Option) *redfish.Client {
+	t.Helper()
+	c := redfish.New(f.ep, fastOpts(opts...)...)
+	t.Cleanup(func() {
+		if err := c.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return c
+}
+
+// mockJSON reads the mock-up resource at a Redfish path (as found in @odata.id).
+func (f *fixture) mockJSON(t *testing.T, odataPath string) map[string]any {
+	t.Helper()
+	rel := strings.TrimPrefix(strings.TrimSuffix(odataPath, "/"), "/redfish/v1")
+	b, err := os.ReadFile(filepath.Join(f.dir, filepath.FromSlash(rel), "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func (f *fixture) mockMembers(t *testing.T, odataPath string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, m := range f.mockJSON(t, odataPath)["Members"].([]any) {
+		out = append(out, f.mockJSON(t, m.(map[string]any)["@odata.id"].(string)))
+	}
+	return out
+}
+
+func str(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+
+func num(t *testing.T, v any) int64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	if !ok {
+		t.Fatalf("not a number: %v", v)
+	}
+	i, err := n.Int64()
+	if err != nil {
+		f, ferr := n.Float64()
+		if ferr != nil {
+			t.Fatal(err)
+		}
+		return int64(f)
+	}
+	return i
+}
+
+func state(m map[string]any) string {
+	s, _ := m["Status"].(map[string]any)
+	return str(s, "State")
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitPower polls like an executor does, bounded.
+func waitPower(t *testing.T, c *redfish.Client, want bmc.PowerState) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := c.PowerState(ctxT(t))
+		if err == nil && st == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("power state did not reach %s: last %q, %v", want, st, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
