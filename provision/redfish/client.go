@@ -203,17 +203,21 @@ type response struct {
 // timeout) while the waits between attempts still honour ctx: used for login, where abandoning a
 // request the BMC already served would leave a session whose token we never learn.
 func (c *Client) send(ctx context.Context, method, path string, body any, hdr map[string]string, cr creds, detach bool) (*response, error) {
-	var payload []byte
+	var (
+		payload []byte
+		err     error
+	)
 	if body != nil {
-		var err error
 		if payload, err = json.Marshal(body); err != nil {
 			return nil, fmt.Errorf("redfish: %s %s: encode body: %w", method, path, err)
 		}
 	}
-	u := c.base.ResolveReference(&url.URL{Path: path})
-	if ref, err := url.Parse(path); err == nil {
-		u = c.base.ResolveReference(ref)
+	ref, perr := url.Parse(path)
+	if perr != nil {
+		return nil, fmt.Errorf("redfish: %s %q: bad path: %w", method, path, perr)
 	}
+	// Resolving keeps the BMC's host even if a Location or @odata.id carries an absolute URL.
+	u := c.base.ResolveReference(&url.URL{Path: ref.Path, RawQuery: ref.RawQuery})
 	reqPath := u.Path
 	backoff := c.cfg.backoff
 	var lastErr error
@@ -358,6 +362,9 @@ func (c *Client) login(ctx context.Context) (creds, error) {
 	defer c.mu.Unlock()
 	if c.auth != authNone {
 		return creds{mode: c.auth, token: c.token}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
 	}
 	sessPath := "/redfish/v1/SessionService/Sessions"
 	if root, err := c.serviceRootLocked(ctx); err == nil && root.Links.Sessions.ID != "" {
