@@ -1,12 +1,17 @@
 package redfish_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -528,5 +533,57 @@ func TestConcurrentClientsShareTheBMC(t *testing.T) {
 	}
 	if f.sim.PeakConcurrent() < 1 {
 		t.Error("no concurrency recorded")
+	}
+}
+
+// Some BMCs answer 409 to On while the system is on; bmc.Controller promises no error then.
+func TestPowerOnWhenOnIsNotAnError(t *testing.T) {
+	f := newFixture(t, "public-rackmount1", redfishsim.Config{})
+	inner := f.sim.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/ComputerSystem.Reset") {
+			b, _ := io.ReadAll(r.Body)
+			if strings.Contains(string(b), `"On"`) && f.sim.Resource(r.URL.Path[:strings.Index(r.URL.Path, "/Actions")])["PowerState"] == "On" {
+				http.Error(w, `{"error":{"message":"system is already on"}}`, http.StatusConflict)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	ep := f.ep
+	ep.Port, _ = strconv.Atoi(u.Port())
+	err := redfish.WithSession(ctxT(t), ep, func(c *redfish.Client) error {
+		return c.Power(ctxT(t), bmc.ActionOn)
+	}, fastOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resetTypes(f); len(got) != 0 {
+		t.Fatalf("the On reset reached the simulator (%v); the 409 path was not exercised", got)
+	}
+}
+
+// A BMC that forgets sessions (restart, idle timeout) answers 401; the client logs in again.
+func TestExpiredSessionIsRenewed(t *testing.T) {
+	f := newFixture(t, "public-localstorage", redfishsim.Config{})
+	c := f.client(t)
+	if _, err := c.PowerState(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.url+"/redfish/v1/Managers/BMC/Actions/Manager.Reset", strings.NewReader(`{"ResetType":"ForceRestart"}`))
+	req.SetBasicAuth(testUser, testPass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("out-of-band manager reset: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, err := c.PowerState(ctxT(t)); err != nil {
+		t.Fatalf("after the BMC dropped the session: %v", err)
+	}
+	if f.sim.PeakSessions() != 1 || f.sim.OpenSessions() != 1 {
+		t.Errorf("peak %d open %d, want one renewed session", f.sim.PeakSessions(), f.sim.OpenSessions())
 	}
 }

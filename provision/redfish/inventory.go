@@ -108,7 +108,7 @@ func (c *Client) processors(ctx context.Context, s *computerSystem, inv *Invento
 	}
 	for _, m := range ms {
 		var p struct {
-			Id                                    string //nolint:revive // Redfish property name
+			RID                                   string `json:"Id"`
 			Socket, Model, ProcessorType          string
 			InstructionSet, ProcessorArchitecture string
 			TotalCores, TotalThreads              int
@@ -125,7 +125,7 @@ func (c *Client) processors(ctx context.Context, s *computerSystem, inv *Invento
 		if arch == "" {
 			arch = p.ProcessorArchitecture
 		}
-		inv.Processors = append(inv.Processors, Processor{ID: p.Id, Socket: p.Socket, Model: p.Model, Arch: arch, Cores: p.TotalCores, Threads: p.TotalThreads})
+		inv.Processors = append(inv.Processors, Processor{ID: p.RID, Socket: p.Socket, Model: p.Model, Arch: arch, Cores: p.TotalCores, Threads: p.TotalThreads})
 	}
 	inv.ProcessorCount = len(inv.Processors)
 	return nil
@@ -173,11 +173,12 @@ func (c *Client) nics(ctx context.Context, s *computerSystem, inv *Inventory) er
 	seen := map[string]bool{}
 	for _, m := range ms {
 		var n struct {
-			Id, Name, MACAddress, PermanentMACAddress string //nolint:revive // Redfish property names
-			LinkStatus, EthernetInterfaceType         string
-			SpeedMbps                                 int
-			Status                                    status
-			Links                                     struct{ HostInterface odataID }
+			RID                                   string `json:"Id"`
+			Name, MACAddress, PermanentMACAddress string
+			LinkStatus, EthernetInterfaceType     string
+			SpeedMbps                             int
+			Status                                status
+			Links                                 struct{ HostInterface odataID }
 		}
 		if _, err := c.get(ctx, m, &n); err != nil {
 			return err
@@ -194,7 +195,7 @@ func (c *Client) nics(ctx context.Context, s *computerSystem, inv *Inventory) er
 			continue
 		}
 		seen[mac] = true
-		inv.NICs = append(inv.NICs, NIC{ID: n.Id, Name: n.Name, MACAddress: mac, SpeedMbps: n.SpeedMbps, LinkStatus: n.LinkStatus})
+		inv.NICs = append(inv.NICs, NIC{ID: n.RID, Name: n.Name, MACAddress: mac, SpeedMbps: n.SpeedMbps, LinkStatus: n.LinkStatus})
 	}
 	return nil
 }
@@ -229,7 +230,7 @@ func NormalizeMAC(mac string) string {
 
 type drive struct {
 	ID            string `json:"@odata.id"`
-	Id            string //nolint:revive // Redfish property name
+	RID           string `json:"Id"`
 	Name          string
 	Model         string
 	SerialNumber  string
@@ -309,7 +310,7 @@ func (c *Client) disks(ctx context.Context, s *computerSystem, inv *Inventory) e
 		if d.Status.State == "Absent" {
 			continue
 		}
-		disk := Disk{ID: d.Id, Name: d.Name, Model: d.Model, SerialNumber: d.SerialNumber, Kind: driveKind(d.MediaType, d.Protocol)}
+		disk := Disk{ID: d.RID, Name: d.Name, Model: d.Model, SerialNumber: d.SerialNumber, Kind: driveKind(d.MediaType, d.Protocol)}
 		if d.CapacityBytes != nil {
 			disk.CapacityBytes = *d.CapacityBytes
 		}

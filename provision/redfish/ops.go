@@ -21,7 +21,7 @@ type resetAction struct {
 
 type computerSystem struct {
 	ID           string `json:"@odata.id"`
-	Id           string `json:"Id"` //nolint:revive // Redfish property name
+	RID          string `json:"Id"`
 	Manufacturer string
 	Model        string
 	SerialNumber string
@@ -173,7 +173,16 @@ func (c *Client) Power(ctx context.Context, action bmc.PowerAction) error {
 	if rt == "" {
 		return fmt.Errorf("redfish: system %s allows no reset type for %q (allowed: %s)", s.ID, action, strings.Join(allowed, ", "))
 	}
-	return c.reset(ctx, act.Target, rt)
+	err = c.reset(ctx, act.Target, rt)
+	if st := statusOf(err); st >= 400 && st < 500 && (action == bmc.ActionOn || action == bmc.ActionOff) {
+		// Some BMCs refuse On while on (or ForceOff while off) with a 4xx; the contract says that
+		// is not an error, so the refusal is forgiven when the state already is the wanted one.
+		want := map[bmc.PowerAction]bmc.PowerState{bmc.ActionOn: bmc.PowerOn, bmc.ActionOff: bmc.PowerOff}[action]
+		if cur, serr := c.PowerState(ctx); serr == nil && cur == want {
+			return nil
+		}
+	}
+	return err
 }
 
 func (c *Client) reset(ctx context.Context, target, rt string) error {

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ import (
 )
 
 const (
+	maxOps       = 100_000 // request log entries kept
 	root         = "/redfish/v1"
 	sessionsPath = root + "/SessionService/Sessions"
 )
@@ -183,7 +185,7 @@ func (s *Simulator) load(dir string) error {
 			if target == "" {
 				continue
 			}
-			s.actions[clean(target)] = action{resource: p, name: strings.TrimPrefix(k, "#"), allowable: strings_(a["ResetType@Redfish.AllowableValues"])}
+			s.actions[clean(target)] = action{resource: p, name: strings.TrimPrefix(k, "#"), allowable: stringList(a["ResetType@Redfish.AllowableValues"])}
 		}
 		// Many BMCs accept the conventional action URIs on virtual media without advertising them;
 		// serving them lets a client that knows the convention work while the mock-up stays as is.
@@ -198,7 +200,7 @@ func (s *Simulator) load(dir string) error {
 	return nil
 }
 
-func strings_(v any) []string {
+func stringList(v any) []string {
 	l, ok := v.([]any)
 	if !ok {
 		return nil
@@ -256,7 +258,7 @@ func (s *Simulator) ManagerResets() int {
 	return s.mgrResets
 }
 
-// Ops returns a copy of the request log.
+// Ops returns a copy of the request log (the most recent 100k requests).
 func (s *Simulator) Ops() []Op {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -382,6 +384,10 @@ func (s *Simulator) serve(w http.ResponseWriter, r *http.Request) {
 
 func (s *Simulator) record(op Op) {
 	s.mu.Lock()
+	// Bounded so a long-running `prybar sim redfish` does not grow without limit.
+	if len(s.ops) >= maxOps {
+		s.ops = slices.Delete(s.ops, 0, len(s.ops)-maxOps+1)
+	}
 	s.ops = append(s.ops, op)
 	s.mu.Unlock()
 }
@@ -483,7 +489,7 @@ func (s *Simulator) get(w http.ResponseWriter, p string) {
 	defer s.mu.Unlock()
 	if p == sessionsPath {
 		members := []any{}
-		for _, id := range slices.Sorted(mapsKeys(s.sessions)) {
+		for _, id := range slices.Sorted(maps.Keys(s.sessions)) {
 			members = append(members, map[string]any{"@odata.id": sessionsPath + "/" + id})
 		}
 		writeJSON(w, http.StatusOK, map[string]any{
@@ -506,16 +512,6 @@ func (s *Simulator) get(w http.ResponseWriter, p string) {
 		return
 	}
 	writeJSON(w, http.StatusOK, m, etagOf(m))
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func sessionJSON(ss *session) map[string]any {
@@ -762,10 +758,10 @@ func (s *Simulator) patchSystem(m, body map[string]any) error {
 		case "Boot":
 			b, ok := v.(map[string]any)
 			if !ok || boot == nil {
-				return errors.New("Boot must be an object on a system with boot properties")
+				return errors.New("property Boot must be an object, on a system that has boot properties")
 			}
 			for bk, bv := range b {
-				allowed := strings_(boot[bk+"@Redfish.AllowableValues"])
+				allowed := stringList(boot[bk+"@Redfish.AllowableValues"])
 				switch bk {
 				case "BootSourceOverrideTarget":
 					if allowed == nil {
@@ -814,7 +810,7 @@ func patchMedia(m, body map[string]any) error {
 		switch k {
 		case "Image":
 			if _, ok := v.(string); !ok && v != nil {
-				return errors.New("Image must be a string or null")
+				return errors.New("property Image must be a string or null")
 			}
 		case "Inserted", "WriteProtected":
 			if _, ok := v.(bool); !ok {
