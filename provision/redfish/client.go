@@ -264,6 +264,11 @@ func (c *Client) send(ctx context.Context, method, path string, body any, hdr ma
 				return nil, fmt.Errorf("redfish: %s %s: %w", method, reqPath, ctx.Err())
 			}
 			lastErr = fmt.Errorf("redfish: %s %s: %w", method, reqPath, err)
+			var certErr *tls.CertificateVerificationError
+			if errors.As(err, &certErr) {
+				// An untrusted certificate will not become trusted by asking again.
+				return nil, fmt.Errorf("%w (set the endpoint insecure to accept a self-signed BMC certificate)", lastErr)
+			}
 			continue
 		}
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))

@@ -587,3 +587,29 @@ func TestExpiredSessionIsRenewed(t *testing.T) {
 		t.Errorf("peak %d open %d, want one renewed session", f.sim.PeakSessions(), f.sim.OpenSessions())
 	}
 }
+
+func TestTLS(t *testing.T) {
+	f := newFixture(t, "public-rackmount1", redfishsim.Config{})
+	srv := httptest.NewTLSServer(f.sim.Handler())
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	ep := f.ep
+	ep.Scheme = "https"
+	ep.Port, _ = strconv.Atoi(u.Port())
+
+	strict := redfish.New(ep, fastOpts()...)
+	_, err := strict.PowerState(ctxT(t))
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("self-signed certificate accepted without Insecure: %v", err)
+	}
+	_ = strict.Close(ctxT(t))
+
+	ep.Insecure = true
+	err = redfish.WithSession(ctxT(t), ep, func(c *redfish.Client) error {
+		_, err := c.PowerState(ctxT(t))
+		return err
+	}, fastOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
