@@ -12,8 +12,8 @@
 //     so such errors are returned at once (except "busy" codes).
 //   - Non-idempotent actions (power cycle, hard reset, BMC reset) are never re-issued once the
 //     request may have reached the BMC: cycling a machine twice because an answer was lost is
-//     worse than reporting an unknown outcome. Only go-ipmi's resend of the identical datagram
-//     (same sequence number, as ipmitool does) happens below us.
+//     worse than reporting an unknown outcome. go-ipmi's own datagram resends are disabled
+//     for the same reason (see connectLocked).
 //   - Calls on one Client are serialised; the executor already runs one operation per BMC.
 package ipmi
 
@@ -229,7 +229,7 @@ func (c *Client) ResetBMCCold(ctx context.Context) error {
 func (c *Client) resetBMC(ctx context.Context, op string, fn func(context.Context, *goipmi.Client) error) error {
 	err := c.do(ctx, op, false, fn)
 	c.mu.Lock()
-	c.dropLocked()
+	c.dropLocked(false) // the BMC is rebooting: nothing will answer Close Session
 	c.mu.Unlock()
 	return err
 }
@@ -280,13 +280,18 @@ func (c *Client) do(ctx context.Context, op string, retry bool, fn func(context.
 			return nil
 		}
 		if isTransport(err) {
-			// A timed-out session is of unknown state on the BMC side; rebuilding it is
-			// cheaper than guessing. The socket is released without waiting for an answer.
-			c.dropLocked()
+			// A session that timed out is of unknown state on the BMC side; rebuilding it
+			// is cheaper than guessing. If it was established, the BMC was alive moments
+			// ago, so it is asked (briefly) to free the slot: BMCs have only a handful and
+			// an abandoned one stays taken for the 60 s inactivity timeout.
+			c.dropLocked(sent)
 		}
 		if !retryable(err) || (sent && !retry) || attempt > c.cfg.retries || ctx.Err() != nil {
 			if sent && !retry && isTransport(err) {
 				err = fmt.Errorf("outcome unknown, not re-sent: %w", err)
+			}
+			if isTimeout(err) && !errors.Is(err, context.Canceled) {
+				err = fmt.Errorf("%w: %w", ErrTimeout, err)
 			}
 			return &Error{Addr: c.addr, Op: op, Attempts: attempt, Err: err}
 		}
@@ -309,16 +314,17 @@ func (c *Client) connectLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wait := defaultDatagramWait
-	if wait > c.cfg.timeout {
-		wait = c.cfg.timeout
+	// One datagram per exchange, waiting for the whole attempt: go-ipmi's own resends
+	// repeat the identical packet, and BMCs whose sequence window accepts duplicates (go-ipmi's
+	// server does) execute it again, which for a power cycle means two cycles. go-ipmi also
+	// resends in a tight loop when the context deadline and its read deadline coincide.
+	// Retrying is therefore left to do(), which knows whether a command may be repeated.
+	gc.WithTimeout(c.cfg.timeout).WithRetry(0).WithInterface(goipmi.InterfaceLanplus)
+	ids := make([]types.CipherSuiteID, len(c.cfg.cipherSuites))
+	for i, id := range c.cfg.cipherSuites {
+		ids[i] = types.CipherSuiteID(id)
 	}
-	// Per-datagram wait and identical-datagram resends, like ipmitool; the attempt's
-	// context caps the total.
-	gc.WithTimeout(wait).WithRetry(defaultDatagramResend).WithInterface(goipmi.InterfaceLanplus)
-	if c.cfg.cipherSuite >= 0 {
-		gc.WithCipherSuiteID(types.CipherSuiteID(c.cfg.cipherSuite))
-	}
+	gc.WithCipherSuiteID(ids...)
 	if err := gc.Connect(ctx); err != nil {
 		abandon(gc)
 		return err
@@ -327,12 +333,25 @@ func (c *Client) connectLocked(ctx context.Context) error {
 	return nil
 }
 
-// dropLocked forgets the session without talking to the BMC.
-func (c *Client) dropLocked() {
-	if c.gc != nil {
-		abandon(c.gc)
-		c.gc = nil
+// dropLocked forgets the session. With graceful it first sends Close Session, bounded by a
+// short budget (half the timeout, at most 1 s); otherwise it does not talk to the BMC.
+func (c *Client) dropLocked(graceful bool) {
+	if c.gc == nil {
+		return
 	}
+	gc := c.gc
+	c.gc = nil
+	if !graceful {
+		abandon(gc)
+		return
+	}
+	budget := c.cfg.timeout / 2
+	if budget > time.Second {
+		budget = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	_ = gc.Close(ctx) // closes the socket whatever the BMC answers
 }
 
 // abandon closes go-ipmi's socket and keep-alive goroutine without sending Close Session: with

@@ -15,6 +15,10 @@ import (
 // was written: the BMC accepted the command but will not boot as asked.
 var ErrBootVerify = errors.New("ipmi: boot flags read back do not match")
 
+// ErrTimeout is wrapped into errors of calls whose last attempt got no answer in time, so
+// callers can tell "BMC silent" from "BMC refused" without knowing go-ipmi's error texts.
+var ErrTimeout = errors.New("ipmi: no answer from BMC in time")
+
 // Error is every error the Client returns: it names the BMC and the operation so that a
 // failure in a fleet-wide run can be traced to one machine without extra context.
 type Error struct {
@@ -72,6 +76,24 @@ func retryable(err error) bool {
 	return isTransport(err)
 }
 
+// isTimeout reports a missing answer (as opposed to a refused connection or a socket error).
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"timed out", "deadline exceeded", "no matching IPMI response", "no datagram matched"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // isTransport reports timeouts and socket errors: the session may be dead and must be rebuilt.
 func isTransport(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) {
@@ -88,7 +110,10 @@ func isTransport(err error) bool {
 	// go-ipmi flattens the per-cipher-suite session errors with %v, losing the chain; its
 	// messages are the only signal left that the handshake timed out rather than was refused.
 	msg := err.Error()
-	for _, s := range []string{"timed out", "deadline exceeded", "no matching IPMI response", "connection refused"} {
+	if isTimeout(err) {
+		return true
+	}
+	for _, s := range []string{"connection refused", "UDP exchange error"} {
 		if strings.Contains(msg, s) {
 			return true
 		}

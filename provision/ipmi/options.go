@@ -2,36 +2,40 @@ package ipmi
 
 import "time"
 
-// Defaults. They follow ipmitool's lanplus behaviour (1 s per datagram, resent a few times)
-// but bound every attempt as a whole, because an executor must never hang on one BMC.
+// Defaults. Every attempt is bounded as a whole, because an executor must never hang on one
+// BMC; the worst case of a call is (1+DefaultRetries) x DefaultTimeout plus backoff, ~16 s.
 const (
-	DefaultPort           = 623
-	DefaultTimeout        = 5 * time.Second
-	DefaultRetries        = 2
-	DefaultBackoff        = 250 * time.Millisecond
-	DefaultMaxBackoff     = 2 * time.Second
-	defaultDatagramWait   = time.Second
-	defaultDatagramResend = 3
+	DefaultPort       = 623
+	DefaultTimeout    = 5 * time.Second
+	DefaultRetries    = 2
+	DefaultBackoff    = 250 * time.Millisecond
+	DefaultMaxBackoff = 2 * time.Second
 )
 
+// DefaultCipherSuites are tried in order when none is pinned. Suite 3 (HMAC-SHA1, AES-128) is
+// what nearly every BMC and ipmi_sim accept; 17 (HMAC-SHA256) is the fallback for hardened
+// BMCs that refuse 3. Asking the BMC for its list instead costs extra round trips, and BMCs
+// that list a suite but silently ignore it (ipmi_sim does with 17) turn that into timeouts.
+var DefaultCipherSuites = []int{3, 17}
+
 type config struct {
-	timeout     time.Duration
-	retries     int
-	backoff     time.Duration
-	maxBackoff  time.Duration
-	cipherSuite int // -1: negotiate
-	coldReset   bool
-	verifyBoot  bool
+	timeout      time.Duration
+	retries      int
+	backoff      time.Duration
+	maxBackoff   time.Duration
+	cipherSuites []int
+	coldReset    bool
+	verifyBoot   bool
 }
 
 func defaultConfig() config {
 	return config{
-		timeout:     DefaultTimeout,
-		retries:     DefaultRetries,
-		backoff:     DefaultBackoff,
-		maxBackoff:  DefaultMaxBackoff,
-		cipherSuite: -1,
-		verifyBoot:  true,
+		timeout:      DefaultTimeout,
+		retries:      DefaultRetries,
+		backoff:      DefaultBackoff,
+		maxBackoff:   DefaultMaxBackoff,
+		cipherSuites: DefaultCipherSuites,
+		verifyBoot:   true,
 	}
 }
 
@@ -72,13 +76,18 @@ func WithBackoff(initial, max time.Duration) Option {
 	}
 }
 
-// WithCipherSuite pins the RMCP+ cipher suite (3 and 17 are the common ones). By default the
-// client asks the BMC for its suites and picks the strongest, which costs a few round trips
-// per session; pinning avoids them when the fleet's suite is known.
-func WithCipherSuite(id int) Option {
+// WithCipherSuite sets the RMCP+ cipher suites to try, in order (ids 0..19; others are
+// ignored). Pin 17 for fleets that support it: it is the stronger suite.
+func WithCipherSuite(ids ...int) Option {
 	return func(c *config) {
-		if id >= 0 && id <= 19 {
-			c.cipherSuite = id
+		var ok []int
+		for _, id := range ids {
+			if id >= 0 && id <= 19 {
+				ok = append(ok, id)
+			}
+		}
+		if len(ok) > 0 {
+			c.cipherSuites = ok
 		}
 	}
 }
