@@ -408,8 +408,8 @@ func TestTimeoutDuringLoginStillLogsOut(t *testing.T) {
 		if err := c.Close(ctxT(t)); err != nil {
 			t.Fatal(err)
 		}
-		f.sim.SetFaults(redfishsim.Faults{Latency: 300 * time.Millisecond})
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		f.sim.SetFaults(redfishsim.Faults{Latency: 700 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		_, err := c.PowerState(ctx) // the BMC creates the session after the caller gave up
 		return err

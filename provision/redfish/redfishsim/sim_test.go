@@ -114,7 +114,7 @@ func powerState(h *harness) string {
 }
 
 func TestResetChangesPowerAfterDelay(t *testing.T) {
-	h := newHarness(t, Config{PowerDelay: 100 * time.Millisecond})
+	h := newHarness(t, Config{PowerDelay: 500 * time.Millisecond})
 	target := sys + "/Actions/ComputerSystem.Reset"
 	if r, _ := h.do("POST", target, `{"ResetType":"PowerCycle"}`, basic()...); r.StatusCode != 400 {
 		t.Fatalf("PowerCycle is not allowed by the mock-up: %d, want 400", r.StatusCode)
@@ -125,7 +125,7 @@ func TestResetChangesPowerAfterDelay(t *testing.T) {
 	if st := powerState(h); st != "On" {
 		t.Fatalf("state right after ForceOff = %s, want On until the delay passed", st)
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for powerState(h) != "Off" {
 		if time.Now().After(deadline) {
 			t.Fatal("never turned off")
