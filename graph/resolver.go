@@ -1,0 +1,106 @@
+// Package graph is Prybar's GraphQL API: the schema (ent.graphqls generated from ent, the rest
+// hand-written), thin resolvers over ent and the domain packages, and the HTTP/WebSocket server.
+package graph
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/graph/model"
+	"github.com/prybar/prybar/internal/domain"
+	"github.com/prybar/prybar/internal/events"
+	"github.com/prybar/prybar/internal/store"
+)
+
+// Resolver is the root resolver. Queries read through client; every write goes through
+// store.Tx so it is atomic with its events.
+type Resolver struct {
+	store  *store.Store
+	client *ent.Client
+	log    *slog.Logger
+}
+
+// NewResolver returns the root resolver over st.
+func NewResolver(st *store.Store, log *slog.Logger) *Resolver {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Resolver{store: st, client: st.Client, log: log}
+}
+
+// unwrapper is every ent entity: Unwrap detaches it from its (now finished) transaction so the
+// response's nested fields load through the plain client.
+type unwrapper[T any] interface{ Unwrap() T }
+
+// write runs fn in one transaction. A domain error (or an ent validation / constraint / not-found
+// error) rolls everything back and is returned as payload errors; other errors are internal.
+func write[T unwrapper[T]](ctx context.Context, r *Resolver, fn func(ctx context.Context, tx *ent.Tx) (T, error)) (T, []*domain.Error, error) {
+	var out T
+	err := r.store.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		v, err := fn(ctx, tx)
+		out = v
+		return err
+	})
+	var zero T
+	if de, ok := domain.As(err); ok {
+		return zero, []*domain.Error{de}, nil
+	}
+	if err != nil {
+		return zero, nil, err
+	}
+	return out.Unwrap(), []*domain.Error{}, nil
+}
+
+func (r *Resolver) delete(ctx context.Context, id int, fn func(ctx context.Context, tx *ent.Tx, id int) error) (*model.DeletePayload, error) {
+	err := r.store.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error { return fn(ctx, tx, id) })
+	if de, ok := domain.As(err); ok {
+		return &model.DeletePayload{Errors: []*domain.Error{de}}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &model.DeletePayload{DeletedID: &id, Errors: []*domain.Error{}}, nil
+}
+
+func (r *Resolver) eventPage(ctx context.Context, after, first *int, filter *model.EventFilter) (*model.EventPage, error) {
+	n := deref(first)
+	if n <= 0 || n > events.MaxPage {
+		n = events.MaxPage
+	}
+	evs, err := events.Page(ctx, r.client, int64(deref(after)), n+1, eventFilter(filter))
+	if err != nil {
+		return nil, err
+	}
+	page := &model.EventPage{LastSeq: deref(after)}
+	if len(evs) > n {
+		evs, page.HasMore = evs[:n], true
+	}
+	page.Events = evs
+	if len(evs) > 0 {
+		page.LastSeq = int(evs[len(evs)-1].Seq)
+	}
+	return page, nil
+}
+
+func eventFilter(f *model.EventFilter) events.Filter {
+	if f == nil {
+		return events.Filter{}
+	}
+	return events.Filter{Kinds: f.Kinds, SiteIDs: f.SiteIDs, RackIDs: f.RackIDs, MachineIDs: f.MachineIDs}
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// orNil turns "not found" into a null result for lookups by natural key.
+func orNil[T any](v *T, err error) (*T, error) {
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	return v, err
+}

@@ -1,0 +1,55 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/prybar/prybar/internal/store"
+)
+
+// NewHandler returns the GraphQL endpoint: POST/GET queries and mutations, and subscriptions over
+// WebSocket (graphql-transport-ws, also the legacy graphql-ws protocol).
+func NewHandler(st *store.Store, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, log)}))
+	srv.AddTransport(transport.Websocket{
+		Implementation: transport.CoderWebsocketImplementation{
+			// The API is token-less on loopback today and serves a same-origin SPA; allow any origin
+			// so CLI tools and dashboards on other ports can subscribe.
+			AcceptOptions: websocket.AcceptOptions{InsecureSkipVerify: true},
+		},
+		KeepAlivePingInterval: 10 * time.Second,
+		InitTimeout:           10 * time.Second,
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
+		log.Error("resolver panic", "panic", p)
+		return errors.New("internal server error")
+	})
+	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		resp := next(ctx)
+		if resp != nil && len(resp.Errors) > 0 {
+			log.Debug("graphql errors", "errors", resp.Errors.Error())
+		}
+		return resp
+	})
+	return srv
+}

@@ -1,0 +1,278 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"entgo.io/ent/dialect"
+
+	"github.com/prybar/prybar/ent"
+)
+
+// advisoryKey is the PostgreSQL advisory lock that serializes event appends ("prybar" in ASCII).
+const advisoryKey = 0x707279626172
+
+// NotifyChannel is the PostgreSQL channel on which commits announce new events.
+const NotifyChannel = "prybar_events"
+
+type ctxKey int
+
+const (
+	bufferKey ctxKey = iota
+	actorKey
+)
+
+// WithActor names who makes the changes written with ctx (a user, "scheduler", "fixtures" …).
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey, actor)
+}
+
+// Actor returns the actor set by WithActor, or "system".
+func Actor(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey).(string); ok && a != "" {
+		return a
+	}
+	return "system"
+}
+
+// pending is an event not yet written.
+type pending struct {
+	kind, objectType string
+	objectID         int
+	loc              location
+	located          bool
+	changes          map[string]any
+	at               time.Time
+	actor            string
+}
+
+type buffer struct {
+	mu     sync.Mutex
+	events []*pending
+}
+
+func (b *buffer) add(p *pending) {
+	b.mu.Lock()
+	b.events = append(b.events, p)
+	b.mu.Unlock()
+}
+
+// ErrNoTx is returned by the hook for a mutation written outside Tx: such a change could commit
+// without its event, which would break every subscriber's view.
+var ErrNoTx = errors.New("events: mutation outside events.Tx (every write must go through events.Tx)")
+
+// Recorder installs the outbox hook on a client and runs transactions that append events.
+type Recorder struct {
+	client  *ent.Client
+	dialect string
+	hub     *Hub
+}
+
+// NewRecorder installs the hook on client. hub is poked after every commit that wrote events.
+func NewRecorder(client *ent.Client, dialectName string, hub *Hub) *Recorder {
+	r := &Recorder{client: client, dialect: dialectName, hub: hub}
+	client.Use(r.hook)
+	return r
+}
+
+// Hub returns the recorder's hub.
+func (r *Recorder) Hub() *Hub { return r.hub }
+
+// Tx runs fn in a transaction whose changes are appended to the event log atomically. If fn returns
+// an error (including a domain error) the transaction rolls back and nothing is written.
+func (r *Recorder) Tx(ctx context.Context, fn func(ctx context.Context, tx *ent.Tx) error) (err error) {
+	tx, err := r.client.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	buf := &buffer{}
+	ctx = context.WithValue(ctx, bufferKey, buf)
+	tx.OnCommit(func(next ent.Committer) ent.Committer {
+		return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
+			n, err := r.flush(ctx, tx, buf)
+			if err != nil {
+				return err
+			}
+			if err := next.Commit(ctx, tx); err != nil {
+				return err
+			}
+			if n > 0 && r.hub != nil {
+				r.hub.Poke()
+			}
+			return nil
+		})
+	})
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(ctx, tx); err != nil {
+		if rerr := tx.Rollback(); rerr != nil {
+			return fmt.Errorf("%w (rollback: %v)", err, rerr)
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (r *Recorder) hook(next ent.Mutator) ent.Mutator {
+	return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+		if m.Type() == "Event" {
+			return next.Mutate(ctx, m)
+		}
+		buf, _ := ctx.Value(bufferKey).(*buffer)
+		tm, ok := m.(interface{ Tx() (*ent.Tx, error) })
+		if buf == nil || !ok {
+			return nil, fmt.Errorf("%w: %s %s", ErrNoTx, strings.ToLower(m.Op().String()), m.Type())
+		}
+		tx, err := tm.Tx()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s %s", ErrNoTx, strings.ToLower(m.Op().String()), m.Type())
+		}
+		typ := strings.ToLower(m.Type())
+		changes := changedFields(m)
+		actor, now := Actor(ctx), time.Now()
+
+		var ids []int
+		if !m.Op().Is(ent.OpCreate) {
+			idm, ok := m.(interface {
+				IDs(context.Context) ([]int, error)
+			})
+			if ok {
+				if ids, err = idm.IDs(ctx); err != nil {
+					return nil, err
+				}
+			}
+		}
+		var locs map[int]location
+		if m.Op().Is(ent.OpDelete | ent.OpDeleteOne) {
+			// Locate before the row disappears.
+			if locs, err = locate(ctx, tx, typ, ids); err != nil {
+				return nil, err
+			}
+		}
+		v, err := next.Mutate(ctx, m)
+		if err != nil {
+			return v, err
+		}
+		kind := typ + "." + opVerb(m.Op())
+		if typ == "noderole" && changes["state"] != nil && m.Op().Is(ent.OpUpdate|ent.OpUpdateOne) {
+			kind = "noderole.state"
+		}
+		if m.Op().Is(ent.OpCreate) {
+			// ent stores the new id in the mutation once the row exists (bulk creates too).
+			if idm, ok := m.(interface{ ID() (int, bool) }); ok {
+				if id, ok := idm.ID(); ok {
+					ids = []int{id}
+				}
+			}
+		}
+		for _, id := range ids {
+			p := &pending{kind: kind, objectType: typ, objectID: id, changes: changes, at: now, actor: actor}
+			if locs != nil {
+				p.loc, p.located = locs[id], true
+			}
+			buf.add(p)
+		}
+		return v, nil
+	})
+}
+
+func opVerb(op ent.Op) string {
+	switch {
+	case op.Is(ent.OpCreate):
+		return "created"
+	case op.Is(ent.OpDelete | ent.OpDeleteOne):
+		return "deleted"
+	default:
+		return "updated"
+	}
+}
+
+// sensitive fields are recorded as changed but never with their value.
+var sensitive = map[string]bool{"password": true}
+
+func changedFields(m ent.Mutation) map[string]any {
+	out := map[string]any{}
+	for _, f := range m.Fields() {
+		v, _ := m.Field(f)
+		if sensitive[f] {
+			v = "<redacted>"
+		}
+		if f == "updated_at" || f == "created_at" {
+			continue // every change touches them; the event has its own time
+		}
+		out[f] = v
+	}
+	for _, f := range m.ClearedFields() {
+		out[f] = nil
+	}
+	for _, e := range m.AddedEdges() {
+		if ids := m.AddedIDs(e); len(ids) > 0 {
+			out["+"+e] = ids
+		}
+	}
+	for _, e := range m.RemovedEdges() {
+		if ids := m.RemovedIDs(e); len(ids) > 0 {
+			out["-"+e] = ids
+		}
+	}
+	return out
+}
+
+func (r *Recorder) flush(ctx context.Context, tx *ent.Tx, buf *buffer) (int, error) {
+	buf.mu.Lock()
+	evs := buf.events
+	buf.events = nil
+	buf.mu.Unlock()
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	if err := locateAll(ctx, tx, evs); err != nil {
+		return 0, fmt.Errorf("events: locate: %w", err)
+	}
+	if r.dialect == dialect.Postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", advisoryKey); err != nil {
+			return 0, fmt.Errorf("events: lock: %w", err)
+		}
+	}
+	var maxSeq int64
+	if last, err := tx.Event.Query().Order(ent.Desc("seq")).Select("seq").First(ctx); err == nil {
+		maxSeq = last.Seq
+	} else if !ent.IsNotFound(err) {
+		return 0, fmt.Errorf("events: read last seq: %w", err)
+	}
+	const chunk = 500 // stays under SQLite's bound-parameter limit
+	for start := 0; start < len(evs); start += chunk {
+		end := min(start+chunk, len(evs))
+		builders := make([]*ent.EventCreate, 0, end-start)
+		for i, p := range evs[start:end] {
+			b := tx.Event.Create().
+				SetSeq(maxSeq + int64(start+i) + 1).SetTime(p.at).SetActor(p.actor).SetKind(p.kind).
+				SetObjectType(p.objectType).SetObjectID(p.objectID).
+				SetNillableSiteID(p.loc.site).SetNillableRackID(p.loc.rack).SetNillableMachineID(p.loc.machine)
+			if len(p.changes) > 0 {
+				b.SetChanges(p.changes)
+			}
+			builders = append(builders, b)
+		}
+		if err := tx.Event.CreateBulk(builders...).Exec(ctx); err != nil {
+			return 0, fmt.Errorf("events: append: %w", err)
+		}
+	}
+	if r.dialect == dialect.Postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, fmt.Sprint(maxSeq+int64(len(evs)))); err != nil {
+			return 0, fmt.Errorf("events: notify: %w", err)
+		}
+	}
+	return len(evs), nil
+}

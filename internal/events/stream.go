@@ -1,0 +1,113 @@
+package events
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/event"
+	"github.com/prybar/prybar/ent/predicate"
+)
+
+// Filter narrows a feed. Empty lists match everything; lists are ORed within and ANDed across.
+type Filter struct {
+	Kinds      []string
+	SiteIDs    []int
+	RackIDs    []int
+	MachineIDs []int
+}
+
+func (f Filter) predicates() []predicate.Event {
+	var ps []predicate.Event
+	if len(f.Kinds) > 0 {
+		ps = append(ps, event.KindIn(f.Kinds...))
+	}
+	if len(f.SiteIDs) > 0 {
+		ps = append(ps, event.SiteIDIn(f.SiteIDs...))
+	}
+	if len(f.RackIDs) > 0 {
+		ps = append(ps, event.RackIDIn(f.RackIDs...))
+	}
+	if len(f.MachineIDs) > 0 {
+		ps = append(ps, event.MachineIDIn(f.MachineIDs...))
+	}
+	return ps
+}
+
+// MaxPage bounds one read of the log.
+const MaxPage = 1000
+
+// Page returns up to first events with seq > after, in seq order.
+func Page(ctx context.Context, client *ent.Client, after int64, first int, f Filter) ([]*ent.Event, error) {
+	if first <= 0 || first > MaxPage {
+		first = MaxPage
+	}
+	return client.Event.Query().
+		Where(append(f.predicates(), event.SeqGT(after))...).
+		Order(ent.Asc(event.FieldSeq)).
+		Limit(first).
+		All(ctx)
+}
+
+// LastSeq returns the newest seq in the log (0 when empty).
+func LastSeq(ctx context.Context, client *ent.Client) (int64, error) {
+	e, err := client.Event.Query().Order(ent.Desc(event.FieldSeq)).Select(event.FieldSeq).First(ctx)
+	if ent.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return e.Seq, nil
+}
+
+// Stream delivers every event matching f with seq > after, in seq order, first the backlog then
+// live, until ctx ends. The channel closes when ctx is done.
+func Stream(ctx context.Context, client *ent.Client, hub *Hub, after int64, f Filter, log *slog.Logger) <-chan *ent.Event {
+	out := make(chan *ent.Event, 64)
+	go func() {
+		defer close(out)
+		cursor, backoff := after, 100*time.Millisecond
+		for {
+			// Take the wait channel before reading: a commit between the read and the wait then
+			// still wakes us, so no event is left unread until the next poke.
+			wake := hub.Wait()
+			evs, err := Page(ctx, client, cursor, MaxPage, f)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if log != nil {
+					log.Warn("event stream read failed; retrying", "after", cursor, "err", err)
+				}
+				select {
+				case <-time.After(backoff):
+					backoff = min(backoff*2, 5*time.Second)
+					continue
+				case <-ctx.Done():
+					return
+				}
+			}
+			backoff = 100 * time.Millisecond
+			for _, e := range evs {
+				select {
+				case out <- e:
+					cursor = e.Seq
+				case <-ctx.Done():
+					return
+				}
+			}
+			if len(evs) == MaxPage {
+				continue
+			}
+			select {
+			case <-wake:
+			case <-time.After(2 * time.Second): // safety net should a notification be lost
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}

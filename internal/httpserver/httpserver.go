@@ -1,0 +1,124 @@
+// Package httpserver assembles Prybar's HTTP surface — GraphQL, health probes, the embedded web
+// console — with request ids, structured access logs and graceful shutdown.
+package httpserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prybar/prybar/frontend"
+	"github.com/prybar/prybar/graph"
+	"github.com/prybar/prybar/internal/store"
+)
+
+// Config configures the server.
+type Config struct {
+	Listen string
+	Store  *store.Store
+	Log    *slog.Logger
+	// Ready reports whether the server should receive traffic (e.g. migrations done); nil = always.
+	Ready func(ctx context.Context) error
+}
+
+type ctxKey struct{}
+
+// RequestID returns the id of the request being served.
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(ctxKey{}).(string)
+	return s
+}
+
+// Handler returns the full HTTP handler.
+func Handler(cfg Config) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", graph.NewHandler(cfg.Store, cfg.Log))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		err := cfg.Store.DB.PingContext(ctx)
+		if err == nil && cfg.Ready != nil {
+			err = cfg.Ready(ctx)
+		}
+		if err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/", frontend.Handler())
+	return logRequests(cfg.Log, mux)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController (WebSocket hijacking, flushing) reach the real writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := context.WithValue(r.Context(), ctxKey{}, id)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(sw, r.WithContext(ctx))
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			return
+		}
+		log.Info("http", "request_id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration_ms", time.Since(start).Milliseconds(), "remote", r.RemoteAddr)
+	})
+}
+
+// Serve listens on cfg.Listen and serves until ctx ends, then drains for up to 10 s. onListen
+// receives the bound address (useful with port 0).
+func Serve(ctx context.Context, cfg Config, onListen func(addr net.Addr)) error {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           Handler(cfg),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if onListen != nil {
+		onListen(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdown)
+	if err2 := <-errc; err2 != nil && !errors.Is(err2, http.ErrServerClosed) {
+		return err2
+	}
+	return err
+}

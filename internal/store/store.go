@@ -1,0 +1,138 @@
+// Package store opens Prybar's database (SQLite by default, PostgreSQL for production and several
+// replicas), migrates the schema at start-up, and wires the hooks every write must pass through:
+// inventory validation and the event outbox.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "github.com/mattn/go-sqlite3"    // registers the "sqlite3" database/sql driver
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/internal/events"
+	"github.com/prybar/prybar/internal/inventory"
+)
+
+// DefaultDSN is the zero-setup database: a SQLite file in the working directory.
+const DefaultDSN = "prybar.db"
+
+// Store is an open database with its ent client and event recorder.
+type Store struct {
+	Client  *ent.Client
+	Dialect string // dialect.SQLite or dialect.Postgres
+	DSN     string // as given (PostgreSQL DSNs are reused by the event listener)
+	DB      *sql.DB
+	Events  *events.Recorder
+	Hub     *events.Hub
+	Counter *Counter // counts SQL statements, for tests and benchmarks
+}
+
+// Options tune Open.
+type Options struct {
+	// SkipMigrate leaves the schema as found (for tools that only read).
+	SkipMigrate bool
+}
+
+// Open connects to dsn ("", a file path, "sqlite://path", "file:…", or "postgres://…"), migrates the
+// schema and installs the hooks.
+func Open(ctx context.Context, dsn string, opts ...Options) (*Store, error) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if dsn == "" {
+		dsn = DefaultDSN
+	}
+	var (
+		db   *sql.DB
+		name string
+		err  error
+	)
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		name = dialect.Postgres
+		db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			db.SetMaxOpenConns(20)
+		}
+	default:
+		name = dialect.SQLite
+		db, err = sql.Open("sqlite3", sqliteDSN(dsn))
+		if err == nil {
+			// One writer at a time is SQLite's rule; immediate transactions queue on the busy timeout
+			// instead of failing late with SQLITE_BUSY. Readers run concurrently under WAL.
+			db.SetMaxOpenConns(8)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	counter := &Counter{Driver: entsql.OpenDB(name, db)}
+	client := ent.NewClient(ent.Driver(counter))
+	if !o.SkipMigrate {
+		if err := client.Schema.Create(ctx); err != nil {
+			client.Close()
+			return nil, fmt.Errorf("migrate schema: %w", err)
+		}
+	}
+	hub := events.NewHub()
+	inventory.Install(client)
+	rec := events.NewRecorder(client, name, hub)
+	return &Store{Client: client, Dialect: name, DSN: dsn, DB: db, Events: rec, Hub: hub, Counter: counter}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.Client.Close() }
+
+// Tx runs fn in a transaction that records events (see events.Recorder.Tx).
+func (s *Store) Tx(ctx context.Context, fn func(ctx context.Context, tx *ent.Tx) error) error {
+	return s.Events.Tx(ctx, fn)
+}
+
+func sqliteDSN(dsn string) string {
+	path := strings.TrimPrefix(dsn, "sqlite://")
+	params := "_fk=1&_journal_mode=WAL&_busy_timeout=15000&_txlock=immediate&_synchronous=NORMAL"
+	if strings.HasPrefix(path, "file:") {
+		if strings.Contains(path, "?") {
+			return path + "&" + params
+		}
+		return path + "?" + params
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return "file:" + path + "?" + params
+}
+
+// Describe returns a log-safe description of dsn (no password).
+func Describe(dsn string) string {
+	if dsn == "" {
+		dsn = DefaultDSN
+	}
+	if strings.HasPrefix(dsn, "postgres") {
+		if i := strings.Index(dsn, "@"); i >= 0 {
+			if j := strings.Index(dsn, "://"); j >= 0 {
+				return dsn[:j+3] + "…" + dsn[i:]
+			}
+		}
+		return dsn
+	}
+	if _, err := os.Stat(dsn); err == nil {
+		if abs, err := filepath.Abs(dsn); err == nil {
+			return "sqlite:" + abs
+		}
+	}
+	return "sqlite:" + dsn
+}
