@@ -293,6 +293,11 @@ func (c *Client) do(ctx context.Context, op string, retry bool, fn func(context.
 			if isTimeout(err) && !errors.Is(err, context.Canceled) {
 				err = fmt.Errorf("%w: %w", ErrTimeout, err)
 			}
+			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+				// go-ipmi may report the caller's expired deadline as its own read
+				// timeout; keep the caller's cause visible to errors.Is.
+				err = fmt.Errorf("%w: %w", cerr, err)
+			}
 			return &Error{Addr: c.addr, Op: op, Attempts: attempt, Err: err}
 		}
 		t := time.NewTimer(delay)

@@ -83,7 +83,7 @@ func Start(t testing.TB, opts ...Options) *Sim {
 	return nil
 }
 
-func start(t testing.TB, bin string, o Options) (*Sim, error) {
+func start(t testing.TB, bin string, o Options) (_ *Sim, err error) {
 	port, err := freeUDPPort()
 	if err != nil {
 		return nil, err
@@ -92,6 +92,12 @@ func start(t testing.TB, bin string, o Options) (*Sim, error) {
 	if err != nil {
 		return nil, err
 	}
+	launched := false
+	defer func() {
+		if err != nil && !launched {
+			os.RemoveAll(dir) // once launched, the cleanup registered below owns dir
+		}
+	}()
 	s := &Sim{Host: "127.0.0.1", Port: port, User: User, Pass: Password, Dir: dir, done: make(chan struct{})}
 	power := "0"
 	if o.PowerOn {
@@ -130,6 +136,7 @@ func start(t testing.TB, bin string, o Options) (*Sim, error) {
 		return nil, fmt.Errorf("start ipmi_sim: %w", err)
 	}
 	s.cmd = cmd
+	launched = true
 	go func() {
 		_ = cmd.Wait()
 		out.Close()
