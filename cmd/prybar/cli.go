@@ -27,6 +27,7 @@ commands:
   serve                     run the API server (and the annealer)
   fixtures load FILE        load a fixture file (idempotent; "demo" loads the built-in demo)
   fixtures generate         generate a fleet (--machines N [--sites S --racks R] [--out FILE])
+  roles load DIR            load an operator's role catalogue (YAML files)
   version                   print the version
 
 Run 'prybar <command> -h' for a command's flags.
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "fixtures":
 		return fixturesCmd(ctx, args[1:], stdout, stderr)
+	case "roles":
+		return rolesCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "prybar", versionString())
 		return nil
@@ -102,6 +105,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if st.Dialect == "postgres" {
 		go events.Listen(ctx, st.DSN, st.Hub, log)
 	}
+	stopScheduler, err := startScheduler(ctx, st, log)
+	if err != nil {
+		return err
+	}
+	defer stopScheduler()
 	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)

@@ -1,0 +1,124 @@
+// Package executor defines how the annealer hands a node-role to the code that does the work: the
+// Executor contract, the per-run input and result, and a Registry built explicitly in main (no
+// init-time globals). Concrete executors live with their protocol (provision/…); the generic
+// noop and test executors live here.
+package executor
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Input is everything a run may read: the node-role's layered attributes and what it asked for
+// from its parents. It is recorded on the Run before execution, so every run is reproducible.
+type Input struct {
+	RunID      int            // the Run record; stable idempotency key for external effects
+	NodeRoleID int            // the binding being annealed
+	Attempt    int            // 1 for the first attempt
+	Machine    Machine        // the machine the role is bound to
+	Role       string         // role name
+	Attrs      map[string]any // role defaults ⊕ deployment-role ⊕ node-role ⊕ system ⊕ wall
+	Injected   map[string]any // attributes wanted from parents (path -> value)
+}
+
+// Machine is the subset of the inventory an executor needs, copied so executors never touch ent.
+type Machine struct {
+	ID   int
+	Name string
+	BMC  *BMC // nil when the machine has none
+}
+
+// BMC describes how to reach the machine's management controller. Password is decrypted.
+type BMC struct {
+	Protocol string // "redfish" or "ipmi"
+	Address  string
+	Port     int
+	Scheme   string
+	Insecure bool
+	Username string
+	Password string
+}
+
+// Result is what a run produced. Output becomes the node-role's wall (visible to children).
+type Result struct {
+	Output map[string]any
+	Log    string
+}
+
+// Executor turns a node-role plus its input into effects and output.
+type Executor interface {
+	// Name is the catalogue's executor name ("noop", "test", "bmc" …).
+	Name() string
+	// Run performs the work. It must honour ctx (the run's timeout) and return promptly when it is
+	// cancelled. A returned error fails the run; res.Log is kept either way.
+	Run(ctx context.Context, in Input) (res Result, err error)
+	// Idempotent reports whether running the same input twice is harmless. A run interrupted by a
+	// crash is re-queued only when this is true (or a Verifier says the effect is known).
+	Idempotent() bool
+	// Timeout bounds one run when the role does not set its own.
+	Timeout() time.Duration
+	// ConcurrencyKey names the resource that allows one run at a time (e.g. a BMC address); ""
+	// means no limit beyond the global and per-machine ones.
+	ConcurrencyKey(in Input) string
+}
+
+// Verifier is implemented by non-idempotent executors that can tell, after a crash, whether an
+// interrupted run's effect happened. Recovery then completes or re-queues the node-role instead of
+// failing it for an operator to inspect.
+type Verifier interface {
+	// Applied reports whether the effect of the interrupted run in already took place; out is the
+	// output to record when it did.
+	Applied(ctx context.Context, in Input) (applied bool, out map[string]any, err error)
+}
+
+// Registry maps executor names to executors.
+type Registry struct {
+	mu sync.RWMutex
+	m  map[string]Executor
+}
+
+// NewRegistry returns a registry holding execs.
+func NewRegistry(execs ...Executor) *Registry {
+	r := &Registry{m: map[string]Executor{}}
+	for _, e := range execs {
+		r.Register(e)
+	}
+	return r
+}
+
+// Register adds (or replaces) an executor.
+func (r *Registry) Register(e Executor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[e.Name()] = e
+}
+
+// Get returns the named executor.
+func (r *Registry) Get(name string) (Executor, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.m[name]
+	if !ok {
+		return nil, fmt.Errorf("no executor named %q (registered: %v)", name, r.namesLocked())
+	}
+	return e, nil
+}
+
+// Names lists the registered executors.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.namesLocked()
+}
+
+func (r *Registry) namesLocked() []string {
+	out := make([]string, 0, len(r.m))
+	for n := range r.m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
