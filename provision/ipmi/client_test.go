@@ -74,13 +74,12 @@ func TestTimeoutIsBoundedAndClear(t *testing.T) {
 
 // A closed port answers with ICMP unreachable: a transport error, retried, then reported.
 func TestDeadPort(t *testing.T) {
-	port, _ := blackHole(t)
-	// Re-bind and close to get a port nobody listens on.
+	// Bind and close to get a port nobody listens on.
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port = pc.LocalAddr().(*net.UDPAddr).Port
+	port := pc.LocalAddr().(*net.UDPAddr).Port
 	pc.Close()
 	c := ipmi.New(bmc.Endpoint{Address: "127.0.0.1", Port: port, Username: "u", Password: "p"},
 		ipmi.WithTimeout(300*time.Millisecond), ipmi.WithRetries(1), ipmi.WithBackoff(10*time.Millisecond, 10*time.Millisecond))
