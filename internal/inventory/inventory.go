@@ -6,7 +6,6 @@ package inventory
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -157,7 +156,11 @@ func checkPlacement(ctx context.Context, c *ent.Client, self int, p placement) e
 		machine.UPositionNotNil(),
 		machine.UPositionLTE(top),
 		func(s *sql.Selector) {
-			s.Where(sql.ExprP(fmt.Sprintf("%s + %s - 1 >= ?", s.C(machine.FieldUPosition), s.C(machine.FieldUHeight)), *p.pos))
+			// top of the other machine >= our bottom; Arg renders the dialect's placeholder.
+			s.Where(sql.P(func(b *sql.Builder) {
+				b.WriteString(s.C(machine.FieldUPosition)).WriteString(" + ").WriteString(s.C(machine.FieldUHeight)).
+					WriteString(" - 1 >= ").Arg(*p.pos)
+			}))
 		},
 	)
 	if self != 0 {
