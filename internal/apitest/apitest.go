@@ -121,8 +121,19 @@ func (s *Server) Query(t testing.TB, query string, vars map[string]any, out any)
 
 // Do posts a GraphQL request without judging the answer.
 func (s *Server) Do(query string, vars map[string]any) (*Response, error) {
+	return (&Client{URL: s.URL}).Do(query, vars)
+}
+
+// Client is a GraphQL-over-HTTP client for a server at URL (without /graphql).
+type Client struct{ URL string }
+
+// Decode unmarshals the response data into out.
+func (r *Response) Decode(out any) error { return json.Unmarshal(r.Data, out) }
+
+// Do posts a GraphQL request without judging the answer.
+func (c *Client) Do(query string, vars map[string]any) (*Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	res, err := http.Post(s.URL+"/graphql", "application/json", bytes.NewReader(body))
+	res, err := http.Post(c.URL+"/graphql", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

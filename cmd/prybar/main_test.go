@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prybar/prybar/internal/apitest"
+	"github.com/prybar/prybar/internal/pgtest"
+)
+
+// The test binary doubles as the prybar binary: with PRYBAR_TEST_MAIN=1 it runs main, so tests
+// start real server processes without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("PRYBAR_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(pgtest.Main(m))
+}
+
+// proc is a prybar child process.
+type proc struct {
+	cmd *exec.Cmd
+	URL string
+	out *bytes.Buffer
+}
+
+var urlLine = regexp.MustCompile(`serving at (http://\S+/)`)
+
+// startServe starts `prybar serve` with args and waits for its URL.
+func startServe(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), "PRYBAR_TEST_MAIN=1")
+	cmd.Dir = t.TempDir()
+	stdout, _ := cmd.StdoutPipe()
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, out: &logs}
+	t.Cleanup(func() { p.kill() })
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := urlLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case u := <-found:
+		p.URL = strings.TrimSuffix(u, "/")
+	case <-time.After(60 * time.Second):
+		t.Fatalf("prybar serve did not start; logs:\n%s", logs.String())
+	}
+	return p
+}
+
+func (p *proc) kill() {
+	if p.cmd.Process != nil && p.cmd.ProcessState == nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
+}
+
+func runCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), args, &out, &errb); err != nil {
+		t.Fatalf("prybar %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+func gql(t *testing.T, url, query string, out any) {
+	t.Helper()
+	resp, err := (&apitest.Client{URL: url}).Do(query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Errors) > 0 {
+		t.Fatalf("graphql errors: %+v", resp.Errors)
+	}
+	if out != nil {
+		if err := resp.Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestServeHealthAndGracefulShutdown(t *testing.T) {
+	p := startServe(t, "--db", filepath.Join(t.TempDir(), "p.db"), "--fixtures", "demo")
+	for _, path := range []string{"/healthz", "/readyz", "/"} {
+		res, err := http.Get(p.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("GET %s = %d", path, res.StatusCode)
+		}
+		if path != "/" && res.Header.Get("X-Request-Id") == "" {
+			t.Errorf("GET %s: no X-Request-Id", path)
+		}
+	}
+	var got struct{ Machines struct{ TotalCount int } }
+	gql(t, p.URL, `{ machines { totalCount } }`, &got)
+	if got.Machines.TotalCount != 12 {
+		t.Fatalf("demo machines = %d, want 12", got.Machines.TotalCount)
+	}
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, p.out)
+		}
+		t.Logf("graceful shutdown in %s", time.Since(start))
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit within 15 s of SIGTERM")
+	}
+	if !strings.Contains(p.out.String(), "request_id=") {
+		t.Errorf("logs carry no request id:\n%s", p.out)
+	}
+}
+
+// Two server processes on one PostgreSQL database: a subscriber on the second receives what the
+// first commits, and resumes without loss.
+func TestTwoServerProcessesShareEvents(t *testing.T) {
+	dsn := pgtest.New(t)
+	a := startServe(t, "--db", dsn)
+	b := startServe(t, "--db", dsn)
+	var site struct {
+		CreateSite struct{ Site struct{ ID string } }
+	}
+	gql(t, a.URL, `mutation { createSite(input: {name: "x"}) { site { id } } }`, &site)
+	sub, err := apitest.Subscribe(context.Background(), b.URL, apitest.EventsSubscription, map[string]any{"after": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := sub.NextEvent(5 * time.Second)
+	if err != nil || ev.Kind != "site.created" {
+		t.Fatalf("backlog = %+v, %v", ev, err)
+	}
+	last := ev.Seq
+	start := time.Now()
+	gql(t, a.URL, fmt.Sprintf(`mutation { updateSite(id: %s, input: {description: "live"}) { site { id } } }`, site.CreateSite.Site.ID), nil)
+	if ev, err = sub.NextEvent(time.Second); err != nil || ev.Seq != last+1 {
+		t.Fatalf("live event across processes = %+v, %v", ev, err)
+	}
+	t.Logf("cross-process latency %s", time.Since(start))
+	last = ev.Seq
+	sub.Close()
+	for i := 0; i < 100; i++ {
+		gql(t, a.URL, fmt.Sprintf(`mutation { updateSite(id: %s, input: {description: "c%d"}) { site { id } } }`, site.CreateSite.Site.ID, i), nil)
+	}
+	sub, err = apitest.Subscribe(context.Background(), b.URL, apitest.EventsSubscription, map[string]any{"after": last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := 1; i <= 100; i++ {
+		ev, err := sub.NextEvent(5 * time.Second)
+		if err != nil || ev.Seq != last+i {
+			t.Fatalf("resumed event %d = %+v, %v", i, ev, err)
+		}
+	}
+	if ev, err := sub.NextEvent(300 * time.Millisecond); err == nil {
+		t.Fatalf("extra event: %+v", ev)
+	}
+}
+
+// `prybar fixtures generate --machines 10000` then a topology query returns all of them.
+func TestGenerate10000(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 10,000 machines")
+	}
+	db := filepath.Join(t.TempDir(), "big.db")
+	start := time.Now()
+	out := runCLI(t, "fixtures", "generate", "--machines", "10000", "--sites", "2", "--db", db)
+	t.Logf("generate: %s in %s", strings.TrimSpace(out), time.Since(start))
+	if !strings.Contains(out, "10000 machines") {
+		t.Fatalf("generate said %q", out)
+	}
+	p := startServe(t, "--db", db)
+	var got struct {
+		Sites struct {
+			Edges []struct {
+				Node struct {
+					Racks struct {
+						Edges []struct {
+							Node struct {
+								Machines struct {
+									Edges []struct{ Node struct{ Name string } }
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	start = time.Now()
+	gql(t, p.URL, `{ sites { edges { node { racks { edges { node { machines { edges { node { name nics { totalCount } bmc { address } } } } } } } } } } }`, &got)
+	t.Logf("topology query over 10,000 machines: %s", time.Since(start))
+	names := map[string]bool{}
+	for _, s := range got.Sites.Edges {
+		for _, r := range s.Node.Racks.Edges {
+			for _, m := range r.Node.Machines.Edges {
+				names[m.Node.Name] = true
+			}
+		}
+	}
+	if len(names) != 10000 || len(got.Sites.Edges) != 2 {
+		t.Fatalf("topology returned %d distinct machines in %d sites, want 10000 in 2", len(names), len(got.Sites.Edges))
+	}
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if out := runCLI(t, "version"); !strings.HasPrefix(out, "prybar ") {
+		t.Errorf("version = %q", out)
+	}
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"frobnicate"}, &out, &errb); err == nil || !strings.Contains(errb.String(), "usage") {
+		t.Errorf("unknown command: err %v, stderr %q", err, errb.String())
+	}
+}
