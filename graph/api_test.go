@@ -51,7 +51,7 @@ type topo struct {
 								Edges      []struct {
 									Node struct {
 										Name string
-										NICs struct{ TotalCount int } `json:"nics"`
+										NICs struct{ TotalCount int }  `json:"nics"`
 										BMC  *struct{ Address string } `json:"bmc"`
 									}
 								}

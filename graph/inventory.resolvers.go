@@ -9,14 +9,13 @@ import (
 	"context"
 	"strings"
 
+	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/site"
+	"github.com/prybar/prybar/graph/model"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/inventory"
-
-	"github.com/prybar/prybar/ent"
-	"github.com/prybar/prybar/graph/model"
 )
 
 // CreateSite is the resolver for the createSite field.

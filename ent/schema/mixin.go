@@ -24,4 +24,3 @@ func (TimeMixin) Fields() []ent.Field {
 			Annotations(entgql.OrderField("UPDATED_AT"), entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
 	}
 }
-

@@ -20,14 +20,30 @@ var refs = map[string]struct {
 	what   string
 	exists func(ctx context.Context, c *ent.Client, id int) (bool, error)
 }{
-	"site_id":       {"site", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.Site.Query().Where(site.ID(id)).Exist(ctx) }},
-	"rack_id":       {"rack", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.Rack.Query().Where(rack.ID(id)).Exist(ctx) }},
-	"machine_id":    {"machine", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.Machine.Query().Where(machine.ID(id)).Exist(ctx) }},
-	"network_id":    {"network", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.Network.Query().Where(network.ID(id)).Exist(ctx) }},
-	"role_id":       {"role", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.Role.Query().Where(role.ID(id)).Exist(ctx) }},
-	"deployment_id": {"deployment", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.Deployment.Query().Where(deployment.ID(id)).Exist(ctx) }},
-	"parent_id":     {"deployment", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.Deployment.Query().Where(deployment.ID(id)).Exist(ctx) }},
-	"node_role_id":  {"node-role", func(ctx context.Context, c *ent.Client, id int) (bool, error) { return c.NodeRole.Query().Where(noderole.ID(id)).Exist(ctx) }},
+	"site_id": {"site", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.Site.Query().Where(site.ID(id)).Exist(ctx)
+	}},
+	"rack_id": {"rack", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.Rack.Query().Where(rack.ID(id)).Exist(ctx)
+	}},
+	"machine_id": {"machine", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.Machine.Query().Where(machine.ID(id)).Exist(ctx)
+	}},
+	"network_id": {"network", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.Network.Query().Where(network.ID(id)).Exist(ctx)
+	}},
+	"role_id": {"role", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.Role.Query().Where(role.ID(id)).Exist(ctx)
+	}},
+	"deployment_id": {"deployment", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.Deployment.Query().Where(deployment.ID(id)).Exist(ctx)
+	}},
+	"parent_id": {"deployment", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.Deployment.Query().Where(deployment.ID(id)).Exist(ctx)
+	}},
+	"node_role_id": {"node-role", func(ctx context.Context, c *ent.Client, id int) (bool, error) {
+		return c.NodeRole.Query().Where(noderole.ID(id)).Exist(ctx)
+	}},
 }
 
 type clientMutation interface {

@@ -1,0 +1,60 @@
+# Prybar — one binary, one command each: `make run`, `make test`.
+GO       ?= go
+BIN      := bin/prybar
+DB       ?= prybar.db
+LISTEN   ?= 127.0.0.1:8080
+PKGS     := ./...
+NPM      ?= npm
+
+.PHONY: all build frontend run test test-go lint vet fmt-check generate check-generate bench clean
+
+all: build
+
+# The SPA is built into frontend/dist and embedded by go:embed; without Node the placeholder page
+# ships instead.
+frontend:
+	@if [ -f frontend/package.json ] && command -v $(NPM) >/dev/null; then \
+		cd frontend && ( [ -d node_modules ] || $(NPM) ci --no-audit --no-fund ) && $(NPM) run build; \
+	else echo "frontend: skipped (no frontend/package.json or npm)"; fi
+
+build: frontend
+	$(GO) build -o $(BIN) ./cmd/prybar
+
+# Builds everything, starts the server on SQLite with the demo fixtures and prints the URL.
+run: build
+	./$(BIN) serve --db $(DB) --listen $(LISTEN) --fixtures demo
+
+test: fmt-check vet lint test-go
+	@if [ -f frontend/package.json ] && command -v $(NPM) >/dev/null; then cd frontend && $(NPM) test; fi
+
+test-go:
+	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+lint:
+	$(GO) tool staticcheck $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Regenerates ent (ent/, graph/ent.graphqls) and gqlgen (graph/generated.go, graph/model).
+generate:
+	$(GO) run -mod=mod ./ent/entc.go
+	$(GO) tool gqlgen generate
+
+# CI: generated code must be exactly what `make generate` produces.
+check-generate: generate
+	@git diff --exit-code --stat -- ent graph gqlgen.yml || \
+		(echo "generated code is stale: run 'make generate' and commit the result"; exit 1)
+	@test -z "$$(git status --porcelain -- ent graph)" || \
+		(git status --porcelain -- ent graph; echo "make generate created untracked files"; exit 1)
+
+# Benchmarks print their numbers; docs/benchmarks.md records them.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./graph/ ./scheduler/... ./provision/...
+
+clean:
+	rm -rf bin frontend/node_modules
