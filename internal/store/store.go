@@ -19,6 +19,7 @@ import (
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/inventory"
+	"github.com/prybar/prybar/internal/secret"
 )
 
 // DefaultDSN is the zero-setup database: a SQLite file in the working directory.
@@ -33,12 +34,16 @@ type Store struct {
 	Events  *events.Recorder
 	Hub     *events.Hub
 	Counter *Counter // counts SQL statements, for tests and benchmarks
+	// SecretKey seals BMC passwords at rest (internal/secret); nil when none was configured.
+	SecretKey []byte
 }
 
 // Options tune Open.
 type Options struct {
 	// SkipMigrate leaves the schema as found (for tools that only read).
 	SkipMigrate bool
+	// SecretKey, when set, makes every BMC password write go through internal/secret's sealing hook.
+	SecretKey []byte
 }
 
 // Open connects to dsn ("", a file path, "sqlite://path", "file:…", or "postgres://…"), migrates the
@@ -89,8 +94,14 @@ func Open(ctx context.Context, dsn string, opts ...Options) (*Store, error) {
 	}
 	hub := events.NewHub()
 	inventory.Install(client)
+	if o.SecretKey != nil {
+		if err := secret.Install(client, o.SecretKey); err != nil {
+			client.Close()
+			return nil, err
+		}
+	}
 	rec := events.NewRecorder(client, name, hub)
-	return &Store{Client: client, Dialect: name, DSN: dsn, DB: db, Events: rec, Hub: hub, Counter: counter}, nil
+	return &Store{Client: client, Dialect: name, DSN: dsn, DB: db, Events: rec, Hub: hub, Counter: counter, SecretKey: o.SecretKey}, nil
 }
 
 // Close closes the database.

@@ -1,0 +1,185 @@
+package oob_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/ipmi"
+	"github.com/prybar/prybar/provision/oob"
+	"github.com/prybar/prybar/provision/redfish"
+	"github.com/prybar/prybar/provision/redfish/redfishsim"
+	"github.com/prybar/prybar/scheduler/executor"
+)
+
+const (
+	user = "admin"
+	pass = "s3cret"
+)
+
+// mockupDir finds ../shared/redfish-mockups/<name> relative to the repository root.
+func mockupDir(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("repository root not found")
+		}
+		dir = parent
+	}
+	p := filepath.Join(dir, "..", "shared", "redfish-mockups", name)
+	if _, err := os.Stat(filepath.Join(p, "index.json")); err != nil {
+		t.Skipf("Redfish mock-up %s not found at %s", name, p)
+	}
+	return p
+}
+
+type rfBMC struct {
+	sim *redfishsim.Simulator
+	dir string
+	bmc *executor.BMC
+}
+
+// newRedfish serves a mock-up and asserts, when the test ends, that no session is left open.
+func newRedfish(t testing.TB, mockup string, cfg redfishsim.Config) *rfBMC {
+	t.Helper()
+	cfg.MockupDir = mockupDir(t, mockup)
+	cfg.Username, cfg.Password = user, pass
+	if cfg.PowerDelay == 0 {
+		cfg.PowerDelay = 30 * time.Millisecond
+	}
+	sim, err := redfishsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		_ = sim.Close()
+		if n := sim.OpenSessions(); n != 0 {
+			t.Errorf("simulator still holds %d open sessions", n)
+		}
+	})
+	u, _ := url.Parse(srv.URL)
+	host, port, _ := net.SplitHostPort(u.Host)
+	p, _ := strconv.Atoi(port)
+	return &rfBMC{sim: sim, dir: cfg.MockupDir, bmc: &executor.BMC{
+		Protocol: "REDFISH", Address: host, Port: p, Scheme: "http", Username: user, Password: pass,
+	}}
+}
+
+// mock reads the mock-up resource at a Redfish path.
+func (f *rfBMC) mock(t testing.TB, odataPath string) map[string]any {
+	t.Helper()
+	rel := strings.TrimPrefix(strings.TrimSuffix(odataPath, "/"), "/redfish/v1")
+	b, err := os.ReadFile(filepath.Join(f.dir, filepath.FromSlash(rel), "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func (f *rfBMC) members(t testing.TB, odataPath string) []map[string]any {
+	var out []map[string]any
+	for _, m := range f.mock(t, odataPath)["Members"].([]any) {
+		out = append(out, f.mock(t, m.(map[string]any)["@odata.id"].(string)))
+	}
+	return out
+}
+
+func (f *rfBMC) systemPath(t testing.TB) string {
+	ms := f.mock(t, "/redfish/v1/Systems")["Members"].([]any)
+	return ms[0].(map[string]any)["@odata.id"].(string)
+}
+
+func fastConfig(st *store.Store) oob.Config {
+	return oob.Config{
+		Store:          st,
+		SettleTimeout:  10 * time.Second,
+		PollInterval:   10 * time.Millisecond,
+		CycleOffWindow: 2 * time.Second,
+		RedfishOptions: []redfish.Option{redfish.WithRetry(6, 5*time.Millisecond), redfish.WithPowerPoll(10*time.Millisecond, 5*time.Second), redfish.WithTimeout(5 * time.Second)},
+		IPMIOptions:    []ipmi.Option{ipmi.WithCipherSuite(3), ipmi.WithTimeout(2 * time.Second)},
+	}
+}
+
+func openStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "prybar.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func newMachine(t testing.TB, st *store.Store, name string) int {
+	t.Helper()
+	var id int
+	err := st.Tx(context.Background(), func(ctx context.Context, tx *ent.Tx) error {
+		m, err := tx.Machine.Create().SetName(name).Save(ctx)
+		if err != nil {
+			return err
+		}
+		id = m.ID
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func input(id int, name string, b *executor.BMC, attrs map[string]any) executor.Input {
+	return executor.Input{RunID: 1, Machine: executor.Machine{ID: id, Name: name, BMC: b}, Attrs: attrs}
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func str(v any) string { s, _ := v.(string); return s }
+
+func num(t testing.TB, v any) int64 {
+	t.Helper()
+	switch n := v.(type) {
+	case json.Number:
+		if i, err := n.Int64(); err == nil {
+			return i
+		}
+		f, err := n.Float64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(f)
+	case float64:
+		return int64(n)
+	}
+	t.Fatalf("not a number: %T %v", v, v)
+	return 0
+}
