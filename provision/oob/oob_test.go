@@ -362,7 +362,7 @@ func (c *fake) Power(_ context.Context, a bmc.PowerAction) error {
 }
 
 func (c *fake) SetBootDevice(context.Context, bmc.BootDevice, bmc.BootOptions) error { return nil }
-func (c *fake) ResetBMC(context.Context) error                                        { return nil }
+func (c *fake) ResetBMC(context.Context) error                                       { return nil }
 func (c *fake) Close(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
