@@ -1,0 +1,123 @@
+package graph_test
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prybar/prybar/internal/apitest"
+)
+
+// benchBackends lets `make bench` measure both databases.
+func benchBackends(b *testing.B, fn func(b *testing.B, be apitest.Backend)) {
+	for _, be := range []apitest.Backend{apitest.SQLite, apitest.Postgres} {
+		b.Run(string(be), func(b *testing.B) { fn(b, be) })
+	}
+}
+
+// BenchmarkTopology10k: the nested topology query over 10,000 machines (time per query and SQL
+// statements per query).
+func BenchmarkTopology10k(b *testing.B) {
+	benchBackends(b, func(b *testing.B, be apitest.Backend) {
+		st := apitest.Open(b, apitest.DSN(b, be))
+		fleet(b, st, 10000)
+		srv := apitest.Serve(b, st)
+		var stmts int64
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			before := st.Counter.Statements()
+			var got topo
+			resp, err := srv.Do(topology, nil)
+			if err != nil || len(resp.Errors) > 0 {
+				b.Fatalf("%v %v", err, resp.Errors)
+			}
+			if err := resp.Decode(&got); err != nil {
+				b.Fatal(err)
+			}
+			stmts = st.Counter.Statements() - before
+			if n, _, _ := got.machines(); n != 10000 {
+				b.Fatalf("%d machines", n)
+			}
+		}
+		b.ReportMetric(float64(stmts), "sql-statements/query")
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/query")
+	})
+}
+
+// BenchmarkCreateMachine: createMachine mutations per second through the GraphQL API (each one a
+// validated, evented transaction), from 4 concurrent clients.
+func BenchmarkCreateMachine(b *testing.B) {
+	benchBackends(b, func(b *testing.B, be apitest.Backend) {
+		st := apitest.Open(b, apitest.DSN(b, be))
+		srv := apitest.Serve(b, st)
+		const n = 1000
+		var wg sync.WaitGroup
+		start := time.Now()
+		errs := make(chan error, 4)
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := w; i < n*b.N; i += 4 {
+					resp, err := srv.Do(`mutation($name: String!) { createMachine(input: {name: $name, serial: "S"}) { machine { id } errors { field } } }`,
+						map[string]any{"name": fmt.Sprintf("m%d.bench.example", i)})
+					if err != nil || len(resp.Errors) > 0 {
+						errs <- fmt.Errorf("%v %v", err, resp.Errors)
+						return
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		el := time.Since(start)
+		b.ReportMetric(float64(n*b.N)/el.Seconds(), "mutations/s")
+	})
+}
+
+// BenchmarkFanout100: latency from commit to delivery at each of 100 WebSocket subscribers.
+func BenchmarkFanout100(b *testing.B) {
+	benchBackends(b, func(b *testing.B, be apitest.Backend) {
+		st := apitest.Open(b, apitest.DSN(b, be))
+		srv := apitest.Serve(b, st)
+		siteID := newSite(b, st, "fan")
+		subs := make([]*apitest.Subscription, 100)
+		for i := range subs {
+			subs[i] = subscribe(b, srv.URL, 0)
+			if _, err := subs[i].NextEvent(5 * time.Second); err != nil { // the site creation
+				b.Fatal(err)
+			}
+		}
+		var lat []time.Duration
+		rounds := 20 * b.N
+		for r := 0; r < rounds; r++ {
+			start := time.Now()
+			touch(b, st, siteID, 1)
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, s := range subs {
+				wg.Add(1)
+				go func(s *apitest.Subscription) {
+					defer wg.Done()
+					if _, err := s.NextEvent(5 * time.Second); err != nil {
+						b.Error(err)
+						return
+					}
+					mu.Lock()
+					lat = append(lat, time.Since(start))
+					mu.Unlock()
+				}(s)
+			}
+			wg.Wait()
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	})
+}
