@@ -1,0 +1,297 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/role"
+	"github.com/prybar/prybar/internal/domain"
+	"github.com/prybar/prybar/scheduler/catalog"
+	"github.com/prybar/prybar/scheduler/nodestate"
+)
+
+// LoadResult says what LoadRoles changed.
+type LoadResult struct {
+	Created, Updated, Unchanged []string
+}
+
+func (r LoadResult) String() string {
+	return fmt.Sprintf("%d roles created, %d updated, %d unchanged", len(r.Created), len(r.Updated), len(r.Unchanged))
+}
+
+// LoadRoles upserts every role of cat into the Role table by name, in one transaction, and writes
+// only rows that differ (so loading the same catalogue again writes nothing and records no
+// events). The catalogue is validated together with the roles already in the database that it
+// does not redefine, so a requirement on a role loaded earlier is accepted and a cycle through
+// one is refused (domain.Cycle naming it, "a -> b -> c -> a"); any error writes nothing.
+func (a *Annealer) LoadRoles(ctx context.Context, cat *catalog.Catalog) (LoadResult, error) {
+	var res LoadResult
+	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		res = LoadResult{}
+		existing, err := tx.Role.Query().All(ctx)
+		if err != nil {
+			return err
+		}
+		byName := map[string]*ent.Role{}
+		for _, r := range existing {
+			byName[r.Name] = r
+		}
+		// Validate the union: new definitions plus stored roles not redefined.
+		all := make([]catalog.Role, 0, len(existing)+len(cat.Roles()))
+		for _, r := range cat.Roles() {
+			all = append(all, *r)
+		}
+		for _, r := range existing {
+			if _, redefined := cat.Get(r.Name); !redefined {
+				cr, err := catalogRole(r)
+				if err != nil {
+					return domain.Errorf("roles", domain.Invalid, "stored role %q: %v", r.Name, err)
+				}
+				all = append(all, cr)
+			}
+		}
+		full, err := catalog.New(all...)
+		if err != nil {
+			return catalogError(err)
+		}
+		for _, cr := range cat.Roles() {
+			want := roleRow(cr, full.Depth(cr.Name))
+			if cur, ok := byName[cr.Name]; ok {
+				if sameRole(cur, want) {
+					res.Unchanged = append(res.Unchanged, cr.Name)
+					continue
+				}
+				err = tx.Role.UpdateOne(cur).SetDescription(want.Description).SetExecutor(want.Executor).
+					SetRequires(want.Requires).SetProvides(want.Provides).SetConflicts(want.Conflicts).SetWants(want.Wants).
+					SetImplicit(want.Implicit).SetCluster(want.Cluster).SetDestructive(want.Destructive).SetDiscovery(want.Discovery).
+					SetSchema(want.Schema).SetDefaults(want.Defaults).SetRetryAttempts(want.RetryAttempts).
+					SetRetryBackoffMs(want.RetryBackoffMs).SetTimeoutMs(want.TimeoutMs).SetDepth(want.Depth).Exec(ctx)
+				res.Updated = append(res.Updated, cr.Name)
+			} else {
+				err = tx.Role.Create().SetName(want.Name).SetDescription(want.Description).SetExecutor(want.Executor).
+					SetRequires(want.Requires).SetProvides(want.Provides).SetConflicts(want.Conflicts).SetWants(want.Wants).
+					SetImplicit(want.Implicit).SetCluster(want.Cluster).SetDestructive(want.Destructive).SetDiscovery(want.Discovery).
+					SetSchema(want.Schema).SetDefaults(want.Defaults).SetRetryAttempts(want.RetryAttempts).
+					SetRetryBackoffMs(want.RetryBackoffMs).SetTimeoutMs(want.TimeoutMs).SetDepth(want.Depth).Exec(ctx)
+				res.Created = append(res.Created, cr.Name)
+			}
+			if err != nil {
+				return fmt.Errorf("role %q: %w", cr.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return LoadResult{}, err
+	}
+	a.roles.invalidate()
+	return res, nil
+}
+
+// LoadRolesDir loads the role files (*.yaml, *.yml) of dir. Requirements may name built-in roles
+// or roles loaded before; a role redefining a built-in one is a duplicate, not an override.
+func (a *Annealer) LoadRolesDir(ctx context.Context, dir string) (LoadResult, error) {
+	cat, err := ReadRolesDir(dir)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	return a.LoadRoles(ctx, cat)
+}
+
+// ReadRolesDir parses the role files of dir into a catalogue that also holds the built-in roles,
+// so requirements on them resolve (and redefining one is reported as a duplicate).
+func ReadRolesDir(dir string) (*catalog.Catalog, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var roles []catalog.Role
+	for _, r := range catalog.Builtin().Roles() {
+		roles = append(roles, *r)
+	}
+	var errs []error
+	for _, e := range entries {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := catalog.Parse(p, data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		roles = append(roles, rs...)
+	}
+	if len(errs) > 0 {
+		return nil, catalogError(errors.Join(errs...))
+	}
+	cat, err := catalog.New(roles...)
+	if err != nil {
+		return nil, catalogError(err)
+	}
+	return cat, nil
+}
+
+// catalogError turns a catalogue validation error into a domain error: CYCLE when it reports a
+// requirement cycle (the message names it), INVALID otherwise.
+func catalogError(err error) error {
+	var ce *catalog.CycleError
+	if errors.As(err, &ce) {
+		return domain.Errorf("roles", domain.Cycle, "%s", err.Error())
+	}
+	return domain.Errorf("roles", domain.Invalid, "%s", err.Error())
+}
+
+// roleRow is the Role table row for a catalogue role.
+func roleRow(r *catalog.Role, depth int) *ent.Role {
+	wants := make([]string, len(r.Wants))
+	for i, w := range r.Wants {
+		wants[i] = w.String()
+	}
+	return &ent.Role{
+		Name: r.Name, Description: r.Description, Executor: r.Executor,
+		Requires: nonNil(r.Requires), Provides: nonNil(r.Provides), Conflicts: nonNil(r.Conflicts), Wants: wants,
+		Implicit: r.Flags.Implicit, Cluster: r.Flags.Cluster, Destructive: r.Flags.Destructive, Discovery: r.Flags.Discovery,
+		Schema: r.Attributes, Defaults: r.Defaults(),
+		RetryAttempts:  r.Retry.Attempts,
+		RetryBackoffMs: r.Retry.Initial.Milliseconds(),
+		TimeoutMs:      r.Timeout.Milliseconds(),
+		Depth:          depth,
+	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func sameRole(cur, want *ent.Role) bool {
+	eqS := func(a, b []string) bool { return slices.Equal(nonNil(a), nonNil(b)) }
+	eqM := func(a, b map[string]any) bool {
+		if len(a) == 0 && len(b) == 0 {
+			return true
+		}
+		return reflect.DeepEqual(jsonRoundTrip(a), jsonRoundTrip(b))
+	}
+	return cur.Description == want.Description && cur.Executor == want.Executor &&
+		eqS(cur.Requires, want.Requires) && eqS(cur.Provides, want.Provides) && eqS(cur.Conflicts, want.Conflicts) &&
+		eqS(cur.Wants, want.Wants) && cur.Implicit == want.Implicit && cur.Cluster == want.Cluster &&
+		cur.Destructive == want.Destructive && cur.Discovery == want.Discovery &&
+		eqM(cur.Schema, want.Schema) && eqM(cur.Defaults, want.Defaults) &&
+		cur.RetryAttempts == want.RetryAttempts && cur.RetryBackoffMs == want.RetryBackoffMs &&
+		cur.TimeoutMs == want.TimeoutMs && cur.Depth == want.Depth
+}
+
+// catalogRole rebuilds a catalogue role from its stored row (for validation and for the compiled
+// attribute schema).
+func catalogRole(r *ent.Role) (catalog.Role, error) {
+	cr := catalog.Role{
+		Name: r.Name, Description: r.Description, Executor: r.Executor,
+		Requires: r.Requires, Provides: r.Provides, Conflicts: r.Conflicts,
+		Flags:      catalog.Flags{Implicit: r.Implicit, Cluster: r.Cluster, Destructive: r.Destructive, Discovery: r.Discovery},
+		Attributes: r.Schema,
+		Retry:      retryPolicy(r),
+		Timeout:    time.Duration(r.TimeoutMs) * time.Millisecond,
+	}
+	if len(cr.Attributes) == 0 {
+		cr.Attributes = nil
+	}
+	for _, w := range r.Wants {
+		pw, err := catalog.ParseWant(w)
+		if err != nil {
+			return cr, err
+		}
+		cr.Wants = append(cr.Wants, pw)
+	}
+	return cr, nil
+}
+
+// maxBackoff caps automatic-retry delays. The Role table keeps attempts and the initial backoff
+// but not the catalogue's max_backoff, so the cap is fixed (documented in docs/annealer.md).
+const maxBackoff = 5 * time.Minute
+
+func retryPolicy(r *ent.Role) nodestate.RetryPolicy {
+	return nodestate.RetryPolicy{
+		Attempts: r.RetryAttempts,
+		Initial:  time.Duration(r.RetryBackoffMs) * time.Millisecond,
+		Max:      maxBackoff,
+	}
+}
+
+// roleInfo is a stored role with what the annealer derives from it.
+type roleInfo struct {
+	*ent.Role
+	cat   *catalog.Role // compiled schema (requirements left out: validated at load)
+	wants []catalog.Want
+}
+
+// roleCache holds the Role table in memory. Roles are few and change rarely; the runner reloads
+// them every sweep and LoadRoles invalidates at once.
+type roleCache struct {
+	mu     sync.Mutex
+	byID   map[int]*roleInfo
+	byName map[string]*roleInfo
+	loaded time.Time
+}
+
+func (c *roleCache) invalidate() {
+	c.mu.Lock()
+	c.loaded = time.Time{}
+	c.mu.Unlock()
+}
+
+// get returns the role tables, reloading when older than maxAge.
+func (c *roleCache) get(ctx context.Context, client *ent.Client, maxAge time.Duration) (map[int]*roleInfo, map[string]*roleInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID != nil && time.Since(c.loaded) < maxAge {
+		return c.byID, c.byName, nil
+	}
+	rows, err := client.Role.Query().Order(ent.Asc(role.FieldID)).All(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	byID, byName := map[int]*roleInfo{}, map[string]*roleInfo{}
+	for _, r := range rows {
+		ri := &roleInfo{Role: r}
+		if old, ok := c.byID[r.ID]; ok && old.UpdatedAt.Equal(r.UpdatedAt) {
+			ri = old // keep the compiled schema
+		} else {
+			cr, err := catalogRole(r)
+			if err == nil {
+				ri.wants = cr.Wants
+				cr.Requires, cr.Conflicts, cr.Wants = nil, nil, nil
+				if cat, err := catalog.New(cr); err == nil {
+					ri.cat, _ = cat.Get(r.Name)
+				}
+			}
+		}
+		byID[r.ID], byName[r.Name] = ri, ri
+	}
+	c.byID, c.byName, c.loaded = byID, byName, time.Now()
+	return byID, byName, nil
+}
+
+// roleNames lists names sorted, for messages.
+func roleNames(m map[string]*roleInfo) []string {
+	out := slices.Collect(maps.Keys(m))
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,706 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"time"
+
+	"entgo.io/ent/dialect/sql"
+	"github.com/go-co-op/gocron/v2"
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/bmc"
+	"github.com/prybar/prybar/ent/deployment"
+	"github.com/prybar/prybar/ent/machine"
+	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/predicate"
+	"github.com/prybar/prybar/ent/run"
+	"github.com/prybar/prybar/internal/events"
+	"github.com/prybar/prybar/scheduler/executor"
+	"github.com/prybar/prybar/scheduler/nodestate"
+)
+
+// job is one claimed run on its way through an executor.
+type job struct {
+	nrID, runID int
+	exec        executor.Executor
+	execName    string
+	execErr     error // no such executor: the run fails at once
+	in          executor.Input
+	key         string
+	timeout     time.Duration
+	policy      nodestate.RetryPolicy
+	attempts    int // failed attempts before this run
+}
+
+// result is a finished job.
+type result struct {
+	job      *job
+	res      executor.Result
+	err      error
+	finished time.Time
+}
+
+func defaultOwner() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%04x", h, os.Getpid(), rand.IntN(1<<16))
+}
+
+// Start runs the annealer in the background until ctx ends or Stop is called: a gocron job
+// sweeps every Options.Sweep (gated by the elector, so only the leader sweeps), the claim loop
+// claims work whenever it is woken, and the committer records finished runs in batches.
+func (a *Annealer) Start(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.started {
+		return errors.New("scheduler: already started")
+	}
+	ctx = events.WithActor(ctx, "scheduler")
+	if _, err := a.EnsureSystem(ctx); err != nil {
+		return err
+	}
+	var sopts []gocron.SchedulerOption
+	if a.opts.Elector != nil {
+		sopts = append(sopts, gocron.WithDistributedElector(a.opts.Elector))
+	}
+	s, err := gocron.NewScheduler(sopts...)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	// Runs get their own context: stopping waits a little for them before cancelling, so a
+	// graceful stop does not turn every run in flight into a failure.
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	_, err = s.NewJob(gocron.DurationJob(a.opts.Sweep), gocron.NewTask(func() {
+		a.lastTick.Store(time.Now().UnixNano())
+		a.Wake()
+	}), gocron.WithSingletonMode(gocron.LimitModeReschedule), gocron.WithStartAt(gocron.WithStartImmediately()))
+	if err != nil {
+		cancel()
+		cancelRuns()
+		return err
+	}
+	a.sched = s
+	a.cancel = func() {
+		cancel()
+		a.runsIdle(5 * time.Second)
+		cancelRuns()
+	}
+	a.started = true
+	s.Start()
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); a.claimLoop(ctx, runCtx) }()
+	go func() { defer a.wg.Done(); a.committer(ctx) }()
+	return nil
+}
+
+// Stop stops sweeping and claiming, gives runs in flight a few seconds to finish and be recorded,
+// then cancels the rest (they stay in TRANSITION and are recovered at the next start).
+func (a *Annealer) Stop() {
+	a.mu.Lock()
+	if !a.started {
+		a.mu.Unlock()
+		return
+	}
+	a.started = false
+	s, cancel := a.sched, a.cancel
+	a.mu.Unlock()
+	_ = s.Shutdown()
+	cancel()
+	a.wg.Wait()
+	a.leading.Store(false)
+}
+
+// runsIdle waits until no run is in flight, or d passes.
+func (a *Annealer) runsIdle(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		n := a.inflight
+		a.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// isLeader asks the elector; without one this process always leads.
+func (a *Annealer) isLeader(ctx context.Context) (bool, uint64) {
+	if a.opts.Elector == nil {
+		return true, 1
+	}
+	if err := a.opts.Elector.IsLeader(ctx); err != nil {
+		return false, 0
+	}
+	if t, ok := a.opts.Elector.(interface{ Term() uint64 }); ok {
+		return true, t.Term()
+	}
+	return true, 1
+}
+
+func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.wake:
+		}
+		ok, term := a.isLeader(ctx)
+		a.leading.Store(ok)
+		if !ok {
+			continue
+		}
+		if a.recovered.Load() != term {
+			if _, err := a.Recover(ctx); err != nil {
+				a.log.Error("annealer: recovery failed; will retry", "err", err)
+				continue
+			}
+			a.recovered.Store(term)
+		}
+		if err := a.retryDue(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("annealer: automatic retries", "err", err)
+		}
+		for ctx.Err() == nil {
+			n, err := a.claim(ctx, runCtx)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, errLostRace) {
+					a.log.Error("annealer: claim", "err", err)
+				}
+				break
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+}
+
+// retryDue re-queues node-roles whose automatic retry is due.
+func (a *Annealer) retryDue(ctx context.Context) error {
+	now := time.Now()
+	ids, err := a.st.Client.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR),
+		noderole.NextAttemptAtNotNil(), noderole.NextAttemptAtLTE(now)).IDs(ctx)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		ids, err := tx.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR),
+			noderole.NextAttemptAtNotNil(), noderole.NextAttemptAtLTE(now)).IDs(ctx)
+		if err != nil {
+			return err
+		}
+		cur := map[int]nodestate.State{}
+		for _, id := range ids {
+			cur[id] = nodestate.Error
+		}
+		return retry(ctx, tx, cur, false, "automatic retry")
+	})
+}
+
+// machineIdle keeps node-roles whose machine has no node-role in TRANSITION: one run per machine.
+func machineIdle() predicate.NodeRole {
+	return func(s *sql.Selector) {
+		t := sql.Table(noderole.Table).As("busy")
+		s.Where(sql.NotExists(sql.Select(t.C(noderole.FieldID)).From(t).Where(sql.And(
+			sql.ColumnsEQ(t.C(noderole.FieldMachineID), s.C(noderole.FieldMachineID)),
+			sql.EQ(t.C(noderole.FieldState), string(noderole.StateTRANSITION)),
+		))))
+	}
+}
+
+// claim starts up to one batch of runs and returns how many it started.
+func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
+	a.mu.Lock()
+	capacity := min(a.opts.Concurrency-a.inflight, a.opts.BatchSize)
+	keyBusy := make(map[string]int, len(a.keyBusy))
+	for k, v := range a.keyBusy {
+		keyBusy[k] = v
+	}
+	a.mu.Unlock()
+	if capacity <= 0 {
+		return 0, nil
+	}
+	byID, _, err := a.roles.get(ctx, a.st.Client, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	var jobs []*job
+	err = a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		jobs = nil
+		now := time.Now()
+		cands, err := tx.NodeRole.Query().Where(
+			noderole.StateEQ(noderole.StateTODO),
+			noderole.Or(noderole.NextAttemptAtIsNil(), noderole.NextAttemptAtLTE(now)),
+			noderole.HasDeploymentWith(deployment.StateEQ(deployment.StateCOMMITTED)),
+			noderole.HasMachineWith(machine.Alive(true), machine.Available(true)),
+			machineIdle(),
+		).Order(ent.Asc(noderole.FieldCohort), ent.Asc(noderole.FieldID)).Limit(capacity*2 + 16).All(ctx)
+		if err != nil || len(cands) == 0 {
+			return err
+		}
+		// One run per machine: the first (cohort, id) of each machine wins.
+		seen := map[int]bool{}
+		var picked []*ent.NodeRole
+		depIDs, machIDs := map[int]bool{}, map[int]bool{}
+		for _, c := range cands {
+			if seen[c.MachineID] {
+				continue
+			}
+			seen[c.MachineID] = true
+			picked = append(picked, c)
+			depIDs[c.DeploymentID], machIDs[c.MachineID] = true, true
+		}
+		deps, err := tx.Deployment.Query().Where(deployment.IDIn(keys(depIDs)...)).All(ctx)
+		if err != nil {
+			return err
+		}
+		depByID := map[int]*ent.Deployment{}
+		for _, d := range deps {
+			depByID[d.ID] = d
+		}
+		machines, err := a.machineInfo(ctx, tx, keys(machIDs))
+		if err != nil {
+			return err
+		}
+		cur := map[int]nodestate.State{}
+		for _, c := range picked {
+			if len(jobs) >= capacity {
+				break
+			}
+			ri := byID[c.RoleID]
+			if ri == nil {
+				continue // a role loaded a moment ago; the next sweep sees it
+			}
+			attrs := layer(ri.Defaults, sub(depByID[c.DeploymentID].RoleData, ri.Name), c.CommittedData, c.SystemData, c.Wall)
+			inj, err := a.injected(ctx, tx, c.ID, ri.wants, byID)
+			if err != nil {
+				return err
+			}
+			j := &job{nrID: c.ID, attempts: c.Attempts, policy: retryPolicy(ri.Role), execName: ri.Executor}
+			j.in = executor.Input{NodeRoleID: c.ID, Attempt: c.Attempts + 1, Machine: machines[c.MachineID],
+				Role: ri.Name, Attrs: attrs, Injected: inj}
+			j.exec, j.execErr = a.reg.Get(ri.Executor)
+			if j.exec != nil {
+				j.key = j.exec.ConcurrencyKey(j.in)
+				if j.key != "" && keyBusy[j.key] >= a.opts.PerKeyLimit {
+					continue
+				}
+				keyBusy[j.key]++
+				j.timeout = j.exec.Timeout()
+			}
+			if ri.TimeoutMs > 0 {
+				j.timeout = time.Duration(ri.TimeoutMs) * time.Millisecond
+			}
+			if j.timeout <= 0 {
+				j.timeout = a.opts.DefaultTimeout
+			}
+			jobs = append(jobs, j)
+			cur[c.ID] = nodestate.Todo
+		}
+		if len(jobs) == 0 {
+			return nil
+		}
+		// The compare-and-swap: TODO → TRANSITION for exactly these rows, or nothing.
+		if _, err := transition(ctx, tx, cur, nodestate.Start{}, false, func(u *ent.NodeRoleUpdate) {
+			u.SetStatus("running")
+		}); err != nil {
+			return err
+		}
+		for start := 0; start < len(jobs); start += 500 {
+			part := jobs[start:min(start+500, len(jobs))]
+			builders := make([]*ent.RunCreate, len(part))
+			for i, j := range part {
+				builders[i] = tx.Run.Create().SetNodeRoleID(j.nrID).SetExecutor(j.execName).SetAttempt(j.in.Attempt).
+					SetOwner(a.opts.Owner).SetStartedAt(now).SetInput(snapshot(j.in))
+			}
+			runs, err := tx.Run.CreateBulk(builders...).Save(ctx)
+			if err != nil {
+				return err
+			}
+			for i, r := range runs {
+				part[i].runID, part[i].in.RunID = r.ID, r.ID
+			}
+		}
+		return nil
+	})
+	if err != nil || len(jobs) == 0 {
+		return 0, err
+	}
+	a.mu.Lock()
+	a.inflight += len(jobs)
+	for _, j := range jobs {
+		if j.key != "" {
+			a.keyBusy[j.key]++
+		}
+		a.running[j.runID] = true
+	}
+	a.mu.Unlock()
+	a.stats.claimed.Add(int64(len(jobs)))
+	for _, j := range jobs {
+		go a.execute(runCtx, j)
+	}
+	return len(jobs), nil
+}
+
+// snapshot is the input recorded on the Run.
+func snapshot(in executor.Input) map[string]any {
+	return map[string]any{
+		"node_role_id": in.NodeRoleID, "attempt": in.Attempt, "role": in.Role,
+		"machine": map[string]any{"id": in.Machine.ID, "name": in.Machine.Name},
+		"attrs":   in.Attrs, "injected": in.Injected,
+	}
+}
+
+// inputFromRun rebuilds an executor input from a recorded run (for Verifier after a crash).
+func inputFromRun(r *ent.Run) executor.Input {
+	in := executor.Input{RunID: r.ID, NodeRoleID: r.NodeRoleID, Attempt: r.Attempt}
+	if s, ok := r.Input["role"].(string); ok {
+		in.Role = s
+	}
+	if m, ok := r.Input["machine"].(map[string]any); ok {
+		if id, ok := m["id"].(float64); ok {
+			in.Machine.ID = int(id)
+		}
+		in.Machine.Name, _ = m["name"].(string)
+	}
+	in.Attrs, _ = r.Input["attrs"].(map[string]any)
+	in.Injected, _ = r.Input["injected"].(map[string]any)
+	return in
+}
+
+// machineInfo copies what executors need of each machine.
+func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (map[int]executor.Machine, error) {
+	out := map[int]executor.Machine{}
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		var ms []struct {
+			ID   int    `json:"id"`
+			Name string `json:"name"`
+		}
+		if err := tx.Machine.Query().Where(machine.IDIn(part...)).Select(machine.FieldID, machine.FieldName).Scan(ctx, &ms); err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			out[m.ID] = executor.Machine{ID: m.ID, Name: m.Name}
+		}
+		bmcs, err := tx.BMC.Query().Where(bmc.MachineIDIn(part...)).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bmcs {
+			pw := b.Password
+			if a.opts.DecryptPassword != nil && pw != "" {
+				if pw, err = a.opts.DecryptPassword(pw); err != nil {
+					return nil, fmt.Errorf("machine %d: BMC password: %w", b.MachineID, err)
+				}
+			}
+			m := out[b.MachineID]
+			m.BMC = &executor.BMC{Protocol: string(b.Protocol), Address: b.Address, Port: b.Port, Scheme: b.Scheme,
+				Insecure: b.Insecure, Username: b.Username, Password: pw}
+			out[b.MachineID] = m
+		}
+	}
+	return out, nil
+}
+
+// execute runs one job under its timeout and hands the result to the committer.
+func (a *Annealer) execute(ctx context.Context, j *job) {
+	r := result{job: j}
+	if j.execErr != nil {
+		r.err = j.execErr
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, j.timeout)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					r.err = fmt.Errorf("executor %s panicked: %v", j.exec.Name(), p)
+				}
+			}()
+			r.res, r.err = j.exec.Run(rctx, j.in)
+		}()
+		if r.err != nil && errors.Is(rctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+			r.err = fmt.Errorf("timed out after %s: %w", j.timeout, r.err)
+		}
+		cancel()
+	}
+	r.finished = time.Now()
+	if ctx.Err() != nil {
+		// Shutting down: leave the node-role in TRANSITION for recovery rather than record a
+		// failure the executor did not cause.
+		a.release([]*job{j})
+		return
+	}
+	a.results <- r
+}
+
+// release forgets jobs in flight.
+func (a *Annealer) release(jobs []*job) {
+	a.mu.Lock()
+	for _, j := range jobs {
+		a.inflight--
+		if j.key != "" {
+			if a.keyBusy[j.key]--; a.keyBusy[j.key] <= 0 {
+				delete(a.keyBusy, j.key)
+			}
+		}
+		delete(a.running, j.runID)
+	}
+	a.mu.Unlock()
+}
+
+// committer records finished runs: it gathers results for up to FlushEvery (or a batch) and
+// writes them in one transaction, so a thousand quick runs cost a handful of statements.
+func (a *Annealer) committer(ctx context.Context) {
+	for {
+		var batch []result
+		select {
+		case r := <-a.results:
+			batch = append(batch, r)
+		case <-ctx.Done():
+			// Drain what finished during the grace period of Stop.
+			for a.drainOnce() {
+			}
+			return
+		}
+		timer := time.NewTimer(a.opts.FlushEvery)
+	gather:
+		for len(batch) < a.opts.BatchSize {
+			select {
+			case r := <-a.results:
+				batch = append(batch, r)
+			case <-timer.C:
+				break gather
+			}
+		}
+		timer.Stop()
+		a.record(context.WithoutCancel(ctx), batch)
+	}
+}
+
+// drainOnce records whatever results are waiting (or arrive within the grace period of Stop).
+func (a *Annealer) drainOnce() bool {
+	a.mu.Lock()
+	n := a.inflight
+	a.mu.Unlock()
+	if n == 0 {
+		return false
+	}
+	var batch []result
+	timeout := time.NewTimer(6 * time.Second)
+	defer timeout.Stop()
+	select {
+	case r := <-a.results:
+		batch = append(batch, r)
+	case <-timeout.C:
+		return false
+	}
+	for len(batch) < a.opts.BatchSize {
+		select {
+		case r := <-a.results:
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	a.record(events.WithActor(context.Background(), "scheduler"), batch)
+	return true
+}
+
+// record writes a batch with retries (a busy database must not lose results), then frees the
+// machines and wakes the claim loop.
+func (a *Annealer) record(ctx context.Context, batch []result) {
+	jobs := make([]*job, len(batch))
+	for i, r := range batch {
+		jobs[i] = r.job
+	}
+	defer func() {
+		a.release(jobs)
+		a.Wake()
+	}()
+	for attempt := 1; ; attempt++ {
+		err := a.complete(ctx, batch)
+		if err == nil {
+			return
+		}
+		if attempt >= 20 {
+			a.log.Error("annealer: giving up recording run results; recovery will handle them", "runs", len(batch), "err", err)
+			return
+		}
+		a.log.Warn("annealer: recording run results failed; retrying", "runs", len(batch), "err", err)
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+	}
+}
+
+// complete is the end of runs: TRANSITION → ACTIVE or ERROR, in one transaction for the batch.
+func (a *Annealer) complete(ctx context.Context, batch []result) error {
+	return a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		now := time.Now()
+		runIDs := make([]int, len(batch))
+		for i, r := range batch {
+			runIDs[i] = r.job.runID
+		}
+		// Only runs still RUNNING count: a new leader may have abandoned a run of a process that
+		// lost leadership, and must not see it completed behind its back.
+		live := map[int]bool{}
+		for start := 0; start < len(runIDs); start += chunk {
+			ids, err := tx.Run.Query().Where(run.IDIn(runIDs[start:min(start+chunk, len(runIDs))]...), run.StatusEQ(run.StatusRUNNING)).IDs(ctx)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				live[id] = true
+			}
+		}
+		var ok, bad []result
+		for _, r := range batch {
+			if !live[r.job.runID] {
+				continue
+			}
+			if r.err == nil {
+				ok = append(ok, r)
+			} else {
+				bad = append(bad, r)
+			}
+		}
+		// Runs: grouped by identical outcome so quick, uniform runs cost one UPDATE per group.
+		type runKey struct {
+			status    run.Status
+			out, log  string
+			errText   string
+			exit      int
+			hasOutput bool
+		}
+		groups := map[runKey][]int{}
+		outputs := map[string]map[string]any{}
+		for _, r := range append(slices.Clone(ok), bad...) {
+			k := runKey{status: run.StatusSUCCEEDED, log: r.res.Log}
+			if r.err != nil {
+				k.status, k.errText, k.exit = run.StatusFAILED, r.err.Error(), 1
+			}
+			if r.res.Output != nil {
+				b, _ := json.Marshal(r.res.Output)
+				k.out, k.hasOutput = string(b), true
+				outputs[k.out] = r.res.Output
+			}
+			groups[k] = append(groups[k], r.job.runID)
+		}
+		for k, ids := range groups {
+			for start := 0; start < len(ids); start += chunk {
+				part := ids[start:min(start+chunk, len(ids))]
+				u := tx.Run.Update().Where(run.IDIn(part...), run.StatusEQ(run.StatusRUNNING)).
+					SetStatus(k.status).SetFinishedAt(now).SetExitStatus(k.exit)
+				if k.log != "" {
+					u.SetLog(k.log)
+				}
+				if k.errText != "" {
+					u.SetError(k.errText)
+				}
+				if k.hasOutput {
+					u.SetOutput(outputs[k.out])
+				}
+				if n, err := u.Save(ctx); err != nil {
+					return err
+				} else if n != len(part) {
+					return errLostRace
+				}
+			}
+		}
+		// Successes: TRANSITION → ACTIVE with the output as the wall, grouped by wall.
+		walls := map[string]map[int]nodestate.State{}
+		wallOf := map[string]map[string]any{}
+		var okIDs []int
+		for _, r := range ok {
+			b, _ := json.Marshal(r.res.Output)
+			k := string(b)
+			if walls[k] == nil {
+				walls[k] = map[int]nodestate.State{}
+				wallOf[k] = r.res.Output
+			}
+			walls[k][r.job.nrID] = nodestate.Transition
+			okIDs = append(okIDs, r.job.nrID)
+		}
+		for k, cur := range walls {
+			w := wallOf[k]
+			if w == nil {
+				w = map[string]any{}
+			}
+			if _, err := transition(ctx, tx, cur, nodestate.Succeed{}, false, func(u *ent.NodeRoleUpdate) {
+				u.AddRunCount(1).SetAttempts(0).ClearNextAttemptAt().SetStatus("ok").SetWall(w)
+			}); err != nil {
+				return err
+			}
+		}
+		// Failures: TRANSITION → ERROR, with the retry policy's next attempt when it allows one.
+		var badIDs []int
+		for _, r := range bad {
+			failures := r.job.attempts + 1
+			msg := r.err.Error()
+			var next *time.Time
+			if d, again := r.job.policy.Retry(failures); again {
+				t := now.Add(d)
+				next = &t
+				msg = fmt.Sprintf("%s (attempt %d of %d; retrying in %s)", msg, failures, r.job.policy.Attempts, d)
+			} else if r.job.policy.Attempts > 1 {
+				msg = fmt.Sprintf("%s (attempt %d of %d; retry manually)", msg, failures, r.job.policy.Attempts)
+			}
+			if _, err := transition(ctx, tx, map[int]nodestate.State{r.job.nrID: nodestate.Transition}, nodestate.Fail{},
+				false, func(u *ent.NodeRoleUpdate) {
+					u.SetAttempts(failures).SetNillableNextAttemptAt(next).SetStatus(truncate(msg, 1000))
+				}); err != nil {
+				return err
+			}
+			badIDs = append(badIDs, r.job.nrID)
+		}
+		a.stats.succeeded.Add(int64(len(ok)))
+		a.stats.failed.Add(int64(len(bad)))
+		if len(badIDs) > 0 {
+			if _, err := blockDescendants(ctx, tx, badIDs, nodestate.ParentFailed{}); err != nil {
+				return err
+			}
+		}
+		if len(okIDs) == 0 {
+			return nil
+		}
+		// A parent re-annealed or failed while this one ran: the block it could not receive then.
+		late, err := notAllParentsActive(ctx, tx, okIDs)
+		if err != nil {
+			return err
+		}
+		if len(late) > 0 {
+			cur := map[int]nodestate.State{}
+			for id := range late {
+				cur[id] = nodestate.Active
+			}
+			if _, err := transition(ctx, tx, cur, nodestate.ParentFailed{}, false, nil); err != nil {
+				return err
+			}
+			okIDs = slices.DeleteFunc(okIDs, func(id int) bool { return late[id] })
+		}
+		_, err = unblockChildren(ctx, tx, okIDs)
+		return err
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func keys(m map[int]bool) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}

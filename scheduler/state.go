@@ -1,0 +1,186 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/internal/domain"
+	"github.com/prybar/prybar/scheduler/nodestate"
+)
+
+// chunk bounds the ids in one IN (…) list: far below SQLite's bound-parameter limit and
+// PostgreSQL's 65535, large enough that bulk work stays a handful of statements.
+const chunk = 2000
+
+// errLostRace is returned inside a transaction when a compare-and-swap on node-role states
+// matched fewer rows than expected: another writer changed them since they were read. The
+// transaction rolls back and the caller retries (or, for the API, reports a conflict).
+var errLostRace = errors.New("scheduler: node-role state changed concurrently")
+
+// transition is the single place where node-role states change. It applies ev to every node-role
+// in cur (id → current state) with nodestate.Next, writes the changes as one compare-and-swap
+// UPDATE per (from, to) pair (… WHERE id IN (…) AND state = from), and returns the new state of
+// every node-role that changed.
+//
+// Illegal transitions are refused with a domain.IllegalTransition error naming the node-roles,
+// unless skipIllegal is set: broadcasts to descendants (ParentFailed, DescendantReanneal) skip
+// node-roles in TRANSITION, and the run's completion re-applies the block (see complete).
+// extra, when not nil, adds fields to each UPDATE (status text, attempts …).
+func transition(ctx context.Context, tx *ent.Tx, cur map[int]nodestate.State, ev nodestate.Event,
+	skipIllegal bool, extra func(*ent.NodeRoleUpdate)) (map[int]nodestate.State, error) {
+	type pair struct{ from, to nodestate.State }
+	groups := map[pair][]int{}
+	var illegal []string
+	for id, s := range cur {
+		to, err := nodestate.Next(s, ev)
+		if err != nil {
+			if skipIllegal {
+				continue
+			}
+			illegal = append(illegal, fmt.Sprintf("node-role %d is %s", id, s))
+			continue
+		}
+		if to == s {
+			continue
+		}
+		groups[pair{s, to}] = append(groups[pair{s, to}], id)
+	}
+	if len(illegal) > 0 {
+		sort.Strings(illegal)
+		if len(illegal) > 10 {
+			illegal = append(illegal[:10], fmt.Sprintf("and %d more", len(illegal)-10))
+		}
+		return nil, domain.Errorf("id", domain.IllegalTransition, "%s not allowed: %s", ev.Name(), strings.Join(illegal, ", "))
+	}
+	out := map[int]nodestate.State{}
+	for p, ids := range groups {
+		slices.Sort(ids)
+		for start := 0; start < len(ids); start += chunk {
+			part := ids[start:min(start+chunk, len(ids))]
+			u := tx.NodeRole.Update().
+				Where(noderole.IDIn(part...), noderole.StateEQ(noderole.State(p.from))).
+				SetState(noderole.State(p.to))
+			if extra != nil {
+				extra(u)
+			}
+			n, err := u.Save(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if n != len(part) {
+				return nil, errLostRace
+			}
+		}
+		for _, id := range ids {
+			out[id] = p.to
+		}
+	}
+	return out, nil
+}
+
+// statesOf reads the current state of the given node-roles.
+func statesOf(ctx context.Context, tx *ent.Tx, ids []int) (map[int]nodestate.State, error) {
+	out := make(map[int]nodestate.State, len(ids))
+	for start := 0; start < len(ids); start += chunk {
+		var rows []struct {
+			ID    int    `json:"id"`
+			State string `json:"state"`
+		}
+		err := tx.NodeRole.Query().Where(noderole.IDIn(ids[start:min(start+chunk, len(ids))]...)).
+			Select(noderole.FieldID, noderole.FieldState).Scan(ctx, &rows)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.ID] = nodestate.State(r.State)
+		}
+	}
+	return out, nil
+}
+
+// descendants returns every node-role below ids (not ids themselves) with its state, walking the
+// DAG one level per query.
+func descendants(ctx context.Context, tx *ent.Tx, ids []int) (map[int]nodestate.State, error) {
+	out := map[int]nodestate.State{}
+	frontier := slices.Clone(ids)
+	for len(frontier) > 0 {
+		var next []int
+		for start := 0; start < len(frontier); start += chunk {
+			var rows []struct {
+				ID    int    `json:"id"`
+				State string `json:"state"`
+			}
+			err := tx.NodeRole.Query().
+				Where(noderole.HasParentsWith(noderole.IDIn(frontier[start:min(start+chunk, len(frontier))]...))).
+				Select(noderole.FieldID, noderole.FieldState).Scan(ctx, &rows)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range rows {
+				if _, seen := out[r.ID]; !seen {
+					out[r.ID] = nodestate.State(r.State)
+					next = append(next, r.ID)
+				}
+			}
+		}
+		frontier = next
+	}
+	return out, nil
+}
+
+// blockDescendants sends ev (ParentFailed or DescendantReanneal) to every descendant of ids:
+// TODO, ACTIVE and ERROR ones become BLOCKED; PROPOSED and BLOCKED stay; TRANSITION ones are
+// left to their run's completion, which blocks them when a parent is no longer ACTIVE.
+func blockDescendants(ctx context.Context, tx *ent.Tx, ids []int, ev nodestate.Event) (map[int]nodestate.State, error) {
+	desc, err := descendants(ctx, tx, ids)
+	if err != nil || len(desc) == 0 {
+		return nil, err
+	}
+	return transition(ctx, tx, desc, ev, true, nil)
+}
+
+// unblockChildren moves the BLOCKED children of ids whose parents are now all ACTIVE to TODO.
+func unblockChildren(ctx context.Context, tx *ent.Tx, ids []int) (map[int]nodestate.State, error) {
+	cur := map[int]nodestate.State{}
+	for start := 0; start < len(ids); start += chunk {
+		kids, err := tx.NodeRole.Query().
+			Where(
+				noderole.StateEQ(noderole.StateBLOCKED),
+				noderole.HasParentsWith(noderole.IDIn(ids[start:min(start+chunk, len(ids))]...)),
+				noderole.Not(noderole.HasParentsWith(noderole.StateNEQ(noderole.StateACTIVE))),
+			).IDs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range kids {
+			cur[k] = nodestate.Blocked
+		}
+	}
+	if len(cur) == 0 {
+		return nil, nil
+	}
+	return transition(ctx, tx, cur, nodestate.ParentsActive{}, false, nil)
+}
+
+// notAllParentsActive returns those of ids that have a parent not ACTIVE.
+func notAllParentsActive(ctx context.Context, tx *ent.Tx, ids []int) (map[int]bool, error) {
+	out := map[int]bool{}
+	for start := 0; start < len(ids); start += chunk {
+		bad, err := tx.NodeRole.Query().
+			Where(noderole.IDIn(ids[start:min(start+chunk, len(ids))]...),
+				noderole.HasParentsWith(noderole.StateNEQ(noderole.StateACTIVE))).IDs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range bad {
+			out[id] = true
+		}
+	}
+	return out, nil
+}
