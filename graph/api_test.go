@@ -340,7 +340,11 @@ func TestInvalidInputDomainErrors(t *testing.T) {
 
 // Invalid GraphQL gets a clear error, not a crash.
 func TestInvalidGraphQL(t *testing.T) {
-	st := apitest.Open(t, apitest.DSN(t, apitest.SQLite))
+	apitest.ForEachDB(t, func(t *testing.T, b apitest.Backend) { invalidGraphQL(t, b) })
+}
+
+func invalidGraphQL(t *testing.T, b apitest.Backend) {
+	st := apitest.Open(t, apitest.DSN(t, b))
 	srv := apitest.Serve(t, st)
 	for _, q := range []string{`{ machines { edges { node { nosuchfield } } } }`, `{ machines(`, `mutation { createSite(input: {}) { site { id } } }`} {
 		resp, err := srv.Do(q, nil)
@@ -355,7 +359,11 @@ func TestInvalidGraphQL(t *testing.T) {
 
 // Natural-key lookups.
 func TestLookups(t *testing.T) {
-	st := apitest.Open(t, apitest.DSN(t, apitest.SQLite))
+	apitest.ForEachDB(t, func(t *testing.T, b apitest.Backend) { lookups(t, b) })
+}
+
+func lookups(t *testing.T, b apitest.Backend) {
+	st := apitest.Open(t, apitest.DSN(t, b))
 	fleet(t, st, 3)
 	ctx := context.Background()
 	m := st.Client.Machine.Query().FirstX(ctx)
@@ -374,4 +382,52 @@ func TestLookups(t *testing.T) {
 	if got.Machine.ID != fmt.Sprint(m.ID) || got.Site.Name != "dc1" || got.NicByMAC.Machine.Name != owner.Name || got.Missing != nil {
 		t.Fatalf("lookups = %+v", got)
 	}
+}
+
+// The events query pages the log in seq order with a working cursor and filters.
+func TestEventsQueryPages(t *testing.T) {
+	apitest.ForEachDB(t, func(t *testing.T, b apitest.Backend) {
+		st := apitest.Open(t, apitest.DSN(t, b))
+		fleet(t, st, 5)
+		srv := apitest.Serve(t, st)
+		ctx := context.Background()
+		total, err := events.LastSeq(ctx, st.Client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, seen := 0, 0
+		for {
+			var got struct {
+				Events struct {
+					LastSeq int
+					HasMore bool
+					Events  []struct{ Seq int }
+				}
+			}
+			srv.Query(t, `query($a: Int) { events(after: $a, first: 7) { lastSeq hasMore events { seq } } }`, map[string]any{"a": after}, &got)
+			for _, e := range got.Events.Events {
+				seen++
+				if e.Seq != after+1 {
+					t.Fatalf("seq %d after %d", e.Seq, after)
+				}
+				after = e.Seq
+			}
+			if got.Events.LastSeq != after {
+				t.Fatalf("lastSeq = %d, want %d", got.Events.LastSeq, after)
+			}
+			if !got.Events.HasMore {
+				break
+			}
+		}
+		if int64(seen) != total {
+			t.Fatalf("paged %d events, log has %d", seen, total)
+		}
+		var nics struct {
+			Events struct{ Events []struct{ Kind string } }
+		}
+		srv.Query(t, `{ events(first: 1000, filter: {kinds: ["nic.created"]}) { events { kind } } }`, nil, &nics)
+		if want := st.Client.NIC.Query().CountX(ctx); len(nics.Events.Events) != want {
+			t.Fatalf("nic.created events = %d, want %d", len(nics.Events.Events), want)
+		}
+	})
 }

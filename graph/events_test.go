@@ -121,7 +121,11 @@ func TestSubscriptionAcrossReplicas(t *testing.T) {
 
 // Filters narrow the stream by kind and by machine.
 func TestSubscriptionFilter(t *testing.T) {
-	st := apitest.Open(t, apitest.DSN(t, apitest.SQLite))
+	apitest.ForEachDB(t, func(t *testing.T, b apitest.Backend) { subscriptionFilter(t, b) })
+}
+
+func subscriptionFilter(t *testing.T, b apitest.Backend) {
+	st := apitest.Open(t, apitest.DSN(t, b))
 	fleet(t, st, 3)
 	srv := apitest.Serve(t, st)
 	ctx := context.Background()
