@@ -1,22 +1,136 @@
 package main
 
 // This file wires the annealer (scheduler/) into `prybar serve` and provides `prybar roles`.
+//
+// serve reads these environment variables (flags belong to serve's owner; these are the
+// annealer's knobs):
+//
+//	PRYBAR_SCHEDULER=off         do not run the annealer in this process (API only)
+//	PRYBAR_CONCURRENCY=N         runs in flight at most (default 256)
+//	PRYBAR_ROLES=DIR             operator role files loaded at start, after the built-in roles
+//	PRYBAR_TEST_EFFECTS=FILE     effects file of the "test" executor (see executor.Test)
+//	PRYBAR_TEST_IDEMPOTENT=true  the "test" executor declares itself idempotent
 
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strconv"
+	"time"
 
+	"entgo.io/ent/dialect"
+
+	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/scheduler"
+	"github.com/prybar/prybar/scheduler/catalog"
+	"github.com/prybar/prybar/scheduler/executor"
+	"github.com/prybar/prybar/scheduler/leader"
 )
 
+// newRegistry builds the executors the annealer may run. Register further executors here (the
+// BMC executor, …).
+func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
+	_, _ = st, log
+	idem, _ := strconv.ParseBool(os.Getenv("PRYBAR_TEST_IDEMPOTENT"))
+	return executor.NewRegistry(
+		executor.Noop{},
+		&executor.Test{EffectsFile: os.Getenv("PRYBAR_TEST_EFFECTS"), IsIdempotent: idem},
+	)
+}
+
+// newAnnealer builds the annealer for st (PostgreSQL: with leader election) and loads the
+// built-in roles (and PRYBAR_ROLES) into the database. It does not start it.
+func newAnnealer(ctx context.Context, st *store.Store, log *slog.Logger) (*scheduler.Annealer, error) {
+	opts := scheduler.Options{Log: log}
+	if v := os.Getenv("PRYBAR_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("PRYBAR_CONCURRENCY=%q: want a positive integer", v)
+		}
+		opts.Concurrency = n
+	}
+	if st.Dialect == dialect.Postgres {
+		opts.Elector = leader.New(st.DSN)
+	}
+	a := scheduler.New(st, newRegistry(st, log), opts)
+	cat := catalog.Builtin()
+	if dir := os.Getenv("PRYBAR_ROLES"); dir != "" {
+		var err error
+		if cat, err = scheduler.ReadRolesDir(dir); err != nil {
+			return nil, fmt.Errorf("PRYBAR_ROLES: %w", err)
+		}
+	}
+	// Several servers may start at once on PostgreSQL: a lost race on a role's unique name is
+	// settled by loading again (the second load finds the rows and writes nothing).
+	var res scheduler.LoadResult
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if res, err = a.LoadRoles(ctx, cat); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load roles: %w", err)
+	}
+	log.Info("roles loaded", "result", res.String())
+	return a, nil
+}
+
 // startScheduler starts the annealer for st in the background; the returned function stops it and
-// waits. (Filled in by the annealer work.)
+// waits.
 func startScheduler(ctx context.Context, st *store.Store, log *slog.Logger) (stop func(), err error) {
-	return func() {}, nil
+	ctx = events.WithActor(ctx, "scheduler")
+	a, err := newAnnealer(ctx, st, log)
+	if err != nil {
+		return nil, err
+	}
+	if v := os.Getenv("PRYBAR_SCHEDULER"); v == "off" || v == "false" || v == "0" {
+		log.Info("annealer disabled by PRYBAR_SCHEDULER")
+		return func() {}, nil
+	}
+	if err := a.Start(ctx); err != nil {
+		return nil, err
+	}
+	log.Info("annealer started", "executors", a.Registry().Names(), "dialect", st.Dialect)
+	return a.Stop, nil
 }
 
 func rolesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("roles: not implemented yet")
+	if len(args) == 0 || args[0] != "load" {
+		return errors.New("usage: prybar roles load [--db DSN] DIR")
+	}
+	fs := flag.NewFlagSet("roles load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: prybar roles load [--db DSN] DIR")
+	}
+	cat, err := scheduler.ReadRolesDir(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a := scheduler.New(st, nil, scheduler.Options{Log: newLogger(stderr, "warn")})
+	res, err := a.LoadRoles(events.WithActor(ctx, "roles-load"), cat)
+	if err != nil {
+		return err
+	}
+	if _, err := a.EnsureSystem(events.WithActor(ctx, "roles-load")); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.String())
+	return nil
 }
