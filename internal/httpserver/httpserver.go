@@ -14,6 +14,7 @@ import (
 
 	"github.com/prybar/prybar/frontend"
 	"github.com/prybar/prybar/graph"
+	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
 )
 
@@ -81,6 +82,8 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		ctx := context.WithValue(r.Context(), ctxKey{}, id)
+		// Until API tokens land, API writes are attributed to "api" and the request that made them.
+		ctx = events.WithActor(ctx, "api:"+id)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
 		next.ServeHTTP(sw, r.WithContext(ctx))
