@@ -26,6 +26,7 @@ import (
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/rack"
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
@@ -61,6 +62,8 @@ type Client struct {
 	Network *NetworkClient
 	// NodeRole is the client for interacting with the NodeRole builders.
 	NodeRole *NodeRoleClient
+	// Operation is the client for interacting with the Operation builders.
+	Operation *OperationClient
 	// Rack is the client for interacting with the Rack builders.
 	Rack *RackClient
 	// Role is the client for interacting with the Role builders.
@@ -91,6 +94,7 @@ func (c *Client) init() {
 	c.NIC = NewNICClient(c.config)
 	c.Network = NewNetworkClient(c.config)
 	c.NodeRole = NewNodeRoleClient(c.config)
+	c.Operation = NewOperationClient(c.config)
 	c.Rack = NewRackClient(c.config)
 	c.Role = NewRoleClient(c.config)
 	c.Run = NewRunClient(c.config)
@@ -198,6 +202,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		NIC:          NewNICClient(cfg),
 		Network:      NewNetworkClient(cfg),
 		NodeRole:     NewNodeRoleClient(cfg),
+		Operation:    NewOperationClient(cfg),
 		Rack:         NewRackClient(cfg),
 		Role:         NewRoleClient(cfg),
 		Run:          NewRunClient(cfg),
@@ -232,6 +237,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		NIC:          NewNICClient(cfg),
 		Network:      NewNetworkClient(cfg),
 		NodeRole:     NewNodeRoleClient(cfg),
+		Operation:    NewOperationClient(cfg),
 		Rack:         NewRackClient(cfg),
 		Role:         NewRoleClient(cfg),
 		Run:          NewRunClient(cfg),
@@ -266,7 +272,8 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.Attribute, c.BMC, c.Deployment, c.Disk, c.Event, c.IPAllocation, c.IPRange,
-		c.Machine, c.NIC, c.Network, c.NodeRole, c.Rack, c.Role, c.Run, c.Site,
+		c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack, c.Role, c.Run,
+		c.Site,
 	} {
 		n.Use(hooks...)
 	}
@@ -277,7 +284,8 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.Attribute, c.BMC, c.Deployment, c.Disk, c.Event, c.IPAllocation, c.IPRange,
-		c.Machine, c.NIC, c.Network, c.NodeRole, c.Rack, c.Role, c.Run, c.Site,
+		c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack, c.Role, c.Run,
+		c.Site,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -308,6 +316,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Network.mutate(ctx, m)
 	case *NodeRoleMutation:
 		return c.NodeRole.mutate(ctx, m)
+	case *OperationMutation:
+		return c.Operation.mutate(ctx, m)
 	case *RackMutation:
 		return c.Rack.mutate(ctx, m)
 	case *RoleMutation:
@@ -1584,6 +1594,22 @@ func (c *MachineClient) QueryNodeRoles(_m *Machine) *NodeRoleQuery {
 	return query
 }
 
+// QueryOperations queries the operations edge of a Machine.
+func (c *MachineClient) QueryOperations(_m *Machine) *OperationQuery {
+	query := (&OperationClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(machine.Table, machine.FieldID, id),
+			sqlgraph.To(operation.Table, operation.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, machine.OperationsTable, machine.OperationsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *MachineClient) Hooks() []Hook {
 	return c.hooks.Machine
@@ -2165,6 +2191,155 @@ func (c *NodeRoleClient) mutate(ctx context.Context, m *NodeRoleMutation) (Value
 		return (&NodeRoleDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown NodeRole mutation op: %q", m.Op())
+	}
+}
+
+// OperationClient is a client for the Operation schema.
+type OperationClient struct {
+	config
+}
+
+// NewOperationClient returns a client for the Operation from the given config.
+func NewOperationClient(c config) *OperationClient {
+	return &OperationClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `operation.Hooks(f(g(h())))`.
+func (c *OperationClient) Use(hooks ...Hook) {
+	c.hooks.Operation = append(c.hooks.Operation, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `operation.Intercept(f(g(h())))`.
+func (c *OperationClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Operation = append(c.inters.Operation, interceptors...)
+}
+
+// Create returns a builder for creating a Operation entity.
+func (c *OperationClient) Create() *OperationCreate {
+	mutation := newOperationMutation(c.config, OpCreate)
+	return &OperationCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Operation entities.
+func (c *OperationClient) CreateBulk(builders ...*OperationCreate) *OperationCreateBulk {
+	return &OperationCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *OperationClient) MapCreateBulk(slice any, setFunc func(*OperationCreate, int)) *OperationCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &OperationCreateBulk{err: fmt.Errorf("calling to OperationClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*OperationCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &OperationCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Operation.
+func (c *OperationClient) Update() *OperationUpdate {
+	mutation := newOperationMutation(c.config, OpUpdate)
+	return &OperationUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *OperationClient) UpdateOne(_m *Operation) *OperationUpdateOne {
+	mutation := newOperationMutation(c.config, OpUpdateOne, withOperation(_m))
+	return &OperationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *OperationClient) UpdateOneID(id int) *OperationUpdateOne {
+	mutation := newOperationMutation(c.config, OpUpdateOne, withOperationID(id))
+	return &OperationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Operation.
+func (c *OperationClient) Delete() *OperationDelete {
+	mutation := newOperationMutation(c.config, OpDelete)
+	return &OperationDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *OperationClient) DeleteOne(_m *Operation) *OperationDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *OperationClient) DeleteOneID(id int) *OperationDeleteOne {
+	builder := c.Delete().Where(operation.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &OperationDeleteOne{builder}
+}
+
+// Query returns a query builder for Operation.
+func (c *OperationClient) Query() *OperationQuery {
+	return &OperationQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeOperation},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Operation entity by its id.
+func (c *OperationClient) Get(ctx context.Context, id int) (*Operation, error) {
+	return c.Query().Where(operation.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *OperationClient) GetX(ctx context.Context, id int) *Operation {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryMachine queries the machine edge of a Operation.
+func (c *OperationClient) QueryMachine(_m *Operation) *MachineQuery {
+	query := (&MachineClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(operation.Table, operation.FieldID, id),
+			sqlgraph.To(machine.Table, machine.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, operation.MachineTable, operation.MachineColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *OperationClient) Hooks() []Hook {
+	return c.hooks.Operation
+}
+
+// Interceptors returns the client interceptors.
+func (c *OperationClient) Interceptors() []Interceptor {
+	return c.inters.Operation
+}
+
+func (c *OperationClient) mutate(ctx context.Context, m *OperationMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&OperationCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&OperationUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&OperationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&OperationDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Operation mutation op: %q", m.Op())
 	}
 }
 
@@ -2800,11 +2975,11 @@ func (c *SiteClient) mutate(ctx context.Context, m *SiteMutation) (Value, error)
 type (
 	hooks struct {
 		Attribute, BMC, Deployment, Disk, Event, IPAllocation, IPRange, Machine, NIC,
-		Network, NodeRole, Rack, Role, Run, Site []ent.Hook
+		Network, NodeRole, Operation, Rack, Role, Run, Site []ent.Hook
 	}
 	inters struct {
 		Attribute, BMC, Deployment, Disk, Event, IPAllocation, IPRange, Machine, NIC,
-		Network, NodeRole, Rack, Role, Run, Site []ent.Interceptor
+		Network, NodeRole, Operation, Rack, Role, Run, Site []ent.Interceptor
 	}
 )
 

@@ -23,6 +23,7 @@ import (
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/rack"
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
@@ -98,6 +99,7 @@ func checkColumn(t, c string) error {
 			nic.Table:          nic.ValidColumn,
 			network.Table:      network.ValidColumn,
 			noderole.Table:     noderole.ValidColumn,
+			operation.Table:    operation.ValidColumn,
 			rack.Table:         rack.ValidColumn,
 			role.Table:         role.ValidColumn,
 			run.Table:          run.ValidColumn,

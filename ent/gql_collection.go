@@ -21,6 +21,7 @@ import (
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/rack"
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
@@ -1463,6 +1464,95 @@ func (_q *MachineQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 			_q.WithNamedNodeRoles(alias, func(wq *NodeRoleQuery) {
 				*wq = *query
 			})
+
+		case "operations":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&OperationClient{config: _q.config}).Query()
+			)
+			args := newOperationPaginateArgs(fieldArgs(ctx, new(OperationWhereInput), path...))
+			if err := validateFirstLast(args.first, args.last); err != nil {
+				return fmt.Errorf("validate first and last in path %q: %w", path, err)
+			}
+			pager, err := newOperationPager(args.opts, args.last != nil)
+			if err != nil {
+				return fmt.Errorf("create new pager in path %q: %w", path, err)
+			}
+			if query, err = pager.applyFilter(query); err != nil {
+				return err
+			}
+			ignoredEdges := !hasCollectedField(ctx, append(path, edgesField)...)
+			if hasCollectedField(ctx, append(path, totalCountField)...) || hasCollectedField(ctx, append(path, pageInfoField)...) {
+				hasPagination := args.after != nil || args.first != nil || args.before != nil || args.last != nil
+				if hasPagination || ignoredEdges {
+					query := query.Clone()
+					_q.loadTotal = append(_q.loadTotal, func(ctx context.Context, nodes []*Machine) error {
+						ids := make([]driver.Value, len(nodes))
+						for i := range nodes {
+							ids[i] = nodes[i].ID
+						}
+						var v []struct {
+							NodeID int `sql:"machine_id"`
+							Count  int `sql:"count"`
+						}
+						query.Where(func(s *sql.Selector) {
+							s.Where(sql.InValues(s.C(machine.OperationsColumn), ids...))
+						})
+						if err := query.GroupBy(machine.OperationsColumn).Aggregate(Count()).Scan(ctx, &v); err != nil {
+							return err
+						}
+						m := make(map[int]int, len(v))
+						for i := range v {
+							m[v[i].NodeID] = v[i].Count
+						}
+						for i := range nodes {
+							n := m[nodes[i].ID]
+							if nodes[i].Edges.totalCount[6] == nil {
+								nodes[i].Edges.totalCount[6] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[6][alias] = n
+						}
+						return nil
+					})
+				} else {
+					_q.loadTotal = append(_q.loadTotal, func(_ context.Context, nodes []*Machine) error {
+						for i := range nodes {
+							n := len(nodes[i].Edges.Operations)
+							if nodes[i].Edges.totalCount[6] == nil {
+								nodes[i].Edges.totalCount[6] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[6][alias] = n
+						}
+						return nil
+					})
+				}
+			}
+			if ignoredEdges || (args.first != nil && *args.first == 0) || (args.last != nil && *args.last == 0) {
+				continue
+			}
+			if query, err = pager.applyCursors(query, args.after, args.before); err != nil {
+				return err
+			}
+			path = append(path, edgesField, nodeField)
+			if field := collectedField(ctx, path...); field != nil {
+				if err := query.collectField(ctx, false, opCtx, *field, path, mayAddCondition(satisfies, operationImplementors)...); err != nil {
+					return err
+				}
+			}
+			if limit := paginateLimit(args.first, args.last); limit > 0 {
+				if oneNode {
+					pager.applyOrder(query.Limit(limit))
+				} else {
+					modify := entgql.LimitPerRow(machine.OperationsColumn, limit, pager.orderExpr(query))
+					query.modifiers = append(query.modifiers, modify)
+				}
+			} else {
+				query = pager.applyOrder(query)
+			}
+			_q.WithNamedOperations(alias, func(wq *OperationQuery) {
+				*wq = *query
+			})
 		case "createdAt":
 			if _, ok := fieldSeen[machine.FieldCreatedAt]; !ok {
 				selectedFields = append(selectedFields, machine.FieldCreatedAt)
@@ -2477,6 +2567,160 @@ func newNodeRolePaginateArgs(rv map[string]any) *noderolePaginateArgs {
 	}
 	if v, ok := rv[whereField].(*NodeRoleWhereInput); ok {
 		args.opts = append(args.opts, WithNodeRoleFilter(v.Filter))
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *OperationQuery) CollectFields(ctx context.Context, satisfies ...string) (*OperationQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *OperationQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(operation.Columns))
+		selectedFields = []string{operation.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "machine":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&MachineClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, machineImplementors)...); err != nil {
+				return err
+			}
+			_q.withMachine = query
+			if _, ok := fieldSeen[operation.FieldMachineID]; !ok {
+				selectedFields = append(selectedFields, operation.FieldMachineID)
+				fieldSeen[operation.FieldMachineID] = struct{}{}
+			}
+		case "action":
+			if _, ok := fieldSeen[operation.FieldAction]; !ok {
+				selectedFields = append(selectedFields, operation.FieldAction)
+				fieldSeen[operation.FieldAction] = struct{}{}
+			}
+		case "params":
+			if _, ok := fieldSeen[operation.FieldParams]; !ok {
+				selectedFields = append(selectedFields, operation.FieldParams)
+				fieldSeen[operation.FieldParams] = struct{}{}
+			}
+		case "state":
+			if _, ok := fieldSeen[operation.FieldState]; !ok {
+				selectedFields = append(selectedFields, operation.FieldState)
+				fieldSeen[operation.FieldState] = struct{}{}
+			}
+		case "message":
+			if _, ok := fieldSeen[operation.FieldMessage]; !ok {
+				selectedFields = append(selectedFields, operation.FieldMessage)
+				fieldSeen[operation.FieldMessage] = struct{}{}
+			}
+		case "result":
+			if _, ok := fieldSeen[operation.FieldResult]; !ok {
+				selectedFields = append(selectedFields, operation.FieldResult)
+				fieldSeen[operation.FieldResult] = struct{}{}
+			}
+		case "log":
+			if _, ok := fieldSeen[operation.FieldLog]; !ok {
+				selectedFields = append(selectedFields, operation.FieldLog)
+				fieldSeen[operation.FieldLog] = struct{}{}
+			}
+		case "owner":
+			if _, ok := fieldSeen[operation.FieldOwner]; !ok {
+				selectedFields = append(selectedFields, operation.FieldOwner)
+				fieldSeen[operation.FieldOwner] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[operation.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, operation.FieldCreatedAt)
+				fieldSeen[operation.FieldCreatedAt] = struct{}{}
+			}
+		case "startedAt":
+			if _, ok := fieldSeen[operation.FieldStartedAt]; !ok {
+				selectedFields = append(selectedFields, operation.FieldStartedAt)
+				fieldSeen[operation.FieldStartedAt] = struct{}{}
+			}
+		case "finishedAt":
+			if _, ok := fieldSeen[operation.FieldFinishedAt]; !ok {
+				selectedFields = append(selectedFields, operation.FieldFinishedAt)
+				fieldSeen[operation.FieldFinishedAt] = struct{}{}
+			}
+		case "machineID":
+			if _, ok := fieldSeen[operation.FieldMachineID]; !ok {
+				selectedFields = append(selectedFields, operation.FieldMachineID)
+				fieldSeen[operation.FieldMachineID] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type operationPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []OperationPaginateOption
+}
+
+func newOperationPaginateArgs(rv map[string]any) *operationPaginateArgs {
+	args := &operationPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &OperationOrder{Field: &OperationOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithOperationOrder(order))
+			}
+		case *OperationOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithOperationOrder(v))
+			}
+		}
+	}
+	if v, ok := rv[whereField].(*OperationWhereInput); ok {
+		args.opts = append(args.opts, WithOperationFilter(v.Filter))
 	}
 	return args
 }

@@ -189,6 +189,27 @@ func (_m *Machine) NodeRoles(
 	return _m.QueryNodeRoles().Paginate(ctx, after, first, before, last, opts...)
 }
 
+func (_m *Machine) Operations(
+	ctx context.Context, after *Cursor, first *int, before *Cursor, last *int, orderBy *OperationOrder, where *OperationWhereInput,
+) (*OperationConnection, error) {
+	opts := []OperationPaginateOption{
+		WithOperationOrder(orderBy),
+		WithOperationFilter(where.Filter),
+	}
+	alias := graphql.GetFieldContext(ctx).Field.Alias
+	totalCount, hasTotalCount := _m.Edges.totalCount[6][alias]
+	if nodes, err := _m.NamedOperations(alias); err == nil || hasTotalCount {
+		pager, err := newOperationPager(opts, last != nil)
+		if err != nil {
+			return nil, err
+		}
+		conn := &OperationConnection{Edges: []*OperationEdge{}, TotalCount: totalCount}
+		conn.build(nodes, pager, after, first, before, last)
+		return conn, nil
+	}
+	return _m.QueryOperations().Paginate(ctx, after, first, before, last, opts...)
+}
+
 func (_m *NIC) Machine(ctx context.Context) (*Machine, error) {
 	result, err := _m.Edges.MachineOrErr()
 	if IsNotLoaded(err) {
@@ -323,6 +344,14 @@ func (_m *NodeRole) Runs(
 		return conn, nil
 	}
 	return _m.QueryRuns().Paginate(ctx, after, first, before, last, opts...)
+}
+
+func (_m *Operation) Machine(ctx context.Context) (*Machine, error) {
+	result, err := _m.Edges.MachineOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryMachine().Only(ctx)
+	}
+	return result, err
 }
 
 func (_m *Rack) Site(ctx context.Context) (*Site, error) {

@@ -76,16 +76,19 @@ type MachineEdges struct {
 	Allocations []*IPAllocation `json:"allocations,omitempty"`
 	// NodeRoles holds the value of the node_roles edge.
 	NodeRoles []*NodeRole `json:"node_roles,omitempty"`
+	// Operations holds the value of the operations edge.
+	Operations []*Operation `json:"operations,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [6]bool
+	loadedTypes [7]bool
 	// totalCount holds the count of the edges above.
-	totalCount [6]map[string]int
+	totalCount [7]map[string]int
 
 	namedNics        map[string][]*NIC
 	namedDisks       map[string][]*Disk
 	namedAllocations map[string][]*IPAllocation
 	namedNodeRoles   map[string][]*NodeRole
+	namedOperations  map[string][]*Operation
 }
 
 // RackOrErr returns the Rack value or an error if the edge
@@ -144,6 +147,15 @@ func (e MachineEdges) NodeRolesOrErr() ([]*NodeRole, error) {
 		return e.NodeRoles, nil
 	}
 	return nil, &NotLoadedError{edge: "node_roles"}
+}
+
+// OperationsOrErr returns the Operations value or an error if the edge
+// was not loaded in eager-loading.
+func (e MachineEdges) OperationsOrErr() ([]*Operation, error) {
+	if e.loadedTypes[6] {
+		return e.Operations, nil
+	}
+	return nil, &NotLoadedError{edge: "operations"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -337,6 +349,11 @@ func (_m *Machine) QueryNodeRoles() *NodeRoleQuery {
 	return NewMachineClient(_m.config).QueryNodeRoles(_m)
 }
 
+// QueryOperations queries the "operations" edge of the Machine entity.
+func (_m *Machine) QueryOperations() *OperationQuery {
+	return NewMachineClient(_m.config).QueryOperations(_m)
+}
+
 // Update returns a builder for updating this Machine.
 // Note that you need to call Machine.Unwrap() before calling this method if this Machine
 // was returned from a transaction, and the transaction was committed or rolled back.
@@ -514,6 +531,30 @@ func (_m *Machine) appendNamedNodeRoles(name string, edges ...*NodeRole) {
 		_m.Edges.namedNodeRoles[name] = []*NodeRole{}
 	} else {
 		_m.Edges.namedNodeRoles[name] = append(_m.Edges.namedNodeRoles[name], edges...)
+	}
+}
+
+// NamedOperations returns the Operations named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Machine) NamedOperations(name string) ([]*Operation, error) {
+	if _m.Edges.namedOperations == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedOperations[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Machine) appendNamedOperations(name string, edges ...*Operation) {
+	if _m.Edges.namedOperations == nil {
+		_m.Edges.namedOperations = make(map[string][]*Operation)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedOperations[name] = []*Operation{}
+	} else {
+		_m.Edges.namedOperations[name] = append(_m.Edges.namedOperations[name], edges...)
 	}
 }
 

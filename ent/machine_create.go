@@ -16,6 +16,7 @@ import (
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/rack"
 )
 
@@ -346,6 +347,21 @@ func (_c *MachineCreate) AddNodeRoles(v ...*NodeRole) *MachineCreate {
 	return _c.AddNodeRoleIDs(ids...)
 }
 
+// AddOperationIDs adds the "operations" edge to the Operation entity by IDs.
+func (_c *MachineCreate) AddOperationIDs(ids ...int) *MachineCreate {
+	_c.mutation.AddOperationIDs(ids...)
+	return _c
+}
+
+// AddOperations adds the "operations" edges to the Operation entity.
+func (_c *MachineCreate) AddOperations(v ...*Operation) *MachineCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddOperationIDs(ids...)
+}
+
 // Mutation returns the MachineMutation object of the builder.
 func (_c *MachineCreate) Mutation() *MachineMutation {
 	return _c.mutation
@@ -658,6 +674,22 @@ func (_c *MachineCreate) createSpec() (*Machine, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(noderole.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.OperationsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.OperationsTable,
+			Columns: []string{machine.OperationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

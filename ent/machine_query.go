@@ -19,6 +19,7 @@ import (
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/predicate"
 	"github.com/prybar/prybar/ent/rack"
 )
@@ -36,12 +37,14 @@ type MachineQuery struct {
 	withBmc              *BMCQuery
 	withAllocations      *IPAllocationQuery
 	withNodeRoles        *NodeRoleQuery
+	withOperations       *OperationQuery
 	loadTotal            []func(context.Context, []*Machine) error
 	modifiers            []func(*sql.Selector)
 	withNamedNics        map[string]*NICQuery
 	withNamedDisks       map[string]*DiskQuery
 	withNamedAllocations map[string]*IPAllocationQuery
 	withNamedNodeRoles   map[string]*NodeRoleQuery
+	withNamedOperations  map[string]*OperationQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -203,6 +206,28 @@ func (_q *MachineQuery) QueryNodeRoles() *NodeRoleQuery {
 			sqlgraph.From(machine.Table, machine.FieldID, selector),
 			sqlgraph.To(noderole.Table, noderole.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, machine.NodeRolesTable, machine.NodeRolesColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryOperations chains the current query on the "operations" edge.
+func (_q *MachineQuery) QueryOperations() *OperationQuery {
+	query := (&OperationClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(machine.Table, machine.FieldID, selector),
+			sqlgraph.To(operation.Table, operation.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, machine.OperationsTable, machine.OperationsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -408,6 +433,7 @@ func (_q *MachineQuery) Clone() *MachineQuery {
 		withBmc:         _q.withBmc.Clone(),
 		withAllocations: _q.withAllocations.Clone(),
 		withNodeRoles:   _q.withNodeRoles.Clone(),
+		withOperations:  _q.withOperations.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -478,6 +504,17 @@ func (_q *MachineQuery) WithNodeRoles(opts ...func(*NodeRoleQuery)) *MachineQuer
 		opt(query)
 	}
 	_q.withNodeRoles = query
+	return _q
+}
+
+// WithOperations tells the query-builder to eager-load the nodes that are connected to
+// the "operations" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *MachineQuery) WithOperations(opts ...func(*OperationQuery)) *MachineQuery {
+	query := (&OperationClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withOperations = query
 	return _q
 }
 
@@ -559,13 +596,14 @@ func (_q *MachineQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Mach
 	var (
 		nodes       = []*Machine{}
 		_spec       = _q.querySpec()
-		loadedTypes = [6]bool{
+		loadedTypes = [7]bool{
 			_q.withRack != nil,
 			_q.withNics != nil,
 			_q.withDisks != nil,
 			_q.withBmc != nil,
 			_q.withAllocations != nil,
 			_q.withNodeRoles != nil,
+			_q.withOperations != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -629,6 +667,13 @@ func (_q *MachineQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Mach
 			return nil, err
 		}
 	}
+	if query := _q.withOperations; query != nil {
+		if err := _q.loadOperations(ctx, query, nodes,
+			func(n *Machine) { n.Edges.Operations = []*Operation{} },
+			func(n *Machine, e *Operation) { n.Edges.Operations = append(n.Edges.Operations, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedNics {
 		if err := _q.loadNics(ctx, query, nodes,
 			func(n *Machine) { n.appendNamedNics(name) },
@@ -654,6 +699,13 @@ func (_q *MachineQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Mach
 		if err := _q.loadNodeRoles(ctx, query, nodes,
 			func(n *Machine) { n.appendNamedNodeRoles(name) },
 			func(n *Machine, e *NodeRole) { n.appendNamedNodeRoles(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedOperations {
+		if err := _q.loadOperations(ctx, query, nodes,
+			func(n *Machine) { n.appendNamedOperations(name) },
+			func(n *Machine, e *Operation) { n.appendNamedOperations(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -847,6 +899,36 @@ func (_q *MachineQuery) loadNodeRoles(ctx context.Context, query *NodeRoleQuery,
 	}
 	return nil
 }
+func (_q *MachineQuery) loadOperations(ctx context.Context, query *OperationQuery, nodes []*Machine, init func(*Machine), assign func(*Machine, *Operation)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[int]*Machine)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(operation.FieldMachineID)
+	}
+	query.Where(predicate.Operation(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(machine.OperationsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.MachineID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "machine_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
 
 func (_q *MachineQuery) sqlCount(ctx context.Context) (int, error) {
 	_spec := _q.querySpec()
@@ -1023,6 +1105,20 @@ func (_q *MachineQuery) WithNamedNodeRoles(name string, opts ...func(*NodeRoleQu
 		_q.withNamedNodeRoles = make(map[string]*NodeRoleQuery)
 	}
 	_q.withNamedNodeRoles[name] = query
+	return _q
+}
+
+// WithNamedOperations tells the query-builder to eager-load the nodes that are connected to the "operations"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *MachineQuery) WithNamedOperations(name string, opts ...func(*OperationQuery)) *MachineQuery {
+	query := (&OperationClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedOperations == nil {
+		_q.withNamedOperations = make(map[string]*OperationQuery)
+	}
+	_q.withNamedOperations[name] = query
 	return _q
 }
 

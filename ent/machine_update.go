@@ -17,6 +17,7 @@ import (
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/predicate"
 	"github.com/prybar/prybar/ent/rack"
 )
@@ -423,6 +424,21 @@ func (_u *MachineUpdate) AddNodeRoles(v ...*NodeRole) *MachineUpdate {
 	return _u.AddNodeRoleIDs(ids...)
 }
 
+// AddOperationIDs adds the "operations" edge to the Operation entity by IDs.
+func (_u *MachineUpdate) AddOperationIDs(ids ...int) *MachineUpdate {
+	_u.mutation.AddOperationIDs(ids...)
+	return _u
+}
+
+// AddOperations adds the "operations" edges to the Operation entity.
+func (_u *MachineUpdate) AddOperations(v ...*Operation) *MachineUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddOperationIDs(ids...)
+}
+
 // Mutation returns the MachineMutation object of the builder.
 func (_u *MachineUpdate) Mutation() *MachineMutation {
 	return _u.mutation
@@ -522,6 +538,27 @@ func (_u *MachineUpdate) RemoveNodeRoles(v ...*NodeRole) *MachineUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveNodeRoleIDs(ids...)
+}
+
+// ClearOperations clears all "operations" edges to the Operation entity.
+func (_u *MachineUpdate) ClearOperations() *MachineUpdate {
+	_u.mutation.ClearOperations()
+	return _u
+}
+
+// RemoveOperationIDs removes the "operations" edge to Operation entities by IDs.
+func (_u *MachineUpdate) RemoveOperationIDs(ids ...int) *MachineUpdate {
+	_u.mutation.RemoveOperationIDs(ids...)
+	return _u
+}
+
+// RemoveOperations removes "operations" edges to Operation entities.
+func (_u *MachineUpdate) RemoveOperations(v ...*Operation) *MachineUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveOperationIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -928,6 +965,51 @@ func (_u *MachineUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(noderole.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.OperationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.OperationsTable,
+			Columns: []string{machine.OperationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedOperationsIDs(); len(nodes) > 0 && !_u.mutation.OperationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.OperationsTable,
+			Columns: []string{machine.OperationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.OperationsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.OperationsTable,
+			Columns: []string{machine.OperationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {
@@ -1345,6 +1427,21 @@ func (_u *MachineUpdateOne) AddNodeRoles(v ...*NodeRole) *MachineUpdateOne {
 	return _u.AddNodeRoleIDs(ids...)
 }
 
+// AddOperationIDs adds the "operations" edge to the Operation entity by IDs.
+func (_u *MachineUpdateOne) AddOperationIDs(ids ...int) *MachineUpdateOne {
+	_u.mutation.AddOperationIDs(ids...)
+	return _u
+}
+
+// AddOperations adds the "operations" edges to the Operation entity.
+func (_u *MachineUpdateOne) AddOperations(v ...*Operation) *MachineUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddOperationIDs(ids...)
+}
+
 // Mutation returns the MachineMutation object of the builder.
 func (_u *MachineUpdateOne) Mutation() *MachineMutation {
 	return _u.mutation
@@ -1444,6 +1541,27 @@ func (_u *MachineUpdateOne) RemoveNodeRoles(v ...*NodeRole) *MachineUpdateOne {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveNodeRoleIDs(ids...)
+}
+
+// ClearOperations clears all "operations" edges to the Operation entity.
+func (_u *MachineUpdateOne) ClearOperations() *MachineUpdateOne {
+	_u.mutation.ClearOperations()
+	return _u
+}
+
+// RemoveOperationIDs removes the "operations" edge to Operation entities by IDs.
+func (_u *MachineUpdateOne) RemoveOperationIDs(ids ...int) *MachineUpdateOne {
+	_u.mutation.RemoveOperationIDs(ids...)
+	return _u
+}
+
+// RemoveOperations removes "operations" edges to Operation entities.
+func (_u *MachineUpdateOne) RemoveOperations(v ...*Operation) *MachineUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveOperationIDs(ids...)
 }
 
 // Where appends a list predicates to the MachineUpdate builder.
@@ -1880,6 +1998,51 @@ func (_u *MachineUpdateOne) sqlSave(ctx context.Context) (_node *Machine, err er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(noderole.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.OperationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.OperationsTable,
+			Columns: []string{machine.OperationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedOperationsIDs(); len(nodes) > 0 && !_u.mutation.OperationsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.OperationsTable,
+			Columns: []string{machine.OperationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.OperationsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.OperationsTable,
+			Columns: []string{machine.OperationsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

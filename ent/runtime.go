@@ -16,6 +16,7 @@ import (
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/rack"
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
@@ -349,6 +350,12 @@ func init() {
 	noderoleDescAttempts := noderoleFields[3].Descriptor()
 	// noderole.DefaultAttempts holds the default value on creation for the attempts field.
 	noderole.DefaultAttempts = noderoleDescAttempts.Default.(int)
+	operationFields := schema.Operation{}.Fields()
+	_ = operationFields
+	// operationDescCreatedAt is the schema descriptor for created_at field.
+	operationDescCreatedAt := operationFields[7].Descriptor()
+	// operation.DefaultCreatedAt holds the default value on creation for the created_at field.
+	operation.DefaultCreatedAt = operationDescCreatedAt.Default.(func() time.Time)
 	rackMixin := schema.Rack{}.Mixin()
 	rackMixinFields0 := rackMixin[0].Fields()
 	_ = rackMixinFields0

@@ -36,6 +36,8 @@ type Tx struct {
 	Network *NetworkClient
 	// NodeRole is the client for interacting with the NodeRole builders.
 	NodeRole *NodeRoleClient
+	// Operation is the client for interacting with the Operation builders.
+	Operation *OperationClient
 	// Rack is the client for interacting with the Rack builders.
 	Rack *RackClient
 	// Role is the client for interacting with the Role builders.
@@ -186,6 +188,7 @@ func (tx *Tx) init() {
 	tx.NIC = NewNICClient(tx.config)
 	tx.Network = NewNetworkClient(tx.config)
 	tx.NodeRole = NewNodeRoleClient(tx.config)
+	tx.Operation = NewOperationClient(tx.config)
 	tx.Rack = NewRackClient(tx.config)
 	tx.Role = NewRoleClient(tx.config)
 	tx.Run = NewRunClient(tx.config)

@@ -122,6 +122,7 @@ func TestNodeResolvesEveryType(t *testing.T) {
 			nr := tx.NodeRole.Create().SetMachineID(m.ID).SetRoleID(r.ID).SetDeploymentID(d.ID).SaveX(ctx)
 			tx.Run.Create().SetNodeRoleID(nr.ID).SetExecutor("noop").SaveX(ctx)
 			tx.Attribute.Create().SetName("a1").SaveX(ctx)
+			tx.Operation.Create().SetMachineID(m.ID).SetAction("power-on").SaveX(ctx)
 			return nil
 		})
 		if err != nil {
@@ -137,11 +138,12 @@ func TestNodeResolvesEveryType(t *testing.T) {
 			"IPAllocation": c.IPAllocation.Query().FirstIDX(ctx), "Role": c.Role.Query().FirstIDX(ctx),
 			"Deployment": c.Deployment.Query().FirstIDX(ctx), "NodeRole": c.NodeRole.Query().FirstIDX(ctx),
 			"Run": c.Run.Query().FirstIDX(ctx), "Attribute": c.Attribute.Query().FirstIDX(ctx), "Event": c.Event.Query().FirstIDX(ctx),
+			"Operation": c.Operation.Query().FirstIDX(ctx),
 		} {
 			ids[typ] = id
 		}
-		if len(ids) != 15 {
-			t.Fatalf("%d types checked, want all 15", len(ids))
+		if len(ids) != 16 {
+			t.Fatalf("%d types checked, want all 16", len(ids))
 		}
 		for typ, id := range ids {
 			var got struct{ Node *nodeRef }

@@ -72,6 +72,11 @@ func (r *queryResolver) NodeRoles(ctx context.Context, after *entgql.Cursor[int]
 	return r.client.NodeRole.Query().Paginate(ctx, after, first, before, last, ent.WithNodeRoleOrder(orderBy), ent.WithNodeRoleFilter(where.Filter))
 }
 
+// Operations is the resolver for the operations field.
+func (r *queryResolver) Operations(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.OperationOrder, where *ent.OperationWhereInput) (*ent.OperationConnection, error) {
+	return r.client.Operation.Query().Paginate(ctx, after, first, before, last, ent.WithOperationOrder(orderBy), ent.WithOperationFilter(where.Filter))
+}
+
 // Racks is the resolver for the racks field.
 func (r *queryResolver) Racks(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.RackOrder, where *ent.RackWhereInput) (*ent.RackConnection, error) {
 	return r.client.Rack.Query().Paginate(ctx, after, first, before, last, ent.WithRackOrder(orderBy), ent.WithRackFilter(where.Filter))

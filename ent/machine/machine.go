@@ -65,6 +65,8 @@ const (
 	EdgeAllocations = "allocations"
 	// EdgeNodeRoles holds the string denoting the node_roles edge name in mutations.
 	EdgeNodeRoles = "node_roles"
+	// EdgeOperations holds the string denoting the operations edge name in mutations.
+	EdgeOperations = "operations"
 	// Table holds the table name of the machine in the database.
 	Table = "machines"
 	// RackTable is the table that holds the rack relation/edge.
@@ -109,6 +111,13 @@ const (
 	NodeRolesInverseTable = "node_roles"
 	// NodeRolesColumn is the table column denoting the node_roles relation/edge.
 	NodeRolesColumn = "machine_id"
+	// OperationsTable is the table that holds the operations relation/edge.
+	OperationsTable = "operations"
+	// OperationsInverseTable is the table name for the Operation entity.
+	// It exists in this package in order to avoid circular dependency with the "operation" package.
+	OperationsInverseTable = "operations"
+	// OperationsColumn is the table column denoting the operations relation/edge.
+	OperationsColumn = "machine_id"
 )
 
 // Columns holds all SQL columns for machine fields.
@@ -364,6 +373,20 @@ func ByNodeRoles(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newNodeRolesStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByOperationsCount orders the results by operations count.
+func ByOperationsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newOperationsStep(), opts...)
+	}
+}
+
+// ByOperations orders the results by operations terms.
+func ByOperations(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newOperationsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newRackStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -404,6 +427,13 @@ func newNodeRolesStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(NodeRolesInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, NodeRolesTable, NodeRolesColumn),
+	)
+}
+func newOperationsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(OperationsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, OperationsTable, OperationsColumn),
 	)
 }
 

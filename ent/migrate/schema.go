@@ -354,6 +354,35 @@ var (
 			},
 		},
 	}
+	// OperationsColumns holds the columns for the "operations" table.
+	OperationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "action", Type: field.TypeString},
+		{Name: "params", Type: field.TypeJSON, Nullable: true},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"PENDING", "RUNNING", "SUCCEEDED", "FAILED", "ABANDONED"}, Default: "PENDING"},
+		{Name: "message", Type: field.TypeString, Nullable: true},
+		{Name: "result", Type: field.TypeJSON, Nullable: true},
+		{Name: "log", Type: field.TypeString, Nullable: true, Size: 2147483647},
+		{Name: "owner", Type: field.TypeString, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "started_at", Type: field.TypeTime, Nullable: true},
+		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
+		{Name: "machine_id", Type: field.TypeInt},
+	}
+	// OperationsTable holds the schema information for the "operations" table.
+	OperationsTable = &schema.Table{
+		Name:       "operations",
+		Columns:    OperationsColumns,
+		PrimaryKey: []*schema.Column{OperationsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "operations_machines_operations",
+				Columns:    []*schema.Column{OperationsColumns[11]},
+				RefColumns: []*schema.Column{MachinesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+	}
 	// RacksColumns holds the columns for the "racks" table.
 	RacksColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -498,6 +527,7 @@ var (
 		NicsTable,
 		NetworksTable,
 		NodeRolesTable,
+		OperationsTable,
 		RacksTable,
 		RolesTable,
 		RunsTable,
@@ -553,6 +583,10 @@ func init() {
 	NodeRolesTable.ForeignKeys[2].RefTable = RolesTable
 	NodeRolesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(42949672960),
+	}
+	OperationsTable.ForeignKeys[0].RefTable = MachinesTable
+	OperationsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(64424509440),
 	}
 	RacksTable.ForeignKeys[0].RefTable = SitesTable
 	RacksTable.Annotation = &entsql.Annotation{

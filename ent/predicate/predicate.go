@@ -39,6 +39,9 @@ type Network func(*sql.Selector)
 // NodeRole is the predicate function for noderole builders.
 type NodeRole func(*sql.Selector)
 
+// Operation is the predicate function for operation builders.
+type Operation func(*sql.Selector)
+
 // Rack is the predicate function for rack builders.
 type Rack func(*sql.Selector)
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/ent/operation"
 	"github.com/prybar/prybar/ent/rack"
 	"github.com/prybar/prybar/ent/run"
 )
@@ -130,6 +131,8 @@ func locate(ctx context.Context, tx *ent.Tx, typ string, ids []int) (map[int]loc
 		err = tx.BMC.Query().Where(bmc.IDIn(ids...)).Modify(refAs(bmc.FieldMachineID)).Scan(ctx, &pairs)
 	case "ipallocation":
 		err = tx.IPAllocation.Query().Where(ipallocation.IDIn(ids...)).Modify(refAs(ipallocation.FieldMachineID)).Scan(ctx, &pairs)
+	case "operation":
+		err = tx.Operation.Query().Where(operation.IDIn(ids...)).Modify(refAs(operation.FieldMachineID)).Scan(ctx, &pairs)
 	case "noderole":
 		err = tx.NodeRole.Query().Where(noderole.IDIn(ids...)).Modify(refAs(noderole.FieldMachineID)).Scan(ctx, &pairs)
 	case "run":
