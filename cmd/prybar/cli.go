@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 
 	"github.com/prybar/prybar/fixtures"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/httpserver"
+	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
 )
 
@@ -28,6 +30,7 @@ commands:
   fixtures load FILE        load a fixture file (idempotent; "demo" loads the built-in demo)
   fixtures generate         generate a fleet (--machines N [--sites S --racks R] [--out FILE])
   roles load DIR            load an operator's role catalogue (YAML files)
+  sim redfish|fleet         run simulated BMCs (one Redfish BMC, or a fleet registered in Prybar)
   version                   print the version
 
 Run 'prybar <command> -h' for a command's flags.
@@ -45,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fixturesCmd(ctx, args[1:], stdout, stderr)
 	case "roles":
 		return rolesCmd(ctx, args[1:], stdout, stderr)
+	case "sim":
+		return simCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "prybar", versionString())
 		return nil
@@ -85,11 +90,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
 	fix := fs.String("fixtures", "", `fixture file to load at start ("demo" for the built-in demo)`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords at rest (default prybar.key next to a SQLite database, else in the working directory; created 0600 when absent)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := newLogger(stderr, *logLevel)
-	st, err := store.Open(ctx, *db)
+	key, err := secret.LoadOrCreateKey(secretKeyPath(*keyFile, *db))
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, *db, store.Options{SecretKey: key})
 	if err != nil {
 		return err
 	}
@@ -115,6 +125,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)
 		log.Info("listening", "addr", addr.String(), "version", versionString())
 	})
+}
+
+// secretKeyPath is the --secret-key-file default: prybar.key in the SQLite database's directory,
+// so the key travels with the database it unlocks (and a database copied alone stays sealed);
+// in the working directory for PostgreSQL or in-memory databases.
+func secretKeyPath(flagValue, dsn string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if dsn == "" {
+		dsn = store.DefaultDSN
+	}
+	if strings.HasPrefix(dsn, "postgres") || strings.Contains(dsn, ":memory:") || strings.Contains(dsn, "mode=memory") {
+		return "prybar.key"
+	}
+	p := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	return filepath.Join(filepath.Dir(p), "prybar.key")
 }
 
 func loadFixtures(ctx context.Context, st *store.Store, name string) (fixtures.Stats, error) {

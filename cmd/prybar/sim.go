@@ -1,0 +1,98 @@
+package main
+
+// This file provides `prybar sim`: simulated BMCs for development, demos and load tests.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prybar/prybar/provision/fleet"
+	"github.com/prybar/prybar/provision/redfish/redfishsim"
+)
+
+const simUsage = `usage: prybar sim <kind> [flags]
+
+kinds:
+  redfish    one Redfish BMC serving a DMTF mock-up (--mockup DIR --listen ADDR …)
+  fleet      N simulated BMCs (Redfish and IPMI) on 127.0.0.1, registered in a running Prybar
+             (--machines N --prybar URL [--redfish-share 0.5] --mockup DIR)
+
+Both run until interrupted (SIGINT/SIGTERM).
+`
+
+func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, simUsage)
+		return errors.New("sim: no kind given")
+	}
+	switch args[0] {
+	case "redfish":
+		// ctx already ends on SIGINT/SIGTERM (main), so Run rather than Main.
+		return redfishsim.Run(ctx, args[1:], stdout)
+	case "fleet":
+		return simFleet(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, simUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, simUsage)
+	return fmt.Errorf("sim: unknown kind %q", args[0])
+}
+
+func simFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sim fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg fleet.Config
+	fs.IntVar(&cfg.Machines, "machines", 10, "number of simulated machines (one BMC each)")
+	fs.Float64Var(&cfg.RedfishShare, "redfish-share", 0.5, "share of Redfish BMCs (the rest speak IPMI)")
+	fs.StringVar(&cfg.MockupDir, "mockup", "../shared/redfish-mockups/public-rackmount1", "Redfish mock-up every Redfish BMC serves")
+	fs.DurationVar(&cfg.PowerDelay, "power-delay", 2*time.Second, "time a power change takes")
+	fs.StringVar(&cfg.Username, "user", "admin", "BMC user name")
+	fs.StringVar(&cfg.Password, "password", "password", "BMC password")
+	fs.StringVar(&cfg.Domain, "domain", "fleet.sim", "machines are named sim-NNNN.<domain>")
+	prybar := fs.String("prybar", "", "Prybar base URL to register the machines in (e.g. http://127.0.0.1:8080); empty only runs the BMCs")
+	site := fs.String("site", "fleet-sim", "site to register the machines in")
+	alive := fs.Bool("alive", false, "register machines as alive (otherwise discovery marks them)")
+	token := fs.String("token", "", "API token for registration, if the server requires one")
+	every := fs.Duration("stats-every", 30*time.Second, "print fleet statistics this often (0: only at exit)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if cfg.Machines <= 0 {
+		return errors.New("sim fleet: --machines must be positive")
+	}
+	f, err := fleet.Start(cfg)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s := f.Stats()
+	fmt.Fprintf(stdout, "started %d simulated BMCs (%d Redfish, %d IPMI) on 127.0.0.1\n", len(f.BMCs), s.Redfish, s.IPMI)
+	if *prybar != "" {
+		reg, err := f.Register(ctx, *prybar, fleet.RegisterOptions{Site: *site, Alive: *alive, Token: *token})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "registered in %s: %d machines created, %d already present (site %s)\n",
+			*prybar, reg.Created, len(f.BMCs)-reg.Created, *site)
+	}
+	var tick <-chan time.Time
+	if *every > 0 {
+		t := time.NewTicker(*every)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(stdout, "summary:", f.Stats())
+			return nil
+		case <-tick:
+			fmt.Fprintln(stdout, f.Stats())
+		}
+	}
+}
