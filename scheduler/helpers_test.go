@@ -96,12 +96,15 @@ func (e *env) machines(n int, prefix string) []int {
 	return ids
 }
 
-// waitStates waits until no node-role is in TODO, BLOCKED or TRANSITION (or the timeout).
+// settle waits until nothing is left to run: no node-role in TODO or TRANSITION, and no automatic
+// retry pending.
 func (e *env) settle(timeout time.Duration) {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		n, err := e.st.Client.NodeRole.Query().Where(noderole.StateIn(noderole.StateTODO, noderole.StateBLOCKED, noderole.StateTRANSITION)).Count(context.Background())
+		n, err := e.st.Client.NodeRole.Query().Where(noderole.Or(
+			noderole.StateIn(noderole.StateTODO, noderole.StateTRANSITION),
+			noderole.And(noderole.StateEQ(noderole.StateERROR), noderole.NextAttemptAtNotNil()))).Count(context.Background())
 		if err != nil {
 			e.t.Fatal(err)
 		}

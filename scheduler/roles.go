@@ -32,10 +32,75 @@ func (r LoadResult) String() string {
 
 // LoadRoles upserts every role of cat into the Role table by name, in one transaction, and writes
 // only rows that differ (so loading the same catalogue again writes nothing and records no
-// events). The catalogue is validated together with the roles already in the database that it
-// does not redefine, so a requirement on a role loaded earlier is accepted and a cycle through
-// one is refused (domain.Cycle naming it, "a -> b -> c -> a"); any error writes nothing.
+// events). See LoadRoleDefs for the validation.
 func (a *Annealer) LoadRoles(ctx context.Context, cat *catalog.Catalog) (LoadResult, error) {
+	defs := make([]catalog.Role, 0, len(cat.Roles()))
+	for _, r := range cat.Roles() {
+		defs = append(defs, *r)
+	}
+	return a.LoadRoleDefs(ctx, defs)
+}
+
+// LoadRolesDir loads the built-in roles plus the role files (*.yaml, *.yml) of each dir.
+// Requirements may name built-in roles, roles of the other files, or roles loaded before; a file
+// redefining a built-in role is refused (a duplicate, not an override), while reloading a
+// directory updates the roles it defined before.
+func (a *Annealer) LoadRolesDir(ctx context.Context, dirs ...string) (LoadResult, error) {
+	defs, err := ReadRolesDir(dirs...)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	return a.LoadRoleDefs(ctx, defs)
+}
+
+// ReadRolesDir parses the built-in roles and the role files of dirs (without validating them as a
+// set: LoadRoleDefs does that together with the stored roles).
+func ReadRolesDir(dirs ...string) ([]catalog.Role, error) {
+	var defs []catalog.Role
+	builtin := map[string]bool{}
+	for _, r := range catalog.Builtin().Roles() {
+		defs = append(defs, *r)
+		builtin[r.Name] = true
+	}
+	var errs []error
+	for _, dir := range dirs {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, err
+			}
+			rs, err := catalog.Parse(p, data)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, r := range rs {
+				if builtin[r.Name] {
+					errs = append(errs, &catalog.Error{Pos: r.Pos, Role: r.Name, Err: errors.New("duplicate role (a built-in role has this name)")})
+				}
+			}
+			defs = append(defs, rs...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, catalogError(errors.Join(errs...))
+	}
+	return defs, nil
+}
+
+// LoadRoleDefs validates defs together with the stored roles they do not redefine — so a
+// requirement on a role loaded earlier is accepted, and a cycle through one is refused — and
+// upserts them by name. Unknown requirements and cycles are domain errors (CYCLE names the cycle,
+// "a -> b -> c -> a"); on any error nothing is written.
+func (a *Annealer) LoadRoleDefs(ctx context.Context, defs []catalog.Role) (LoadResult, error) {
 	var res LoadResult
 	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		res = LoadResult{}
@@ -47,13 +112,13 @@ func (a *Annealer) LoadRoles(ctx context.Context, cat *catalog.Catalog) (LoadRes
 		for _, r := range existing {
 			byName[r.Name] = r
 		}
-		// Validate the union: new definitions plus stored roles not redefined.
-		all := make([]catalog.Role, 0, len(existing)+len(cat.Roles()))
-		for _, r := range cat.Roles() {
-			all = append(all, *r)
+		redefined := map[string]bool{}
+		for _, r := range defs {
+			redefined[r.Name] = true
 		}
+		all := slices.Clone(defs)
 		for _, r := range existing {
-			if _, redefined := cat.Get(r.Name); !redefined {
+			if !redefined[r.Name] {
 				cr, err := catalogRole(r)
 				if err != nil {
 					return domain.Errorf("roles", domain.Invalid, "stored role %q: %v", r.Name, err)
@@ -65,7 +130,10 @@ func (a *Annealer) LoadRoles(ctx context.Context, cat *catalog.Catalog) (LoadRes
 		if err != nil {
 			return catalogError(err)
 		}
-		for _, cr := range cat.Roles() {
+		for _, cr := range full.Roles() {
+			if !redefined[cr.Name] {
+				continue
+			}
 			want := roleRow(cr, full.Depth(cr.Name))
 			if cur, ok := byName[cr.Name]; ok {
 				if sameRole(cur, want) {
@@ -97,54 +165,6 @@ func (a *Annealer) LoadRoles(ctx context.Context, cat *catalog.Catalog) (LoadRes
 	}
 	a.roles.invalidate()
 	return res, nil
-}
-
-// LoadRolesDir loads the role files (*.yaml, *.yml) of dir. Requirements may name built-in roles
-// or roles loaded before; a role redefining a built-in one is a duplicate, not an override.
-func (a *Annealer) LoadRolesDir(ctx context.Context, dir string) (LoadResult, error) {
-	cat, err := ReadRolesDir(dir)
-	if err != nil {
-		return LoadResult{}, err
-	}
-	return a.LoadRoles(ctx, cat)
-}
-
-// ReadRolesDir parses the role files of dir into a catalogue that also holds the built-in roles,
-// so requirements on them resolve (and redefining one is reported as a duplicate).
-func ReadRolesDir(dir string) (*catalog.Catalog, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var roles []catalog.Role
-	for _, r := range catalog.Builtin().Roles() {
-		roles = append(roles, *r)
-	}
-	var errs []error
-	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
-		}
-		rs, err := catalog.Parse(p, data)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		roles = append(roles, rs...)
-	}
-	if len(errs) > 0 {
-		return nil, catalogError(errors.Join(errs...))
-	}
-	cat, err := catalog.New(roles...)
-	if err != nil {
-		return nil, catalogError(err)
-	}
-	return cat, nil
 }
 
 // catalogError turns a catalogue validation error into a domain error: CYCLE when it reports a

@@ -27,7 +27,6 @@ import (
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/scheduler"
-	"github.com/prybar/prybar/scheduler/catalog"
 	"github.com/prybar/prybar/scheduler/executor"
 	"github.com/prybar/prybar/scheduler/leader"
 )
@@ -58,19 +57,18 @@ func newAnnealer(ctx context.Context, st *store.Store, log *slog.Logger) (*sched
 		opts.Elector = leader.New(st.DSN)
 	}
 	a := scheduler.New(st, newRegistry(st, log), opts)
-	cat := catalog.Builtin()
+	defs, err := scheduler.ReadRolesDir()
 	if dir := os.Getenv("PRYBAR_ROLES"); dir != "" {
-		var err error
-		if cat, err = scheduler.ReadRolesDir(dir); err != nil {
-			return nil, fmt.Errorf("PRYBAR_ROLES: %w", err)
-		}
+		defs, err = scheduler.ReadRolesDir(dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("PRYBAR_ROLES: %w", err)
 	}
 	// Several servers may start at once on PostgreSQL: a lost race on a role's unique name is
 	// settled by loading again (the second load finds the rows and writes nothing).
 	var res scheduler.LoadResult
-	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if res, err = a.LoadRoles(ctx, cat); err == nil {
+		if res, err = a.LoadRoleDefs(ctx, defs); err == nil {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -114,7 +112,7 @@ func rolesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() != 1 {
 		return errors.New("usage: prybar roles load [--db DSN] DIR")
 	}
-	cat, err := scheduler.ReadRolesDir(fs.Arg(0))
+	defs, err := scheduler.ReadRolesDir(fs.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -124,7 +122,7 @@ func rolesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer st.Close()
 	a := scheduler.New(st, nil, scheduler.Options{Log: newLogger(stderr, "warn")})
-	res, err := a.LoadRoles(events.WithActor(ctx, "roles-load"), cat)
+	res, err := a.LoadRoleDefs(events.WithActor(ctx, "roles-load"), defs)
 	if err != nil {
 		return err
 	}
