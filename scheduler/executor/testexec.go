@@ -23,6 +23,9 @@ import (
 //	effect     string: when set, after the delay append "<noderole-id> <run-id> <effect>\n" to
 //	           EffectsFile with one O_APPEND write; the effect is the "external side effect" that
 //	           crash tests count
+//	hold       duration string: wait this long after writing the effect before returning, which
+//	           widens the window where a crash leaves an effect applied but not recorded (so
+//	           crash tests exercise Verifier)
 //
 // It is not idempotent unless configured so (an effect written twice is exactly what crash
 // recovery must prevent), and it implements Verifier by looking for the interrupted run's line in
@@ -94,6 +97,15 @@ func (t *Test) Run(ctx context.Context, in Input) (Result, error) {
 		}
 		fmt.Fprintf(&log, "effect %q written\n", eff)
 		out["test_effect"] = eff
+		if s, ok := in.Attrs["hold"].(string); ok && s != "" {
+			if d, err := time.ParseDuration(s); err == nil {
+				select {
+				case <-ctx.Done():
+					return Result{Log: log.String() + "cancelled after the effect\n"}, ctx.Err()
+				case <-time.After(d):
+				}
+			}
+		}
 	}
 	return Result{Output: out, Log: log.String() + "ok\n"}, nil
 }
