@@ -42,6 +42,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Deployment() DeploymentResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
@@ -51,6 +52,14 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	AnnealerStatus struct {
+		Leader       func(childComplexity int) int
+		Owner        func(childComplexity int) int
+		QueueLength  func(childComplexity int) int
+		RunsInFlight func(childComplexity int) int
+		States       func(childComplexity int) int
+	}
+
 	Attribute struct {
 		Default     func(childComplexity int) int
 		Description func(childComplexity int) int
@@ -103,6 +112,11 @@ type ComplexityRoot struct {
 		Errors func(childComplexity int) int
 	}
 
+	BindRolePayload struct {
+		Errors   func(childComplexity int) int
+		NodeRole func(childComplexity int) int
+	}
+
 	DeletePayload struct {
 		DeletedID func(childComplexity int) int
 		Errors    func(childComplexity int) int
@@ -119,6 +133,7 @@ type ComplexityRoot struct {
 		ParentID    func(childComplexity int) int
 		RoleData    func(childComplexity int) int
 		State       func(childComplexity int) int
+		Status      func(childComplexity int) int
 		UpdatedAt   func(childComplexity int) int
 	}
 
@@ -131,6 +146,11 @@ type ComplexityRoot struct {
 	DeploymentEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	DeploymentPayload struct {
+		Deployment func(childComplexity int) int
+		Errors     func(childComplexity int) int
 	}
 
 	Disk struct {
@@ -291,7 +311,11 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		BindRole           func(childComplexity int, machineID int, role string, deploymentID *int) int
+		CommitDeployment   func(childComplexity int, id int) int
+		CommitNodeRole     func(childComplexity int, id int) int
 		CreateBmc          func(childComplexity int, input ent.CreateBMCInput) int
+		CreateDeployment   func(childComplexity int, name string, parentID *int) int
 		CreateDisk         func(childComplexity int, input ent.CreateDiskInput) int
 		CreateIPAllocation func(childComplexity int, input ent.CreateIPAllocationInput) int
 		CreateIPRange      func(childComplexity int, input ent.CreateIPRangeInput) int
@@ -309,6 +333,13 @@ type ComplexityRoot struct {
 		DeleteNic          func(childComplexity int, id int) int
 		DeleteRack         func(childComplexity int, id int) int
 		DeleteSite         func(childComplexity int, id int) int
+		PowerAction        func(childComplexity int, machineID int, action model.PowerAction) int
+		ProposeDeployment  func(childComplexity int, id int) int
+		RetryAllFailed     func(childComplexity int, deploymentID *int) int
+		RetryNodeRole      func(childComplexity int, id int) int
+		SetAttribute       func(childComplexity int, nodeRoleID *int, deploymentID *int, role *string, path string, value any) int
+		SetBootDevice      func(childComplexity int, machineID int, device model.BootDevice, persistent *bool, efi *bool) int
+		UnbindRole         func(childComplexity int, nodeRoleID int) int
 		UpdateBmc          func(childComplexity int, id int, input ent.UpdateBMCInput) int
 		UpdateDisk         func(childComplexity int, id int, input ent.UpdateDiskInput) int
 		UpdateIPAllocation func(childComplexity int, id int, input ent.UpdateIPAllocationInput) int
@@ -418,6 +449,11 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	NodeRolePayload struct {
+		Errors   func(childComplexity int) int
+		NodeRole func(childComplexity int) int
+	}
+
 	Operation struct {
 		Action     func(childComplexity int) int
 		CreatedAt  func(childComplexity int) int
@@ -445,6 +481,11 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	OperationPayload struct {
+		Errors    func(childComplexity int) int
+		Operation func(childComplexity int) int
+	}
+
 	PageInfo struct {
 		EndCursor       func(childComplexity int) int
 		HasNextPage     func(childComplexity int) int
@@ -453,6 +494,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		Annealer      func(childComplexity int) int
 		Attributes    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.AttributeOrder, where *ent.AttributeWhereInput) int
 		Bmcs          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.BMCOrder, where *ent.BMCWhereInput) int
 		Deployments   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DeploymentOrder, where *ent.DeploymentWhereInput) int
@@ -503,6 +545,11 @@ type ComplexityRoot struct {
 	RackPayload struct {
 		Errors func(childComplexity int) int
 		Rack   func(childComplexity int) int
+	}
+
+	RetryAllPayload struct {
+		Errors  func(childComplexity int) int
+		Retried func(childComplexity int) int
 	}
 
 	Role struct {
@@ -568,6 +615,12 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	SetAttributePayload struct {
+		Blocked    func(childComplexity int) int
+		Errors     func(childComplexity int) int
+		Reannealed func(childComplexity int) int
+	}
+
 	Site struct {
 		CreatedAt   func(childComplexity int) int
 		Description func(childComplexity int) int
@@ -595,8 +648,18 @@ type ComplexityRoot struct {
 		Site   func(childComplexity int) int
 	}
 
+	StateCount struct {
+		Count func(childComplexity int) int
+		State func(childComplexity int) int
+	}
+
 	Subscription struct {
 		Events func(childComplexity int, after *int, filter *model.EventFilter) int
+	}
+
+	UnbindRolePayload struct {
+		Errors     func(childComplexity int) int
+		UnboundIDs func(childComplexity int) int
 	}
 }
 
@@ -604,6 +667,9 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type DeploymentResolver interface {
+	Status(ctx context.Context, obj *ent.Deployment) (model.DeploymentStatus, error)
+}
 type MutationResolver interface {
 	CreateSite(ctx context.Context, input ent.CreateSiteInput) (*model.SitePayload, error)
 	UpdateSite(ctx context.Context, id int, input ent.UpdateSiteInput) (*model.SitePayload, error)
@@ -632,6 +698,17 @@ type MutationResolver interface {
 	CreateIPAllocation(ctx context.Context, input ent.CreateIPAllocationInput) (*model.IPAllocationPayload, error)
 	UpdateIPAllocation(ctx context.Context, id int, input ent.UpdateIPAllocationInput) (*model.IPAllocationPayload, error)
 	DeleteIPAllocation(ctx context.Context, id int) (*model.DeletePayload, error)
+	BindRole(ctx context.Context, machineID int, role string, deploymentID *int) (*model.BindRolePayload, error)
+	UnbindRole(ctx context.Context, nodeRoleID int) (*model.UnbindRolePayload, error)
+	CreateDeployment(ctx context.Context, name string, parentID *int) (*model.DeploymentPayload, error)
+	CommitDeployment(ctx context.Context, id int) (*model.DeploymentPayload, error)
+	ProposeDeployment(ctx context.Context, id int) (*model.DeploymentPayload, error)
+	CommitNodeRole(ctx context.Context, id int) (*model.NodeRolePayload, error)
+	RetryNodeRole(ctx context.Context, id int) (*model.NodeRolePayload, error)
+	RetryAllFailed(ctx context.Context, deploymentID *int) (*model.RetryAllPayload, error)
+	SetAttribute(ctx context.Context, nodeRoleID *int, deploymentID *int, role *string, path string, value any) (*model.SetAttributePayload, error)
+	PowerAction(ctx context.Context, machineID int, action model.PowerAction) (*model.OperationPayload, error)
+	SetBootDevice(ctx context.Context, machineID int, device model.BootDevice, persistent *bool, efi *bool) (*model.OperationPayload, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id int) (ent.Noder, error)
@@ -651,6 +728,7 @@ type QueryResolver interface {
 	Roles(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.RoleOrder, where *ent.RoleWhereInput) (*ent.RoleConnection, error)
 	Runs(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.RunOrder, where *ent.RunWhereInput) (*ent.RunConnection, error)
 	Sites(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.SiteOrder, where *ent.SiteWhereInput) (*ent.SiteConnection, error)
+	Annealer(ctx context.Context) (*model.AnnealerStatus, error)
 	Machine(ctx context.Context, name string) (*ent.Machine, error)
 	Site(ctx context.Context, name string) (*ent.Site, error)
 	NicByMac(ctx context.Context, mac string) (*ent.NIC, error)
@@ -677,6 +755,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "AnnealerStatus.leader":
+		if e.ComplexityRoot.AnnealerStatus.Leader == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnnealerStatus.Leader(childComplexity), true
+	case "AnnealerStatus.owner":
+		if e.ComplexityRoot.AnnealerStatus.Owner == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnnealerStatus.Owner(childComplexity), true
+	case "AnnealerStatus.queueLength":
+		if e.ComplexityRoot.AnnealerStatus.QueueLength == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnnealerStatus.QueueLength(childComplexity), true
+	case "AnnealerStatus.runsInFlight":
+		if e.ComplexityRoot.AnnealerStatus.RunsInFlight == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnnealerStatus.RunsInFlight(childComplexity), true
+	case "AnnealerStatus.states":
+		if e.ComplexityRoot.AnnealerStatus.States == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnnealerStatus.States(childComplexity), true
 
 	case "Attribute.default":
 		if e.ComplexityRoot.Attribute.Default == nil {
@@ -871,6 +980,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.BMCPayload.Errors(childComplexity), true
 
+	case "BindRolePayload.errors":
+		if e.ComplexityRoot.BindRolePayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BindRolePayload.Errors(childComplexity), true
+	case "BindRolePayload.nodeRole":
+		if e.ComplexityRoot.BindRolePayload.NodeRole == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BindRolePayload.NodeRole(childComplexity), true
+
 	case "DeletePayload.deletedID":
 		if e.ComplexityRoot.DeletePayload.DeletedID == nil {
 			break
@@ -949,6 +1071,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Deployment.State(childComplexity), true
+	case "Deployment.status":
+		if e.ComplexityRoot.Deployment.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.Status(childComplexity), true
 	case "Deployment.updatedAt":
 		if e.ComplexityRoot.Deployment.UpdatedAt == nil {
 			break
@@ -987,6 +1115,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DeploymentEdge.Node(childComplexity), true
+
+	case "DeploymentPayload.deployment":
+		if e.ComplexityRoot.DeploymentPayload.Deployment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeploymentPayload.Deployment(childComplexity), true
+	case "DeploymentPayload.errors":
+		if e.ComplexityRoot.DeploymentPayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeploymentPayload.Errors(childComplexity), true
 
 	case "Disk.createdAt":
 		if e.ComplexityRoot.Disk.CreatedAt == nil {
@@ -1632,6 +1773,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MachinePayload.Machine(childComplexity), true
 
+	case "Mutation.bindRole":
+		if e.ComplexityRoot.Mutation.BindRole == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_bindRole_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.BindRole(childComplexity, args["machineID"].(int), args["role"].(string), args["deploymentID"].(*int)), true
+	case "Mutation.commitDeployment":
+		if e.ComplexityRoot.Mutation.CommitDeployment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_commitDeployment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CommitDeployment(childComplexity, args["id"].(int)), true
+	case "Mutation.commitNodeRole":
+		if e.ComplexityRoot.Mutation.CommitNodeRole == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_commitNodeRole_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CommitNodeRole(childComplexity, args["id"].(int)), true
 	case "Mutation.createBMC":
 		if e.ComplexityRoot.Mutation.CreateBmc == nil {
 			break
@@ -1643,6 +1817,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateBmc(childComplexity, args["input"].(ent.CreateBMCInput)), true
+	case "Mutation.createDeployment":
+		if e.ComplexityRoot.Mutation.CreateDeployment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createDeployment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateDeployment(childComplexity, args["name"].(string), args["parentID"].(*int)), true
 	case "Mutation.createDisk":
 		if e.ComplexityRoot.Mutation.CreateDisk == nil {
 			break
@@ -1830,6 +2015,83 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteSite(childComplexity, args["id"].(int)), true
+	case "Mutation.powerAction":
+		if e.ComplexityRoot.Mutation.PowerAction == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_powerAction_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PowerAction(childComplexity, args["machineID"].(int), args["action"].(model.PowerAction)), true
+	case "Mutation.proposeDeployment":
+		if e.ComplexityRoot.Mutation.ProposeDeployment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_proposeDeployment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ProposeDeployment(childComplexity, args["id"].(int)), true
+	case "Mutation.retryAllFailed":
+		if e.ComplexityRoot.Mutation.RetryAllFailed == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_retryAllFailed_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RetryAllFailed(childComplexity, args["deploymentID"].(*int)), true
+	case "Mutation.retryNodeRole":
+		if e.ComplexityRoot.Mutation.RetryNodeRole == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_retryNodeRole_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RetryNodeRole(childComplexity, args["id"].(int)), true
+	case "Mutation.setAttribute":
+		if e.ComplexityRoot.Mutation.SetAttribute == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setAttribute_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetAttribute(childComplexity, args["nodeRoleID"].(*int), args["deploymentID"].(*int), args["role"].(*string), args["path"].(string), args["value"].(any)), true
+	case "Mutation.setBootDevice":
+		if e.ComplexityRoot.Mutation.SetBootDevice == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setBootDevice_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetBootDevice(childComplexity, args["machineID"].(int), args["device"].(model.BootDevice), args["persistent"].(*bool), args["efi"].(*bool)), true
+	case "Mutation.unbindRole":
+		if e.ComplexityRoot.Mutation.UnbindRole == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_unbindRole_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UnbindRole(childComplexity, args["nodeRoleID"].(int)), true
 	case "Mutation.updateBMC":
 		if e.ComplexityRoot.Mutation.UpdateBmc == nil {
 			break
@@ -2351,6 +2613,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.NodeRoleEdge.Node(childComplexity), true
 
+	case "NodeRolePayload.errors":
+		if e.ComplexityRoot.NodeRolePayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NodeRolePayload.Errors(childComplexity), true
+	case "NodeRolePayload.nodeRole":
+		if e.ComplexityRoot.NodeRolePayload.NodeRole == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NodeRolePayload.NodeRole(childComplexity), true
+
 	case "Operation.action":
 		if e.ComplexityRoot.Operation.Action == nil {
 			break
@@ -2462,6 +2737,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.OperationEdge.Node(childComplexity), true
 
+	case "OperationPayload.errors":
+		if e.ComplexityRoot.OperationPayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OperationPayload.Errors(childComplexity), true
+	case "OperationPayload.operation":
+		if e.ComplexityRoot.OperationPayload.Operation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OperationPayload.Operation(childComplexity), true
+
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
 			break
@@ -2487,6 +2775,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "Query.annealer":
+		if e.ComplexityRoot.Query.Annealer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Annealer(childComplexity), true
 	case "Query.attributes":
 		if e.ComplexityRoot.Query.Attributes == nil {
 			break
@@ -2831,6 +3125,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RackPayload.Rack(childComplexity), true
 
+	case "RetryAllPayload.errors":
+		if e.ComplexityRoot.RetryAllPayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RetryAllPayload.Errors(childComplexity), true
+	case "RetryAllPayload.retried":
+		if e.ComplexityRoot.RetryAllPayload.Retried == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RetryAllPayload.Retried(childComplexity), true
+
 	case "Role.cluster":
 		if e.ComplexityRoot.Role.Cluster == nil {
 			break
@@ -3112,6 +3419,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RunEdge.Node(childComplexity), true
 
+	case "SetAttributePayload.blocked":
+		if e.ComplexityRoot.SetAttributePayload.Blocked == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetAttributePayload.Blocked(childComplexity), true
+	case "SetAttributePayload.errors":
+		if e.ComplexityRoot.SetAttributePayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetAttributePayload.Errors(childComplexity), true
+	case "SetAttributePayload.reannealed":
+		if e.ComplexityRoot.SetAttributePayload.Reannealed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetAttributePayload.Reannealed(childComplexity), true
+
 	case "Site.createdAt":
 		if e.ComplexityRoot.Site.CreatedAt == nil {
 			break
@@ -3216,6 +3542,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SitePayload.Site(childComplexity), true
 
+	case "StateCount.count":
+		if e.ComplexityRoot.StateCount.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCount.Count(childComplexity), true
+	case "StateCount.state":
+		if e.ComplexityRoot.StateCount.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StateCount.State(childComplexity), true
+
 	case "Subscription.events":
 		if e.ComplexityRoot.Subscription.Events == nil {
 			break
@@ -3227,6 +3566,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.Events(childComplexity, args["after"].(*int), args["filter"].(*model.EventFilter)), true
+
+	case "UnbindRolePayload.errors":
+		if e.ComplexityRoot.UnbindRolePayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnbindRolePayload.Errors(childComplexity), true
+	case "UnbindRolePayload.unboundIDs":
+		if e.ComplexityRoot.UnbindRolePayload.UnboundIDs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnbindRolePayload.UnboundIDs(childComplexity), true
 
 	}
 	return 0, false
@@ -3379,7 +3731,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "ent.graphqls" "inventory.graphqls"
+//go:embed "annealer.graphqls" "ent.graphqls" "inventory.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -3391,6 +3743,7 @@ func sourceData(filename string) string {
 }
 
 var sources = []*ast.Source{
+	{Name: "annealer.graphqls", Input: sourceData("annealer.graphqls"), BuiltIn: false},
 	{Name: "ent.graphqls", Input: sourceData("ent.graphqls"), BuiltIn: false},
 	{Name: "inventory.graphqls", Input: sourceData("inventory.graphqls"), BuiltIn: false},
 }
@@ -3399,6 +3752,22 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_AnnealerStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "states":
+		return ec.fieldContext_AnnealerStatus_states(ctx, field)
+	case "runsInFlight":
+		return ec.fieldContext_AnnealerStatus_runsInFlight(ctx, field)
+	case "queueLength":
+		return ec.fieldContext_AnnealerStatus_queueLength(ctx, field)
+	case "leader":
+		return ec.fieldContext_AnnealerStatus_leader(ctx, field)
+	case "owner":
+		return ec.fieldContext_AnnealerStatus_owner(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AnnealerStatus", field.Name)
+}
 
 func (ec *executionContext) childFields_Attribute(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -3504,6 +3873,16 @@ func (ec *executionContext) childFields_BMCPayload(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type BMCPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_BindRolePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "nodeRole":
+		return ec.fieldContext_BindRolePayload_nodeRole(ctx, field)
+	case "errors":
+		return ec.fieldContext_BindRolePayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BindRolePayload", field.Name)
+}
+
 func (ec *executionContext) childFields_DeletePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "deletedID":
@@ -3538,6 +3917,8 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 		return ec.fieldContext_Deployment_children(ctx, field)
 	case "nodeRoles":
 		return ec.fieldContext_Deployment_nodeRoles(ctx, field)
+	case "status":
+		return ec.fieldContext_Deployment_status(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Deployment", field.Name)
 }
@@ -3562,6 +3943,16 @@ func (ec *executionContext) childFields_DeploymentEdge(ctx context.Context, fiel
 		return ec.fieldContext_DeploymentEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DeploymentEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_DeploymentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "deployment":
+		return ec.fieldContext_DeploymentPayload_deployment(ctx, field)
+	case "errors":
+		return ec.fieldContext_DeploymentPayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeploymentPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Disk(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4074,6 +4465,16 @@ func (ec *executionContext) childFields_NodeRoleEdge(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type NodeRoleEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_NodeRolePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "nodeRole":
+		return ec.fieldContext_NodeRolePayload_nodeRole(ctx, field)
+	case "errors":
+		return ec.fieldContext_NodeRolePayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type NodeRolePayload", field.Name)
+}
+
 func (ec *executionContext) childFields_Operation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -4126,6 +4527,16 @@ func (ec *executionContext) childFields_OperationEdge(ctx context.Context, field
 		return ec.fieldContext_OperationEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type OperationEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_OperationPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "operation":
+		return ec.fieldContext_OperationPayload_operation(ctx, field)
+	case "errors":
+		return ec.fieldContext_OperationPayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OperationPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4198,6 +4609,16 @@ func (ec *executionContext) childFields_RackPayload(ctx context.Context, field g
 		return ec.fieldContext_RackPayload_errors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RackPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_RetryAllPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "retried":
+		return ec.fieldContext_RetryAllPayload_retried(ctx, field)
+	case "errors":
+		return ec.fieldContext_RetryAllPayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RetryAllPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Role(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4326,6 +4747,18 @@ func (ec *executionContext) childFields_RunEdge(ctx context.Context, field graph
 	return nil, fmt.Errorf("no field named %q was found under type RunEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_SetAttributePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "reannealed":
+		return ec.fieldContext_SetAttributePayload_reannealed(ctx, field)
+	case "blocked":
+		return ec.fieldContext_SetAttributePayload_blocked(ctx, field)
+	case "errors":
+		return ec.fieldContext_SetAttributePayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetAttributePayload", field.Name)
+}
+
 func (ec *executionContext) childFields_Site(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -4378,6 +4811,26 @@ func (ec *executionContext) childFields_SitePayload(ctx context.Context, field g
 		return ec.fieldContext_SitePayload_errors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SitePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_StateCount(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "state":
+		return ec.fieldContext_StateCount_state(ctx, field)
+	case "count":
+		return ec.fieldContext_StateCount_count(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StateCount", field.Name)
+}
+
+func (ec *executionContext) childFields_UnbindRolePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "unboundIDs":
+		return ec.fieldContext_UnbindRolePayload_unboundIDs(ctx, field)
+	case "errors":
+		return ec.fieldContext_UnbindRolePayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UnbindRolePayload", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4820,6 +5273,64 @@ func (ec *executionContext) field_Machine_operations_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_bindRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "machineID",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["machineID"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "role",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["role"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "deploymentID",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOID2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["deploymentID"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_commitDeployment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_commitNodeRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createBMC_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4831,6 +5342,28 @@ func (ec *executionContext) field_Mutation_createBMC_args(ctx context.Context, r
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createDeployment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "parentID",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOID2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["parentID"] = arg1
 	return args, nil
 }
 
@@ -5069,6 +5602,168 @@ func (ec *executionContext) field_Mutation_deleteSite_args(ctx context.Context, 
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_powerAction_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "machineID",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["machineID"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "action",
+		func(ctx context.Context, v any) (model.PowerAction, error) {
+			return ec.unmarshalNPowerAction2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerAction(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["action"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_proposeDeployment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_retryAllFailed_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "deploymentID",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOID2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["deploymentID"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_retryNodeRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setAttribute_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "nodeRoleID",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOID2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["nodeRoleID"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "deploymentID",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOID2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["deploymentID"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "role",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["role"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "path",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["path"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "value",
+		func(ctx context.Context, v any) (any, error) {
+			return ec.unmarshalOAny2interface(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["value"] = arg4
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setBootDevice_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "machineID",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["machineID"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "device",
+		func(ctx context.Context, v any) (model.BootDevice, error) {
+			return ec.unmarshalNBootDevice2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootDevice(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["device"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "persistent",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["persistent"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "efi",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["efi"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_unbindRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "nodeRoleID",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["nodeRoleID"] = arg0
 	return args, nil
 }
 
@@ -6708,6 +7403,130 @@ func (ec *executionContext) field___Type_fields_args(ctx context.Context, rawArg
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _AnnealerStatus_states(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnnealerStatus_states(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.States, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.StateCount) graphql.Marshaler {
+			return ec.marshalNStateCount2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐStateCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AnnealerStatus_states(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AnnealerStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StateCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AnnealerStatus_runsInFlight(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnnealerStatus_runsInFlight(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RunsInFlight, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AnnealerStatus_runsInFlight(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AnnealerStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AnnealerStatus_queueLength(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnnealerStatus_queueLength(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QueueLength, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AnnealerStatus_queueLength(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AnnealerStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AnnealerStatus_leader(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnnealerStatus_leader(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Leader, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AnnealerStatus_leader(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AnnealerStatus", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AnnealerStatus_owner(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnnealerStatus_owner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Owner, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AnnealerStatus_owner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AnnealerStatus", field, false, false, "String")
+}
+
 func (ec *executionContext) _Attribute_id(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7502,6 +8321,70 @@ func (ec *executionContext) fieldContext_BMCPayload_errors(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _BindRolePayload_nodeRole(ctx context.Context, field graphql.CollectedField, obj *model.BindRolePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BindRolePayload_nodeRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NodeRole, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.NodeRole) graphql.Marshaler {
+			return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BindRolePayload_nodeRole(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BindRolePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NodeRole(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BindRolePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.BindRolePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BindRolePayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BindRolePayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BindRolePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _DeletePayload_deletedID(ctx context.Context, field graphql.CollectedField, obj *model.DeletePayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7849,6 +8732,29 @@ func (ec *executionContext) fieldContext_Deployment_nodeRoles(ctx context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Deployment_status(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Deployment().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DeploymentStatus) graphql.Marshaler {
+			return ec.marshalNDeploymentStatus2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Deployment", field, true, true, "DeploymentStatus")
+}
+
 func (ec *executionContext) _DeploymentConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.DeploymentConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7989,6 +8895,70 @@ func (ec *executionContext) _DeploymentEdge_cursor(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_DeploymentEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("DeploymentEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _DeploymentPayload_deployment(ctx context.Context, field graphql.CollectedField, obj *model.DeploymentPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeploymentPayload_deployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deployment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Deployment) graphql.Marshaler {
+			return ec.marshalODeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeploymentPayload_deployment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeploymentPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Deployment(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeploymentPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.DeploymentPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeploymentPayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeploymentPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeploymentPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Disk_id(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
@@ -11827,6 +12797,496 @@ func (ec *executionContext) fieldContext_Mutation_deleteIPAllocation(ctx context
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_bindRole(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_bindRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().BindRole(ctx, fc.Args["machineID"].(int), fc.Args["role"].(string), fc.Args["deploymentID"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BindRolePayload) graphql.Marshaler {
+			return ec.marshalNBindRolePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBindRolePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_bindRole(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BindRolePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_bindRole_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_unbindRole(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_unbindRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UnbindRole(ctx, fc.Args["nodeRoleID"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UnbindRolePayload) graphql.Marshaler {
+			return ec.marshalNUnbindRolePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐUnbindRolePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_unbindRole(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UnbindRolePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_unbindRole_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createDeployment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createDeployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateDeployment(ctx, fc.Args["name"].(string), fc.Args["parentID"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeploymentPayload) graphql.Marshaler {
+			return ec.marshalNDeploymentPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createDeployment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeploymentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createDeployment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_commitDeployment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_commitDeployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CommitDeployment(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeploymentPayload) graphql.Marshaler {
+			return ec.marshalNDeploymentPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_commitDeployment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeploymentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_commitDeployment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_proposeDeployment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_proposeDeployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ProposeDeployment(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeploymentPayload) graphql.Marshaler {
+			return ec.marshalNDeploymentPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_proposeDeployment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeploymentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_proposeDeployment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_commitNodeRole(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_commitNodeRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CommitNodeRole(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.NodeRolePayload) graphql.Marshaler {
+			return ec.marshalNNodeRolePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐNodeRolePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_commitNodeRole(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NodeRolePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_commitNodeRole_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_retryNodeRole(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_retryNodeRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RetryNodeRole(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.NodeRolePayload) graphql.Marshaler {
+			return ec.marshalNNodeRolePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐNodeRolePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_retryNodeRole(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NodeRolePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_retryNodeRole_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_retryAllFailed(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_retryAllFailed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RetryAllFailed(ctx, fc.Args["deploymentID"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RetryAllPayload) graphql.Marshaler {
+			return ec.marshalNRetryAllPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐRetryAllPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_retryAllFailed(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RetryAllPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_retryAllFailed_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setAttribute(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setAttribute(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetAttribute(ctx, fc.Args["nodeRoleID"].(*int), fc.Args["deploymentID"].(*int), fc.Args["role"].(*string), fc.Args["path"].(string),
+				func() any {
+					if fc.Args["value"] == nil {
+						return nil
+					}
+					return fc.Args["value"].(any)
+				}())
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SetAttributePayload) graphql.Marshaler {
+			return ec.marshalNSetAttributePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐSetAttributePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setAttribute(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SetAttributePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setAttribute_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_powerAction(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_powerAction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().PowerAction(ctx, fc.Args["machineID"].(int), fc.Args["action"].(model.PowerAction))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OperationPayload) graphql.Marshaler {
+			return ec.marshalNOperationPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐOperationPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_powerAction(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OperationPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_powerAction_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setBootDevice(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setBootDevice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetBootDevice(ctx, fc.Args["machineID"].(int), fc.Args["device"].(model.BootDevice), fc.Args["persistent"].(*bool), fc.Args["efi"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OperationPayload) graphql.Marshaler {
+			return ec.marshalNOperationPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐOperationPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setBootDevice(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OperationPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setBootDevice_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _NIC_id(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13577,6 +15037,70 @@ func (ec *executionContext) fieldContext_NodeRoleEdge_cursor(_ context.Context, 
 	return graphql.NewScalarFieldContext("NodeRoleEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _NodeRolePayload_nodeRole(ctx context.Context, field graphql.CollectedField, obj *model.NodeRolePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_NodeRolePayload_nodeRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NodeRole, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.NodeRole) graphql.Marshaler {
+			return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_NodeRolePayload_nodeRole(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "NodeRolePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NodeRole(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _NodeRolePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.NodeRolePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_NodeRolePayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_NodeRolePayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "NodeRolePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Operation_id(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -14025,6 +15549,70 @@ func (ec *executionContext) _OperationEdge_cursor(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_OperationEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("OperationEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _OperationPayload_operation(ctx context.Context, field graphql.CollectedField, obj *model.OperationPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OperationPayload_operation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Operation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Operation) graphql.Marshaler {
+			return ec.marshalOOperation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperation(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OperationPayload_operation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OperationPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Operation(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OperationPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.OperationPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OperationPayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OperationPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OperationPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
@@ -14867,6 +16455,38 @@ func (ec *executionContext) fieldContext_Query_sites(ctx context.Context, field 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_annealer(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_annealer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Annealer(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AnnealerStatus) graphql.Marshaler {
+			return ec.marshalNAnnealerStatus2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAnnealerStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_annealer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AnnealerStatus(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_machine(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -15575,6 +17195,61 @@ func (ec *executionContext) _RackPayload_errors(ctx context.Context, field graph
 func (ec *executionContext) fieldContext_RackPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "RackPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RetryAllPayload_retried(ctx context.Context, field graphql.CollectedField, obj *model.RetryAllPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RetryAllPayload_retried(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Retried, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RetryAllPayload_retried(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RetryAllPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RetryAllPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.RetryAllPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RetryAllPayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RetryAllPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RetryAllPayload",
 		Field:      field,
 		IsMethod:   false,
 		IsResolver: false,
@@ -16704,6 +18379,84 @@ func (ec *executionContext) fieldContext_RunEdge_cursor(_ context.Context, field
 	return graphql.NewScalarFieldContext("RunEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _SetAttributePayload_reannealed(ctx context.Context, field graphql.CollectedField, obj *model.SetAttributePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetAttributePayload_reannealed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reannealed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []int) graphql.Marshaler {
+			return ec.marshalNID2ᚕintᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetAttributePayload_reannealed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SetAttributePayload", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SetAttributePayload_blocked(ctx context.Context, field graphql.CollectedField, obj *model.SetAttributePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetAttributePayload_blocked(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Blocked, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []int) graphql.Marshaler {
+			return ec.marshalNID2ᚕintᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetAttributePayload_blocked(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SetAttributePayload", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SetAttributePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.SetAttributePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetAttributePayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetAttributePayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SetAttributePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Site_id(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -17136,6 +18889,52 @@ func (ec *executionContext) fieldContext_SitePayload_errors(_ context.Context, f
 	return fc, nil
 }
 
+func (ec *executionContext) _StateCount_state(ctx context.Context, field graphql.CollectedField, obj *model.StateCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCount_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v noderole.State) graphql.Marshaler {
+			return ec.marshalNNodeRoleState2githubᚗcomᚋprybarᚋprybarᚋentᚋnoderoleᚐState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCount_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCount", field, false, false, "NodeRoleState")
+}
+
+func (ec *executionContext) _StateCount_count(ctx context.Context, field graphql.CollectedField, obj *model.StateCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StateCount_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StateCount_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StateCount", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Subscription_events(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
 	return graphql.ResolveFieldStream(
 		ctx,
@@ -17176,6 +18975,61 @@ func (ec *executionContext) fieldContext_Subscription_events(ctx context.Context
 	if fc.Args, err = ec.field_Subscription_events_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UnbindRolePayload_unboundIDs(ctx context.Context, field graphql.CollectedField, obj *model.UnbindRolePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnbindRolePayload_unboundIDs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnboundIDs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []int) graphql.Marshaler {
+			return ec.marshalNID2ᚕintᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnbindRolePayload_unboundIDs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnbindRolePayload", field, false, false, "ID")
+}
+
+func (ec *executionContext) _UnbindRolePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.UnbindRolePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnbindRolePayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnbindRolePayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UnbindRolePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -32652,6 +34506,59 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 
 // region    **************************** object.gotpl ****************************
 
+var annealerStatusImplementors = []string{"AnnealerStatus"}
+
+func (ec *executionContext) _AnnealerStatus(ctx context.Context, sel ast.SelectionSet, obj *model.AnnealerStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, annealerStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AnnealerStatus")
+		case "states":
+			out.Values[i] = ec._AnnealerStatus_states(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "runsInFlight":
+			out.Values[i] = ec._AnnealerStatus_runsInFlight(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "queueLength":
+			out.Values[i] = ec._AnnealerStatus_queueLength(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "leader":
+			out.Values[i] = ec._AnnealerStatus_leader(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "owner":
+			out.Values[i] = ec._AnnealerStatus_owner(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var attributeImplementors = []string{"Attribute", "Node"}
 
 func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet, obj *ent.Attribute) graphql.Marshaler {
@@ -33004,6 +34911,44 @@ func (ec *executionContext) _BMCPayload(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var bindRolePayloadImplementors = []string{"BindRolePayload"}
+
+func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.BindRolePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bindRolePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BindRolePayload")
+		case "nodeRole":
+			out.Values[i] = ec._BindRolePayload_nodeRole(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._BindRolePayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deletePayloadImplementors = []string{"DeletePayload"}
 
 func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeletePayload) graphql.Marshaler {
@@ -33111,6 +35056,12 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Deployment_nodeRoles(ctx, field, obj)
 				})
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Deployment_status(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -33189,6 +35140,44 @@ func (ec *executionContext) _DeploymentEdge(ctx context.Context, sel ast.Selecti
 			}
 		case "cursor":
 			out.Values[i] = ec._DeploymentEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deploymentPayloadImplementors = []string{"DeploymentPayload"}
+
+func (ec *executionContext) _DeploymentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeploymentPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeploymentPayload")
+		case "deployment":
+			out.Values[i] = ec._DeploymentPayload_deployment(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._DeploymentPayload_errors(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -34460,6 +36449,83 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "bindRole":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_bindRole(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unbindRole":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_unbindRole(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createDeployment":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createDeployment(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "commitDeployment":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_commitDeployment(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "proposeDeployment":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_proposeDeployment(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "commitNodeRole":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_commitNodeRole(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryNodeRole":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_retryNodeRole(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryAllFailed":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_retryAllFailed(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setAttribute":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setAttribute(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "powerAction":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_powerAction(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setBootDevice":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setBootDevice(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -35120,6 +37186,44 @@ func (ec *executionContext) _NodeRoleEdge(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var nodeRolePayloadImplementors = []string{"NodeRolePayload"}
+
+func (ec *executionContext) _NodeRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.NodeRolePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRolePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("NodeRolePayload")
+		case "nodeRole":
+			out.Values[i] = ec._NodeRolePayload_nodeRole(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._NodeRolePayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var operationImplementors = []string{"Operation", "Node"}
 
 func (ec *executionContext) _Operation(ctx context.Context, sel ast.SelectionSet, obj *ent.Operation) graphql.Marshaler {
@@ -35275,6 +37379,44 @@ func (ec *executionContext) _OperationEdge(ctx context.Context, sel ast.Selectio
 			}
 		case "cursor":
 			out.Values[i] = ec._OperationEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var operationPayloadImplementors = []string{"OperationPayload"}
+
+func (ec *executionContext) _OperationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.OperationPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, operationPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OperationPayload")
+		case "operation":
+			out.Values[i] = ec._OperationPayload_operation(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._OperationPayload_errors(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -35463,6 +37605,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_sites(ctx, field)
+				})
+		case "annealer":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_annealer(ctx, field)
 				})
 		case "machine":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -35698,6 +37846,44 @@ func (ec *executionContext) _RackPayload(ctx context.Context, sel ast.SelectionS
 			}
 		case "errors":
 			out.Values[i] = ec._RackPayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var retryAllPayloadImplementors = []string{"RetryAllPayload"}
+
+func (ec *executionContext) _RetryAllPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RetryAllPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, retryAllPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RetryAllPayload")
+		case "retried":
+			out.Values[i] = ec._RetryAllPayload_retried(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._RetryAllPayload_errors(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -36113,6 +38299,49 @@ func (ec *executionContext) _RunEdge(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var setAttributePayloadImplementors = []string{"SetAttributePayload"}
+
+func (ec *executionContext) _SetAttributePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetAttributePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, setAttributePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SetAttributePayload")
+		case "reannealed":
+			out.Values[i] = ec._SetAttributePayload_reannealed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "blocked":
+			out.Values[i] = ec._SetAttributePayload_blocked(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._SetAttributePayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var siteImplementors = []string{"Site", "Node"}
 
 func (ec *executionContext) _Site(ctx context.Context, sel ast.SelectionSet, obj *ent.Site) graphql.Marshaler {
@@ -36302,6 +38531,44 @@ func (ec *executionContext) _SitePayload(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var stateCountImplementors = []string{"StateCount"}
+
+func (ec *executionContext) _StateCount(ctx context.Context, sel ast.SelectionSet, obj *model.StateCount) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, stateCountImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StateCount")
+		case "state":
+			out.Values[i] = ec._StateCount_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._StateCount_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var subscriptionImplementors = []string{"Subscription"}
 
 func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
@@ -36320,6 +38587,44 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
+}
+
+var unbindRolePayloadImplementors = []string{"UnbindRolePayload"}
+
+func (ec *executionContext) _UnbindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.UnbindRolePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, unbindRolePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UnbindRolePayload")
+		case "unboundIDs":
+			out.Values[i] = ec._UnbindRolePayload_unboundIDs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._UnbindRolePayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
 }
 
 var __DirectiveImplementors = []string{"__Directive"}
@@ -36684,6 +38989,14 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) marshalNAnnealerStatus2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAnnealerStatus(ctx context.Context, sel ast.SelectionSet, v *model.AnnealerStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AnnealerStatus!")
+		return graphql.Null
+	}
+	return ec._AnnealerStatus(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNAttributeConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAttributeConnection(ctx context.Context, sel ast.SelectionSet, v *ent.AttributeConnection) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AttributeConnection!")
@@ -36766,6 +39079,14 @@ func (ec *executionContext) unmarshalNBMCWhereInput2ᚖgithubᚗcomᚋprybarᚋp
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNBindRolePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBindRolePayload(ctx context.Context, sel ast.SelectionSet, v *model.BindRolePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BindRolePayload!")
+		return graphql.Null
+	}
+	return ec._BindRolePayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -36778,6 +39099,16 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNBootDevice2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootDevice(ctx context.Context, v any) (model.BootDevice, error) {
+	var res model.BootDevice
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBootDevice2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootDevice(ctx context.Context, sel ast.SelectionSet, v model.BootDevice) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNCreateBMCInput2githubᚗcomᚋprybarᚋprybarᚋentᚐCreateBMCInput(ctx context.Context, v any) (ent.CreateBMCInput, error) {
@@ -36873,6 +39204,14 @@ func (ec *executionContext) marshalNDeploymentOrderField2ᚖgithubᚗcomᚋpryba
 	return v
 }
 
+func (ec *executionContext) marshalNDeploymentPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentPayload(ctx context.Context, sel ast.SelectionSet, v *model.DeploymentPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeploymentPayload!")
+		return graphql.Null
+	}
+	return ec._DeploymentPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNDeploymentState2githubᚗcomᚋprybarᚋprybarᚋentᚋdeploymentᚐState(ctx context.Context, v any) (deployment.State, error) {
 	var res deployment.State
 	err := res.UnmarshalGQL(v)
@@ -36880,6 +39219,16 @@ func (ec *executionContext) unmarshalNDeploymentState2githubᚗcomᚋprybarᚋpr
 }
 
 func (ec *executionContext) marshalNDeploymentState2githubᚗcomᚋprybarᚋprybarᚋentᚋdeploymentᚐState(ctx context.Context, sel ast.SelectionSet, v deployment.State) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNDeploymentStatus2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentStatus(ctx context.Context, v any) (model.DeploymentStatus, error) {
+	var res model.DeploymentStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeploymentStatus2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentStatus(ctx context.Context, sel ast.SelectionSet, v model.DeploymentStatus) graphql.Marshaler {
 	return v
 }
 
@@ -37326,6 +39675,14 @@ func (ec *executionContext) marshalNNodeRoleOrderField2ᚖgithubᚗcomᚋprybar�
 	return v
 }
 
+func (ec *executionContext) marshalNNodeRolePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐNodeRolePayload(ctx context.Context, sel ast.SelectionSet, v *model.NodeRolePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "NodeRolePayload!")
+		return graphql.Null
+	}
+	return ec._NodeRolePayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNNodeRoleState2githubᚗcomᚋprybarᚋprybarᚋentᚋnoderoleᚐState(ctx context.Context, v any) (noderole.State, error) {
 	var res noderole.State
 	err := res.UnmarshalGQL(v)
@@ -37363,6 +39720,14 @@ func (ec *executionContext) marshalNOperationOrderField2ᚖgithubᚗcomᚋprybar
 	return v
 }
 
+func (ec *executionContext) marshalNOperationPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐOperationPayload(ctx context.Context, sel ast.SelectionSet, v *model.OperationPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OperationPayload!")
+		return graphql.Null
+	}
+	return ec._OperationPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNOperationState2githubᚗcomᚋprybarᚋprybarᚋentᚋoperationᚐState(ctx context.Context, v any) (operation.State, error) {
 	var res operation.State
 	err := res.UnmarshalGQL(v)
@@ -37390,6 +39755,16 @@ func (ec *executionContext) marshalNOrderDirection2entgoᚗioᚋcontribᚋentgql
 
 func (ec *executionContext) marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
 	return ec._PageInfo(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNPowerAction2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerAction(ctx context.Context, v any) (model.PowerAction, error) {
+	var res model.PowerAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPowerAction2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerAction(ctx context.Context, sel ast.SelectionSet, v model.PowerAction) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNRackConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRackConnection(ctx context.Context, sel ast.SelectionSet, v *ent.RackConnection) graphql.Marshaler {
@@ -37425,6 +39800,14 @@ func (ec *executionContext) marshalNRackPayload2ᚖgithubᚗcomᚋprybarᚋpryba
 func (ec *executionContext) unmarshalNRackWhereInput2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRackWhereInput(ctx context.Context, v any) (*ent.RackWhereInput, error) {
 	res, err := ec.unmarshalInputRackWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRetryAllPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐRetryAllPayload(ctx context.Context, sel ast.SelectionSet, v *model.RetryAllPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RetryAllPayload!")
+		return graphql.Null
+	}
+	return ec._RetryAllPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRole(ctx context.Context, sel ast.SelectionSet, v *ent.Role) graphql.Marshaler {
@@ -37499,6 +39882,14 @@ func (ec *executionContext) unmarshalNRunWhereInput2ᚖgithubᚗcomᚋprybarᚋp
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNSetAttributePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐSetAttributePayload(ctx context.Context, sel ast.SelectionSet, v *model.SetAttributePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SetAttributePayload!")
+		return graphql.Null
+	}
+	return ec._SetAttributePayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx context.Context, sel ast.SelectionSet, v *ent.Site) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Site!")
@@ -37542,6 +39933,30 @@ func (ec *executionContext) unmarshalNSiteWhereInput2ᚖgithubᚗcomᚋprybarᚋ
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNStateCount2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐStateCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.StateCount) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNStateCount2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐStateCount(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNStateCount2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐStateCount(ctx context.Context, sel ast.SelectionSet, v *model.StateCount) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StateCount!")
+		return graphql.Null
+	}
+	return ec._StateCount(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -37568,6 +39983,14 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNUnbindRolePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐUnbindRolePayload(ctx context.Context, sel ast.SelectionSet, v *model.UnbindRolePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UnbindRolePayload!")
+		return graphql.Null
+	}
+	return ec._UnbindRolePayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNUpdateBMCInput2githubᚗcomᚋprybarᚋprybarᚋentᚐUpdateBMCInput(ctx context.Context, v any) (ent.UpdateBMCInput, error) {
@@ -37754,6 +40177,24 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "__TypeKind!")
 	}
+	return res
+}
+
+func (ec *executionContext) unmarshalOAny2interface(ctx context.Context, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalAny(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAny2interface(ctx context.Context, sel ast.SelectionSet, v any) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalAny(v)
 	return res
 }
 

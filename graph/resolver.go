@@ -11,22 +11,51 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/scheduler"
 )
 
 // Resolver is the root resolver. Queries read through client; every write goes through
 // store.Tx so it is atomic with its events.
 type Resolver struct {
-	store  *store.Store
-	client *ent.Client
-	log    *slog.Logger
+	store    *store.Store
+	client   *ent.Client
+	log      *slog.Logger
+	annealer *scheduler.Annealer
+	ops      Operations
+}
+
+// Options wires the optional parts of the API: without them the corresponding mutations answer
+// with an UNAVAILABLE domain error.
+type Options struct {
+	Annealer   *scheduler.Annealer
+	Operations Operations
+}
+
+// Operations starts tracked ad-hoc operations on machines (power, boot device).
+type Operations interface {
+	// Start records the operation and runs it in the background; progress and result are
+	// written to the Operation (and so arrive as events).
+	Start(ctx context.Context, machineID int, action string, params map[string]any) (*ent.Operation, error)
 }
 
 // NewResolver returns the root resolver over st.
-func NewResolver(st *store.Store, log *slog.Logger) *Resolver {
+func NewResolver(st *store.Store, log *slog.Logger, opts Options) *Resolver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Resolver{store: st, client: st.Client, log: log}
+	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations}
+}
+
+func (r *Resolver) startOperation(ctx context.Context, machineID int, action string, params map[string]any) (*model.OperationPayload, error) {
+	if r.ops == nil {
+		return &model.OperationPayload{Errors: []*domain.Error{domain.Errorf("", domain.Unavailable, "out-of-band operations are not enabled in this server")}}, nil
+	}
+	op, err := r.ops.Start(ctx, machineID, action, params)
+	errs, err := payloadErrors(err)
+	if op != nil && len(errs) == 0 {
+		op = detach(op, errs)
+	}
+	return &model.OperationPayload{Operation: op, Errors: errs}, err
 }
 
 // unwrapper is every ent entity: Unwrap detaches it from its (now finished) transaction so the

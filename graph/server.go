@@ -20,11 +20,11 @@ import (
 
 // NewHandler returns the GraphQL endpoint: POST/GET queries and mutations, and subscriptions over
 // WebSocket (graphql-transport-ws, also the legacy graphql-ws protocol).
-func NewHandler(st *store.Store, log *slog.Logger) http.Handler {
+func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, log)}))
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, log, opts)}))
 	srv.AddTransport(transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
 			// The API is token-less on loopback today and serves a same-origin SPA; allow any origin

@@ -3,19 +3,50 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+
 	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/internal/domain"
 )
+
+// A snapshot of the annealer.
+type AnnealerStatus struct {
+	// Node-roles per state (every state, zero included).
+	States []*StateCount `json:"states"`
+	// Runs executing in the replica that answered.
+	RunsInFlight int `json:"runsInFlight"`
+	// Node-roles waiting to run (TODO).
+	QueueLength int `json:"queueLength"`
+	// Whether the replica that answered runs the scheduler.
+	Leader bool `json:"leader"`
+	// The answering scheduler instance.
+	Owner string `json:"owner"`
+}
 
 type BMCPayload struct {
 	Bmc    *ent.BMC        `json:"bmc,omitempty"`
 	Errors []*domain.Error `json:"errors"`
 }
 
+type BindRolePayload struct {
+	// The node-role bound (its parents were created as needed).
+	NodeRole *ent.NodeRole   `json:"nodeRole,omitempty"`
+	Errors   []*domain.Error `json:"errors"`
+}
+
 // Result of a delete: the id deleted, or errors.
 type DeletePayload struct {
 	DeletedID *int            `json:"deletedID,omitempty"`
 	Errors    []*domain.Error `json:"errors"`
+}
+
+type DeploymentPayload struct {
+	Deployment *ent.Deployment `json:"deployment,omitempty"`
+	Errors     []*domain.Error `json:"errors"`
 }
 
 type DiskPayload struct {
@@ -65,9 +96,33 @@ type NetworkPayload struct {
 	Errors  []*domain.Error `json:"errors"`
 }
 
+type NodeRolePayload struct {
+	NodeRole *ent.NodeRole   `json:"nodeRole,omitempty"`
+	Errors   []*domain.Error `json:"errors"`
+}
+
+type OperationPayload struct {
+	// The tracked operation; follow it with the events subscription (kinds: operation.*) or node(id:).
+	Operation *ent.Operation  `json:"operation,omitempty"`
+	Errors    []*domain.Error `json:"errors"`
+}
+
 type RackPayload struct {
 	Rack   *ent.Rack       `json:"rack,omitempty"`
 	Errors []*domain.Error `json:"errors"`
+}
+
+type RetryAllPayload struct {
+	Retried int             `json:"retried"`
+	Errors  []*domain.Error `json:"errors"`
+}
+
+type SetAttributePayload struct {
+	// Node-roles sent back to TODO because a value they read changed.
+	Reannealed []int `json:"reannealed"`
+	// Their descendants, BLOCKED until they are ACTIVE again.
+	Blocked []int           `json:"blocked"`
+	Errors  []*domain.Error `json:"errors"`
 }
 
 type SitePayload struct {
@@ -75,5 +130,200 @@ type SitePayload struct {
 	Errors []*domain.Error `json:"errors"`
 }
 
+type StateCount struct {
+	State noderole.State `json:"state"`
+	Count int            `json:"count"`
+}
+
 type Subscription struct {
+}
+
+type UnbindRolePayload struct {
+	// Every node-role removed (the binding and any PROPOSED descendants).
+	UnboundIDs []int           `json:"unboundIDs"`
+	Errors     []*domain.Error `json:"errors"`
+}
+
+type BootDevice string
+
+const (
+	BootDevicePxe   BootDevice = "PXE"
+	BootDeviceDisk  BootDevice = "DISK"
+	BootDeviceCdrom BootDevice = "CDROM"
+	BootDeviceBios  BootDevice = "BIOS"
+)
+
+var AllBootDevice = []BootDevice{
+	BootDevicePxe,
+	BootDeviceDisk,
+	BootDeviceCdrom,
+	BootDeviceBios,
+}
+
+func (e BootDevice) IsValid() bool {
+	switch e {
+	case BootDevicePxe, BootDeviceDisk, BootDeviceCdrom, BootDeviceBios:
+		return true
+	}
+	return false
+}
+
+func (e BootDevice) String() string {
+	return string(e)
+}
+
+func (e *BootDevice) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = BootDevice(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid BootDevice", str)
+	}
+	return nil
+}
+
+func (e BootDevice) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *BootDevice) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e BootDevice) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// A deployment's reported state, derived from its node-roles.
+type DeploymentStatus string
+
+const (
+	// Not committed yet: its node-roles stay PROPOSED.
+	DeploymentStatusProposed DeploymentStatus = "PROPOSED"
+	// Committed and annealing (or nothing bound yet).
+	DeploymentStatusCommitted DeploymentStatus = "COMMITTED"
+	// Committed and every node-role is ACTIVE.
+	DeploymentStatusActive DeploymentStatus = "ACTIVE"
+	// At least one node-role is in ERROR: an operator must act.
+	DeploymentStatusError DeploymentStatus = "ERROR"
+)
+
+var AllDeploymentStatus = []DeploymentStatus{
+	DeploymentStatusProposed,
+	DeploymentStatusCommitted,
+	DeploymentStatusActive,
+	DeploymentStatusError,
+}
+
+func (e DeploymentStatus) IsValid() bool {
+	switch e {
+	case DeploymentStatusProposed, DeploymentStatusCommitted, DeploymentStatusActive, DeploymentStatusError:
+		return true
+	}
+	return false
+}
+
+func (e DeploymentStatus) String() string {
+	return string(e)
+}
+
+func (e *DeploymentStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DeploymentStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DeploymentStatus", str)
+	}
+	return nil
+}
+
+func (e DeploymentStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DeploymentStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DeploymentStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type PowerAction string
+
+const (
+	PowerActionOn    PowerAction = "ON"
+	PowerActionOff   PowerAction = "OFF"
+	PowerActionSoft  PowerAction = "SOFT"
+	PowerActionCycle PowerAction = "CYCLE"
+	PowerActionReset PowerAction = "RESET"
+)
+
+var AllPowerAction = []PowerAction{
+	PowerActionOn,
+	PowerActionOff,
+	PowerActionSoft,
+	PowerActionCycle,
+	PowerActionReset,
+}
+
+func (e PowerAction) IsValid() bool {
+	switch e {
+	case PowerActionOn, PowerActionOff, PowerActionSoft, PowerActionCycle, PowerActionReset:
+		return true
+	}
+	return false
+}
+
+func (e PowerAction) String() string {
+	return string(e)
+}
+
+func (e *PowerAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PowerAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PowerAction", str)
+	}
+	return nil
+}
+
+func (e PowerAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PowerAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PowerAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

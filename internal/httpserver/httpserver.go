@@ -25,6 +25,8 @@ type Config struct {
 	Log    *slog.Logger
 	// Ready reports whether the server should receive traffic (e.g. migrations done); nil = always.
 	Ready func(ctx context.Context) error
+	// API wires the annealer and operations into GraphQL (optional).
+	API graph.Options
 }
 
 type ctxKey struct{}
@@ -38,7 +40,7 @@ func RequestID(ctx context.Context) string {
 // Handler returns the full HTTP handler.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", graph.NewHandler(cfg.Store, cfg.Log))
+	mux.Handle("/graphql", graph.NewHandler(cfg.Store, cfg.Log, cfg.API))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
