@@ -22,7 +22,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	st      *store.Store
 	a       *Annealer
 	effects string
@@ -32,7 +32,7 @@ type env struct {
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newEnv opens a fresh SQLite database (or dsn when given) with the built-in roles loaded.
-func newEnv(t *testing.T, dsn string, opts Options) *env {
+func newEnv(t testing.TB, dsn string, opts Options) *env {
 	t.Helper()
 	ctx := context.Background()
 	if dsn == "" {
