@@ -318,15 +318,14 @@ func TestFlakyBMC(t *testing.T) {
 
 // fake is a controller with scripted answers.
 type fake struct {
-	mu      sync.Mutex
-	state   bmc.PowerState
-	err     error
-	powers  []bmc.PowerAction
-	closed  int
-	delay   time.Duration
-	active  *atomic.Int64
-	peak    *atomic.Int64
-	reached bool
+	mu     sync.Mutex
+	state  bmc.PowerState
+	err    error
+	powers []bmc.PowerAction
+	closed int
+	delay  time.Duration
+	active *atomic.Int64
+	peak   *atomic.Int64
 }
 
 func (c *fake) enter() func() {
