@@ -42,8 +42,10 @@ func annealFleet(t testing.TB, dsn string, machines int) (rate float64, peakMiB 
 		t.Fatal(err)
 	}
 	setup := time.Now()
-	if _, err := e.a.BindRoles(ctx, ms, "bench-4", dep.ID); err != nil {
-		t.Fatal(err)
+	for start := 0; start < len(ms); start += 1000 {
+		if _, err := e.a.BindRoles(ctx, ms[start:min(start+1000, len(ms))], "bench-4", dep.ID); err != nil {
+			t.Fatal(err)
+		}
 	}
 	total, _ = e.st.Client.NodeRole.Query().Where(noderole.DeploymentID(dep.ID)).Count(ctx)
 	if total != 5*machines {

@@ -128,33 +128,50 @@ func stateCounts(ctx context.Context, q *ent.NodeRoleQuery) (map[nodestate.State
 	return out, nil
 }
 
+// txChunk bounds the node-roles one API transaction changes. The event outbox locates every
+// changed row with one IN (…) list per transaction, which SQLite caps at 32766 parameters, and a
+// transaction that holds SQLite's writer lock for seconds would stall the scheduler anyway.
+const txChunk = 5000
+
 // CommitDeployment commits a deployment: it becomes COMMITTED and each of its PROPOSED node-roles
-// commits its proposed data and moves to TODO (every parent ACTIVE) or BLOCKED.
+// commits its proposed data and moves to TODO (every parent ACTIVE) or BLOCKED. A large
+// deployment is committed in transactions of txChunk node-roles; the scheduler may start on the
+// first while later ones commit, and if the process dies half-way, committing again finishes the
+// job (only PROPOSED node-roles are touched).
 func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deployment, error) {
 	var d *ent.Deployment
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
-		var err error
-		if d, err = tx.Deployment.Get(ctx, id); ent.IsNotFound(err) {
-			return domain.Errorf("id", domain.NotFound, "no deployment %d", id)
-		} else if err != nil {
-			return err
-		}
-		if d.State != deployment.StateCOMMITTED {
-			if d, err = tx.Deployment.UpdateOneID(id).SetState(deployment.StateCOMMITTED).Save(ctx); err != nil {
+	for {
+		more := false
+		err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+			var err error
+			if d, err = tx.Deployment.Get(ctx, id); ent.IsNotFound(err) {
+				return domain.Errorf("id", domain.NotFound, "no deployment %d", id)
+			} else if err != nil {
 				return err
 			}
-		}
-		ids, err := tx.NodeRole.Query().Where(noderole.DeploymentID(id), noderole.StateEQ(noderole.StatePROPOSED)).IDs(ctx)
+			if d.State != deployment.StateCOMMITTED {
+				if d, err = tx.Deployment.UpdateOneID(id).SetState(deployment.StateCOMMITTED).Save(ctx); err != nil {
+					return err
+				}
+			}
+			ids, err := tx.NodeRole.Query().Where(noderole.DeploymentID(id), noderole.StateEQ(noderole.StatePROPOSED)).
+				Order(ent.Asc(noderole.FieldCohort), ent.Asc(noderole.FieldID)).Limit(txChunk + 1).IDs(ctx)
+			if err != nil {
+				return err
+			}
+			if len(ids) > txChunk {
+				ids, more = ids[:txChunk], true
+			}
+			return commitNodeRoles(ctx, tx, ids)
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return commitNodeRoles(ctx, tx, ids)
-	})
-	if err != nil {
-		return nil, err
+		a.Wake()
+		if !more {
+			return d, nil
+		}
 	}
-	a.Wake()
-	return d, nil
 }
 
 // CommitNodeRole commits one PROPOSED node-role (its deployment keeps its state: the node-role
@@ -290,29 +307,35 @@ func (a *Annealer) RetryNodeRole(ctx context.Context, id int) (*ent.NodeRole, er
 // nil, and returns how many.
 func (a *Annealer) RetryAllFailed(ctx context.Context, deploymentID *int) (int, error) {
 	n := 0
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
-		q := tx.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR))
-		if deploymentID != nil {
-			q = q.Where(noderole.DeploymentID(*deploymentID))
-		}
-		ids, err := q.IDs(ctx)
+	for {
+		got := 0
+		err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+			q := tx.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR))
+			if deploymentID != nil {
+				q = q.Where(noderole.DeploymentID(*deploymentID))
+			}
+			ids, err := q.Order(ent.Asc(noderole.FieldID)).Limit(txChunk).IDs(ctx)
+			if err != nil {
+				return err
+			}
+			cur := map[int]nodestate.State{}
+			for _, id := range ids {
+				cur[id] = nodestate.Error
+			}
+			got = len(ids)
+			return retry(ctx, tx, cur, true, "retried by operator")
+		})
 		if err != nil {
-			return err
+			return n, err
 		}
-		cur := map[int]nodestate.State{}
-		for _, id := range ids {
-			cur[id] = nodestate.Error
+		n += got
+		if got > 0 {
+			a.Wake()
 		}
-		n = len(ids)
-		return retry(ctx, tx, cur, true, "retried by operator")
-	})
-	if err != nil {
-		return 0, err
+		if got < txChunk {
+			return n, nil
+		}
 	}
-	if n > 0 {
-		a.Wake()
-	}
-	return n, nil
 }
 
 // retry applies Retry (ERROR → TODO); node-roles with a parent that is not ACTIVE then follow
