@@ -10,13 +10,12 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/graph/model"
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/scheduler"
 	"github.com/prybar/prybar/scheduler/nodestate"
-
-	"github.com/prybar/prybar/ent"
-	"github.com/prybar/prybar/graph/model"
 )
 
 // Status is the resolver for the status field.
@@ -167,18 +166,3 @@ func (r *queryResolver) Annealer(ctx context.Context) (*model.AnnealerStatus, er
 	}
 	return out, nil
 }
-
-// !!! WARNING !!!
-// The code below was going to be deleted when updating resolvers. It has been copied here so you have
-// one last chance to move it out of harms way if you want. There are two reasons this happens:
-//  - When renaming or deleting a resolver the old code will be put in here. You can safely delete
-//    it when you're done.
-//  - You have helper methods in this file. Move them out to keep these resolver files clean.
-/*
-	func (r *deploymentResolver) LayeredData(ctx context.Context, obj *ent.Deployment, role string) (map[string]any, error) {
-	panic(fmt.Errorf("not implemented: LayeredData - layeredData"))
-}
-func (r *nodeRoleResolver) Attributes(ctx context.Context, obj *ent.NodeRole) (map[string]any, error) {
-	panic(fmt.Errorf("not implemented: Attributes - attributes"))
-}
-*/

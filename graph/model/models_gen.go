@@ -274,7 +274,6 @@ const (
 	PowerActionOff   PowerAction = "OFF"
 	PowerActionSoft  PowerAction = "SOFT"
 	PowerActionCycle PowerAction = "CYCLE"
-	PowerActionReset PowerAction = "RESET"
 )
 
 var AllPowerAction = []PowerAction{
@@ -282,12 +281,11 @@ var AllPowerAction = []PowerAction{
 	PowerActionOff,
 	PowerActionSoft,
 	PowerActionCycle,
-	PowerActionReset,
 }
 
 func (e PowerAction) IsValid() bool {
 	switch e {
-	case PowerActionOn, PowerActionOff, PowerActionSoft, PowerActionCycle, PowerActionReset:
+	case PowerActionOn, PowerActionOff, PowerActionSoft, PowerActionCycle:
 		return true
 	}
 	return false

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prybar/prybar/graph"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/httpserver"
 	"github.com/prybar/prybar/internal/pgtest"
@@ -76,9 +77,12 @@ type Server struct {
 }
 
 // Serve starts the HTTP server over st.
-func Serve(t testing.TB, st *store.Store) *Server {
+func Serve(t testing.TB, st *store.Store) *Server { return ServeWith(t, st, graph.Options{}) }
+
+// ServeWith starts the HTTP server over st with the annealer and operations wired in.
+func ServeWith(t testing.TB, st *store.Store, opts graph.Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	h := httpserver.Handler(httpserver.Config{Store: st, Log: Quiet()})
+	h := httpserver.Handler(httpserver.Config{Store: st, Log: Quiet(), API: opts})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.BaseContext = nil
 	srv.Start()
