@@ -133,7 +133,9 @@ func TestPowerActionAndBootDeviceAsTrackedOperations(t *testing.T) {
 	}
 	// Unknown machine and a machine without a BMC are domain errors.
 	var bad struct {
-		PowerAction struct{ Errors []struct{ Field, Code string } }
+		PowerAction struct {
+			Errors []struct{ Field, Code string }
+		}
 	}
 	srv.Query(t, `mutation { powerAction(machineID: 999999, action: ON) { errors { field code } } }`, nil, &bad)
 	if len(bad.PowerAction.Errors) != 1 || bad.PowerAction.Errors[0].Code != "NOT_FOUND" {
