@@ -167,13 +167,14 @@ func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs := flag.NewFlagSet("fixtures load", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
+		keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords (as for serve)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() != 1 {
 			return errors.New("usage: prybar fixtures load [--db DSN] FILE")
 		}
-		st, err := store.Open(ctx, *db)
+		st, err := openWithKey(ctx, *db, *keyFile)
 		if err != nil {
 			return err
 		}
@@ -193,6 +194,7 @@ func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		racks := fs.Int("racks", 0, "racks per site (raised when the machines would not fit)")
 		seed := fs.Uint64("seed", 1, "random seed (same seed, same fleet)")
 		out := fs.String("out", "", "write YAML to this file instead of loading it ('-' for stdout)")
+		keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords (as for serve)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -211,7 +213,7 @@ func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			return os.WriteFile(*out, data, 0o644)
 		}
-		st, err := store.Open(ctx, *db)
+		st, err := openWithKey(ctx, *db, *keyFile)
 		if err != nil {
 			return err
 		}
@@ -225,4 +227,14 @@ func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return nil
 	}
 	return fmt.Errorf("unknown fixtures command %q (want load or generate)", args[0])
+}
+
+// openWithKey opens the database with the BMC-password key serve uses, so that every writer seals
+// passwords the same way.
+func openWithKey(ctx context.Context, dsn, keyFile string) (*store.Store, error) {
+	key, err := secret.LoadOrCreateKey(secretKeyPath(keyFile, dsn))
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, dsn, store.Options{SecretKey: key})
 }
