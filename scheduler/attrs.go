@@ -55,7 +55,7 @@ func (a *Annealer) SetAttribute(ctx context.Context, t AttrTarget, path string, 
 		value = v
 	}
 	var res AttrChange
-	err = a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err = a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		res = AttrChange{}
 		_, byName, err := a.roles.get(ctx, a.st.Client, 0)
 		if err != nil {

@@ -41,7 +41,7 @@ func (a *Annealer) BindRole(ctx context.Context, machineID int, roleName string,
 // twice on one machine.
 func (a *Annealer) BindRoles(ctx context.Context, machineIDs []int, roleName string, deploymentID int) ([]*ent.NodeRole, error) {
 	var out []*ent.NodeRole
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		_, byName, err := a.roles.get(ctx, a.st.Client, 0)
 		if err != nil {
 			return err
@@ -403,7 +403,7 @@ func (b *binder) create(ctx context.Context) error {
 // the ids removed.
 func (a *Annealer) UnbindRole(ctx context.Context, nodeRoleID int) ([]int, error) {
 	var removed []int
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		nr, err := tx.NodeRole.Get(ctx, nodeRoleID)
 		if ent.IsNotFound(err) {
 			return domain.Errorf("id", domain.NotFound, "no node-role %d", nodeRoleID)

@@ -17,13 +17,16 @@ const SystemDeployment = "system"
 
 // EnsureSystem creates the "system" deployment (COMMITTED) when it is missing and returns it.
 func (a *Annealer) EnsureSystem(ctx context.Context) (*ent.Deployment, error) {
+	if err := a.ensureIndexes(ctx); err != nil {
+		return nil, err
+	}
 	if d, err := a.st.Client.Deployment.Query().Where(deployment.Name(SystemDeployment)).Only(ctx); err == nil {
 		return d, nil
 	} else if !ent.IsNotFound(err) {
 		return nil, err
 	}
 	var d *ent.Deployment
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		var err error
 		d, err = tx.Deployment.Create().SetName(SystemDeployment).SetDescription("root of the deployment tree").
 			SetState(deployment.StateCOMMITTED).Save(ctx)
@@ -39,6 +42,22 @@ func (a *Annealer) EnsureSystem(ctx context.Context) (*ent.Deployment, error) {
 	return d, nil
 }
 
+// ensureIndexes adds the indexes the annealer's lookups need beyond those the ent schema declares:
+// the edge table's primary key leads with the parent, so finding a node-role's parents would scan
+// the table, and PostgreSQL does not index foreign keys (runs by node-role). They are plain
+// CREATE INDEX IF NOT EXISTS, harmless to ent's migration (which never drops unknown indexes).
+func (a *Annealer) ensureIndexes(ctx context.Context) error {
+	for _, ddl := range []string{
+		fmt.Sprintf("CREATE INDEX IF NOT EXISTS node_role_children_child ON %s (%s)", edgeTable, edgeChild),
+		"CREATE INDEX IF NOT EXISTS runs_node_role ON runs (node_role_id)",
+	} {
+		if _, err := a.st.DB.ExecContext(ctx, ddl); err != nil {
+			return fmt.Errorf("annealer index: %w", err)
+		}
+	}
+	return nil
+}
+
 // CreateDeployment creates a PROPOSED deployment under parentID (0: under "system").
 func (a *Annealer) CreateDeployment(ctx context.Context, name string, parentID int) (*ent.Deployment, error) {
 	if parentID == 0 {
@@ -49,7 +68,7 @@ func (a *Annealer) CreateDeployment(ctx context.Context, name string, parentID i
 		parentID = sys.ID
 	}
 	var d *ent.Deployment
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		if ok, err := tx.Deployment.Query().Where(deployment.ID(parentID)).Exist(ctx); err != nil {
 			return err
 		} else if !ok {
@@ -142,7 +161,7 @@ func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deploymen
 	var d *ent.Deployment
 	for {
 		more := false
-		err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 			var err error
 			if d, err = tx.Deployment.Get(ctx, id); ent.IsNotFound(err) {
 				return domain.Errorf("id", domain.NotFound, "no deployment %d", id)
@@ -178,7 +197,7 @@ func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deploymen
 // runs once the deployment is committed too).
 func (a *Annealer) CommitNodeRole(ctx context.Context, id int) (*ent.NodeRole, error) {
 	var nr *ent.NodeRole
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		cur, err := tx.NodeRole.Get(ctx, id)
 		if ent.IsNotFound(err) {
 			return domain.Errorf("id", domain.NotFound, "no node-role %d", id)
@@ -247,7 +266,7 @@ func commitNodeRoles(ctx context.Context, tx *ent.Tx, ids []int) error {
 // while any of its node-roles is in TRANSITION: wait for the runs to end.
 func (a *Annealer) ProposeDeployment(ctx context.Context, id int) (*ent.Deployment, error) {
 	var d *ent.Deployment
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		var err error
 		if d, err = tx.Deployment.Get(ctx, id); ent.IsNotFound(err) {
 			return domain.Errorf("id", domain.NotFound, "no deployment %d", id)
@@ -283,7 +302,7 @@ func (a *Annealer) ProposeDeployment(ctx context.Context, id int) (*ent.Deployme
 // and resets its failure count, so the retry policy starts afresh.
 func (a *Annealer) RetryNodeRole(ctx context.Context, id int) (*ent.NodeRole, error) {
 	var nr *ent.NodeRole
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		cur, err := tx.NodeRole.Get(ctx, id)
 		if ent.IsNotFound(err) {
 			return domain.Errorf("id", domain.NotFound, "no node-role %d", id)
@@ -309,7 +328,7 @@ func (a *Annealer) RetryAllFailed(ctx context.Context, deploymentID *int) (int, 
 	n := 0
 	for {
 		got := 0
-		err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 			q := tx.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR))
 			if deploymentID != nil {
 				q = q.Where(noderole.DeploymentID(*deploymentID))
@@ -366,4 +385,3 @@ func retry(ctx context.Context, tx *ent.Tx, cur map[int]nodestate.State, manual 
 	return err
 }
 
-var _ = fmt.Sprint

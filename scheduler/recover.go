@@ -109,7 +109,7 @@ func (a *Annealer) Recover(ctx context.Context) (RecoverResult, error) {
 	if len(verdicts) == 0 {
 		return res, nil
 	}
-	err = a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err = a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		res = RecoverResult{}
 		now := time.Now()
 		var runIDs []int

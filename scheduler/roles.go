@@ -102,7 +102,7 @@ func ReadRolesDir(dirs ...string) ([]catalog.Role, error) {
 // "a -> b -> c -> a"); on any error nothing is written.
 func (a *Annealer) LoadRoleDefs(ctx context.Context, defs []catalog.Role) (LoadResult, error) {
 	var res LoadResult
-	err := a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		res = LoadResult{}
 		existing, err := tx.Role.Query().All(ctx)
 		if err != nil {

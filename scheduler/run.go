@@ -190,7 +190,7 @@ func (a *Annealer) retryDue(ctx context.Context) error {
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	return a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	return a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		ids, err := tx.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR),
 			noderole.NextAttemptAtNotNil(), noderole.NextAttemptAtLTE(now)).IDs(ctx)
 		if err != nil {
@@ -232,7 +232,7 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 		return 0, err
 	}
 	var jobs []*job
-	err = a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err = a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		jobs = nil
 		now := time.Now()
 		cands, err := tx.NodeRole.Query().Where(
@@ -541,7 +541,7 @@ func (a *Annealer) record(ctx context.Context, batch []result) {
 
 // complete is the end of runs: TRANSITION → ACTIVE or ERROR, in one transaction for the batch.
 func (a *Annealer) complete(ctx context.Context, batch []result) error {
-	return a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	return a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		now := time.Now()
 		runIDs := make([]int, len(batch))
 		for i, r := range batch {

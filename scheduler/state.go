@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	entsql "entgo.io/ent/dialect/sql"
+
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/internal/domain"
@@ -104,32 +106,81 @@ func statesOf(ctx context.Context, tx *ent.Tx, ids []int) (map[int]nodestate.Sta
 	return out, nil
 }
 
+// The parent/child edge table. ent names its columns after the edge's owner: the first column
+// holds the parent (the node-role owning the "children" edge), the second the child.
+var (
+	edgeTable  = noderole.ChildrenTable
+	edgeParent = noderole.ChildrenPrimaryKey[0]
+	edgeChild  = noderole.ChildrenPrimaryKey[1]
+)
+
+// edges returns (parent, child) pairs with the given column in ids, by plain indexed lookups:
+// ent's HasParentsWith(…) predicates become subqueries over the whole edge table, which made
+// every batch cost O(all node-roles) on PostgreSQL.
+func edges(ctx context.Context, tx *ent.Tx, column string, ids []int) ([][2]int, error) {
+	var out [][2]int
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		q, qargs := entsql.Dialect(dialectOf(ctx)).Select(edgeParent, edgeChild).From(entsql.Table(edgeTable)).
+			Where(entsql.In(column, args...)).Query()
+		rows, err := tx.QueryContext(ctx, q, qargs...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var p, c int
+			if err := rows.Scan(&p, &c); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, [2]int{p, c})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// children returns the children of ids with their states.
+func children(ctx context.Context, tx *ent.Tx, ids []int) (map[int]nodestate.State, error) {
+	es, err := edges(ctx, tx, edgeParent, ids)
+	if err != nil || len(es) == 0 {
+		return map[int]nodestate.State{}, err
+	}
+	seen := map[int]bool{}
+	var kids []int
+	for _, e := range es {
+		if !seen[e[1]] {
+			seen[e[1]] = true
+			kids = append(kids, e[1])
+		}
+	}
+	return statesOf(ctx, tx, kids)
+}
+
 // descendants returns every node-role below ids (not ids themselves) with its state, walking the
 // DAG one level per query.
 func descendants(ctx context.Context, tx *ent.Tx, ids []int) (map[int]nodestate.State, error) {
 	out := map[int]nodestate.State{}
 	frontier := slices.Clone(ids)
 	for len(frontier) > 0 {
-		var next []int
-		for start := 0; start < len(frontier); start += chunk {
-			var rows []struct {
-				ID    int    `json:"id"`
-				State string `json:"state"`
-			}
-			err := tx.NodeRole.Query().
-				Where(noderole.HasParentsWith(noderole.IDIn(frontier[start:min(start+chunk, len(frontier))]...))).
-				Select(noderole.FieldID, noderole.FieldState).Scan(ctx, &rows)
-			if err != nil {
-				return nil, err
-			}
-			for _, r := range rows {
-				if _, seen := out[r.ID]; !seen {
-					out[r.ID] = nodestate.State(r.State)
-					next = append(next, r.ID)
-				}
+		kids, err := children(ctx, tx, frontier)
+		if err != nil {
+			return nil, err
+		}
+		frontier = frontier[:0:0]
+		for id, s := range kids {
+			if _, seen := out[id]; !seen {
+				out[id] = s
+				frontier = append(frontier, id)
 			}
 		}
-		frontier = next
 	}
 	return out, nil
 }
@@ -147,40 +198,69 @@ func blockDescendants(ctx context.Context, tx *ent.Tx, ids []int, ev nodestate.E
 
 // unblockChildren moves the BLOCKED children of ids whose parents are now all ACTIVE to TODO.
 func unblockChildren(ctx context.Context, tx *ent.Tx, ids []int) (map[int]nodestate.State, error) {
-	cur := map[int]nodestate.State{}
-	for start := 0; start < len(ids); start += chunk {
-		kids, err := tx.NodeRole.Query().
-			Where(
-				noderole.StateEQ(noderole.StateBLOCKED),
-				noderole.HasParentsWith(noderole.IDIn(ids[start:min(start+chunk, len(ids))]...)),
-				noderole.Not(noderole.HasParentsWith(noderole.StateNEQ(noderole.StateACTIVE))),
-			).IDs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, k := range kids {
-			cur[k] = nodestate.Blocked
+	kids, err := children(ctx, tx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var blocked []int
+	for id, s := range kids {
+		if s == nodestate.Blocked {
+			blocked = append(blocked, id)
 		}
 	}
-	if len(cur) == 0 {
+	if len(blocked) == 0 {
 		return nil, nil
+	}
+	waiting, err := notAllParentsActive(ctx, tx, blocked)
+	if err != nil {
+		return nil, err
+	}
+	cur := map[int]nodestate.State{}
+	for _, id := range blocked {
+		if !waiting[id] {
+			cur[id] = nodestate.Blocked
+		}
 	}
 	return transition(ctx, tx, cur, nodestate.ParentsActive{}, false, nil)
 }
 
 // notAllParentsActive returns those of ids that have a parent not ACTIVE.
 func notAllParentsActive(ctx context.Context, tx *ent.Tx, ids []int) (map[int]bool, error) {
-	out := map[int]bool{}
-	for start := 0; start < len(ids); start += chunk {
-		bad, err := tx.NodeRole.Query().
-			Where(noderole.IDIn(ids[start:min(start+chunk, len(ids))]...),
-				noderole.HasParentsWith(noderole.StateNEQ(noderole.StateACTIVE))).IDs(ctx)
-		if err != nil {
-			return nil, err
+	es, err := edges(ctx, tx, edgeChild, ids)
+	if err != nil || len(es) == 0 {
+		return map[int]bool{}, err
+	}
+	seen := map[int]bool{}
+	var parents []int
+	for _, e := range es {
+		if !seen[e[0]] {
+			seen[e[0]] = true
+			parents = append(parents, e[0])
 		}
-		for _, id := range bad {
-			out[id] = true
+	}
+	states, err := statesOf(ctx, tx, parents)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]bool{}
+	for _, e := range es {
+		if states[e[0]] != nodestate.Active {
+			out[e[1]] = true
 		}
 	}
 	return out, nil
+}
+
+type dialectKey struct{}
+
+// dialectOf reports the SQL dialect of the store the transaction belongs to (the builder numbers
+// parameters by it); Annealer.tx puts it in the context.
+func dialectOf(ctx context.Context) string {
+	d, _ := ctx.Value(dialectKey{}).(string)
+	return d
+}
+
+// tx runs fn in an event-recording transaction of the annealer's store.
+func (a *Annealer) tx(ctx context.Context, fn func(ctx context.Context, tx *ent.Tx) error) error {
+	return a.st.Tx(context.WithValue(ctx, dialectKey{}, a.st.Dialect), fn)
 }
