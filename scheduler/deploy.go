@@ -384,4 +384,3 @@ func retry(ctx context.Context, tx *ent.Tx, cur map[int]nodestate.State, manual 
 	_, err = transition(ctx, tx, wait, nodestate.ParentFailed{}, false, nil)
 	return err
 }
-
