@@ -28,6 +28,9 @@ type Options struct {
 	// FlushEvery is how long the committer gathers finished runs before writing them in one
 	// transaction (default 5ms).
 	FlushEvery time.Duration
+	// ClaimEvery is the shortest interval between two claim rounds (default 20ms): wake-ups in
+	// between are merged, so claims come in large batches.
+	ClaimEvery time.Duration
 	// DefaultTimeout bounds a run when neither the role nor the executor sets a timeout (10m).
 	DefaultTimeout time.Duration
 	// Elector decides whether this process schedules. Nil means always (SQLite: one server).
@@ -90,6 +93,9 @@ func New(st *store.Store, reg *executor.Registry, opts Options) *Annealer {
 	}
 	if opts.FlushEvery <= 0 {
 		opts.FlushEvery = 5 * time.Millisecond
+	}
+	if opts.ClaimEvery <= 0 {
+		opts.ClaimEvery = 20 * time.Millisecond
 	}
 	if opts.DefaultTimeout <= 0 {
 		opts.DefaultTimeout = 10 * time.Minute

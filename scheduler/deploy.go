@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/noderole"
@@ -56,6 +58,18 @@ func (a *Annealer) ensureIndexes(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// analyze refreshes PostgreSQL's planner statistics after a bulk change. Right after thousands of
+// bindings appear, autovacuum has not analysed them yet, and the planner, believing the tables
+// nearly empty, picks nested-loop scans that make every claim cost O(node-roles).
+func (a *Annealer) analyze(ctx context.Context) {
+	if a.st.Dialect != dialect.Postgres {
+		return
+	}
+	if _, err := a.st.DB.ExecContext(ctx, "ANALYZE node_roles, node_role_children, machines, deployments"); err != nil {
+		a.log.Warn("annealer: analyze", "err", err)
+	}
 }
 
 // CreateDeployment creates a PROPOSED deployment under parentID (0: under "system").
@@ -159,6 +173,12 @@ const txChunk = 5000
 // job (only PROPOSED node-roles are touched).
 func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deployment, error) {
 	var d *ent.Deployment
+	committed := 0
+	defer func() {
+		if committed >= 1000 {
+			a.analyze(ctx)
+		}
+	}()
 	for {
 		more := false
 		err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
@@ -181,6 +201,7 @@ func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deploymen
 			if len(ids) > txChunk {
 				ids, more = ids[:txChunk], true
 			}
+			committed += len(ids)
 			return commitNodeRoles(ctx, tx, ids)
 		})
 		if err != nil {

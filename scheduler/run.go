@@ -106,6 +106,7 @@ func (a *Annealer) Stop() {
 	a.mu.Lock()
 	if !a.started {
 		a.mu.Unlock()
+		a.wg.Wait() // a concurrent Stop may still be draining
 		return
 	}
 	a.started = false
@@ -146,12 +147,23 @@ func (a *Annealer) isLeader(ctx context.Context) (bool, uint64) {
 }
 
 func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.wake:
 		}
+		// Coalesce wakes: every finished batch wakes the loop, and a claim costs a candidate query
+		// whatever its size, so claiming at most every ClaimEvery keeps batches large.
+		if d := time.Since(last); d < a.opts.ClaimEvery {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(a.opts.ClaimEvery - d):
+			}
+		}
+		last = time.Now()
 		ok, term := a.isLeader(ctx)
 		a.leading.Store(ok)
 		if !ok {
@@ -704,3 +716,4 @@ func keys(m map[int]bool) []int {
 	sort.Ints(out)
 	return out
 }
+
