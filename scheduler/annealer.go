@@ -65,6 +65,7 @@ type Annealer struct {
 	leading   atomic.Bool
 	recovered atomic.Uint64 // elector term last recovered
 	lastTick  atomic.Int64
+	vacuuming atomic.Bool
 	running   map[int]bool // run ids in flight in this process
 	sched     gocron.Scheduler
 	wg        sync.WaitGroup

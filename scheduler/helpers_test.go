@@ -29,7 +29,13 @@ type env struct {
 	sys     *ent.Deployment
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quietLog discards the annealer's log unless PRYBAR_TEST_LOG is set.
+func quietLog() *slog.Logger {
+	if os.Getenv("PRYBAR_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // newEnv opens a fresh SQLite database (or dsn when given) with the built-in roles loaded.
 func newEnv(t testing.TB, dsn string, opts Options) *env {

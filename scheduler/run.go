@@ -671,7 +671,9 @@ func (a *Annealer) complete(ctx context.Context, batch []result) error {
 			}
 			badIDs = append(badIDs, r.job.nrID)
 		}
-		a.stats.succeeded.Add(int64(len(ok)))
+		if n := a.stats.succeeded.Add(int64(len(ok))); n/vacuumEvery != (n-int64(len(ok)))/vacuumEvery {
+			a.vacuumSoon()
+		}
 		a.stats.failed.Add(int64(len(bad)))
 		if len(badIDs) > 0 {
 			if _, err := blockDescendants(ctx, tx, badIDs, nodestate.ParentFailed{}); err != nil {
@@ -715,4 +717,23 @@ func keys(m map[int]bool) []int {
 	}
 	sort.Ints(out)
 	return out
+}
+
+// vacuumEvery is how many successful runs pass between two VACUUMs of node_roles on PostgreSQL.
+const vacuumEvery = 10000
+
+// vacuumSoon vacuums the node-role table in the background on PostgreSQL. Every state change
+// leaves a dead row version behind, and the claim query's index scan over state = 'TODO' walks
+// them until autovacuum catches up, which during a large anneal it does not: claims grew slower
+// with every batch.
+func (a *Annealer) vacuumSoon() {
+	if a.st.Dialect != "postgres" || !a.vacuuming.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.vacuuming.Store(false)
+		if _, err := a.st.DB.ExecContext(context.Background(), "VACUUM (ANALYZE) node_roles, node_role_children, runs"); err != nil {
+			a.log.Warn("annealer: vacuum", "err", err)
+		}
+	}()
 }
