@@ -59,8 +59,25 @@ type pair struct {
 	Ref *int `json:"ref"`
 }
 
+// maxIDs bounds one IN (…) list: SQLite refuses more than 32,766 bound variables.
+const maxIDs = 5000
+
 // locate maps object ids of type typ to their site, rack and machine.
 func locate(ctx context.Context, tx *ent.Tx, typ string, ids []int) (map[int]location, error) {
+	ids = unique(ids)
+	if len(ids) > maxIDs {
+		out := make(map[int]location, len(ids))
+		for start := 0; start < len(ids); start += maxIDs {
+			part, err := locate(ctx, tx, typ, ids[start:min(start+maxIDs, len(ids))])
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range part {
+				out[k] = v
+			}
+		}
+		return out, nil
+	}
 	out := map[int]location{}
 	if len(ids) == 0 {
 		return out, nil
@@ -179,4 +196,16 @@ func locate(ctx context.Context, tx *ent.Tx, typ string, ids []int) (map[int]loc
 		return nil, err
 	}
 	return out, viaMachine(pairs)
+}
+
+func unique(ids []int) []int {
+	seen := make(map[int]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
