@@ -20,6 +20,7 @@ import (
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/ent/predicate"
+	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/scheduler/executor"
@@ -251,7 +252,13 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 			noderole.StateEQ(noderole.StateTODO),
 			noderole.Or(noderole.NextAttemptAtIsNil(), noderole.NextAttemptAtLTE(now)),
 			noderole.HasDeploymentWith(deployment.StateEQ(deployment.StateCOMMITTED)),
-			noderole.HasMachineWith(machine.Alive(true), machine.Available(true)),
+			noderole.HasMachineWith(machine.Available(true)),
+			// A machine must be alive, except for discovery roles and out-of-band executors,
+			// whose job is to reach a machine that does not answer yet.
+			noderole.Or(
+				noderole.HasMachineWith(machine.Alive(true)),
+				noderole.HasRoleWith(role.Or(role.Discovery(true), role.ExecutorIn(a.reg.OutOfBandNames()...))),
+			),
 			machineIdle(),
 		).Order(ent.Asc(noderole.FieldCohort), ent.Asc(noderole.FieldID)).Limit(capacity*2 + 16).All(ctx)
 		if err != nil || len(cands) == 0 {

@@ -25,7 +25,9 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/prybar/prybar/internal/events"
+	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/scheduler"
 	"github.com/prybar/prybar/scheduler/executor"
 	"github.com/prybar/prybar/scheduler/leader"
@@ -34,18 +36,20 @@ import (
 // newRegistry builds the executors the annealer may run. Register further executors here (the
 // BMC executor, …).
 func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
-	_, _ = st, log
 	idem, _ := strconv.ParseBool(os.Getenv("PRYBAR_TEST_IDEMPOTENT"))
 	return executor.NewRegistry(
 		executor.Noop{},
 		&executor.Test{EffectsFile: os.Getenv("PRYBAR_TEST_EFFECTS"), IsIdempotent: idem},
+		oob.New(oob.Config{Store: st, Log: log}),
 	)
 }
 
 // newAnnealer builds the annealer for st (PostgreSQL: with leader election) and loads the
 // built-in roles (and PRYBAR_ROLES) into the database. It does not start it.
 func newAnnealer(ctx context.Context, st *store.Store, log *slog.Logger) (*scheduler.Annealer, error) {
-	opts := scheduler.Options{Log: log}
+	opts := scheduler.Options{Log: log, DecryptPassword: func(stored string) (string, error) {
+		return secret.OpenIfSealed(st.SecretKey, stored)
+	}}
 	if v := os.Getenv("PRYBAR_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -80,23 +84,24 @@ func newAnnealer(ctx context.Context, st *store.Store, log *slog.Logger) (*sched
 	return a, nil
 }
 
-// startScheduler starts the annealer for st in the background; the returned function stops it and
-// waits.
-func startScheduler(ctx context.Context, st *store.Store, log *slog.Logger) (stop func(), err error) {
+// startScheduler builds the annealer for st and starts it in the background (unless
+// PRYBAR_SCHEDULER=off: the API still binds and commits, another replica runs the work). The
+// returned function stops it and waits.
+func startScheduler(ctx context.Context, st *store.Store, log *slog.Logger) (a *scheduler.Annealer, stop func(), err error) {
 	ctx = events.WithActor(ctx, "scheduler")
-	a, err := newAnnealer(ctx, st, log)
+	a, err = newAnnealer(ctx, st, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if v := os.Getenv("PRYBAR_SCHEDULER"); v == "off" || v == "false" || v == "0" {
 		log.Info("annealer disabled by PRYBAR_SCHEDULER")
-		return func() {}, nil
+		return a, func() {}, nil
 	}
 	if err := a.Start(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log.Info("annealer started", "executors", a.Registry().Names(), "dialect", st.Dialect)
-	return a.Stop, nil
+	return a, a.Stop, nil
 }
 
 func rolesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -14,10 +14,13 @@ import (
 	"strings"
 
 	"github.com/prybar/prybar/fixtures"
+	"github.com/prybar/prybar/graph"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/httpserver"
 	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/oob"
+	"github.com/prybar/prybar/provision/operation"
 )
 
 // version is set by the linker (-X main.version=…); otherwise the module's build info is used.
@@ -115,12 +118,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if st.Dialect == "postgres" {
 		go events.Listen(ctx, st.DSN, st.Hub, log)
 	}
-	stopScheduler, err := startScheduler(ctx, st, log)
+	annealer, stopScheduler, err := startScheduler(ctx, st, log)
 	if err != nil {
 		return err
 	}
 	defer stopScheduler()
-	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log}, func(addr net.Addr) {
+	bmcExec, err := annealer.Registry().Get(oob.Name)
+	if err != nil {
+		return err
+	}
+	ops := operation.New(st, bmcExec, log)
+	if n, err := ops.Recover(ctx); err != nil {
+		return fmt.Errorf("recover operations: %w", err)
+	} else if n > 0 {
+		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
+	}
+	defer ops.Wait()
+	api := graph.Options{Annealer: annealer, Operations: ops}
+	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log, API: api}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)
 		log.Info("listening", "addr", addr.String(), "version", versionString())

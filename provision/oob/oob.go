@@ -614,3 +614,6 @@ func (e *Executor) Applied(ctx context.Context, in executor.Input) (bool, map[st
 	}
 	return false, nil, fmt.Errorf("oob: cannot tell whether an interrupted %s took effect; an operator must check the machine and retry", req.action)
 }
+
+// OutOfBand implements executor.OutOfBand: BMC work does not need the machine to be alive.
+func (e *Executor) OutOfBand() bool { return true }

@@ -122,3 +122,24 @@ func (r *Registry) namesLocked() []string {
 	sort.Strings(out)
 	return out
 }
+
+// OutOfBand is implemented by executors that act on a machine without its operating system —
+// through its BMC. Their roles (and roles flagged discovery) also run on machines that are not
+// alive yet: powering on or discovering a silent machine is exactly their job.
+type OutOfBand interface {
+	OutOfBand() bool
+}
+
+// OutOfBandNames lists the registered executors that act out of band.
+func (r *Registry) OutOfBandNames() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for n, e := range r.m {
+		if o, ok := e.(OutOfBand); ok && o.OutOfBand() {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
