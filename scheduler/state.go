@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/prybar/prybar/ent"
@@ -260,7 +261,25 @@ func dialectOf(ctx context.Context) string {
 	return d
 }
 
+// annealLockKey serializes the annealer's transactions on PostgreSQL ("anneal" in ASCII).
+const annealLockKey = 0x616e6e65616c
+
 // tx runs fn in an event-recording transaction of the annealer's store.
+//
+// State changes read the states of neighbours (a commit reads its parents, a completion its
+// children) and write their own. Under PostgreSQL's READ COMMITTED two such transactions can each
+// miss the other's write — a commit that saw its parent still running marks the child BLOCKED
+// while the parent's completion, not seeing the uncommitted child, unblocks nothing — and the child
+// would wait forever. The annealer's transactions therefore run one at a time under an advisory
+// lock, as they do under SQLite's single writer. They are short and batched, so this costs little.
 func (a *Annealer) tx(ctx context.Context, fn func(ctx context.Context, tx *ent.Tx) error) error {
-	return a.st.Tx(context.WithValue(ctx, dialectKey{}, a.st.Dialect), fn)
+	ctx = context.WithValue(ctx, dialectKey{}, a.st.Dialect)
+	return a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		if a.st.Dialect == dialect.Postgres {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", annealLockKey); err != nil {
+				return fmt.Errorf("annealer lock: %w", err)
+			}
+		}
+		return fn(ctx, tx)
+	})
 }
