@@ -22,6 +22,9 @@ type Options struct {
 	PerKeyLimit int
 	// BatchSize bounds the node-roles claimed in one transaction (default 1000).
 	BatchSize int
+	// CommitChunk bounds the node-roles one commit or retry-all transaction changes (default
+	// 5000); larger operations take several transactions.
+	CommitChunk int
 	// Sweep is the period of the gocron sweep (default 1s). Wake-ups in between come from commits,
 	// retries and finished runs.
 	Sweep time.Duration
@@ -85,6 +88,9 @@ func New(st *store.Store, reg *executor.Registry, opts Options) *Annealer {
 	}
 	if opts.PerKeyLimit <= 0 {
 		opts.PerKeyLimit = 1
+	}
+	if opts.CommitChunk <= 0 {
+		opts.CommitChunk = txChunk
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 1000

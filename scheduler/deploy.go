@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"fmt"
-	"os"
 	"reflect"
 
 	"entgo.io/ent/dialect"
@@ -63,9 +62,7 @@ func (a *Annealer) ensureIndexes(ctx context.Context) error {
 
 // analyze refreshes PostgreSQL's planner statistics after a bulk change. Right after thousands of
 // bindings appear, autovacuum has not analysed them yet, and the planner, believing the tables
-// nearly empty, picks nested-loop scans that make every claim cost O(node-roles). Experimental:
-// it doubled throughput at 20,000 node-roles but the 50,000 benchmark stalled with it, so it runs
-// only when PRYBAR_ANALYZE_AFTER_COMMIT is set, until the claim query's plans are understood.
+// nearly empty, picks nested-loop scans that make every claim cost O(node-roles).
 func (a *Annealer) analyze(ctx context.Context) {
 	if a.st.Dialect != dialect.Postgres {
 		return
@@ -164,9 +161,9 @@ func stateCounts(ctx context.Context, q *ent.NodeRoleQuery) (map[nodestate.State
 	return out, nil
 }
 
-// txChunk bounds the node-roles one API transaction changes. The event outbox locates every
-// changed row with one IN (…) list per transaction, which SQLite caps at 32766 parameters, and a
-// transaction that holds SQLite's writer lock for seconds would stall the scheduler anyway.
+// txChunk is the default bound on the node-roles one API transaction changes (Options.CommitChunk):
+// a transaction that holds SQLite's writer lock (or the annealer lock) for seconds would stall the
+// scheduler.
 const txChunk = 5000
 
 // CommitDeployment commits a deployment: it becomes COMMITTED and each of its PROPOSED node-roles
@@ -178,7 +175,7 @@ func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deploymen
 	var d *ent.Deployment
 	committed := 0
 	defer func() {
-		if committed >= 1000 && os.Getenv("PRYBAR_ANALYZE_AFTER_COMMIT") != "" {
+		if committed >= 1000 {
 			a.analyze(ctx)
 		}
 	}()
@@ -197,12 +194,12 @@ func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deploymen
 				}
 			}
 			ids, err := tx.NodeRole.Query().Where(noderole.DeploymentID(id), noderole.StateEQ(noderole.StatePROPOSED)).
-				Order(ent.Asc(noderole.FieldCohort), ent.Asc(noderole.FieldID)).Limit(txChunk + 1).IDs(ctx)
+				Order(ent.Asc(noderole.FieldCohort), ent.Asc(noderole.FieldID)).Limit(a.opts.CommitChunk + 1).IDs(ctx)
 			if err != nil {
 				return err
 			}
-			if len(ids) > txChunk {
-				ids, more = ids[:txChunk], true
+			if len(ids) > a.opts.CommitChunk {
+				ids, more = ids[:a.opts.CommitChunk], true
 			}
 			committed += len(ids)
 			return commitNodeRoles(ctx, tx, ids)
@@ -357,7 +354,7 @@ func (a *Annealer) RetryAllFailed(ctx context.Context, deploymentID *int) (int, 
 			if deploymentID != nil {
 				q = q.Where(noderole.DeploymentID(*deploymentID))
 			}
-			ids, err := q.Order(ent.Asc(noderole.FieldID)).Limit(txChunk).IDs(ctx)
+			ids, err := q.Order(ent.Asc(noderole.FieldID)).Limit(a.opts.CommitChunk).IDs(ctx)
 			if err != nil {
 				return err
 			}
@@ -375,7 +372,7 @@ func (a *Annealer) RetryAllFailed(ctx context.Context, deploymentID *int) (int, 
 		if got > 0 {
 			a.Wake()
 		}
-		if got < txChunk {
+		if got < a.opts.CommitChunk {
 			return n, nil
 		}
 	}
