@@ -2,7 +2,7 @@ package fleet_test
 
 import (
 	"context"
-	"os"
+	"github.com/prybar/prybar/provision/redfish/redfishsim"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -22,22 +22,11 @@ import (
 
 func mockupDir(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root not found")
-		}
-		dir = parent
+	dir, err := redfishsim.FindMockup("public-rackmount1")
+	if err != nil {
+		t.Skip(err)
 	}
-	p := filepath.Join(dir, "..", "shared", "redfish-mockups", "public-rackmount1")
-	if _, err := os.Stat(filepath.Join(p, "index.json")); err != nil {
-		t.Skipf("Redfish mock-up not found at %s", p)
-	}
-	return p
+	return dir
 }
 
 func startFleet(t testing.TB, n int, share float64, delay time.Duration) *fleet.Fleet {

@@ -30,25 +30,11 @@ const (
 // mockupDir finds ../shared/redfish-mockups/<name> relative to the repository root.
 func mockupDir(t testing.TB, name string) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := redfishsim.FindMockup(name)
 	if err != nil {
-		t.Fatal(err)
+		t.Skip(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "redfish-mockups", name)
-	if _, err := os.Stat(filepath.Join(p, "index.json")); err != nil {
-		t.Skipf("Redfish mock-up %s not found at %s", name, p)
-	}
-	return p
+	return dir
 }
 
 type rfBMC struct {

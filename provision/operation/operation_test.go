@@ -3,8 +3,6 @@ package operation_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,22 +17,13 @@ import (
 )
 
 func mockup(t *testing.T, name string) string {
-	dir, _ := os.Getwd()
-	for !fileExists(filepath.Join(dir, "go.mod")) {
-		if parent := filepath.Dir(dir); parent != dir {
-			dir = parent
-		} else {
-			t.Skip("repository root not found")
-		}
+	t.Helper()
+	dir, err := redfishsim.FindMockup(name)
+	if err != nil {
+		t.Skip(err)
 	}
-	p := filepath.Join(dir, "..", "shared", "redfish-mockups", name)
-	if !fileExists(filepath.Join(p, "index.json")) {
-		t.Skipf("Redfish mock-up %s not found at %s (../shared is absent)", name, p)
-	}
-	return p
+	return dir
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // powerAction and setBootDevice run as tracked operations: the mutation returns a PENDING
 // operation, its progress and result arrive as events, and the simulated BMC really changes.

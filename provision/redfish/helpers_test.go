@@ -24,25 +24,11 @@ var mockups = []string{"public-rackmount1", "public-localstorage"}
 // root), found by walking up to go.mod so the test does not depend on its own depth.
 func mockupDir(t *testing.T, name string) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := redfishsim.FindMockup(name)
 	if err != nil {
-		t.Fatal(err)
+		t.Skip(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root (go.mod) not found; cannot locate Redfish mock-ups")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "redfish-mockups", name)
-	if _, err := os.Stat(filepath.Join(p, "index.json")); err != nil {
-		t.Skipf("Redfish mock-up %s not found at %s (expected ../shared/redfish-mockups relative to the repo root)", name, p)
-	}
-	return p
+	return dir
 }
 
 type fixture struct {

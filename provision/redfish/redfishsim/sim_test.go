@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,21 +14,11 @@ import (
 
 func mockup(t *testing.T) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Skip("repository root not found")
-		}
-		dir = filepath.Dir(dir)
+	dir, err := FindMockup("public-rackmount1")
+	if err != nil {
+		t.Skip(err)
 	}
-	p := filepath.Join(dir, "..", "shared", "redfish-mockups", "public-rackmount1")
-	if _, err := os.Stat(filepath.Join(p, "index.json")); err != nil {
-		t.Skipf("Redfish mock-up not found at %s (expected ../shared/redfish-mockups relative to the repo root)", p)
-	}
-	return p
+	return dir
 }
 
 const sys = "/redfish/v1/Systems/437XR1138R2"
