@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -307,11 +305,4 @@ func (c *roleCache) get(ctx context.Context, client *ent.Client, maxAge time.Dur
 	}
 	c.byID, c.byName, c.loaded = byID, byName, time.Now()
 	return byID, byName, nil
-}
-
-// roleNames lists names sorted, for messages.
-func roleNames(m map[string]*roleInfo) []string {
-	out := slices.Collect(maps.Keys(m))
-	sort.Strings(out)
-	return out
 }
