@@ -6,15 +6,20 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/internal/apitest"
 	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/fleet"
+	"github.com/prybar/prybar/provision/oob"
+	"github.com/prybar/prybar/provision/redfish"
+	"github.com/prybar/prybar/provision/redfish/redfishsim"
 	"github.com/prybar/prybar/scheduler"
 	"github.com/prybar/prybar/scheduler/catalog"
 	"github.com/prybar/prybar/scheduler/executor"
@@ -31,55 +36,9 @@ func TestAnnealDiscoverThenPXE200(t *testing.T) {
 	}
 	const n = 200
 	f := startFleet(t, n, 0.5, 20*time.Millisecond)
-	key, err := secret.LoadOrCreateKey(filepath.Join(t.TempDir(), "prybar.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "prybar.db"), store.Options{SecretKey: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := apitest.Serve(t, st)
-	reg, err := f.Register(ctx, srv.URL, fleet.RegisterOptions{Alive: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	e := fastExec(st)
-	a := scheduler.New(st, executor.NewRegistry(executor.Noop{}, e), scheduler.Options{
-		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Sweep:           100 * time.Millisecond,
-		DecryptPassword: func(s string) (string, error) { return secret.OpenIfSealed(key, s) },
-	})
-	if _, err := a.LoadRoles(ctx, catalog.Builtin()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.EnsureSystem(ctx); err != nil {
-		t.Fatal(err)
-	}
-	dep, err := a.CreateDeployment(ctx, "fleet", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := make([]int, n)
-	for i, s := range reg.MachineIDs {
-		if ids[i], err = strconv.Atoi(s); err != nil {
-			t.Fatalf("machine id %q is not an integer: %v", s, err)
-		}
-	}
-	// Each role bound on every machine, in order, so each machine gets its own chain.
-	for _, r := range []string{"bmc-discover", "pxe-boot-once"} {
-		if _, err := a.BindRoles(ctx, ids, r, dep.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer a.Stop()
+	st, a, e, dep := annealSetup(t, ctx, f, catalog.Builtin())
 	start := time.Now()
 	if _, err := a.CommitDeployment(ctx, dep.ID); err != nil {
 		t.Fatal(err)
@@ -122,4 +81,103 @@ func TestAnnealDiscoverThenPXE200(t *testing.T) {
 		t.Errorf("%d NICs recorded, want %d", n2, n/2*2)
 	}
 	t.Logf("%d machines annealed (discover + pxe-boot-once) in %s; %s", n, elapsed.Round(time.Millisecond), s)
+}
+
+// annealSetup registers the fleet's machines through the GraphQL API (sealed passwords), builds an
+// annealer with the bmc executor over cat, binds bmc-discover then pxe-boot-once on every machine
+// in a new deployment, and starts the annealer (stopped at cleanup).
+func annealSetup(t *testing.T, ctx context.Context, f *fleet.Fleet, cat *catalog.Catalog) (*store.Store, *scheduler.Annealer, *oob.Executor, *ent.Deployment) {
+	t.Helper()
+	key, err := secret.LoadOrCreateKey(filepath.Join(t.TempDir(), "prybar.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "prybar.db"), store.Options{SecretKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := apitest.Serve(t, st)
+	reg, err := f.Register(ctx, srv.URL, fleet.RegisterOptions{Alive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := fastExec(st)
+	a := scheduler.New(st, executor.NewRegistry(executor.Noop{}, e), scheduler.Options{
+		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Sweep:           100 * time.Millisecond,
+		DecryptPassword: func(s string) (string, error) { return secret.OpenIfSealed(key, s) },
+	})
+	if _, err := a.LoadRoles(ctx, cat); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.EnsureSystem(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dep, err := a.CreateDeployment(ctx, "fleet", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int, len(reg.MachineIDs))
+	for i, s := range reg.MachineIDs {
+		if ids[i], err = strconv.Atoi(s); err != nil {
+			t.Fatalf("machine id %q is not an integer: %v", s, err)
+		}
+	}
+	// Each role bound on every machine, in order, so each machine gets its own chain.
+	for _, r := range []string{"bmc-discover", "pxe-boot-once"} {
+		if _, err := a.BindRoles(ctx, ids, r, dep.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return st, a, e, dep
+}
+
+// A BMC that answers 200 to the boot-override PATCH but ignores it: the pxe-boot-once run ends in
+// ERROR saying the override did not take, while the honest machine's chain completes.
+func TestAnnealIgnoredBootOverrideEndsError(t *testing.T) {
+	f := startFleet(t, 2, 1.0, 20*time.Millisecond)
+	// The mock-up ships with a one-time PXE override already set: move it away first, or an
+	// ignored PATCH would look like success.
+	c := redfish.New(f.BMCs[0].Endpoint())
+	if err := c.SetBootDevice(context.Background(), bmc.BootDisk, bmc.BootOptions{Persistent: true}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(context.Background())
+	f.BMCs[0].Redfish.SetFaults(redfishsim.Faults{IgnoreBootOverride: true})
+	cat := catalog.Builtin()
+	r, _ := cat.Get("pxe-boot-once")
+	r.Retry.Attempts = 1 // fail for good at once instead of retrying with backoff
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, a, _, dep := annealSetup(t, ctx, f, cat)
+	if _, err := a.CommitDeployment(ctx, dep.ID); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		failed, _ := st.Client.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR), noderole.NextAttemptAtIsNil()).WithMachine().All(ctx)
+		active, _ := st.Client.NodeRole.Query().Where(noderole.StateEQ(noderole.StateACTIVE)).Count(ctx)
+		if len(failed) == 1 && active == 3 {
+			if failed[0].Edges.Machine.Name != f.BMCs[0].Name || !strings.Contains(failed[0].Status, "did not take") {
+				t.Fatalf("failed node-role on %s with status %q", failed[0].Edges.Machine.Name, failed[0].Status)
+			}
+			runs, _ := failed[0].QueryRuns().All(ctx)
+			if len(runs) != 1 || !strings.Contains(runs[0].Error, "did not take") {
+				t.Fatalf("runs = %+v", runs)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			all, _ := st.Client.NodeRole.Query().All(context.Background())
+			for _, nr := range all {
+				t.Logf("node-role %d: %s %q", nr.ID, nr.State, nr.Status)
+			}
+			t.Fatalf("not settled: %d failed, %d active", len(failed), active)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
