@@ -3143,6 +3143,11 @@ func (_q *RoleQuery) collectField(ctx context.Context, oneNode bool, opCtx *grap
 				selectedFields = append(selectedFields, role.FieldRetryBackoffMs)
 				fieldSeen[role.FieldRetryBackoffMs] = struct{}{}
 			}
+		case "retryMaxBackoffMs":
+			if _, ok := fieldSeen[role.FieldRetryMaxBackoffMs]; !ok {
+				selectedFields = append(selectedFields, role.FieldRetryMaxBackoffMs)
+				fieldSeen[role.FieldRetryMaxBackoffMs] = struct{}{}
+			}
 		case "timeoutMs":
 			if _, ok := fieldSeen[role.FieldTimeoutMs]; !ok {
 				selectedFields = append(selectedFields, role.FieldTimeoutMs)

@@ -6880,6 +6880,16 @@ type RoleWhereInput struct {
 	RetryBackoffMsLT    *int64  `json:"retryBackoffMsLT,omitempty"`
 	RetryBackoffMsLTE   *int64  `json:"retryBackoffMsLTE,omitempty"`
 
+	// "retry_max_backoff_ms" field predicates.
+	RetryMaxBackoffMs      *int64  `json:"retryMaxBackoffMs,omitempty"`
+	RetryMaxBackoffMsNEQ   *int64  `json:"retryMaxBackoffMsNEQ,omitempty"`
+	RetryMaxBackoffMsIn    []int64 `json:"retryMaxBackoffMsIn,omitempty"`
+	RetryMaxBackoffMsNotIn []int64 `json:"retryMaxBackoffMsNotIn,omitempty"`
+	RetryMaxBackoffMsGT    *int64  `json:"retryMaxBackoffMsGT,omitempty"`
+	RetryMaxBackoffMsGTE   *int64  `json:"retryMaxBackoffMsGTE,omitempty"`
+	RetryMaxBackoffMsLT    *int64  `json:"retryMaxBackoffMsLT,omitempty"`
+	RetryMaxBackoffMsLTE   *int64  `json:"retryMaxBackoffMsLTE,omitempty"`
+
 	// "timeout_ms" field predicates.
 	TimeoutMs      *int64  `json:"timeoutMs,omitempty"`
 	TimeoutMsNEQ   *int64  `json:"timeoutMsNEQ,omitempty"`
@@ -7242,6 +7252,30 @@ func (i *RoleWhereInput) P() (predicate.Role, error) {
 	}
 	if i.RetryBackoffMsLTE != nil {
 		predicates = append(predicates, role.RetryBackoffMsLTE(*i.RetryBackoffMsLTE))
+	}
+	if i.RetryMaxBackoffMs != nil {
+		predicates = append(predicates, role.RetryMaxBackoffMsEQ(*i.RetryMaxBackoffMs))
+	}
+	if i.RetryMaxBackoffMsNEQ != nil {
+		predicates = append(predicates, role.RetryMaxBackoffMsNEQ(*i.RetryMaxBackoffMsNEQ))
+	}
+	if len(i.RetryMaxBackoffMsIn) > 0 {
+		predicates = append(predicates, role.RetryMaxBackoffMsIn(i.RetryMaxBackoffMsIn...))
+	}
+	if len(i.RetryMaxBackoffMsNotIn) > 0 {
+		predicates = append(predicates, role.RetryMaxBackoffMsNotIn(i.RetryMaxBackoffMsNotIn...))
+	}
+	if i.RetryMaxBackoffMsGT != nil {
+		predicates = append(predicates, role.RetryMaxBackoffMsGT(*i.RetryMaxBackoffMsGT))
+	}
+	if i.RetryMaxBackoffMsGTE != nil {
+		predicates = append(predicates, role.RetryMaxBackoffMsGTE(*i.RetryMaxBackoffMsGTE))
+	}
+	if i.RetryMaxBackoffMsLT != nil {
+		predicates = append(predicates, role.RetryMaxBackoffMsLT(*i.RetryMaxBackoffMsLT))
+	}
+	if i.RetryMaxBackoffMsLTE != nil {
+		predicates = append(predicates, role.RetryMaxBackoffMsLTE(*i.RetryMaxBackoffMsLTE))
 	}
 	if i.TimeoutMs != nil {
 		predicates = append(predicates, role.TimeoutMsEQ(*i.TimeoutMs))

@@ -13893,43 +13893,45 @@ func (m *RackMutation) ResetEdge(name string) error {
 // RoleMutation represents an operation that mutates the Role nodes in the graph.
 type RoleMutation struct {
 	config
-	op                  Op
-	typ                 string
-	id                  *int
-	created_at          *time.Time
-	updated_at          *time.Time
-	name                *string
-	description         *string
-	executor            *string
-	requires            *[]string
-	appendrequires      []string
-	provides            *[]string
-	appendprovides      []string
-	conflicts           *[]string
-	appendconflicts     []string
-	wants               *[]string
-	appendwants         []string
-	implicit            *bool
-	cluster             *bool
-	destructive         *bool
-	discovery           *bool
-	schema              *map[string]interface{}
-	defaults            *map[string]interface{}
-	retry_attempts      *int
-	addretry_attempts   *int
-	retry_backoff_ms    *int64
-	addretry_backoff_ms *int64
-	timeout_ms          *int64
-	addtimeout_ms       *int64
-	depth               *int
-	adddepth            *int
-	clearedFields       map[string]struct{}
-	node_roles          map[int]struct{}
-	removednode_roles   map[int]struct{}
-	clearednode_roles   bool
-	done                bool
-	oldValue            func(context.Context) (*Role, error)
-	predicates          []predicate.Role
+	op                      Op
+	typ                     string
+	id                      *int
+	created_at              *time.Time
+	updated_at              *time.Time
+	name                    *string
+	description             *string
+	executor                *string
+	requires                *[]string
+	appendrequires          []string
+	provides                *[]string
+	appendprovides          []string
+	conflicts               *[]string
+	appendconflicts         []string
+	wants                   *[]string
+	appendwants             []string
+	implicit                *bool
+	cluster                 *bool
+	destructive             *bool
+	discovery               *bool
+	schema                  *map[string]interface{}
+	defaults                *map[string]interface{}
+	retry_attempts          *int
+	addretry_attempts       *int
+	retry_backoff_ms        *int64
+	addretry_backoff_ms     *int64
+	retry_max_backoff_ms    *int64
+	addretry_max_backoff_ms *int64
+	timeout_ms              *int64
+	addtimeout_ms           *int64
+	depth                   *int
+	adddepth                *int
+	clearedFields           map[string]struct{}
+	node_roles              map[int]struct{}
+	removednode_roles       map[int]struct{}
+	clearednode_roles       bool
+	done                    bool
+	oldValue                func(context.Context) (*Role, error)
+	predicates              []predicate.Role
 }
 
 var _ ent.Mutation = (*RoleMutation)(nil)
@@ -14837,6 +14839,62 @@ func (m *RoleMutation) ResetRetryBackoffMs() {
 	m.addretry_backoff_ms = nil
 }
 
+// SetRetryMaxBackoffMs sets the "retry_max_backoff_ms" field.
+func (m *RoleMutation) SetRetryMaxBackoffMs(i int64) {
+	m.retry_max_backoff_ms = &i
+	m.addretry_max_backoff_ms = nil
+}
+
+// RetryMaxBackoffMs returns the value of the "retry_max_backoff_ms" field in the mutation.
+func (m *RoleMutation) RetryMaxBackoffMs() (r int64, exists bool) {
+	v := m.retry_max_backoff_ms
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRetryMaxBackoffMs returns the old "retry_max_backoff_ms" field's value of the Role entity.
+// If the Role object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RoleMutation) OldRetryMaxBackoffMs(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRetryMaxBackoffMs is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRetryMaxBackoffMs requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRetryMaxBackoffMs: %w", err)
+	}
+	return oldValue.RetryMaxBackoffMs, nil
+}
+
+// AddRetryMaxBackoffMs adds i to the "retry_max_backoff_ms" field.
+func (m *RoleMutation) AddRetryMaxBackoffMs(i int64) {
+	if m.addretry_max_backoff_ms != nil {
+		*m.addretry_max_backoff_ms += i
+	} else {
+		m.addretry_max_backoff_ms = &i
+	}
+}
+
+// AddedRetryMaxBackoffMs returns the value that was added to the "retry_max_backoff_ms" field in this mutation.
+func (m *RoleMutation) AddedRetryMaxBackoffMs() (r int64, exists bool) {
+	v := m.addretry_max_backoff_ms
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRetryMaxBackoffMs resets all changes to the "retry_max_backoff_ms" field.
+func (m *RoleMutation) ResetRetryMaxBackoffMs() {
+	m.retry_max_backoff_ms = nil
+	m.addretry_max_backoff_ms = nil
+}
+
 // SetTimeoutMs sets the "timeout_ms" field.
 func (m *RoleMutation) SetTimeoutMs(i int64) {
 	m.timeout_ms = &i
@@ -15037,7 +15095,7 @@ func (m *RoleMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *RoleMutation) Fields() []string {
-	fields := make([]string, 0, 19)
+	fields := make([]string, 0, 20)
 	if m.created_at != nil {
 		fields = append(fields, role.FieldCreatedAt)
 	}
@@ -15089,6 +15147,9 @@ func (m *RoleMutation) Fields() []string {
 	if m.retry_backoff_ms != nil {
 		fields = append(fields, role.FieldRetryBackoffMs)
 	}
+	if m.retry_max_backoff_ms != nil {
+		fields = append(fields, role.FieldRetryMaxBackoffMs)
+	}
 	if m.timeout_ms != nil {
 		fields = append(fields, role.FieldTimeoutMs)
 	}
@@ -15137,6 +15198,8 @@ func (m *RoleMutation) Field(name string) (ent.Value, bool) {
 		return m.RetryAttempts()
 	case role.FieldRetryBackoffMs:
 		return m.RetryBackoffMs()
+	case role.FieldRetryMaxBackoffMs:
+		return m.RetryMaxBackoffMs()
 	case role.FieldTimeoutMs:
 		return m.TimeoutMs()
 	case role.FieldDepth:
@@ -15184,6 +15247,8 @@ func (m *RoleMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldRetryAttempts(ctx)
 	case role.FieldRetryBackoffMs:
 		return m.OldRetryBackoffMs(ctx)
+	case role.FieldRetryMaxBackoffMs:
+		return m.OldRetryMaxBackoffMs(ctx)
 	case role.FieldTimeoutMs:
 		return m.OldTimeoutMs(ctx)
 	case role.FieldDepth:
@@ -15316,6 +15381,13 @@ func (m *RoleMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetRetryBackoffMs(v)
 		return nil
+	case role.FieldRetryMaxBackoffMs:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRetryMaxBackoffMs(v)
+		return nil
 	case role.FieldTimeoutMs:
 		v, ok := value.(int64)
 		if !ok {
@@ -15344,6 +15416,9 @@ func (m *RoleMutation) AddedFields() []string {
 	if m.addretry_backoff_ms != nil {
 		fields = append(fields, role.FieldRetryBackoffMs)
 	}
+	if m.addretry_max_backoff_ms != nil {
+		fields = append(fields, role.FieldRetryMaxBackoffMs)
+	}
 	if m.addtimeout_ms != nil {
 		fields = append(fields, role.FieldTimeoutMs)
 	}
@@ -15362,6 +15437,8 @@ func (m *RoleMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedRetryAttempts()
 	case role.FieldRetryBackoffMs:
 		return m.AddedRetryBackoffMs()
+	case role.FieldRetryMaxBackoffMs:
+		return m.AddedRetryMaxBackoffMs()
 	case role.FieldTimeoutMs:
 		return m.AddedTimeoutMs()
 	case role.FieldDepth:
@@ -15388,6 +15465,13 @@ func (m *RoleMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddRetryBackoffMs(v)
+		return nil
+	case role.FieldRetryMaxBackoffMs:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRetryMaxBackoffMs(v)
 		return nil
 	case role.FieldTimeoutMs:
 		v, ok := value.(int64)
@@ -15525,6 +15609,9 @@ func (m *RoleMutation) ResetField(name string) error {
 		return nil
 	case role.FieldRetryBackoffMs:
 		m.ResetRetryBackoffMs()
+		return nil
+	case role.FieldRetryMaxBackoffMs:
+		m.ResetRetryMaxBackoffMs()
 		return nil
 	case role.FieldTimeoutMs:
 		m.ResetTimeoutMs()

@@ -52,6 +52,8 @@ type Role struct {
 	RetryAttempts int `json:"retry_attempts,omitempty"`
 	// RetryBackoffMs holds the value of the "retry_backoff_ms" field.
 	RetryBackoffMs int64 `json:"retry_backoff_ms,omitempty"`
+	// cap of the exponential backoff
+	RetryMaxBackoffMs int64 `json:"retry_max_backoff_ms,omitempty"`
 	// 0: the executor's default
 	TimeoutMs int64 `json:"timeout_ms,omitempty"`
 	// longest requirement chain below this role
@@ -93,7 +95,7 @@ func (*Role) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case role.FieldImplicit, role.FieldCluster, role.FieldDestructive, role.FieldDiscovery:
 			values[i] = new(sql.NullBool)
-		case role.FieldID, role.FieldRetryAttempts, role.FieldRetryBackoffMs, role.FieldTimeoutMs, role.FieldDepth:
+		case role.FieldID, role.FieldRetryAttempts, role.FieldRetryBackoffMs, role.FieldRetryMaxBackoffMs, role.FieldTimeoutMs, role.FieldDepth:
 			values[i] = new(sql.NullInt64)
 		case role.FieldName, role.FieldDescription, role.FieldExecutor:
 			values[i] = new(sql.NullString)
@@ -234,6 +236,12 @@ func (_m *Role) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.RetryBackoffMs = value.Int64
 			}
+		case role.FieldRetryMaxBackoffMs:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field retry_max_backoff_ms", values[i])
+			} else if value.Valid {
+				_m.RetryMaxBackoffMs = value.Int64
+			}
 		case role.FieldTimeoutMs:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
 				return fmt.Errorf("unexpected type %T for field timeout_ms", values[i])
@@ -337,6 +345,9 @@ func (_m *Role) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("retry_backoff_ms=")
 	builder.WriteString(fmt.Sprintf("%v", _m.RetryBackoffMs))
+	builder.WriteString(", ")
+	builder.WriteString("retry_max_backoff_ms=")
+	builder.WriteString(fmt.Sprintf("%v", _m.RetryMaxBackoffMs))
 	builder.WriteString(", ")
 	builder.WriteString("timeout_ms=")
 	builder.WriteString(fmt.Sprintf("%v", _m.TimeoutMs))

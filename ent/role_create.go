@@ -195,6 +195,20 @@ func (_c *RoleCreate) SetNillableRetryBackoffMs(v *int64) *RoleCreate {
 	return _c
 }
 
+// SetRetryMaxBackoffMs sets the "retry_max_backoff_ms" field.
+func (_c *RoleCreate) SetRetryMaxBackoffMs(v int64) *RoleCreate {
+	_c.mutation.SetRetryMaxBackoffMs(v)
+	return _c
+}
+
+// SetNillableRetryMaxBackoffMs sets the "retry_max_backoff_ms" field if the given value is not nil.
+func (_c *RoleCreate) SetNillableRetryMaxBackoffMs(v *int64) *RoleCreate {
+	if v != nil {
+		_c.SetRetryMaxBackoffMs(*v)
+	}
+	return _c
+}
+
 // SetTimeoutMs sets the "timeout_ms" field.
 func (_c *RoleCreate) SetTimeoutMs(v int64) *RoleCreate {
 	_c.mutation.SetTimeoutMs(v)
@@ -305,6 +319,10 @@ func (_c *RoleCreate) defaults() {
 		v := role.DefaultRetryBackoffMs
 		_c.mutation.SetRetryBackoffMs(v)
 	}
+	if _, ok := _c.mutation.RetryMaxBackoffMs(); !ok {
+		v := role.DefaultRetryMaxBackoffMs
+		_c.mutation.SetRetryMaxBackoffMs(v)
+	}
 	if _, ok := _c.mutation.TimeoutMs(); !ok {
 		v := role.DefaultTimeoutMs
 		_c.mutation.SetTimeoutMs(v)
@@ -365,6 +383,14 @@ func (_c *RoleCreate) check() error {
 	if v, ok := _c.mutation.RetryBackoffMs(); ok {
 		if err := role.RetryBackoffMsValidator(v); err != nil {
 			return &ValidationError{Name: "retry_backoff_ms", err: fmt.Errorf(`ent: validator failed for field "Role.retry_backoff_ms": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.RetryMaxBackoffMs(); !ok {
+		return &ValidationError{Name: "retry_max_backoff_ms", err: errors.New(`ent: missing required field "Role.retry_max_backoff_ms"`)}
+	}
+	if v, ok := _c.mutation.RetryMaxBackoffMs(); ok {
+		if err := role.RetryMaxBackoffMsValidator(v); err != nil {
+			return &ValidationError{Name: "retry_max_backoff_ms", err: fmt.Errorf(`ent: validator failed for field "Role.retry_max_backoff_ms": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.TimeoutMs(); !ok {
@@ -471,6 +497,10 @@ func (_c *RoleCreate) createSpec() (*Role, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.RetryBackoffMs(); ok {
 		_spec.SetField(role.FieldRetryBackoffMs, field.TypeInt64, value)
 		_node.RetryBackoffMs = value
+	}
+	if value, ok := _c.mutation.RetryMaxBackoffMs(); ok {
+		_spec.SetField(role.FieldRetryMaxBackoffMs, field.TypeInt64, value)
+		_node.RetryMaxBackoffMs = value
 	}
 	if value, ok := _c.mutation.TimeoutMs(); ok {
 		_spec.SetField(role.FieldTimeoutMs, field.TypeInt64, value)

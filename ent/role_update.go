@@ -279,6 +279,27 @@ func (_u *RoleUpdate) AddRetryBackoffMs(v int64) *RoleUpdate {
 	return _u
 }
 
+// SetRetryMaxBackoffMs sets the "retry_max_backoff_ms" field.
+func (_u *RoleUpdate) SetRetryMaxBackoffMs(v int64) *RoleUpdate {
+	_u.mutation.ResetRetryMaxBackoffMs()
+	_u.mutation.SetRetryMaxBackoffMs(v)
+	return _u
+}
+
+// SetNillableRetryMaxBackoffMs sets the "retry_max_backoff_ms" field if the given value is not nil.
+func (_u *RoleUpdate) SetNillableRetryMaxBackoffMs(v *int64) *RoleUpdate {
+	if v != nil {
+		_u.SetRetryMaxBackoffMs(*v)
+	}
+	return _u
+}
+
+// AddRetryMaxBackoffMs adds value to the "retry_max_backoff_ms" field.
+func (_u *RoleUpdate) AddRetryMaxBackoffMs(v int64) *RoleUpdate {
+	_u.mutation.AddRetryMaxBackoffMs(v)
+	return _u
+}
+
 // SetTimeoutMs sets the "timeout_ms" field.
 func (_u *RoleUpdate) SetTimeoutMs(v int64) *RoleUpdate {
 	_u.mutation.ResetTimeoutMs()
@@ -420,6 +441,11 @@ func (_u *RoleUpdate) check() error {
 			return &ValidationError{Name: "retry_backoff_ms", err: fmt.Errorf(`ent: validator failed for field "Role.retry_backoff_ms": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RetryMaxBackoffMs(); ok {
+		if err := role.RetryMaxBackoffMsValidator(v); err != nil {
+			return &ValidationError{Name: "retry_max_backoff_ms", err: fmt.Errorf(`ent: validator failed for field "Role.retry_max_backoff_ms": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.TimeoutMs(); ok {
 		if err := role.TimeoutMsValidator(v); err != nil {
 			return &ValidationError{Name: "timeout_ms", err: fmt.Errorf(`ent: validator failed for field "Role.timeout_ms": %w`, err)}
@@ -540,6 +566,12 @@ func (_u *RoleUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.AddedRetryBackoffMs(); ok {
 		_spec.AddField(role.FieldRetryBackoffMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.RetryMaxBackoffMs(); ok {
+		_spec.SetField(role.FieldRetryMaxBackoffMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedRetryMaxBackoffMs(); ok {
+		_spec.AddField(role.FieldRetryMaxBackoffMs, field.TypeInt64, value)
 	}
 	if value, ok := _u.mutation.TimeoutMs(); ok {
 		_spec.SetField(role.FieldTimeoutMs, field.TypeInt64, value)
@@ -868,6 +900,27 @@ func (_u *RoleUpdateOne) AddRetryBackoffMs(v int64) *RoleUpdateOne {
 	return _u
 }
 
+// SetRetryMaxBackoffMs sets the "retry_max_backoff_ms" field.
+func (_u *RoleUpdateOne) SetRetryMaxBackoffMs(v int64) *RoleUpdateOne {
+	_u.mutation.ResetRetryMaxBackoffMs()
+	_u.mutation.SetRetryMaxBackoffMs(v)
+	return _u
+}
+
+// SetNillableRetryMaxBackoffMs sets the "retry_max_backoff_ms" field if the given value is not nil.
+func (_u *RoleUpdateOne) SetNillableRetryMaxBackoffMs(v *int64) *RoleUpdateOne {
+	if v != nil {
+		_u.SetRetryMaxBackoffMs(*v)
+	}
+	return _u
+}
+
+// AddRetryMaxBackoffMs adds value to the "retry_max_backoff_ms" field.
+func (_u *RoleUpdateOne) AddRetryMaxBackoffMs(v int64) *RoleUpdateOne {
+	_u.mutation.AddRetryMaxBackoffMs(v)
+	return _u
+}
+
 // SetTimeoutMs sets the "timeout_ms" field.
 func (_u *RoleUpdateOne) SetTimeoutMs(v int64) *RoleUpdateOne {
 	_u.mutation.ResetTimeoutMs()
@@ -1022,6 +1075,11 @@ func (_u *RoleUpdateOne) check() error {
 			return &ValidationError{Name: "retry_backoff_ms", err: fmt.Errorf(`ent: validator failed for field "Role.retry_backoff_ms": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.RetryMaxBackoffMs(); ok {
+		if err := role.RetryMaxBackoffMsValidator(v); err != nil {
+			return &ValidationError{Name: "retry_max_backoff_ms", err: fmt.Errorf(`ent: validator failed for field "Role.retry_max_backoff_ms": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.TimeoutMs(); ok {
 		if err := role.TimeoutMsValidator(v); err != nil {
 			return &ValidationError{Name: "timeout_ms", err: fmt.Errorf(`ent: validator failed for field "Role.timeout_ms": %w`, err)}
@@ -1159,6 +1217,12 @@ func (_u *RoleUpdateOne) sqlSave(ctx context.Context) (_node *Role, err error) {
 	}
 	if value, ok := _u.mutation.AddedRetryBackoffMs(); ok {
 		_spec.AddField(role.FieldRetryBackoffMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.RetryMaxBackoffMs(); ok {
+		_spec.SetField(role.FieldRetryMaxBackoffMs, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedRetryMaxBackoffMs(); ok {
+		_spec.AddField(role.FieldRetryMaxBackoffMs, field.TypeInt64, value)
 	}
 	if value, ok := _u.mutation.TimeoutMs(); ok {
 		_spec.SetField(role.FieldTimeoutMs, field.TypeInt64, value)

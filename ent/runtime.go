@@ -461,14 +461,20 @@ func init() {
 	role.DefaultRetryBackoffMs = roleDescRetryBackoffMs.Default.(int64)
 	// role.RetryBackoffMsValidator is a validator for the "retry_backoff_ms" field. It is called by the builders before save.
 	role.RetryBackoffMsValidator = roleDescRetryBackoffMs.Validators[0].(func(int64) error)
+	// roleDescRetryMaxBackoffMs is the schema descriptor for retry_max_backoff_ms field.
+	roleDescRetryMaxBackoffMs := roleFields[15].Descriptor()
+	// role.DefaultRetryMaxBackoffMs holds the default value on creation for the retry_max_backoff_ms field.
+	role.DefaultRetryMaxBackoffMs = roleDescRetryMaxBackoffMs.Default.(int64)
+	// role.RetryMaxBackoffMsValidator is a validator for the "retry_max_backoff_ms" field. It is called by the builders before save.
+	role.RetryMaxBackoffMsValidator = roleDescRetryMaxBackoffMs.Validators[0].(func(int64) error)
 	// roleDescTimeoutMs is the schema descriptor for timeout_ms field.
-	roleDescTimeoutMs := roleFields[15].Descriptor()
+	roleDescTimeoutMs := roleFields[16].Descriptor()
 	// role.DefaultTimeoutMs holds the default value on creation for the timeout_ms field.
 	role.DefaultTimeoutMs = roleDescTimeoutMs.Default.(int64)
 	// role.TimeoutMsValidator is a validator for the "timeout_ms" field. It is called by the builders before save.
 	role.TimeoutMsValidator = roleDescTimeoutMs.Validators[0].(func(int64) error)
 	// roleDescDepth is the schema descriptor for depth field.
-	roleDescDepth := roleFields[16].Descriptor()
+	roleDescDepth := roleFields[17].Descriptor()
 	// role.DefaultDepth holds the default value on creation for the depth field.
 	role.DefaultDepth = roleDescDepth.Default.(int)
 	runFields := schema.Run{}.Fields()

@@ -553,27 +553,28 @@ type ComplexityRoot struct {
 	}
 
 	Role struct {
-		Cluster        func(childComplexity int) int
-		Conflicts      func(childComplexity int) int
-		CreatedAt      func(childComplexity int) int
-		Defaults       func(childComplexity int) int
-		Depth          func(childComplexity int) int
-		Description    func(childComplexity int) int
-		Destructive    func(childComplexity int) int
-		Discovery      func(childComplexity int) int
-		Executor       func(childComplexity int) int
-		ID             func(childComplexity int) int
-		Implicit       func(childComplexity int) int
-		Name           func(childComplexity int) int
-		NodeRoles      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NodeRoleOrder, where *ent.NodeRoleWhereInput) int
-		Provides       func(childComplexity int) int
-		Requires       func(childComplexity int) int
-		RetryAttempts  func(childComplexity int) int
-		RetryBackoffMs func(childComplexity int) int
-		Schema         func(childComplexity int) int
-		TimeoutMs      func(childComplexity int) int
-		UpdatedAt      func(childComplexity int) int
-		Wants          func(childComplexity int) int
+		Cluster           func(childComplexity int) int
+		Conflicts         func(childComplexity int) int
+		CreatedAt         func(childComplexity int) int
+		Defaults          func(childComplexity int) int
+		Depth             func(childComplexity int) int
+		Description       func(childComplexity int) int
+		Destructive       func(childComplexity int) int
+		Discovery         func(childComplexity int) int
+		Executor          func(childComplexity int) int
+		ID                func(childComplexity int) int
+		Implicit          func(childComplexity int) int
+		Name              func(childComplexity int) int
+		NodeRoles         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NodeRoleOrder, where *ent.NodeRoleWhereInput) int
+		Provides          func(childComplexity int) int
+		Requires          func(childComplexity int) int
+		RetryAttempts     func(childComplexity int) int
+		RetryBackoffMs    func(childComplexity int) int
+		RetryMaxBackoffMs func(childComplexity int) int
+		Schema            func(childComplexity int) int
+		TimeoutMs         func(childComplexity int) int
+		UpdatedAt         func(childComplexity int) int
+		Wants             func(childComplexity int) int
 	}
 
 	RoleConnection struct {
@@ -3245,6 +3246,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Role.RetryBackoffMs(childComplexity), true
+	case "Role.retryMaxBackoffMs":
+		if e.ComplexityRoot.Role.RetryMaxBackoffMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Role.RetryMaxBackoffMs(childComplexity), true
 	case "Role.schema":
 		if e.ComplexityRoot.Role.Schema == nil {
 			break
@@ -4659,6 +4666,8 @@ func (ec *executionContext) childFields_Role(ctx context.Context, field graphql.
 		return ec.fieldContext_Role_retryAttempts(ctx, field)
 	case "retryBackoffMs":
 		return ec.fieldContext_Role_retryBackoffMs(ctx, field)
+	case "retryMaxBackoffMs":
+		return ec.fieldContext_Role_retryMaxBackoffMs(ctx, field)
 	case "timeoutMs":
 		return ec.fieldContext_Role_timeoutMs(ctx, field)
 	case "depth":
@@ -17671,6 +17680,29 @@ func (ec *executionContext) _Role_retryBackoffMs(ctx context.Context, field grap
 	)
 }
 func (ec *executionContext) fieldContext_Role_retryBackoffMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Role", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Role_retryMaxBackoffMs(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Role_retryMaxBackoffMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetryMaxBackoffMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Role_retryMaxBackoffMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Role", field, false, false, "Int")
 }
 
@@ -30992,7 +31024,7 @@ func (ec *executionContext) unmarshalInputRoleWhereInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "executor", "executorNEQ", "executorIn", "executorNotIn", "executorGT", "executorGTE", "executorLT", "executorLTE", "executorContains", "executorHasPrefix", "executorHasSuffix", "executorEqualFold", "executorContainsFold", "implicit", "implicitNEQ", "cluster", "clusterNEQ", "destructive", "destructiveNEQ", "discovery", "discoveryNEQ", "retryAttempts", "retryAttemptsNEQ", "retryAttemptsIn", "retryAttemptsNotIn", "retryAttemptsGT", "retryAttemptsGTE", "retryAttemptsLT", "retryAttemptsLTE", "retryBackoffMs", "retryBackoffMsNEQ", "retryBackoffMsIn", "retryBackoffMsNotIn", "retryBackoffMsGT", "retryBackoffMsGTE", "retryBackoffMsLT", "retryBackoffMsLTE", "timeoutMs", "timeoutMsNEQ", "timeoutMsIn", "timeoutMsNotIn", "timeoutMsGT", "timeoutMsGTE", "timeoutMsLT", "timeoutMsLTE", "depth", "depthNEQ", "depthIn", "depthNotIn", "depthGT", "depthGTE", "depthLT", "depthLTE", "hasNodeRoles", "hasNodeRolesWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "description", "descriptionNEQ", "descriptionIn", "descriptionNotIn", "descriptionGT", "descriptionGTE", "descriptionLT", "descriptionLTE", "descriptionContains", "descriptionHasPrefix", "descriptionHasSuffix", "descriptionIsNil", "descriptionNotNil", "descriptionEqualFold", "descriptionContainsFold", "executor", "executorNEQ", "executorIn", "executorNotIn", "executorGT", "executorGTE", "executorLT", "executorLTE", "executorContains", "executorHasPrefix", "executorHasSuffix", "executorEqualFold", "executorContainsFold", "implicit", "implicitNEQ", "cluster", "clusterNEQ", "destructive", "destructiveNEQ", "discovery", "discoveryNEQ", "retryAttempts", "retryAttemptsNEQ", "retryAttemptsIn", "retryAttemptsNotIn", "retryAttemptsGT", "retryAttemptsGTE", "retryAttemptsLT", "retryAttemptsLTE", "retryBackoffMs", "retryBackoffMsNEQ", "retryBackoffMsIn", "retryBackoffMsNotIn", "retryBackoffMsGT", "retryBackoffMsGTE", "retryBackoffMsLT", "retryBackoffMsLTE", "retryMaxBackoffMs", "retryMaxBackoffMsNEQ", "retryMaxBackoffMsIn", "retryMaxBackoffMsNotIn", "retryMaxBackoffMsGT", "retryMaxBackoffMsGTE", "retryMaxBackoffMsLT", "retryMaxBackoffMsLTE", "timeoutMs", "timeoutMsNEQ", "timeoutMsIn", "timeoutMsNotIn", "timeoutMsGT", "timeoutMsGTE", "timeoutMsLT", "timeoutMsLTE", "depth", "depthNEQ", "depthIn", "depthNotIn", "depthGT", "depthGTE", "depthLT", "depthLTE", "hasNodeRoles", "hasNodeRolesWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -31643,6 +31675,62 @@ func (ec *executionContext) unmarshalInputRoleWhereInput(ctx context.Context, ob
 				return it, err
 			}
 			it.RetryBackoffMsLTE = data
+		case "retryMaxBackoffMs":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMs"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMs = data
+		case "retryMaxBackoffMsNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMsNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMsNEQ = data
+		case "retryMaxBackoffMsIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMsIn"))
+			data, err := ec.unmarshalOInt2ᚕint64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMsIn = data
+		case "retryMaxBackoffMsNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMsNotIn"))
+			data, err := ec.unmarshalOInt2ᚕint64ᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMsNotIn = data
+		case "retryMaxBackoffMsGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMsGT"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMsGT = data
+		case "retryMaxBackoffMsGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMsGTE"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMsGTE = data
+		case "retryMaxBackoffMsLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMsLT"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMsLT = data
+		case "retryMaxBackoffMsLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retryMaxBackoffMsLTE"))
+			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetryMaxBackoffMsLTE = data
 		case "timeoutMs":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("timeoutMs"))
 			data, err := ec.unmarshalOInt2ᚖint64(ctx, v)
@@ -38002,6 +38090,11 @@ func (ec *executionContext) _Role(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "retryBackoffMs":
 			out.Values[i] = ec._Role_retryBackoffMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "retryMaxBackoffMs":
+			out.Values[i] = ec._Role_retryMaxBackoffMs(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}

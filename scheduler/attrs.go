@@ -214,6 +214,9 @@ func (a *Annealer) roleInfo(ctx context.Context, r *ent.Role) (*roleInfo, error)
 // validateAttrs checks configuration attributes against the role's schema. The wall is left out:
 // it is executor output, not configuration, and may hold keys the schema does not declare.
 func validateAttrs(ri *roleInfo, attrs map[string]any, path string) error {
+	if ri.compileErr != nil {
+		return ri.compileErr
+	}
 	if ri.cat == nil {
 		return nil
 	}

@@ -138,18 +138,14 @@ func (a *Annealer) LoadRoleDefs(ctx context.Context, defs []catalog.Role) (LoadR
 					res.Unchanged = append(res.Unchanged, cr.Name)
 					continue
 				}
-				err = tx.Role.UpdateOne(cur).SetDescription(want.Description).SetExecutor(want.Executor).
-					SetRequires(want.Requires).SetProvides(want.Provides).SetConflicts(want.Conflicts).SetWants(want.Wants).
-					SetImplicit(want.Implicit).SetCluster(want.Cluster).SetDestructive(want.Destructive).SetDiscovery(want.Discovery).
-					SetSchema(want.Schema).SetDefaults(want.Defaults).SetRetryAttempts(want.RetryAttempts).
-					SetRetryBackoffMs(want.RetryBackoffMs).SetTimeoutMs(want.TimeoutMs).SetDepth(want.Depth).Exec(ctx)
+				u := tx.Role.UpdateOne(cur)
+				setRole(u.Mutation(), want)
+				err = u.Exec(ctx)
 				res.Updated = append(res.Updated, cr.Name)
 			} else {
-				err = tx.Role.Create().SetName(want.Name).SetDescription(want.Description).SetExecutor(want.Executor).
-					SetRequires(want.Requires).SetProvides(want.Provides).SetConflicts(want.Conflicts).SetWants(want.Wants).
-					SetImplicit(want.Implicit).SetCluster(want.Cluster).SetDestructive(want.Destructive).SetDiscovery(want.Discovery).
-					SetSchema(want.Schema).SetDefaults(want.Defaults).SetRetryAttempts(want.RetryAttempts).
-					SetRetryBackoffMs(want.RetryBackoffMs).SetTimeoutMs(want.TimeoutMs).SetDepth(want.Depth).Exec(ctx)
+				c := tx.Role.Create().SetName(want.Name)
+				setRole(c.Mutation(), want)
+				err = c.Exec(ctx)
 				res.Created = append(res.Created, cr.Name)
 			}
 			if err != nil {
@@ -186,11 +182,33 @@ func roleRow(r *catalog.Role, depth int) *ent.Role {
 		Requires: nonNil(r.Requires), Provides: nonNil(r.Provides), Conflicts: nonNil(r.Conflicts), Wants: wants,
 		Implicit: r.Flags.Implicit, Cluster: r.Flags.Cluster, Destructive: r.Flags.Destructive, Discovery: r.Flags.Discovery,
 		Schema: r.Attributes, Defaults: r.Defaults(),
-		RetryAttempts:  r.Retry.Attempts,
-		RetryBackoffMs: r.Retry.Initial.Milliseconds(),
-		TimeoutMs:      r.Timeout.Milliseconds(),
-		Depth:          depth,
+		RetryAttempts:     r.Retry.Attempts,
+		RetryBackoffMs:    r.Retry.Initial.Milliseconds(),
+		RetryMaxBackoffMs: maxBackoffMs(r.Retry.Max),
+		TimeoutMs:         r.Timeout.Milliseconds(),
+		Depth:             depth,
 	}
+}
+
+// setRole writes every catalogue-derived field of want into m (a create or an update).
+func setRole(m *ent.RoleMutation, want *ent.Role) {
+	m.SetDescription(want.Description)
+	m.SetExecutor(want.Executor)
+	m.SetRequires(want.Requires)
+	m.SetProvides(want.Provides)
+	m.SetConflicts(want.Conflicts)
+	m.SetWants(want.Wants)
+	m.SetImplicit(want.Implicit)
+	m.SetCluster(want.Cluster)
+	m.SetDestructive(want.Destructive)
+	m.SetDiscovery(want.Discovery)
+	m.SetSchema(want.Schema)
+	m.SetDefaults(want.Defaults)
+	m.SetRetryAttempts(want.RetryAttempts)
+	m.SetRetryBackoffMs(want.RetryBackoffMs)
+	m.SetRetryMaxBackoffMs(want.RetryMaxBackoffMs)
+	m.SetTimeoutMs(want.TimeoutMs)
+	m.SetDepth(want.Depth)
 }
 
 func nonNil(s []string) []string {
@@ -214,6 +232,7 @@ func sameRole(cur, want *ent.Role) bool {
 		cur.Destructive == want.Destructive && cur.Discovery == want.Discovery &&
 		eqM(cur.Schema, want.Schema) && eqM(cur.Defaults, want.Defaults) &&
 		cur.RetryAttempts == want.RetryAttempts && cur.RetryBackoffMs == want.RetryBackoffMs &&
+		cur.RetryMaxBackoffMs == want.RetryMaxBackoffMs &&
 		cur.TimeoutMs == want.TimeoutMs && cur.Depth == want.Depth
 }
 
@@ -241,15 +260,21 @@ func catalogRole(r *ent.Role) (catalog.Role, error) {
 	return cr, nil
 }
 
-// maxBackoff caps automatic-retry delays. The Role table keeps attempts and the initial backoff
-// but not the catalogue's max_backoff, so the cap is fixed (documented in docs/annealer.md).
-const maxBackoff = 5 * time.Minute
+// defaultMaxBackoff caps automatic-retry delays when the catalogue sets no max_backoff.
+const defaultMaxBackoff = 5 * time.Minute
+
+func maxBackoffMs(d time.Duration) int64 {
+	if d <= 0 {
+		d = defaultMaxBackoff
+	}
+	return d.Milliseconds()
+}
 
 func retryPolicy(r *ent.Role) nodestate.RetryPolicy {
 	return nodestate.RetryPolicy{
 		Attempts: r.RetryAttempts,
 		Initial:  time.Duration(r.RetryBackoffMs) * time.Millisecond,
-		Max:      maxBackoff,
+		Max:      time.Duration(maxBackoffMs(time.Duration(r.RetryMaxBackoffMs)*time.Millisecond)) * time.Millisecond,
 	}
 }
 
@@ -257,6 +282,8 @@ func retryPolicy(r *ent.Role) nodestate.RetryPolicy {
 type roleInfo struct {
 	*ent.Role
 	cat   *catalog.Role // compiled schema (requirements left out: validated at load)
+	// compileErr says why cat is missing for a role whose stored row does not compile.
+	compileErr error
 	wants []catalog.Want
 }
 
@@ -292,13 +319,19 @@ func (c *roleCache) get(ctx context.Context, client *ent.Client, maxAge time.Dur
 		if old, ok := c.byID[r.ID]; ok && old.UpdatedAt.Equal(r.UpdatedAt) {
 			ri = old // keep the compiled schema
 		} else {
+			// A stored role that no longer compiles must not silently accept any attribute:
+			// remember why, and validation fails closed.
 			cr, err := catalogRole(r)
 			if err == nil {
 				ri.wants = cr.Wants
 				cr.Requires, cr.Conflicts, cr.Wants = nil, nil, nil
-				if cat, err := catalog.New(cr); err == nil {
+				var cat *catalog.Catalog
+				if cat, err = catalog.New(cr); err == nil {
 					ri.cat, _ = cat.Get(r.Name)
 				}
+			}
+			if err != nil {
+				ri.compileErr = fmt.Errorf("stored role %q does not compile (reload the catalogue): %w", r.Name, err)
 			}
 		}
 		byID[r.ID], byName[r.Name] = ri, ri

@@ -435,6 +435,7 @@ var (
 		{Name: "defaults", Type: field.TypeJSON, Nullable: true},
 		{Name: "retry_attempts", Type: field.TypeInt, Default: 0},
 		{Name: "retry_backoff_ms", Type: field.TypeInt64, Default: 1000},
+		{Name: "retry_max_backoff_ms", Type: field.TypeInt64, Default: 300000},
 		{Name: "timeout_ms", Type: field.TypeInt64, Default: 0},
 		{Name: "depth", Type: field.TypeInt, Default: 0},
 	}

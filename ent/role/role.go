@@ -48,6 +48,8 @@ const (
 	FieldRetryAttempts = "retry_attempts"
 	// FieldRetryBackoffMs holds the string denoting the retry_backoff_ms field in the database.
 	FieldRetryBackoffMs = "retry_backoff_ms"
+	// FieldRetryMaxBackoffMs holds the string denoting the retry_max_backoff_ms field in the database.
+	FieldRetryMaxBackoffMs = "retry_max_backoff_ms"
 	// FieldTimeoutMs holds the string denoting the timeout_ms field in the database.
 	FieldTimeoutMs = "timeout_ms"
 	// FieldDepth holds the string denoting the depth field in the database.
@@ -85,6 +87,7 @@ var Columns = []string{
 	FieldDefaults,
 	FieldRetryAttempts,
 	FieldRetryBackoffMs,
+	FieldRetryMaxBackoffMs,
 	FieldTimeoutMs,
 	FieldDepth,
 }
@@ -126,6 +129,10 @@ var (
 	DefaultRetryBackoffMs int64
 	// RetryBackoffMsValidator is a validator for the "retry_backoff_ms" field. It is called by the builders before save.
 	RetryBackoffMsValidator func(int64) error
+	// DefaultRetryMaxBackoffMs holds the default value on creation for the "retry_max_backoff_ms" field.
+	DefaultRetryMaxBackoffMs int64
+	// RetryMaxBackoffMsValidator is a validator for the "retry_max_backoff_ms" field. It is called by the builders before save.
+	RetryMaxBackoffMsValidator func(int64) error
 	// DefaultTimeoutMs holds the default value on creation for the "timeout_ms" field.
 	DefaultTimeoutMs int64
 	// TimeoutMsValidator is a validator for the "timeout_ms" field. It is called by the builders before save.
@@ -195,6 +202,11 @@ func ByRetryAttempts(opts ...sql.OrderTermOption) OrderOption {
 // ByRetryBackoffMs orders the results by the retry_backoff_ms field.
 func ByRetryBackoffMs(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldRetryBackoffMs, opts...).ToFunc()
+}
+
+// ByRetryMaxBackoffMs orders the results by the retry_max_backoff_ms field.
+func ByRetryMaxBackoffMs(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldRetryMaxBackoffMs, opts...).ToFunc()
 }
 
 // ByTimeoutMs orders the results by the timeout_ms field.

@@ -110,6 +110,11 @@ func RetryBackoffMs(v int64) predicate.Role {
 	return predicate.Role(sql.FieldEQ(FieldRetryBackoffMs, v))
 }
 
+// RetryMaxBackoffMs applies equality check predicate on the "retry_max_backoff_ms" field. It's identical to RetryMaxBackoffMsEQ.
+func RetryMaxBackoffMs(v int64) predicate.Role {
+	return predicate.Role(sql.FieldEQ(FieldRetryMaxBackoffMs, v))
+}
+
 // TimeoutMs applies equality check predicate on the "timeout_ms" field. It's identical to TimeoutMsEQ.
 func TimeoutMs(v int64) predicate.Role {
 	return predicate.Role(sql.FieldEQ(FieldTimeoutMs, v))
@@ -583,6 +588,46 @@ func RetryBackoffMsLT(v int64) predicate.Role {
 // RetryBackoffMsLTE applies the LTE predicate on the "retry_backoff_ms" field.
 func RetryBackoffMsLTE(v int64) predicate.Role {
 	return predicate.Role(sql.FieldLTE(FieldRetryBackoffMs, v))
+}
+
+// RetryMaxBackoffMsEQ applies the EQ predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsEQ(v int64) predicate.Role {
+	return predicate.Role(sql.FieldEQ(FieldRetryMaxBackoffMs, v))
+}
+
+// RetryMaxBackoffMsNEQ applies the NEQ predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsNEQ(v int64) predicate.Role {
+	return predicate.Role(sql.FieldNEQ(FieldRetryMaxBackoffMs, v))
+}
+
+// RetryMaxBackoffMsIn applies the In predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsIn(vs ...int64) predicate.Role {
+	return predicate.Role(sql.FieldIn(FieldRetryMaxBackoffMs, vs...))
+}
+
+// RetryMaxBackoffMsNotIn applies the NotIn predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsNotIn(vs ...int64) predicate.Role {
+	return predicate.Role(sql.FieldNotIn(FieldRetryMaxBackoffMs, vs...))
+}
+
+// RetryMaxBackoffMsGT applies the GT predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsGT(v int64) predicate.Role {
+	return predicate.Role(sql.FieldGT(FieldRetryMaxBackoffMs, v))
+}
+
+// RetryMaxBackoffMsGTE applies the GTE predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsGTE(v int64) predicate.Role {
+	return predicate.Role(sql.FieldGTE(FieldRetryMaxBackoffMs, v))
+}
+
+// RetryMaxBackoffMsLT applies the LT predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsLT(v int64) predicate.Role {
+	return predicate.Role(sql.FieldLT(FieldRetryMaxBackoffMs, v))
+}
+
+// RetryMaxBackoffMsLTE applies the LTE predicate on the "retry_max_backoff_ms" field.
+func RetryMaxBackoffMsLTE(v int64) predicate.Role {
+	return predicate.Role(sql.FieldLTE(FieldRetryMaxBackoffMs, v))
 }
 
 // TimeoutMsEQ applies the EQ predicate on the "timeout_ms" field.

@@ -33,6 +33,7 @@ func (Role) Fields() []ent.Field {
 		field.JSON("defaults", map[string]any{}).Optional().Annotations(entgql.Type("Map")),
 		field.Int("retry_attempts").Default(0).NonNegative(),
 		field.Int64("retry_backoff_ms").Default(1000).NonNegative(),
+		field.Int64("retry_max_backoff_ms").Default(300000).NonNegative().Comment("cap of the exponential backoff"),
 		field.Int64("timeout_ms").Default(0).NonNegative().Comment("0: the executor's default"),
 		field.Int("depth").Default(0).Comment("longest requirement chain below this role"),
 	}
