@@ -281,10 +281,10 @@ func retryPolicy(r *ent.Role) nodestate.RetryPolicy {
 // roleInfo is a stored role with what the annealer derives from it.
 type roleInfo struct {
 	*ent.Role
-	cat   *catalog.Role // compiled schema (requirements left out: validated at load)
+	cat *catalog.Role // compiled schema (requirements left out: validated at load)
 	// compileErr says why cat is missing for a role whose stored row does not compile.
 	compileErr error
-	wants []catalog.Want
+	wants      []catalog.Want
 }
 
 // roleCache holds the Role table in memory. Roles are few and change rarely; the runner reloads
