@@ -125,7 +125,8 @@ func BenchmarkAnneal50k(b *testing.B) {
 				if db == "postgres" {
 					dsn = pgtest.New(b)
 				}
-				rate, peak, _ := annealFleet(b, dsn, machines)
+				rate, peak, total := annealFleet(b, dsn, machines)
+				b.ReportMetric(float64(total)/rate, "s-to-all-active")
 				b.ReportMetric(rate, "noderoles/s")
 				b.ReportMetric(peak, "peak-heap-MiB")
 			}
