@@ -149,9 +149,7 @@ func TestAnnealIgnoredBootOverrideEndsError(t *testing.T) {
 	}
 	c.Close(context.Background())
 	f.BMCs[0].Redfish.SetFaults(redfishsim.Faults{IgnoreBootOverride: true})
-	cat := catalog.Builtin()
-	r, _ := cat.Get("pxe-boot-once")
-	r.Retry.Attempts = 1 // fail for good at once instead of retrying with backoff
+	cat := catalog.Builtin() // pxe-boot-once does not retry: the first failure is final
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	st, a, _, dep := annealSetup(t, ctx, f, cat)
