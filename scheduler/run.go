@@ -284,7 +284,7 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 		for _, d := range deps {
 			depByID[d.ID] = d
 		}
-		machines, err := a.machineInfo(ctx, tx, keys(machIDs))
+		machines, bmcErrs, err := a.machineInfo(ctx, tx, keys(machIDs))
 		if err != nil {
 			return err
 		}
@@ -306,6 +306,9 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 			j.in = executor.Input{NodeRoleID: c.ID, Attempt: c.Attempts + 1, Machine: machines[c.MachineID],
 				Role: ri.Name, Attrs: attrs, Injected: inj}
 			j.exec, j.execErr = a.reg.Get(ri.Executor)
+			if oob, ok := j.exec.(executor.OutOfBand); ok && oob.OutOfBand() && j.execErr == nil {
+				j.execErr = bmcErrs[c.MachineID]
+			}
 			if j.exec != nil {
 				j.key = j.exec.ConcurrencyKey(j.in)
 				if j.key != "" && keyBusy[j.key] >= a.opts.PerKeyLimit {
@@ -395,8 +398,12 @@ func inputFromRun(r *ent.Run) executor.Input {
 }
 
 // machineInfo copies what executors need of each machine.
-func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (map[int]executor.Machine, error) {
-	out := map[int]executor.Machine{}
+//
+// A BMC password that cannot be opened (wrong key, tampered value) is reported per machine in
+// bmcErrs rather than failing the whole claim: one bad record must not stall every other machine,
+// and executors that do not use the BMC do not care.
+func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (out map[int]executor.Machine, bmcErrs map[int]error, err error) {
+	out, bmcErrs = map[int]executor.Machine{}, map[int]error{}
 	for start := 0; start < len(ids); start += chunk {
 		part := ids[start:min(start+chunk, len(ids))]
 		var ms []struct {
@@ -404,20 +411,22 @@ func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (map[
 			Name string `json:"name"`
 		}
 		if err := tx.Machine.Query().Where(machine.IDIn(part...)).Select(machine.FieldID, machine.FieldName).Scan(ctx, &ms); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, m := range ms {
 			out[m.ID] = executor.Machine{ID: m.ID, Name: m.Name}
 		}
 		bmcs, err := tx.BMC.Query().Where(bmc.MachineIDIn(part...)).All(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, b := range bmcs {
 			pw := b.Password
 			if a.opts.DecryptPassword != nil && pw != "" {
-				if pw, err = a.opts.DecryptPassword(pw); err != nil {
-					return nil, fmt.Errorf("machine %d: BMC password: %w", b.MachineID, err)
+				var derr error
+				if pw, derr = a.opts.DecryptPassword(pw); derr != nil {
+					bmcErrs[b.MachineID] = fmt.Errorf("BMC password of machine %d cannot be opened (is --secret-key-file the key it was sealed with?): %w", b.MachineID, derr)
+					pw = ""
 				}
 			}
 			m := out[b.MachineID]
@@ -426,7 +435,7 @@ func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (map[
 			out[b.MachineID] = m
 		}
 	}
-	return out, nil
+	return out, bmcErrs, nil
 }
 
 // execute runs one job under its timeout and hands the result to the committer.

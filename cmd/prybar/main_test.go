@@ -44,6 +44,9 @@ func startServe(t *testing.T, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "PRYBAR_TEST_MAIN=1")
+	if extra := os.Getenv("PRYBAR_SERVE_EXTRA_ENV"); extra != "" {
+		cmd.Env = append(cmd.Env, strings.Split(extra, "\x1f")...)
+	}
 	cmd.Dir = t.TempDir()
 	stdout, _ := cmd.StdoutPipe()
 	var logs bytes.Buffer
@@ -245,4 +248,154 @@ func TestVersionAndUsage(t *testing.T) {
 	if err := run(context.Background(), []string{"frobnicate"}, &out, &errb); err == nil || !strings.Contains(errb.String(), "usage") {
 		t.Errorf("unknown command: err %v, stderr %q", err, errb.String())
 	}
+}
+
+// Two `prybar serve` processes on one PostgreSQL database: exactly one anneals; SIGKILL it
+// mid-anneal and the other takes over within 15 s, recovers the runs the dead one left, and every
+// node-role ends ACTIVE with its (non-idempotent) effect applied exactly once.
+func TestLeaderKilledHandsOver(t *testing.T) {
+	dsn := pgtest.New(t)
+	effects := filepath.Join(t.TempDir(), "effects")
+	env := []string{"PRYBAR_TEST_EFFECTS=" + effects, "PRYBAR_CONCURRENCY=8"}
+	key := filepath.Join(t.TempDir(), "prybar.key") // replicas share one key
+	a := startServeEnv(t, env, "--db", dsn, "--secret-key-file", key)
+	b := startServeEnv(t, env, "--db", dsn, "--secret-key-file", key)
+	const machines = 40
+	runCLI(t, "fixtures", "generate", "--machines", fmt.Sprint(machines), "--db", dsn, "--secret-key-file", key)
+
+	var ms struct {
+		Machines struct {
+			Edges []struct{ Node struct{ ID string } }
+		}
+	}
+	gql(t, a.URL, `{ machines { edges { node { id } } } }`, &ms)
+	var sys struct {
+		Deployments struct {
+			Edges []struct{ Node struct{ ID string } }
+		}
+	}
+	gql(t, a.URL, `{ deployments(where: {name: "system"}) { edges { node { id } } } }`, &sys)
+	depID := sys.Deployments.Edges[0].Node.ID
+	for _, m := range ms.Machines.Edges {
+		gql(t, a.URL, fmt.Sprintf(`mutation { updateMachine(id: %s, input: {alive: true}) { errors { code } } }`, m.Node.ID), nil)
+		gql(t, a.URL, fmt.Sprintf(`mutation { bindRole(machineID: %s, role: "test-step") { errors { code message } } }`, m.Node.ID), nil)
+	}
+	for path, value := range map[string]string{"/delay": `"400ms"`, "/effect": `"booted"`} {
+		gql(t, a.URL, fmt.Sprintf(`mutation { setAttribute(deploymentID: %s, role: "test-step", path: "%s", value: %s) { errors { code message } } }`, depID, path, value), nil)
+	}
+	leaderOf := func(p *proc) bool {
+		var s struct{ Annealer struct{ Leader bool } }
+		resp, err := (&apitest.Client{URL: p.URL}).Do(`{ annealer { leader } }`, nil)
+		if err != nil || resp.Decode(&s) != nil {
+			return false
+		}
+		return s.Annealer.Leader
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for leaderOf(a) == leaderOf(b) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no single leader: a=%t b=%t", leaderOf(a), leaderOf(b))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	leader, survivor := a, b
+	if leaderOf(b) {
+		leader, survivor = b, a
+	}
+	gql(t, survivor.URL, fmt.Sprintf(`mutation { commitDeployment(id: %s) { errors { code message } } }`, depID), nil)
+	// Kill the leader once some, not all, effects have happened.
+	for {
+		data, _ := os.ReadFile(effects)
+		if n := strings.Count(string(data), "\n"); n >= 3 {
+			break
+		}
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			var st struct {
+				Annealer struct {
+					States []struct {
+						State string
+						Count int
+					}
+				}
+				NodeRoles struct {
+					Edges []struct {
+						Node struct{ State, Status string }
+					}
+				}
+			}
+			gql(t, survivor.URL, `{ annealer { states { state count } } nodeRoles(first: 3) { edges { node { state status } } } }`, &st)
+			t.Fatalf("the leader ran nothing: %+v\n%s", st, leader.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	killed := time.Now()
+	leader.kill()
+	for !leaderOf(survivor) {
+		if time.Since(killed) > 15*time.Second {
+			t.Fatal("the survivor did not take over within 15 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("takeover after %s", time.Since(killed).Round(time.Millisecond))
+	var nrs struct {
+		NodeRoles struct {
+			TotalCount int
+			Edges      []struct {
+				Node struct {
+					ID, State string
+					Runs      struct {
+						Edges []struct{ Node struct{ Status string } }
+					}
+				}
+			}
+		}
+	}
+	for {
+		gql(t, survivor.URL, `{ nodeRoles(where: {hasRoleWith: {name: "test-step"}}) { totalCount edges { node { id state runs { edges { node { status } } } } } } }`, &nrs)
+		active := 0
+		for _, e := range nrs.NodeRoles.Edges {
+			if e.Node.State == "ACTIVE" {
+				active++
+			} else if e.Node.State == "ERROR" {
+				t.Fatalf("node-role %s ended in ERROR", e.Node.ID)
+			}
+		}
+		if active == machines {
+			break
+		}
+		if time.Since(killed) > 60*time.Second {
+			t.Fatalf("%d of %d ACTIVE a minute after the kill", active, machines)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	data, _ := os.ReadFile(effects)
+	perNodeRole := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		perNodeRole[strings.Fields(line)[0]]++
+	}
+	abandoned := 0
+	for _, e := range nrs.NodeRoles.Edges {
+		if perNodeRole[e.Node.ID] != 1 {
+			t.Errorf("node-role %s: effect applied %d times", e.Node.ID, perNodeRole[e.Node.ID])
+		}
+		succeeded := 0
+		for _, r := range e.Node.Runs.Edges {
+			switch r.Node.Status {
+			case "SUCCEEDED":
+				succeeded++
+			case "ABANDONED":
+				abandoned++
+			}
+		}
+		if succeeded > 1 {
+			t.Errorf("node-role %s succeeded %d times", e.Node.ID, succeeded)
+		}
+	}
+	t.Logf("%d node-roles ACTIVE, %d runs abandoned by the killed leader and recovered", machines, abandoned)
+}
+
+// startServeEnv is startServe with extra environment.
+func startServeEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Setenv("PRYBAR_SERVE_EXTRA_ENV", strings.Join(env, "\x1f"))
+	return startServe(t, args...)
 }

@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/hook"
 )
 
@@ -192,5 +193,22 @@ func Install(client *ent.Client, key []byte) error {
 		return err
 	}
 	client.BMC.Use(Hook(key))
+	return nil
+}
+
+// CheckKey verifies that key opens the BMC passwords already sealed in the database. Replicas
+// started with different keys (for instance each generating its own prybar.key) would otherwise
+// seal passwords the others cannot open; refusing to start says so at once.
+func CheckKey(ctx context.Context, client *ent.Client, key []byte) error {
+	b, err := client.BMC.Query().Where(bmc.PasswordHasPrefix(Prefix)).First(ctx)
+	if ent.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := Open(key, b.Password); err != nil {
+		return fmt.Errorf("secret: this key does not open the BMC passwords already in the database (sealed with another key): use the same --secret-key-file on every server")
+	}
 	return nil
 }

@@ -207,3 +207,31 @@ func TestInstallRejectsBadKey(t *testing.T) {
 		t.Fatal("store opened with a 5-byte key")
 	}
 }
+
+// A server started with another key than the one the database's passwords were sealed with
+// refuses to start, naming the problem, instead of sealing passwords the others cannot open.
+func TestStoreRefusesAnotherKey(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "p.db")
+	keyA, keyB := bytes.Repeat([]byte{1}, secret.KeySize), bytes.Repeat([]byte{2}, secret.KeySize)
+	st, err := store.Open(ctx, db, store.Options{SecretKey: keyA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		m := tx.Machine.Create().SetName("k.test.example").SaveX(ctx)
+		return tx.BMC.Create().SetMachineID(m.ID).SetProtocol("IPMI").SetAddress("127.0.0.1").SetPassword("pw").Exec(ctx)
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Open(ctx, db, store.Options{SecretKey: keyB}); err == nil || !strings.Contains(err.Error(), "same --secret-key-file") {
+		t.Fatalf("open with another key: %v", err)
+	}
+	st, err = store.Open(ctx, db, store.Options{SecretKey: keyA})
+	if err != nil {
+		t.Fatalf("open with the right key: %v", err)
+	}
+	st.Close()
+}

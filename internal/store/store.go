@@ -95,6 +95,10 @@ func Open(ctx context.Context, dsn string, opts ...Options) (*Store, error) {
 	hub := events.NewHub()
 	inventory.Install(client)
 	if o.SecretKey != nil {
+		if err := secret.CheckKey(ctx, client, o.SecretKey); err != nil {
+			client.Close()
+			return nil, err
+		}
 		if err := secret.Install(client, o.SecretKey); err != nil {
 			client.Close()
 			return nil, err
