@@ -3,12 +3,9 @@ package oob_test
 import (
 	"context"
 	"encoding/json"
-	"net"
-	"net/http/httptest"
-	"net/url"
+	"github.com/prybar/prybar/provision/redfish/redfishsim/redfishsimtest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,19 +20,9 @@ import (
 )
 
 const (
-	user = "admin"
-	pass = "s3cret"
+	user = redfishsimtest.User
+	pass = redfishsimtest.Password
 )
-
-// mockupDir finds ../shared/redfish-mockups/<name> relative to the repository root.
-func mockupDir(t testing.TB, name string) string {
-	t.Helper()
-	dir, err := redfishsim.FindMockup(name)
-	if err != nil {
-		t.Skip(err)
-	}
-	return dir
-}
 
 type rfBMC struct {
 	sim *redfishsim.Simulator
@@ -46,28 +33,9 @@ type rfBMC struct {
 // newRedfish serves a mock-up and asserts, when the test ends, that no session is left open.
 func newRedfish(t testing.TB, mockup string, cfg redfishsim.Config) *rfBMC {
 	t.Helper()
-	cfg.MockupDir = mockupDir(t, mockup)
-	cfg.Username, cfg.Password = user, pass
-	if cfg.PowerDelay == 0 {
-		cfg.PowerDelay = 30 * time.Millisecond
-	}
-	sim, err := redfishsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		_ = sim.Close()
-		if n := sim.OpenSessions(); n != 0 {
-			t.Errorf("simulator still holds %d open sessions", n)
-		}
-	})
-	u, _ := url.Parse(srv.URL)
-	host, port, _ := net.SplitHostPort(u.Host)
-	p, _ := strconv.Atoi(port)
-	return &rfBMC{sim: sim, dir: cfg.MockupDir, bmc: &executor.BMC{
-		Protocol: "REDFISH", Address: host, Port: p, Scheme: "http", Username: user, Password: pass,
+	sim := redfishsimtest.Start(t, mockup, cfg)
+	return &rfBMC{sim: sim.Simulator, dir: sim.Dir, bmc: &executor.BMC{
+		Protocol: "REDFISH", Address: sim.Host, Port: sim.Port, Scheme: "http", Username: user, Password: pass,
 	}}
 }
 

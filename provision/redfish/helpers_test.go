@@ -3,12 +3,9 @@ package redfish_test
 import (
 	"context"
 	"encoding/json"
-	"net"
-	"net/http/httptest"
-	"net/url"
+	"github.com/prybar/prybar/provision/redfish/redfishsim/redfishsimtest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,17 +17,6 @@ import (
 
 var mockups = []string{"public-rackmount1", "public-localstorage"}
 
-// mockupDir locates a DMTF mock-up next to the checkout (../shared/redfish-mockups from the repo
-// root), found by walking up to go.mod so the test does not depend on its own depth.
-func mockupDir(t *testing.T, name string) string {
-	t.Helper()
-	dir, err := redfishsim.FindMockup(name)
-	if err != nil {
-		t.Skip(err)
-	}
-	return dir
-}
-
 type fixture struct {
 	sim *redfishsim.Simulator
 	ep  bmc.Endpoint
@@ -39,38 +25,16 @@ type fixture struct {
 }
 
 const (
-	testUser = "admin"
-	testPass = "s3cret"
+	testUser = redfishsimtest.User
+	testPass = redfishsimtest.Password
 )
 
 // newFixture serves a mock-up and, when the test ends, asserts that no session was leaked: a BMC
 // with a full session table locks everyone out, so every test doubles as a leak test.
 func newFixture(t *testing.T, mockup string, cfg redfishsim.Config) *fixture {
 	t.Helper()
-	dir := mockupDir(t, mockup)
-	cfg.MockupDir = dir
-	cfg.Username, cfg.Password = testUser, testPass
-	if cfg.PowerDelay == 0 {
-		cfg.PowerDelay = 30 * time.Millisecond
-	}
-	sim, err := redfishsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		_ = sim.Close()
-		if n := sim.OpenSessions(); n != 0 {
-			t.Errorf("simulator still holds %d open sessions after the test", n)
-		}
-	})
-	u, _ := url.Parse(srv.URL)
-	host, port, _ := net.SplitHostPort(u.Host)
-	p, _ := strconv.Atoi(port)
-	return &fixture{sim: sim, dir: dir, url: srv.URL, ep: bmc.Endpoint{
-		Protocol: "redfish", Address: host, Port: p, Scheme: "http", Username: testUser, Password: testPass,
-	}}
+	sim := redfishsimtest.Start(t, mockup, cfg)
+	return &fixture{sim: sim.Simulator, dir: sim.Dir, url: sim.URL, ep: sim.Endpoint()}
 }
 
 // fastOpts keep retries and polling quick enough for unit tests.

@@ -1,0 +1,65 @@
+// Package redfishsimtest starts a Redfish BMC simulator for a test: it serves a DMTF mock-up on a
+// loopback port, stops it at cleanup and fails the test if a session was left open — a BMC with a
+// full session table locks everyone out, so every test that uses it doubles as a leak test.
+package redfishsimtest
+
+import (
+	"net"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prybar/prybar/provision/bmc"
+	"github.com/prybar/prybar/provision/redfish/redfishsim"
+)
+
+// Credentials the simulator accepts.
+const (
+	User     = "admin"
+	Password = "s3cret"
+)
+
+// Sim is a running simulator.
+type Sim struct {
+	*redfishsim.Simulator
+	Dir  string // the mock-up served
+	URL  string // http://127.0.0.1:PORT
+	Host string
+	Port int
+}
+
+// Endpoint is how a client reaches the simulator.
+func (s *Sim) Endpoint() bmc.Endpoint {
+	return bmc.Endpoint{Protocol: "redfish", Address: s.Host, Port: s.Port, Scheme: "http", Username: User, Password: Password}
+}
+
+// Start serves mockup (e.g. "public-rackmount1", found with redfishsim.FindMockup; the test is
+// skipped when ../shared is absent) with cfg. A zero PowerDelay becomes 30 ms.
+func Start(t testing.TB, mockup string, cfg redfishsim.Config) *Sim {
+	t.Helper()
+	dir, err := redfishsim.FindMockup(mockup)
+	if err != nil {
+		t.Skip(err)
+	}
+	cfg.MockupDir = dir
+	cfg.Username, cfg.Password = User, Password
+	if cfg.PowerDelay == 0 {
+		cfg.PowerDelay = 30 * time.Millisecond
+	}
+	sim, err := redfishsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		_ = sim.Close()
+		if n := sim.OpenSessions(); n != 0 {
+			t.Errorf("Redfish simulator still holds %d open sessions after the test", n)
+		}
+	})
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	return &Sim{Simulator: sim, Dir: dir, URL: srv.URL, Host: host, Port: p}
+}
