@@ -433,3 +433,26 @@ func TestEventsQueryPages(t *testing.T) {
 		}
 	})
 }
+
+// Pathologically deep queries and oversized bodies are refused before they run.
+func TestQueryLimits(t *testing.T) {
+	st := apitest.Open(t, apitest.DSN(t, apitest.SQLite))
+	srv := apitest.Serve(t, st)
+	deep := "id"
+	for i := 0; i < 10; i++ {
+		deep = "parents { edges { node { " + deep + " } } }"
+	}
+	resp, err := srv.Do("{ nodeRoles { edges { node { "+deep+" } } } }", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Errors) == 0 || !strings.Contains(resp.Errors[0].Message, "nested") {
+		t.Fatalf("deep query: %+v", resp.Errors)
+	}
+	// The deepest real query still passes.
+	srv.Query(t, topology, nil, nil)
+	huge := "{ sites { totalCount } }" + strings.Repeat(" ", 2<<20)
+	if resp, err := srv.Do(huge, nil); err == nil && len(resp.Errors) == 0 {
+		t.Fatalf("a 2 MiB request was accepted")
+	}
+}

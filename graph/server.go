@@ -39,6 +39,7 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
+	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		log.Error("resolver panic", "panic", p)
@@ -51,5 +52,9 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 		}
 		return resp
 	})
-	return srv
+	// A GraphQL document is small; refuse megabytes before parsing them.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		srv.ServeHTTP(w, r)
+	})
 }
