@@ -219,10 +219,8 @@ func (a *Annealer) CommitDeployment(ctx context.Context, id int) (*ent.Deploymen
 func (a *Annealer) CommitNodeRole(ctx context.Context, id int) (*ent.NodeRole, error) {
 	var nr *ent.NodeRole
 	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
-		cur, err := tx.NodeRole.Get(ctx, id)
-		if ent.IsNotFound(err) {
-			return domain.Errorf("id", domain.NotFound, "no node-role %d", id)
-		} else if err != nil {
+		cur, err := getNodeRole(ctx, tx, id)
+		if err != nil {
 			return err
 		}
 		if cur.State != noderole.StatePROPOSED {
@@ -324,10 +322,8 @@ func (a *Annealer) ProposeDeployment(ctx context.Context, id int) (*ent.Deployme
 func (a *Annealer) RetryNodeRole(ctx context.Context, id int) (*ent.NodeRole, error) {
 	var nr *ent.NodeRole
 	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
-		cur, err := tx.NodeRole.Get(ctx, id)
-		if ent.IsNotFound(err) {
-			return domain.Errorf("id", domain.NotFound, "no node-role %d", id)
-		} else if err != nil {
+		cur, err := getNodeRole(ctx, tx, id)
+		if err != nil {
 			return err
 		}
 		if err := retry(ctx, tx, map[int]nodestate.State{id: nodestate.State(cur.State)}, true, "retried by operator"); err != nil {
@@ -404,4 +400,13 @@ func retry(ctx context.Context, tx *ent.Tx, cur map[int]nodestate.State, manual 
 	}
 	_, err = transition(ctx, tx, wait, nodestate.ParentFailed{}, false, nil)
 	return err
+}
+
+// getNodeRole reads a node-role, reporting an unknown id as a NOT_FOUND domain error.
+func getNodeRole(ctx context.Context, tx *ent.Tx, id int) (*ent.NodeRole, error) {
+	nr, err := tx.NodeRole.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, domain.Errorf("id", domain.NotFound, "no node-role %d", id)
+	}
+	return nr, err
 }

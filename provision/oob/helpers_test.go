@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/prybar/prybar/provision/redfish/redfishsim/redfishsimtest"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,18 +40,7 @@ func newRedfish(t testing.TB, mockup string, cfg redfishsim.Config) *rfBMC {
 // mock reads the mock-up resource at a Redfish path.
 func (f *rfBMC) mock(t testing.TB, odataPath string) map[string]any {
 	t.Helper()
-	rel := strings.TrimPrefix(strings.TrimSuffix(odataPath, "/"), "/redfish/v1")
-	b, err := os.ReadFile(filepath.Join(f.dir, filepath.FromSlash(rel), "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return redfishsimtest.ReadMock(t, f.dir, odataPath)
 }
 
 func (f *rfBMC) members(t testing.TB, odataPath string) []map[string]any {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/prybar/prybar/provision/redfish/redfishsim/redfishsimtest"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -59,18 +56,7 @@ func (f *fixture) client(t *testing.T, opts ...redfish.Option) *redfish.Client {
 // mockJSON reads the mock-up resource at a Redfish path (as found in @odata.id).
 func (f *fixture) mockJSON(t *testing.T, odataPath string) map[string]any {
 	t.Helper()
-	rel := strings.TrimPrefix(strings.TrimSuffix(odataPath, "/"), "/redfish/v1")
-	b, err := os.ReadFile(filepath.Join(f.dir, filepath.FromSlash(rel), "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return redfishsimtest.ReadMock(t, f.dir, odataPath)
 }
 
 func (f *fixture) mockMembers(t *testing.T, odataPath string) []map[string]any {

@@ -4,9 +4,14 @@
 package redfishsimtest
 
 import (
+	"bytes"
+	"encoding/json"
 	"net"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +67,28 @@ func Start(t testing.TB, mockup string, cfg redfishsim.Config) *Sim {
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
 	return &Sim{Simulator: sim, Dir: dir, URL: srv.URL, Host: host, Port: p}
+}
+
+// Mock reads the mock-up resource at a Redfish path (as found in @odata.id), numbers kept as
+// json.Number, so a test compares what a client reports with what the mock-up really says.
+func (s *Sim) Mock(t testing.TB, odataPath string) map[string]any {
+	t.Helper()
+	return ReadMock(t, s.Dir, odataPath)
+}
+
+// ReadMock is Mock for a mock-up directory.
+func ReadMock(t testing.TB, dir, odataPath string) map[string]any {
+	t.Helper()
+	rel := strings.TrimPrefix(strings.TrimSuffix(odataPath, "/"), "/redfish/v1")
+	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel), "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
