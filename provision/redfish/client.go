@@ -11,7 +11,9 @@ package redfish
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prybar/prybar/provision/bmc"
@@ -36,6 +39,16 @@ var (
 	// is full of sessions that other clients never logged out of.
 	ErrSessionLimit = errors.New("redfish: BMC refused a new session (session limit reached?)")
 )
+
+// ErrUnreachable is wrapped into every error where the BMC gave no HTTP answer at all: the
+// connection was refused, dropped or timed out. A caller polling a BMC stops after a few of these
+// in a row (errors.Is(err, redfish.ErrUnreachable)) instead of waiting out its whole deadline.
+var ErrUnreachable = errors.New("no answer from the BMC")
+
+// ErrOutcomeUnknown means a request that must not be repeated (a reset, a session login) may or
+// may not have been carried out: its answer was lost and the BMC's state could not tell. The
+// client does not re-send it; an operator (or a later read) has to decide.
+var ErrOutcomeUnknown = errors.New("redfish: outcome unknown, not re-sent")
 
 // HTTPError is a non-2xx answer that was not (or no longer) worth retrying.
 type HTTPError struct {
@@ -69,6 +82,8 @@ type config struct {
 	logoutTimeout time.Duration
 	pollInterval  time.Duration
 	cycleTimeout  time.Duration
+	lateLogin     time.Duration
+	journal       SessionJournal
 	hc            *http.Client
 }
 
@@ -93,6 +108,16 @@ func WithLogoutTimeout(d time.Duration) Option { return func(c *config) { c.logo
 func WithPowerPoll(interval, timeout time.Duration) Option {
 	return func(c *config) { c.pollInterval, c.cycleTimeout = interval, timeout }
 }
+
+// WithLateLoginWindow bounds how long the client keeps listening for the answer to a login that
+// it already gave up on (default 2m): a session the BMC creates after the client's timeout is
+// logged out as soon as its answer arrives, rather than left to occupy the BMC's small session
+// table until it expires.
+func WithLateLoginWindow(d time.Duration) Option { return func(c *config) { c.lateLogin = d } }
+
+// WithSessionJournal reports every session the client opens and closes to j, so that sessions a
+// crashed process left open can be logged out at the next start (see LogoutStale).
+func WithSessionJournal(j SessionJournal) Option { return func(c *config) { c.journal = j } }
 
 // WithHTTPClient replaces the HTTP client (its Timeout and TLS settings are then the caller's).
 func WithHTTPClient(hc *http.Client) Option { return func(c *config) { c.hc = hc } }
@@ -124,6 +149,9 @@ type Client struct {
 	sessionURI string
 	root       *serviceRoot
 	systemPath string
+	noContext  bool // the BMC refused Session.Context in a login body
+
+	pending sync.WaitGroup // logins given up on whose answer is still awaited
 }
 
 // New returns a client for ep. Nothing is sent until the first operation.
@@ -131,6 +159,7 @@ func New(ep bmc.Endpoint, opts ...Option) *Client {
 	cfg := config{
 		timeout: 10 * time.Second, attempts: 4, backoff: 100 * time.Millisecond, maxBackoff: 2 * time.Second,
 		logoutTimeout: 5 * time.Second, pollInterval: 500 * time.Millisecond, cycleTimeout: 60 * time.Second,
+		lateLogin: 2 * time.Minute,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -176,20 +205,38 @@ func (c *Client) Close(ctx context.Context) error {
 	c.auth, c.token, c.sessionURI = authNone, "", ""
 	c.mu.Unlock()
 	defer c.hc.CloseIdleConnections()
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.logoutTimeout)
+	defer cancel()
+	// A login given up on may still be answered; wait for it (bounded) so that its session is
+	// gone when Close returns. If the BMC stays silent the waiter logs it out later on its own.
+	waited := make(chan struct{})
+	go func() { c.pending.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-lctx.Done():
+	}
 	if mode != authSession || uri == "" {
 		return nil
 	}
-	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.logoutTimeout)
-	defer cancel()
-	_, err := c.send(lctx, http.MethodDelete, uri, nil, nil, creds{mode: authSession, token: token}, false)
-	switch statusOf(err) {
-	case http.StatusNotFound, http.StatusUnauthorized:
-		return nil // the session is already gone (expired, or the BMC restarted)
-	}
+	err := c.logout(lctx, uri, creds{mode: authSession, token: token})
 	if err != nil {
 		return fmt.Errorf("redfish: logout from %s: %w", c.base.Host, err)
 	}
 	return nil
+}
+
+// logout deletes the session at uri and tells the journal. A session that is already gone
+// (expired, or the BMC restarted) is not an error.
+func (c *Client) logout(ctx context.Context, uri string, cr creds) error {
+	_, err := c.send(ctx, http.MethodDelete, uri, nil, nil, cr, false)
+	switch statusOf(err) {
+	case http.StatusNotFound, http.StatusUnauthorized:
+		err = nil
+	}
+	if err == nil {
+		c.journalClosed(ctx, uri)
+	}
+	return err
 }
 
 type response struct {
@@ -198,11 +245,28 @@ type response struct {
 	body   []byte
 }
 
-// send performs one logical request, retrying 5xx answers and connection errors with exponential
-// backoff. With detach, each attempt runs unaffected by ctx cancellation (bounded by the HTTP
-// timeout) while the waits between attempts still honour ctx: used for login, where abandoning a
-// request the BMC already served would leave a session whose token we never learn.
+// idempotent says whether repeating a request cannot add an effect. POST (actions, session
+// creation) is the exception: a POST whose answer was lost may have been carried out, so it is
+// sent once and the caller reads the BMC's state to decide (see resetOnce, login).
+func idempotent(method string) bool {
+	return method != http.MethodPost
+}
+
+// ambiguous says whether a failed request may nevertheless have been carried out: no answer
+// (dropped, timed out) or a 5xx, which some BMCs send after acting.
+func ambiguous(err error) bool {
+	return errors.Is(err, ErrUnreachable) || statusOf(err) >= 500
+}
+
+// send performs one logical request. Idempotent requests are retried on 5xx answers and
+// connection errors with exponential backoff; POST is sent once (see idempotent). The detach
+// argument is kept for callers that must not abandon a request the BMC may already be serving:
+// each attempt then runs unaffected by ctx cancellation (bounded by the HTTP timeout).
 func (c *Client) send(ctx context.Context, method, path string, body any, hdr map[string]string, cr creds, detach bool) (*response, error) {
+	return c.sendWith(ctx, c.hc, method, path, body, hdr, cr, detach)
+}
+
+func (c *Client) sendWith(ctx context.Context, hc *http.Client, method, path string, body any, hdr map[string]string, cr creds, detach bool) (*response, error) {
 	var (
 		payload []byte
 		err     error
@@ -219,15 +283,19 @@ func (c *Client) send(ctx context.Context, method, path string, body any, hdr ma
 	// Resolving keeps the BMC's host even if a Location or @odata.id carries an absolute URL.
 	u := c.base.ResolveReference(&url.URL{Path: ref.Path, RawQuery: ref.RawQuery})
 	reqPath := u.Path
+	attempts := c.cfg.attempts
+	if !idempotent(method) {
+		attempts = 1
+	}
 	backoff := c.cfg.backoff
 	var lastErr error
-	for attempt := 0; attempt < c.cfg.attempts; attempt++ {
+	for attempt := 0; attempt < attempts; attempt++ {
 		if attempt > 0 {
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return nil, fmt.Errorf("redfish: %s %s: %w (last error: %v)", method, reqPath, ctx.Err(), lastErr)
+				return nil, fmt.Errorf("redfish: %s %s: %w (last error: %w)", method, reqPath, ctx.Err(), lastErr)
 			case <-t.C:
 			}
 			backoff = min(2*backoff, c.cfg.maxBackoff)
@@ -236,60 +304,67 @@ func (c *Client) send(ctx context.Context, method, path string, body any, hdr ma
 		if detach {
 			rctx = context.WithoutCancel(ctx)
 		}
-		var rd io.Reader
-		if payload != nil {
-			rd = bytes.NewReader(payload)
+		resp, retry, err := c.attempt(rctx, hc, method, u, reqPath, payload, hdr, cr)
+		if err == nil {
+			return resp, nil
 		}
-		req, err := http.NewRequestWithContext(rctx, method, u.String(), rd)
-		if err != nil {
-			return nil, fmt.Errorf("redfish: %s %s: %w", method, reqPath, err)
+		if ctx.Err() != nil && !detach && errors.Is(err, ErrUnreachable) {
+			return nil, fmt.Errorf("redfish: %s %s: %w", method, reqPath, ctx.Err())
 		}
-		req.Header.Set("Accept", "application/json")
-		req.Header.Set("OData-Version", "4.0")
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
+		if !retry {
+			return nil, err
 		}
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		switch cr.mode {
-		case authSession:
-			req.Header.Set("X-Auth-Token", cr.token)
-		case authBasic:
-			req.SetBasicAuth(c.ep.Username, c.ep.Password)
-		}
-		resp, err := c.hc.Do(req)
-		if err != nil {
-			if ctx.Err() != nil && !detach {
-				return nil, fmt.Errorf("redfish: %s %s: %w", method, reqPath, ctx.Err())
-			}
-			lastErr = fmt.Errorf("redfish: %s %s: %w", method, reqPath, err)
-			var certErr *tls.CertificateVerificationError
-			if errors.As(err, &certErr) {
-				// An untrusted certificate will not become trusted by asking again.
-				return nil, fmt.Errorf("%w (set the endpoint insecure to accept a self-signed BMC certificate)", lastErr)
-			}
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-		_ = resp.Body.Close()
-		if err != nil {
-			lastErr = fmt.Errorf("redfish: %s %s: read body: %w", method, reqPath, err)
-			continue
-		}
-		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-			return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
-		}
-		he := &HTTPError{Method: method, Path: reqPath, StatusCode: resp.StatusCode, Message: errorMessage(b)}
-		if resp.StatusCode < 500 {
-			return nil, he
-		}
-		lastErr = he
+		lastErr = err
 	}
-	if c.cfg.attempts > 1 {
-		return nil, fmt.Errorf("%w (gave up after %d attempts)", lastErr, c.cfg.attempts)
+	if attempts > 1 {
+		return nil, fmt.Errorf("%w (gave up after %d attempts)", lastErr, attempts)
 	}
 	return nil, lastErr
+}
+
+// attempt sends one HTTP request. retry says whether the failure is of a kind worth another try.
+func (c *Client) attempt(ctx context.Context, hc *http.Client, method string, u *url.URL, reqPath string, payload []byte, hdr map[string]string, cr creds) (*response, bool, error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, false, fmt.Errorf("redfish: %s %s: %w", method, reqPath, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("OData-Version", "4.0")
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	switch cr.mode {
+	case authSession:
+		req.Header.Set("X-Auth-Token", cr.token)
+	case authBasic:
+		req.SetBasicAuth(c.ep.Username, c.ep.Password)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			// An untrusted certificate will not become trusted by asking again.
+			return nil, false, fmt.Errorf("redfish: %s %s: %w (set the endpoint insecure to accept a self-signed BMC certificate)", method, reqPath, err)
+		}
+		return nil, true, fmt.Errorf("redfish: %s %s: %w: %w", method, reqPath, ErrUnreachable, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, true, fmt.Errorf("redfish: %s %s: read body: %w: %w", method, reqPath, ErrUnreachable, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return &response{status: resp.StatusCode, header: resp.Header, body: b}, false, nil
+	}
+	he := &HTTPError{Method: method, Path: reqPath, StatusCode: resp.StatusCode, Message: errorMessage(b)}
+	return nil, resp.StatusCode >= 500, he
 }
 
 // errorMessage extracts the human part of a Redfish error body.
@@ -362,6 +437,13 @@ func (c *Client) serviceRoot(ctx context.Context) (*serviceRoot, error) {
 // login makes sure the client holds credentials. It prefers a session (one login instead of
 // credentials on every request, and a BMC-visible logout) and falls back to Basic auth when the
 // session service is missing.
+//
+// Creating a session is not idempotent: a login whose answer is lost may have created a session
+// whose token only that answer carried. So the login is never re-sent blindly. Each login carries
+// a unique Session.Context; after a lost answer (dropped connection, 5xx) the client lists the
+// BMC's sessions with Basic auth, deletes the one carrying its Context, and only then tries again.
+// A login that times out is not repeated at all: its answer is still awaited in the background
+// (WithLateLoginWindow) and the session it carries is logged out when it arrives.
 func (c *Client) login(ctx context.Context) (creds, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -377,25 +459,77 @@ func (c *Client) login(ctx context.Context) (creds, error) {
 	} else if err != nil && statusOf(err) == 0 {
 		return creds{}, err // unreachable BMC: no point trying to log in
 	}
-	body := map[string]string{"UserName": c.ep.Username, "Password": c.ep.Password}
-	resp, err := c.send(ctx, http.MethodPost, sessPath, body, nil, creds{}, true)
-	switch st := statusOf(err); {
-	case st == http.StatusNotFound || st == http.StatusMethodNotAllowed || st == http.StatusNotImplemented:
-		c.auth = authBasic
-		return creds{mode: authBasic}, nil
-	case st == http.StatusUnauthorized || st == http.StatusForbidden:
-		return creds{}, fmt.Errorf("redfish: login to %s as %q refused (check credentials): %w", c.base.Host, c.ep.Username, err)
-	case st == http.StatusServiceUnavailable:
-		return creds{}, fmt.Errorf("%w: %w", ErrSessionLimit, err)
-	case err != nil:
-		return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
+	backoff := c.cfg.backoff
+	for attempt := 1; ; attempt++ {
+		nonce := "prybar-" + randomHex(8)
+		body := map[string]string{"UserName": c.ep.Username, "Password": c.ep.Password}
+		if !c.noContext {
+			body["Context"] = nonce
+		}
+		resp, err := c.postSession(ctx, sessPath, body)
+		switch st := statusOf(err); {
+		case err == nil:
+			return c.adoptSession(ctx, resp)
+		case st == http.StatusBadRequest && !c.noContext:
+			// Sessions older than schema 1.5 have no Context; such a BMC may refuse the property.
+			// A 400 means nothing was created, so asking again without it is safe.
+			c.noContext = true
+			attempt--
+			continue
+		case st == http.StatusNotFound || st == http.StatusMethodNotAllowed || st == http.StatusNotImplemented:
+			c.auth = authBasic
+			return creds{mode: authBasic}, nil
+		case st == http.StatusUnauthorized || st == http.StatusForbidden:
+			return creds{}, fmt.Errorf("redfish: login to %s as %q refused (check credentials): %w", c.base.Host, c.ep.Username, err)
+		case errors.Is(err, errLoginPending):
+			return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
+		case !ambiguous(err):
+			return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
+		}
+		// The answer was lost or was a 5xx: a session may exist that nobody holds the token of.
+		if c.noContext {
+			return creds{}, fmt.Errorf("redfish: login to %s: %w: the BMC cannot tag sessions, so an orphaned one cannot be found: %w", c.base.Host, ErrOutcomeUnknown, err)
+		}
+		if cerr := c.deleteSessionsTagged(ctx, sessPath, nonce); cerr != nil {
+			return creds{}, fmt.Errorf("redfish: login to %s: %w: checking for an orphaned session failed (%v): %w", c.base.Host, ErrOutcomeUnknown, cerr, err)
+		}
+		if statusOf(err) == http.StatusServiceUnavailable {
+			return creds{}, fmt.Errorf("%w: %w", ErrSessionLimit, err)
+		}
+		if attempt >= c.cfg.attempts {
+			return creds{}, fmt.Errorf("redfish: login to %s: %w (gave up after %d attempts)", c.base.Host, err, attempt)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return creds{}, fmt.Errorf("redfish: login to %s: %w (last error: %w)", c.base.Host, ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.cfg.maxBackoff)
 	}
+}
+
+// adoptSession takes the credentials out of a successful login answer; c.mu is held.
+func (c *Client) adoptSession(ctx context.Context, resp *response) (creds, error) {
 	token := resp.header.Get("X-Auth-Token")
 	if token == "" {
 		// A session without a token is useless; Basic still works on such BMCs.
 		c.auth = authBasic
 		return creds{mode: authBasic}, nil
 	}
+	loc := sessionLocation(resp)
+	c.auth, c.token, c.sessionURI = authSession, token, loc
+	c.journalOpened(ctx, loc, token)
+	// The session exists now even if the caller gave up meanwhile; it is recorded above so Close
+	// deletes it, and the caller learns about the cancellation.
+	if err := ctx.Err(); err != nil {
+		return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
+	}
+	return creds{mode: authSession, token: token}, nil
+}
+
+func sessionLocation(resp *response) string {
 	loc := resp.header.Get("Location")
 	if loc == "" {
 		var s odataID
@@ -405,13 +539,107 @@ func (c *Client) login(ctx context.Context) (creds, error) {
 	if u, err := url.Parse(loc); err == nil && u.Path != "" {
 		loc = u.Path
 	}
-	c.auth, c.token, c.sessionURI = authSession, token, loc
-	// The session exists now even if the caller gave up meanwhile; it is recorded above so Close
-	// deletes it, and the caller learns about the cancellation.
-	if err := ctx.Err(); err != nil {
-		return creds{}, fmt.Errorf("redfish: login to %s: %w", c.base.Host, err)
+	return loc
+}
+
+// errLoginPending marks a login the client stopped waiting for while the request is still out.
+var errLoginPending = errors.New("no answer in time; the session it may create is logged out when the answer arrives")
+
+// postSession sends one login. It waits for the answer up to the client timeout (or ctx); past
+// that the request stays out, up to WithLateLoginWindow, and a session its late answer carries is
+// deleted at once (and journalled as open when that deletion fails, for LogoutStale).
+func (c *Client) postSession(ctx context.Context, path string, body any) (*response, error) {
+	type result struct {
+		resp *response
+		err  error
 	}
-	return creds{mode: authSession, token: token}, nil
+	var state atomic.Int32 // 0 waiting, 1 delivered, 2 abandoned
+	ch := make(chan result, 1)
+	late := *c.hc
+	late.Timeout = 0 // bounded by lctx instead
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.lateLogin)
+	c.pending.Add(1)
+	go func() {
+		defer c.pending.Done()
+		defer cancel()
+		resp, err := c.sendWith(lctx, &late, http.MethodPost, path, body, nil, creds{}, false)
+		if state.CompareAndSwap(0, 1) {
+			ch <- result{resp, err}
+			return
+		}
+		if err == nil {
+			c.discardLateSession(resp)
+		}
+	}()
+	t := time.NewTimer(c.cfg.timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.resp, r.err
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if !state.CompareAndSwap(0, 2) {
+		r := <-ch // the answer won the race
+		return r.resp, r.err
+	}
+	cause := ctx.Err()
+	if cause == nil {
+		cause = fmt.Errorf("%w after %s", ErrUnreachable, c.cfg.timeout)
+	}
+	return nil, fmt.Errorf("redfish: POST %s: %w: %w", path, errLoginPending, cause)
+}
+
+// discardLateSession logs out a session whose login the client had already given up on.
+func (c *Client) discardLateSession(resp *response) {
+	token := resp.header.Get("X-Auth-Token")
+	uri := sessionLocation(resp)
+	if token == "" || uri == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.logoutTimeout)
+	defer cancel()
+	_, err := c.send(ctx, http.MethodDelete, uri, nil, nil, creds{mode: authSession, token: token}, false)
+	if err != nil && statusOf(err) != http.StatusNotFound {
+		c.journalOpened(ctx, uri, token) // LogoutStale will try again
+	}
+}
+
+// deleteSessionsTagged deletes, with Basic auth, the sessions whose Context is tag: the ones a
+// login created whose answer was lost.
+func (c *Client) deleteSessionsTagged(ctx context.Context, sessPath, tag string) error {
+	basic := creds{mode: authBasic}
+	resp, err := c.send(ctx, http.MethodGet, sessPath, nil, nil, basic, false)
+	if err != nil {
+		return err
+	}
+	var col collection
+	if err := json.Unmarshal(resp.body, &col); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", sessPath, err)
+	}
+	for _, m := range col.Members {
+		r, err := c.send(ctx, http.MethodGet, m.ID, nil, nil, basic, false)
+		if statusOf(err) == http.StatusNotFound {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		var ss struct{ Context string }
+		if json.Unmarshal(r.body, &ss) != nil || ss.Context != tag {
+			continue
+		}
+		if _, err := c.send(ctx, http.MethodDelete, m.ID, nil, nil, basic, false); err != nil && statusOf(err) != http.StatusNotFound {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // call is an authenticated request. A 401 on a session means the BMC dropped it (timeout, restart):
@@ -423,7 +651,7 @@ func (c *Client) call(ctx context.Context, method, path string, body any, hdr ma
 	}
 	resp, err := c.send(ctx, method, path, body, hdr, cr, false)
 	if statusOf(err) == http.StatusUnauthorized && cr.mode == authSession {
-		c.forgetSession(cr.token)
+		c.forgetSession(ctx, cr.token)
 		if cr, err = c.login(ctx); err != nil {
 			return nil, err
 		}
@@ -433,12 +661,17 @@ func (c *Client) call(ctx context.Context, method, path string, body any, hdr ma
 }
 
 // forgetSession drops a session the BMC no longer knows, without trying to delete it.
-func (c *Client) forgetSession(token string) {
+func (c *Client) forgetSession(ctx context.Context, token string) {
 	c.mu.Lock()
+	uri := ""
 	if c.token == token {
+		uri = c.sessionURI
 		c.auth, c.token, c.sessionURI = authNone, "", ""
 	}
 	c.mu.Unlock()
+	if uri != "" {
+		c.journalClosed(ctx, uri)
+	}
 }
 
 // get decodes the resource at path into v and returns its ETag (header, else @odata.etag).

@@ -28,8 +28,15 @@ type computerSystem struct {
 	UUID         string
 	SKU          string
 	BiosVersion  string
-	PowerState   any // kept loose: a null or odd value must become ErrUnknownPowerState, not a decode error
-	Boot         struct {
+	Name         string
+	HostName     string
+	SystemType   string
+	// LastResetTime changes with every reset the BMC carries out; it tells the client whether a
+	// reset whose answer was lost happened (BMCs without it leave it empty).
+	LastResetTime string
+	Status        status
+	PowerState    any // kept loose: a null or odd value must become ErrUnknownPowerState, not a decode error
+	Boot          struct {
 		Target        string   `json:"BootSourceOverrideTarget"`
 		Enabled       string   `json:"BootSourceOverrideEnabled"`
 		Mode          string   `json:"BootSourceOverrideMode"`
@@ -164,7 +171,7 @@ func (c *Client) Power(ctx context.Context, action bmc.PowerAction) error {
 		if rt = pick(allowed, "PowerCycle"); rt == "" {
 			off, on := pick(allowed, "ForceOff"), pick(allowed, "On", "ForceOn")
 			if off != "" && on != "" {
-				return c.cycleByHand(ctx, act.Target, off, on)
+				return c.cycleByHand(ctx, s.ID, s.LastResetTime, act.Target, off, on)
 			}
 		}
 	default:
@@ -173,7 +180,7 @@ func (c *Client) Power(ctx context.Context, action bmc.PowerAction) error {
 	if rt == "" {
 		return fmt.Errorf("redfish: system %s allows no reset type for %q (allowed: %s)", s.ID, action, strings.Join(allowed, ", "))
 	}
-	err = c.reset(ctx, act.Target, rt)
+	err = c.resetDecided(ctx, s.ID, s.LastResetTime, act.Target, rt)
 	if st := statusOf(err); st >= 400 && st < 500 && (action == bmc.ActionOn || action == bmc.ActionOff) {
 		// Some BMCs refuse On while on (or ForceOff while off) with a 4xx; the contract says that
 		// is not an error, so the refusal is forgiven when the state already is the wanted one.
@@ -193,9 +200,63 @@ func (c *Client) reset(ctx context.Context, target, rt string) error {
 	return nil
 }
 
-func (c *Client) cycleByHand(ctx context.Context, target, off, on string) error {
-	if err := c.reset(ctx, target, off); err != nil {
+// settledBy maps the reset types whose effect is a state, so that sending them twice changes
+// nothing, to that state. The others (PowerCycle, ForceRestart, PushPowerButton, Nmi…) act
+// again each time they are sent.
+var settledBy = map[string]bmc.PowerState{
+	"On": bmc.PowerOn, "ForceOn": bmc.PowerOn, "ForceOff": bmc.PowerOff, "GracefulShutdown": bmc.PowerOff,
+}
+
+// resetDecided posts a reset to the resource at res (a system or manager) once. When the
+// answer is lost (no answer, timeout, 5xx) it reads the resource and decides instead of sending
+// the reset again blindly:
+//   - LastResetTime changed since lastReset: the BMC carried it out; success.
+//   - a reset that settles into a state (On, ForceOff…) and that state is there: success.
+//   - such a reset and the state is not there: sending it again cannot add an effect; it is
+//     re-sent (up to the retry attempts).
+//   - any other reset: ErrOutcomeUnknown. Power-cycling a machine twice because an answer was
+//     lost is worse than asking an operator.
+func (c *Client) resetDecided(ctx context.Context, res, lastReset, target, rt string) error {
+	want, settles := settledBy[rt]
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = c.reset(ctx, target, rt)
+		if err == nil || !ambiguous(err) {
+			return err
+		}
+		var now struct {
+			LastResetTime string
+			PowerState    any
+		}
+		if _, rerr := c.get(ctx, res, &now); rerr != nil {
+			return fmt.Errorf("%w: %w; reading %s afterwards failed: %v", ErrOutcomeUnknown, err, res, rerr)
+		}
+		if now.LastResetTime != "" && now.LastResetTime != lastReset {
+			return nil // the BMC carried the reset out; only its answer was lost
+		}
+		if !settles {
+			why := "the BMC does not report LastResetTime"
+			if now.LastResetTime != "" {
+				why = "LastResetTime did not change, but the request may still be in progress"
+			}
+			return fmt.Errorf("%w (%s): %w", ErrOutcomeUnknown, why, err)
+		}
+		if st, serr := mapPowerState(now.PowerState); serr == nil && st == want {
+			return nil
+		}
+		if attempt >= c.cfg.attempts || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func (c *Client) cycleByHand(ctx context.Context, sys, lastReset, target, off, on string) error {
+	if err := c.resetDecided(ctx, sys, lastReset, target, off); err != nil {
 		return err
+	}
+	var again struct{ LastResetTime string }
+	if _, err := c.get(ctx, sys, &again); err == nil {
+		lastReset = again.LastResetTime
 	}
 	deadline := time.Now().Add(c.cfg.cycleTimeout)
 	for {
@@ -218,7 +279,7 @@ func (c *Client) cycleByHand(ctx context.Context, target, off, on string) error 
 		case <-t.C:
 		}
 	}
-	return c.reset(ctx, target, on)
+	return c.resetDecided(ctx, sys, lastReset, target, on)
 }
 
 var bootTargets = map[bmc.BootDevice]string{
@@ -292,9 +353,10 @@ func (c *Client) patch(ctx context.Context, path, etag string, body any) error {
 }
 
 type manager struct {
-	ID           string `json:"@odata.id"`
-	VirtualMedia odataID
-	Actions      struct {
+	ID            string `json:"@odata.id"`
+	LastResetTime string
+	VirtualMedia  odataID
+	Actions       struct {
 		Reset resetAction `json:"#Manager.Reset"`
 	}
 }
@@ -343,12 +405,16 @@ func (c *Client) ResetBMC(ctx context.Context) error {
 	if rt == "" {
 		return fmt.Errorf("redfish: manager %s allows no restart (allowed: %s)", p, strings.Join(allowed, ", "))
 	}
-	if err := c.reset(ctx, act.Target, rt); err != nil {
+	if err := c.resetDecided(ctx, p, m.LastResetTime, act.Target, rt); err != nil {
 		return err
 	}
 	c.mu.Lock()
+	uri := c.sessionURI
 	c.auth, c.token, c.sessionURI = authNone, "", ""
 	c.mu.Unlock()
+	if uri != "" {
+		c.journalClosed(ctx, uri)
+	}
 	return nil
 }
 
@@ -429,14 +495,19 @@ func (c *Client) InsertMedia(ctx context.Context, image string) error {
 	} else {
 		err = c.patch(ctx, vm.ID, etag, map[string]any{"Image": image, "Inserted": true})
 	}
-	if err != nil {
+	if err != nil && !ambiguous(err) {
 		return fmt.Errorf("redfish: insert media %s: %w", image, err)
 	}
+	// After a lost answer the read below decides: inserting is done when the image is there.
+	postErr := err
 	got, _, err := c.cdMediaAt(ctx, vm.ID)
 	if err != nil {
-		return err
+		return errors.Join(postErr, err)
 	}
 	if !got.Inserted || got.Image == nil || *got.Image != image {
+		if postErr != nil {
+			return fmt.Errorf("redfish: insert media %s: %w", image, postErr)
+		}
 		return fmt.Errorf("redfish: insert media did not take: %s shows Inserted=%v Image=%v", vm.ID, got.Inserted, deref(got.Image))
 	}
 	return nil
@@ -476,6 +547,12 @@ func (c *Client) eject(ctx context.Context, vm *virtualMedia, etag string) error
 		_, err = c.call(ctx, http.MethodPost, t, map[string]any{}, nil)
 	} else {
 		err = c.patch(ctx, vm.ID, etag, map[string]any{"Image": nil, "Inserted": false})
+	}
+	if err != nil && ambiguous(err) {
+		// The answer was lost: ejecting is done when the drive reads empty.
+		if got, _, rerr := c.cdMediaAt(ctx, vm.ID); rerr == nil && !got.Inserted {
+			return nil
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("redfish: eject media: %w", err)

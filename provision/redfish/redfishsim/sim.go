@@ -59,6 +59,17 @@ type Faults struct {
 	// RejectBootMode answers 400 to a PATCH that sets BootSourceOverrideMode, like BMCs whose
 	// firmware cannot switch between UEFI and legacy per boot.
 	RejectBootMode bool
+
+	// Act-then-fail faults hit POST requests (actions and session creation), the ones a client
+	// must never repeat blindly: the request IS carried out, and then its answer is lost.
+	//
+	// AfterActError answers the next N POSTs 500 after carrying them out.
+	AfterActError int
+	// AfterActDrop closes the connection of the next N POSTs after carrying them out.
+	AfterActDrop int
+	// AfterActDelay answers every POST this late, after carrying it out at once: a BMC that is
+	// slower than the client's timeout.
+	AfterActDelay time.Duration
 }
 
 // Op is one request as the simulator saw it.
@@ -67,7 +78,10 @@ type Op struct {
 	Method    string
 	Path      string
 	ResetType string // for reset actions
-	Status    int    // 0 when the connection was dropped
+	Status    int    // 0 when the connection was dropped; what the client was sent, see Acted
+	// Acted is true when the simulator carried the request out (a 2xx outcome), also when an
+	// act-then-fail fault then lost or replaced the answer.
+	Acted bool
 }
 
 type action struct {
@@ -78,6 +92,7 @@ type action struct {
 
 type session struct {
 	id, token, user string
+	context         string // the client-supplied Session.Context
 	created         time.Time
 }
 
@@ -96,6 +111,8 @@ type Simulator struct {
 	rng       *mrand.Rand
 	ops       []Op
 	powerGen  map[string]int // per system; a newer reset supersedes pending transitions
+	resets    map[string][]string
+	boots     map[string][]Boot
 	timers    map[*time.Timer]struct{}
 	srv       *http.Server
 	closed    bool
@@ -122,6 +139,8 @@ func New(cfg Config) (*Simulator, error) {
 		sessions: map[string]*session{},
 		tokens:   map[string]string{},
 		powerGen: map[string]int{},
+		resets:   map[string][]string{},
+		boots:    map[string][]Boot{},
 		timers:   map[*time.Timer]struct{}{},
 		rng:      mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 	}
@@ -349,6 +368,18 @@ func (s *Simulator) serve(w http.ResponseWriter, r *http.Request) {
 	f := s.faults
 	drop := f.DropRate > 0 && s.rng.Float64() < f.DropRate
 	fail := !drop && f.ErrorRate > 0 && s.rng.Float64() < f.ErrorRate
+	var after afterAct
+	if r.Method == http.MethodPost && !drop && !fail {
+		switch {
+		case s.faults.AfterActError > 0:
+			s.faults.AfterActError--
+			after.err = true
+		case s.faults.AfterActDrop > 0:
+			s.faults.AfterActDrop--
+			after.drop = true
+		}
+		after.delay = f.AfterActDelay
+	}
 	s.mu.Unlock()
 
 	if f.Latency > 0 {
@@ -360,13 +391,12 @@ func (s *Simulator) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if drop {
 		s.record(op)
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				_ = conn.Close()
-				return
-			}
-		}
-		panic(http.ErrAbortHandler) // still aborts the connection where hijacking is impossible
+		hangUp(w)
+		return
+	}
+	if after.active() {
+		s.serveAfterAct(w, r, p, op, after)
+		return
 	}
 	rec := &recorder{ResponseWriter: w}
 	if fail {
@@ -379,6 +409,85 @@ func (s *Simulator) serve(w http.ResponseWriter, r *http.Request) {
 		s.route(rec, r, p, &op)
 	}
 	op.Status = rec.status
+	op.Acted = rec.status >= 200 && rec.status < 300
+	s.record(op)
+}
+
+// hangUp closes the connection without an answer.
+func hangUp(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // still aborts the connection where hijacking is impossible
+}
+
+// afterAct is the act-then-fail fault chosen for one POST.
+type afterAct struct {
+	err, drop bool
+	delay     time.Duration
+}
+
+func (a afterAct) active() bool { return a.err || a.drop || a.delay > 0 }
+
+// bufferedAnswer holds an answer that the simulator computed but has not sent yet.
+type bufferedAnswer struct {
+	hdr    http.Header
+	status int
+	body   []byte
+}
+
+func (b *bufferedAnswer) Header() http.Header { return b.hdr }
+func (b *bufferedAnswer) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+func (b *bufferedAnswer) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
+
+// serveAfterAct carries the request out first and only then applies the fault: the state change
+// has happened whatever the client hears, which is what makes a blind retry dangerous.
+func (s *Simulator) serveAfterAct(w http.ResponseWriter, r *http.Request, p string, op Op, after afterAct) {
+	ans := &bufferedAnswer{hdr: http.Header{}}
+	s.route(ans, r, p, &op)
+	op.Acted = ans.status >= 200 && ans.status < 300
+	if after.delay > 0 {
+		// The BMC answers late even when the client has given up (a real BMC does not notice
+		// either): the answer goes to whoever still listens.
+		t := time.NewTimer(after.delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			s.record(op)
+			return
+		}
+	}
+	switch {
+	case after.drop:
+		s.record(op)
+		hangUp(w)
+		return
+	case after.err:
+		rec := &recorder{ResponseWriter: w}
+		writeError(rec, http.StatusInternalServerError, "Base.1.0.InternalError", "injected fault after the action was carried out")
+		op.Status = rec.status
+	default:
+		for k, v := range ans.hdr {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(ans.status)
+		_, _ = w.Write(ans.body)
+		op.Status = ans.status
+	}
 	s.record(op)
 }
 
@@ -515,11 +624,15 @@ func (s *Simulator) get(w http.ResponseWriter, p string) {
 }
 
 func sessionJSON(ss *session) map[string]any {
-	return map[string]any{
+	m := map[string]any{
 		"@odata.type": "#Session.v1_8_0.Session", "@odata.id": sessionsPath + "/" + ss.id,
 		"Id": ss.id, "Name": "User Session", "UserName": ss.user,
 		"CreatedTime": ss.created.Format(time.RFC3339),
 	}
+	if ss.context != "" {
+		m["Context"] = ss.context
+	}
+	return m
 }
 
 func randHex(n int) string {
@@ -533,7 +646,7 @@ func (s *Simulator) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "Base.1.0.OperationNotAllowed", "session service disabled")
 		return
 	}
-	var body struct{ UserName, Password string }
+	var body struct{ UserName, Password, Context string }
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&body); err != nil {
 		writeError(w, http.StatusBadRequest, "Base.1.0.MalformedJSON", err.Error())
 		return
@@ -550,7 +663,7 @@ func (s *Simulator) login(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("session limit of %d reached", s.cfg.MaxSessions))
 		return
 	}
-	ss := &session{id: randHex(8), token: randHex(16), user: body.UserName, created: time.Now()}
+	ss := &session{id: randHex(8), token: randHex(16), user: body.UserName, context: body.Context, created: time.Now()}
 	s.sessions[ss.id] = ss
 	s.tokens[ss.token] = ss.id
 	s.peakSess = max(s.peakSess, len(s.sessions))
@@ -668,6 +781,10 @@ func (s *Simulator) systemReset(p, rt string) {
 	s.powerGen[p]++
 	gen := s.powerGen[p]
 	cur, _ := s.res[p]["PowerState"].(string)
+	// Real BMCs record when the system was last reset; a client that lost the answer to a reset
+	// reads it to tell whether the reset happened. Nanoseconds keep quick resets apart.
+	s.res[p]["LastResetTime"] = time.Now().UTC().Format(time.RFC3339Nano)
+	s.resets[p] = append(s.resets[p], rt)
 	d := s.cfg.PowerDelay
 	switch rt {
 	case "On", "ForceOn":
@@ -696,10 +813,69 @@ func (s *Simulator) schedule(p string, gen int, d time.Duration, state string) {
 		defer s.mu.Unlock()
 		delete(s.timers, t)
 		if s.powerGen[p] == gen {
-			s.res[p]["PowerState"] = state
+			s.setPower(p, state)
 		}
 	})
 	s.timers[t] = struct{}{}
+}
+
+// setPower changes the power state; s.mu is held. A system that comes on boots: it boots from the
+// override target while an override is enabled, and a one-time override is then consumed
+// (Enabled goes back to Disabled), as the Redfish schema specifies and real BMCs do.
+func (s *Simulator) setPower(p, state string) {
+	m := s.res[p]
+	prev, _ := m["PowerState"].(string)
+	m["PowerState"] = state
+	if state != "On" || prev == "On" {
+		return
+	}
+	b := Boot{Target: "None", Enabled: "Disabled", Time: time.Now()}
+	if boot, ok := m["Boot"].(map[string]any); ok {
+		b.Mode, _ = boot["BootSourceOverrideMode"].(string)
+		if en, _ := boot["BootSourceOverrideEnabled"].(string); en == "Once" || en == "Continuous" {
+			b.Target, _ = boot["BootSourceOverrideTarget"].(string)
+			b.Enabled = en
+			if en == "Once" {
+				boot["BootSourceOverrideEnabled"] = "Disabled"
+			}
+		}
+	}
+	s.boots[p] = append(s.boots[p], b)
+}
+
+// Boot is one boot of a simulated system: the override in force when it came on.
+type Boot struct {
+	Target  string // BootSourceOverrideTarget used, "None" without an override
+	Enabled string // "Once", "Continuous" or "Disabled"
+	Mode    string // BootSourceOverrideMode at the time ("UEFI", "Legacy", or "" when absent)
+	Time    time.Time
+}
+
+// Boots returns the boots of the system at path p (its @odata.id), oldest first.
+func (s *Simulator) Boots(p string) []Boot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.boots[clean(p)])
+}
+
+// Resets returns the ComputerSystem.Reset types the system at path p carried out, oldest first:
+// a test counts power cycles with it.
+func (s *Simulator) Resets(p string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.resets[clean(p)])
+}
+
+// Sessions returns the Context of every open session (empty for sessions created without one).
+func (s *Simulator) Sessions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []string{}
+	for _, ss := range s.sessions {
+		out = append(out, ss.context)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (s *Simulator) patch(w http.ResponseWriter, r *http.Request, p string) {
