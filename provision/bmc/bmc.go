@@ -60,10 +60,33 @@ func ParseBootDevice(s string) (BootDevice, error) {
 	return "", fmt.Errorf("bmc: unknown boot device %q (want pxe, disk, cdrom or bios)", s)
 }
 
+// BootMode is the firmware boot mode a boot override asks for.
+type BootMode string
+
+const (
+	BootModeKeep   BootMode = ""       // leave the mode the BMC has (the default)
+	BootModeUEFI   BootMode = "uefi"   // UEFI boot
+	BootModeLegacy BootMode = "legacy" // legacy BIOS boot
+)
+
 // BootOptions qualify a boot device override.
 type BootOptions struct {
 	Persistent bool // every boot, not only the next one
-	EFI        bool // UEFI rather than legacy BIOS boot
+	// EFI asks for UEFI boot. False does not ask for legacy boot: it keeps the machine's mode,
+	// because flipping a UEFI machine to legacy makes it unbootable. Use Mode for legacy.
+	EFI  bool
+	Mode BootMode // overrides EFI when set
+}
+
+// WantMode is the boot mode the options ask for: Mode, else UEFI when EFI is set, else keep.
+func (o BootOptions) WantMode() BootMode {
+	if o.Mode != BootModeKeep {
+		return o.Mode
+	}
+	if o.EFI {
+		return BootModeUEFI
+	}
+	return BootModeKeep
 }
 
 // Controller is what an executor needs from one BMC. Implementations must be safe to call once per

@@ -226,7 +226,7 @@ func TestBootOverrideRetriesWithoutMode(t *testing.T) {
 	f := newFixture(t, "public-rackmount1", redfishsim.Config{})
 	f.sim.SetFaults(redfishsim.Faults{RejectBootMode: true})
 	c := f.client(t)
-	if err := c.SetBootDevice(ctxT(t), bmc.BootCDROM, bmc.BootOptions{EFI: false}); err != nil {
+	if err := c.SetBootDevice(ctxT(t), bmc.BootCDROM, bmc.BootOptions{Mode: bmc.BootModeLegacy}); err != nil {
 		t.Fatal(err)
 	}
 	if b := bootOf(t, f); b["BootSourceOverrideTarget"] != "Cd" || b["BootSourceOverrideMode"] != "UEFI" {

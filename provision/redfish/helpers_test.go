@@ -34,6 +34,13 @@ func newFixture(t *testing.T, mockup string, cfg redfishsim.Config) *fixture {
 	return &fixture{sim: sim.Simulator, dir: sim.Dir, url: sim.URL, ep: sim.Endpoint()}
 }
 
+// newFixtureDir serves a mock-up folder (testdata variants) like newFixture.
+func newFixtureDir(t *testing.T, dir string, cfg redfishsim.Config) *fixture {
+	t.Helper()
+	sim := redfishsimtest.StartDir(t, dir, cfg)
+	return &fixture{sim: sim.Simulator, dir: sim.Dir, url: sim.URL, ep: sim.Endpoint()}
+}
+
 // fastOpts keep retries and polling quick enough for unit tests.
 func fastOpts(extra ...redfish.Option) []redfish.Option {
 	return append([]redfish.Option{

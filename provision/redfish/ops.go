@@ -297,9 +297,17 @@ func (c *Client) SetBootDevice(ctx context.Context, dev bmc.BootDevice, opts bmc
 	if opts.Persistent {
 		enabled = "Continuous"
 	}
-	mode := "Legacy"
-	if opts.EFI {
+	// The mode is sent only when asked for: a PATCH that always carries one flips UEFI machines
+	// to legacy boot (or back) behind the operator's back.
+	var mode string
+	switch m := opts.WantMode(); m {
+	case bmc.BootModeKeep:
+	case bmc.BootModeUEFI:
 		mode = "UEFI"
+	case bmc.BootModeLegacy:
+		mode = "Legacy"
+	default:
+		return fmt.Errorf("redfish: unknown boot mode %q (want uefi or legacy)", m)
 	}
 	s, etag, err := c.getSystem(ctx)
 	if err != nil {
@@ -308,7 +316,10 @@ func (c *Client) SetBootDevice(ctx context.Context, dev bmc.BootDevice, opts bmc
 	if a := s.Boot.TargetAllowed; len(a) > 0 && !slices.Contains(a, target) {
 		return fmt.Errorf("redfish: system %s does not allow boot target %s (allowed: %s)", s.ID, target, strings.Join(a, ", "))
 	}
-	boot := map[string]string{"BootSourceOverrideTarget": target, "BootSourceOverrideEnabled": enabled, "BootSourceOverrideMode": mode}
+	boot := map[string]string{"BootSourceOverrideTarget": target, "BootSourceOverrideEnabled": enabled}
+	if mode != "" && mode != s.Boot.Mode {
+		boot["BootSourceOverrideMode"] = mode
+	}
 	err = c.patch(ctx, s.ID, etag, map[string]any{"Boot": boot})
 	switch statusOf(err) {
 	case http.StatusBadRequest, http.StatusConflict, http.StatusPreconditionFailed, http.StatusUnprocessableEntity,

@@ -48,6 +48,9 @@ type Config struct {
 	Seed        uint64        // seed of the fault-injection RNG, for reproducible tests (0 means 1)
 	// DisableSessionService makes session login answer 405, like BMCs that only speak Basic auth.
 	DisableSessionService bool
+	// OmitLastResetTime leaves ComputerSystem.LastResetTime out, like BMCs older than schema
+	// 1.15: a client that lost a reset's answer then cannot tell whether the reset happened.
+	OmitLastResetTime bool
 }
 
 // Faults are injected into every request while set. The zero value injects nothing.
@@ -783,7 +786,9 @@ func (s *Simulator) systemReset(p, rt string) {
 	cur, _ := s.res[p]["PowerState"].(string)
 	// Real BMCs record when the system was last reset; a client that lost the answer to a reset
 	// reads it to tell whether the reset happened. Nanoseconds keep quick resets apart.
-	s.res[p]["LastResetTime"] = time.Now().UTC().Format(time.RFC3339Nano)
+	if !s.cfg.OmitLastResetTime {
+		s.res[p]["LastResetTime"] = time.Now().UTC().Format(time.RFC3339Nano)
+	}
 	s.resets[p] = append(s.resets[p], rt)
 	d := s.cfg.PowerDelay
 	switch rt {

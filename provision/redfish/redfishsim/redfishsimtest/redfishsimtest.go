@@ -45,8 +45,17 @@ func Start(t testing.TB, mockup string, cfg redfishsim.Config) *Sim {
 	t.Helper()
 	dir, err := redfishsim.FindMockup(mockup)
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%v (CI=true: a missing mock-up is a failure, not a skip)", err)
+		}
 		t.Skip(err)
 	}
+	return StartDir(t, dir, cfg)
+}
+
+// StartDir is Start for a mock-up folder, e.g. a variant in a package's testdata.
+func StartDir(t testing.TB, dir string, cfg redfishsim.Config) *Sim {
+	t.Helper()
 	cfg.MockupDir = dir
 	cfg.Username, cfg.Password = User, Password
 	if cfg.PowerDelay == 0 {
