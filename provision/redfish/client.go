@@ -708,8 +708,9 @@ func (c *Client) members(ctx context.Context, path string) ([]string, error) {
 	return out, nil
 }
 
-// systemPath finds the ComputerSystem to act on: the only one, or the one named by ep.SystemID.
-// Guessing among several would power-cycle the wrong machine, so that is an error.
+// system finds the ComputerSystem to act on: the one named by ep.SystemID (its Id or its
+// path), or the only one. Guessing among several would power-cycle the wrong machine, so that is
+// an error naming the choices.
 func (c *Client) system(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	p := c.systemPath
@@ -717,34 +718,26 @@ func (c *Client) system(ctx context.Context) (string, error) {
 	if p != "" {
 		return p, nil
 	}
-	root, err := c.serviceRoot(ctx)
+	ms, col, err := c.systemMembers(ctx)
 	if err != nil {
 		return "", err
 	}
-	col := root.Systems.ID
-	if col == "" {
-		col = "/redfish/v1/Systems"
-	}
-	ms, err := c.members(ctx, col)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case c.ep.SystemID != "":
+	switch want := strings.TrimSuffix(c.ep.SystemID, "/"); {
+	case want != "":
 		for _, m := range ms {
-			if strings.TrimSuffix(m, "/") == c.ep.SystemID || lastSegment(m) == c.ep.SystemID {
+			if strings.TrimSuffix(m, "/") == want || lastSegment(m) == want {
 				p = m
 			}
 		}
 		if p == "" {
-			return "", fmt.Errorf("redfish: system %q not found on %s (systems: %s)", c.ep.SystemID, c.base.Host, strings.Join(ms, ", "))
+			return "", fmt.Errorf("redfish: system %q not found on %s (systems: %s)", c.ep.SystemID, c.base.Host, c.systemChoices(ctx, ms))
 		}
 	case len(ms) == 1:
 		p = ms[0]
 	case len(ms) == 0:
 		return "", fmt.Errorf("redfish: %s lists no systems in %s", c.base.Host, col)
 	default:
-		return "", fmt.Errorf("redfish: %s manages %d systems (%s); set the endpoint's system id", c.base.Host, len(ms), strings.Join(ms, ", "))
+		return "", fmt.Errorf("redfish: %s manages %d systems: %s; set the BMC's systemID to the one this machine is", c.base.Host, len(ms), c.systemChoices(ctx, ms))
 	}
 	c.mu.Lock()
 	c.systemPath = p

@@ -13,6 +13,9 @@ import (
 // Inventory is the hardware of one system as its BMC reports it. It is a plain value so callers can
 // map it onto their own storage without this package knowing about it.
 type Inventory struct {
+	// SystemID is the Redfish Id of the system read: a caller records it on the BMC when the
+	// record has none, so the machine stays bound to this system if the BMC later lists more.
+	SystemID     string
 	Manufacturer string
 	Model        string
 	SerialNumber string
@@ -44,17 +47,55 @@ type NIC struct {
 	Name       string
 	MACAddress string // lower-case, colon-separated
 	SpeedMbps  int
+	// LinkStatus is "LinkUp", "LinkDown", or "" when the BMC does not say (many do not, e.g. for
+	// ports without a transceiver): unknown, which is not the same as down.
 	LinkStatus string
+	Path       string // the Redfish resource the MAC was read from
+}
+
+// LinkUp is the link as a tri-state: nil when the BMC did not report it.
+func (n NIC) LinkUp() *bool {
+	var up bool
+	switch n.LinkStatus {
+	case "LinkUp":
+		up = true
+	case "LinkDown", "NoLink":
+		up = false
+	default:
+		return nil
+	}
+	return &up
+}
+
+// linkStatus maps the link vocabularies of EthernetInterface (LinkUp, LinkDown, NoLink),
+// Port (LinkUp, LinkDown, Starting, Training) and the older NetworkPort (Up, Down) onto
+// EthernetInterface's; anything else is unknown ("").
+func linkStatus(s string) string {
+	switch strings.ToLower(s) {
+	case "linkup", "up":
+		return "LinkUp"
+	case "linkdown", "down", "nolink":
+		return "LinkDown"
+	}
+	return ""
 }
 
 // Disk is one present drive.
 type Disk struct {
-	ID            string // Redfish Id; empty for SimpleStorage devices, which have none
+	// ID is the Redfish Id, else the drive's resource path below /redfish/v1 (for drives
+	// without Id, and SimpleStorage devices, which have none): never empty, so no drive is lost.
+	ID            string
 	Name          string
 	Model         string
 	SerialNumber  string
 	CapacityBytes int64
 	Kind          string // "hdd", "ssd", "nvme" or "" when the BMC does not say
+	Path          string // the Redfish resource the drive was read from
+}
+
+// relPath is a resource path below the service root, used to name what the BMC left unnamed.
+func relPath(p string) string {
+	return strings.Trim(strings.TrimPrefix(strings.TrimSuffix(p, "/"), "/redfish/v1"), "/")
 }
 
 type status struct {
@@ -76,7 +117,7 @@ func (c *Client) Inventory(ctx context.Context) (*Inventory, error) {
 		return nil, err
 	}
 	inv := &Inventory{
-		Manufacturer: s.Manufacturer, Model: s.Model, SerialNumber: s.SerialNumber, UUID: s.UUID,
+		SystemID: lastSegment(s.ID), Manufacturer: s.Manufacturer, Model: s.Model, SerialNumber: s.SerialNumber, UUID: s.UUID,
 		SKU: s.SKU, BIOSVersion: s.BiosVersion,
 	}
 	if ps, err := mapPowerState(s.PowerState); err == nil {
@@ -195,7 +236,151 @@ func (c *Client) nics(ctx context.Context, s *computerSystem, inv *Inventory) er
 			continue
 		}
 		seen[mac] = true
-		inv.NICs = append(inv.NICs, NIC{ID: n.RID, Name: n.Name, MACAddress: mac, SpeedMbps: n.SpeedMbps, LinkStatus: n.LinkStatus})
+		inv.NICs = append(inv.NICs, NIC{ID: n.RID, Name: n.Name, MACAddress: mac, SpeedMbps: n.SpeedMbps, LinkStatus: linkStatus(n.LinkStatus), Path: m})
+	}
+	return c.deviceFunctionNICs(ctx, s, inv, seen)
+}
+
+// deviceFunctionNICs reads the MACs that BMCs of SmartNICs, blades and newer servers publish only
+// in the network-adapter model: NetworkDeviceFunctions (Ethernet.MACAddress) reached from the
+// system's NetworkInterfaces or from its chassis' NetworkAdapters, with link and speed from the
+// physical port the function is assigned to. MACs already read from EthernetInterfaces are
+// skipped.
+func (c *Client) deviceFunctionNICs(ctx context.Context, s *computerSystem, inv *Inventory, seen map[string]bool) error {
+	var funcCols []string
+	adapters := map[string]bool{}
+	addAdapter := func(p string) error {
+		if p == "" || adapters[p] {
+			return nil
+		}
+		adapters[p] = true
+		var a struct{ NetworkDeviceFunctions odataID }
+		if _, err := c.get(ctx, p, &a); err != nil {
+			return optional(err)
+		}
+		if a.NetworkDeviceFunctions.ID != "" {
+			funcCols = append(funcCols, a.NetworkDeviceFunctions.ID)
+		}
+		return nil
+	}
+	if s.NetworkInterfaces.ID != "" {
+		ms, err := c.members(ctx, s.NetworkInterfaces.ID)
+		if err != nil && optional(err) != nil {
+			return err
+		}
+		for _, m := range ms {
+			var ni struct {
+				NetworkDeviceFunctions odataID
+				Links                  struct{ NetworkAdapter odataID }
+			}
+			if _, err := c.get(ctx, m, &ni); err != nil {
+				if optional(err) != nil {
+					return err
+				}
+				continue
+			}
+			if ni.NetworkDeviceFunctions.ID != "" {
+				funcCols = append(funcCols, ni.NetworkDeviceFunctions.ID)
+			}
+			if err := addAdapter(ni.Links.NetworkAdapter.ID); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ch := range s.Links.Chassis {
+		var chassis struct{ NetworkAdapters odataID }
+		if _, err := c.get(ctx, ch.ID, &chassis); err != nil {
+			if optional(err) != nil {
+				return err
+			}
+			continue
+		}
+		if chassis.NetworkAdapters.ID == "" {
+			continue
+		}
+		ms, err := c.members(ctx, chassis.NetworkAdapters.ID)
+		if err != nil && optional(err) != nil {
+			return err
+		}
+		for _, m := range ms {
+			if err := addAdapter(m); err != nil {
+				return err
+			}
+		}
+	}
+	doneCols, doneFuncs := map[string]bool{}, map[string]bool{}
+	for _, col := range funcCols {
+		if doneCols[col] {
+			continue
+		}
+		doneCols[col] = true
+		ms, err := c.members(ctx, col)
+		if err != nil {
+			if optional(err) != nil {
+				return err
+			}
+			continue
+		}
+		for _, m := range ms {
+			if doneFuncs[m] {
+				continue
+			}
+			doneFuncs[m] = true
+			var f struct {
+				RID            string `json:"Id"`
+				Name           string
+				NetDevFuncType string
+				Status         status
+				Ethernet       struct{ MACAddress, PermanentMACAddress string }
+				Links          struct {
+					PhysicalPortAssignment        odataID
+					PhysicalNetworkPortAssignment odataID
+				}
+				AssignablePhysicalPorts []odataID
+			}
+			if _, err := c.get(ctx, m, &f); err != nil {
+				return err
+			}
+			if f.Status.State == "Absent" || (f.NetDevFuncType != "" && f.NetDevFuncType != "Ethernet") {
+				continue
+			}
+			mac := f.Ethernet.MACAddress
+			if mac == "" {
+				mac = f.Ethernet.PermanentMACAddress
+			}
+			mac = NormalizeMAC(mac)
+			if mac == "" || seen[mac] {
+				continue
+			}
+			seen[mac] = true
+			n := NIC{ID: f.RID, Name: f.Name, MACAddress: mac, Path: m}
+			if n.ID == "" {
+				n.ID = relPath(m)
+			}
+			port := f.Links.PhysicalPortAssignment.ID
+			if port == "" {
+				port = f.Links.PhysicalNetworkPortAssignment.ID
+			}
+			if port == "" && len(f.AssignablePhysicalPorts) == 1 {
+				port = f.AssignablePhysicalPorts[0].ID
+			}
+			if port != "" {
+				var p struct {
+					LinkStatus           string
+					CurrentSpeedGbps     float64
+					CurrentLinkSpeedMbps int
+				}
+				if _, err := c.get(ctx, port, &p); err != nil && optional(err) != nil {
+					return err
+				}
+				n.LinkStatus = linkStatus(p.LinkStatus)
+				n.SpeedMbps = p.CurrentLinkSpeedMbps
+				if n.SpeedMbps == 0 && p.CurrentSpeedGbps > 0 {
+					n.SpeedMbps = int(math.Round(p.CurrentSpeedGbps * 1000))
+				}
+			}
+			inv.NICs = append(inv.NICs, n)
+		}
 	}
 	return nil
 }
@@ -310,7 +495,11 @@ func (c *Client) disks(ctx context.Context, s *computerSystem, inv *Inventory) e
 		if d.Status.State == "Absent" {
 			continue
 		}
-		disk := Disk{ID: d.RID, Name: d.Name, Model: d.Model, SerialNumber: d.SerialNumber, Kind: driveKind(d.MediaType, d.Protocol)}
+		disk := Disk{ID: d.RID, Name: d.Name, Model: d.Model, SerialNumber: d.SerialNumber, Kind: driveKind(d.MediaType, d.Protocol), Path: l}
+		if disk.ID == "" {
+			// Drives without Id exist (and ones without Name); the path still identifies them.
+			disk.ID = relPath(l)
+		}
 		if d.CapacityBytes != nil {
 			disk.CapacityBytes = *d.CapacityBytes
 		}
@@ -334,11 +523,14 @@ func (c *Client) disks(ctx context.Context, s *computerSystem, inv *Inventory) e
 		if _, err := c.get(ctx, m, &ss); err != nil {
 			return err
 		}
-		for _, d := range ss.Devices {
+		for i, d := range ss.Devices {
 			if d.Status.State == "Absent" {
 				continue
 			}
-			disk := Disk{Name: d.Name, Model: d.Model}
+			disk := Disk{Name: d.Name, Model: d.Model, Path: fmt.Sprintf("%s#/Devices/%d", m, i)}
+			if disk.Name == "" {
+				disk.ID = fmt.Sprintf("%s/Devices/%d", relPath(m), i)
+			}
 			if d.CapacityBytes != nil {
 				disk.CapacityBytes = *d.CapacityBytes
 			}

@@ -52,6 +52,7 @@ type computerSystem struct {
 	Processors         odataID
 	Memory             odataID
 	EthernetInterfaces odataID
+	NetworkInterfaces  odataID
 	SimpleStorage      odataID
 	Storage            odataID
 	VirtualMedia       odataID
