@@ -36,6 +36,8 @@ type BMC struct {
 	Username string `json:"username,omitempty"`
 	// Password holds the value of the "password" field.
 	Password string `json:"-"`
+	// redfish: the ComputerSystem Id this machine is, when the BMC manages several
+	SystemID string `json:"system_id,omitempty"`
 	// MachineID holds the value of the "machine_id" field.
 	MachineID int `json:"machine_id,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -75,7 +77,7 @@ func (*BMC) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullBool)
 		case bmc.FieldID, bmc.FieldPort, bmc.FieldMachineID:
 			values[i] = new(sql.NullInt64)
-		case bmc.FieldProtocol, bmc.FieldAddress, bmc.FieldScheme, bmc.FieldUsername, bmc.FieldPassword:
+		case bmc.FieldProtocol, bmc.FieldAddress, bmc.FieldScheme, bmc.FieldUsername, bmc.FieldPassword, bmc.FieldSystemID:
 			values[i] = new(sql.NullString)
 		case bmc.FieldCreatedAt, bmc.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -154,6 +156,12 @@ func (_m *BMC) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Password = value.String
 			}
+		case bmc.FieldSystemID:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field system_id", values[i])
+			} else if value.Valid {
+				_m.SystemID = value.String
+			}
 		case bmc.FieldMachineID:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
 				return fmt.Errorf("unexpected type %T for field machine_id", values[i])
@@ -226,6 +234,9 @@ func (_m *BMC) String() string {
 	builder.WriteString(_m.Username)
 	builder.WriteString(", ")
 	builder.WriteString("password=<sensitive>")
+	builder.WriteString(", ")
+	builder.WriteString("system_id=")
+	builder.WriteString(_m.SystemID)
 	builder.WriteString(", ")
 	builder.WriteString("machine_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.MachineID))

@@ -131,6 +131,20 @@ func (_c *BMCCreate) SetNillablePassword(v *string) *BMCCreate {
 	return _c
 }
 
+// SetSystemID sets the "system_id" field.
+func (_c *BMCCreate) SetSystemID(v string) *BMCCreate {
+	_c.mutation.SetSystemID(v)
+	return _c
+}
+
+// SetNillableSystemID sets the "system_id" field if the given value is not nil.
+func (_c *BMCCreate) SetNillableSystemID(v *string) *BMCCreate {
+	if v != nil {
+		_c.SetSystemID(*v)
+	}
+	return _c
+}
+
 // SetMachineID sets the "machine_id" field.
 func (_c *BMCCreate) SetMachineID(v int) *BMCCreate {
 	_c.mutation.SetMachineID(v)
@@ -230,6 +244,11 @@ func (_c *BMCCreate) check() error {
 	if _, ok := _c.mutation.Insecure(); !ok {
 		return &ValidationError{Name: "insecure", err: errors.New(`ent: missing required field "BMC.insecure"`)}
 	}
+	if v, ok := _c.mutation.SystemID(); ok {
+		if err := bmc.SystemIDValidator(v); err != nil {
+			return &ValidationError{Name: "system_id", err: fmt.Errorf(`ent: validator failed for field "BMC.system_id": %w`, err)}
+		}
+	}
 	if _, ok := _c.mutation.MachineID(); !ok {
 		return &ValidationError{Name: "machine_id", err: errors.New(`ent: missing required field "BMC.machine_id"`)}
 	}
@@ -297,6 +316,10 @@ func (_c *BMCCreate) createSpec() (*BMC, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Password(); ok {
 		_spec.SetField(bmc.FieldPassword, field.TypeString, value)
 		_node.Password = value
+	}
+	if value, ok := _c.mutation.SystemID(); ok {
+		_spec.SetField(bmc.FieldSystemID, field.TypeString, value)
+		_node.SystemID = value
 	}
 	if nodes := _c.mutation.MachineIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

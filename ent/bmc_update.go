@@ -159,6 +159,26 @@ func (_u *BMCUpdate) ClearPassword() *BMCUpdate {
 	return _u
 }
 
+// SetSystemID sets the "system_id" field.
+func (_u *BMCUpdate) SetSystemID(v string) *BMCUpdate {
+	_u.mutation.SetSystemID(v)
+	return _u
+}
+
+// SetNillableSystemID sets the "system_id" field if the given value is not nil.
+func (_u *BMCUpdate) SetNillableSystemID(v *string) *BMCUpdate {
+	if v != nil {
+		_u.SetSystemID(*v)
+	}
+	return _u
+}
+
+// ClearSystemID clears the value of the "system_id" field.
+func (_u *BMCUpdate) ClearSystemID() *BMCUpdate {
+	_u.mutation.ClearSystemID()
+	return _u
+}
+
 // SetMachineID sets the "machine_id" field.
 func (_u *BMCUpdate) SetMachineID(v int) *BMCUpdate {
 	_u.mutation.SetMachineID(v)
@@ -242,6 +262,11 @@ func (_u *BMCUpdate) check() error {
 			return &ValidationError{Name: "port", err: fmt.Errorf(`ent: validator failed for field "BMC.port": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.SystemID(); ok {
+		if err := bmc.SystemIDValidator(v); err != nil {
+			return &ValidationError{Name: "system_id", err: fmt.Errorf(`ent: validator failed for field "BMC.system_id": %w`, err)}
+		}
+	}
 	if _u.mutation.MachineCleared() && len(_u.mutation.MachineIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "BMC.machine"`)
 	}
@@ -301,6 +326,12 @@ func (_u *BMCUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.PasswordCleared() {
 		_spec.ClearField(bmc.FieldPassword, field.TypeString)
+	}
+	if value, ok := _u.mutation.SystemID(); ok {
+		_spec.SetField(bmc.FieldSystemID, field.TypeString, value)
+	}
+	if _u.mutation.SystemIDCleared() {
+		_spec.ClearField(bmc.FieldSystemID, field.TypeString)
 	}
 	if _u.mutation.MachineCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -482,6 +513,26 @@ func (_u *BMCUpdateOne) ClearPassword() *BMCUpdateOne {
 	return _u
 }
 
+// SetSystemID sets the "system_id" field.
+func (_u *BMCUpdateOne) SetSystemID(v string) *BMCUpdateOne {
+	_u.mutation.SetSystemID(v)
+	return _u
+}
+
+// SetNillableSystemID sets the "system_id" field if the given value is not nil.
+func (_u *BMCUpdateOne) SetNillableSystemID(v *string) *BMCUpdateOne {
+	if v != nil {
+		_u.SetSystemID(*v)
+	}
+	return _u
+}
+
+// ClearSystemID clears the value of the "system_id" field.
+func (_u *BMCUpdateOne) ClearSystemID() *BMCUpdateOne {
+	_u.mutation.ClearSystemID()
+	return _u
+}
+
 // SetMachineID sets the "machine_id" field.
 func (_u *BMCUpdateOne) SetMachineID(v int) *BMCUpdateOne {
 	_u.mutation.SetMachineID(v)
@@ -578,6 +629,11 @@ func (_u *BMCUpdateOne) check() error {
 			return &ValidationError{Name: "port", err: fmt.Errorf(`ent: validator failed for field "BMC.port": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.SystemID(); ok {
+		if err := bmc.SystemIDValidator(v); err != nil {
+			return &ValidationError{Name: "system_id", err: fmt.Errorf(`ent: validator failed for field "BMC.system_id": %w`, err)}
+		}
+	}
 	if _u.mutation.MachineCleared() && len(_u.mutation.MachineIDs()) > 0 {
 		return errors.New(`ent: clearing a required unique edge "BMC.machine"`)
 	}
@@ -654,6 +710,12 @@ func (_u *BMCUpdateOne) sqlSave(ctx context.Context) (_node *BMC, err error) {
 	}
 	if _u.mutation.PasswordCleared() {
 		_spec.ClearField(bmc.FieldPassword, field.TypeString)
+	}
+	if value, ok := _u.mutation.SystemID(); ok {
+		_spec.SetField(bmc.FieldSystemID, field.TypeString, value)
+	}
+	if _u.mutation.SystemIDCleared() {
+		_spec.ClearField(bmc.FieldSystemID, field.TypeString)
 	}
 	if _u.mutation.MachineCleared() {
 		edge := &sqlgraph.EdgeSpec{

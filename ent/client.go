@@ -17,6 +17,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
+	"github.com/prybar/prybar/ent/bmcsession"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -44,6 +45,8 @@ type Client struct {
 	Attribute *AttributeClient
 	// BMC is the client for interacting with the BMC builders.
 	BMC *BMCClient
+	// BMCSession is the client for interacting with the BMCSession builders.
+	BMCSession *BMCSessionClient
 	// Deployment is the client for interacting with the Deployment builders.
 	Deployment *DeploymentClient
 	// Disk is the client for interacting with the Disk builders.
@@ -85,6 +88,7 @@ func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.Attribute = NewAttributeClient(c.config)
 	c.BMC = NewBMCClient(c.config)
+	c.BMCSession = NewBMCSessionClient(c.config)
 	c.Deployment = NewDeploymentClient(c.config)
 	c.Disk = NewDiskClient(c.config)
 	c.Event = NewEventClient(c.config)
@@ -193,6 +197,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		config:       cfg,
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
+		BMCSession:   NewBMCSessionClient(cfg),
 		Deployment:   NewDeploymentClient(cfg),
 		Disk:         NewDiskClient(cfg),
 		Event:        NewEventClient(cfg),
@@ -228,6 +233,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		config:       cfg,
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
+		BMCSession:   NewBMCSessionClient(cfg),
 		Deployment:   NewDeploymentClient(cfg),
 		Disk:         NewDiskClient(cfg),
 		Event:        NewEventClient(cfg),
@@ -271,9 +277,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Attribute, c.BMC, c.Deployment, c.Disk, c.Event, c.IPAllocation, c.IPRange,
-		c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack, c.Role, c.Run,
-		c.Site,
+		c.Attribute, c.BMC, c.BMCSession, c.Deployment, c.Disk, c.Event, c.IPAllocation,
+		c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack,
+		c.Role, c.Run, c.Site,
 	} {
 		n.Use(hooks...)
 	}
@@ -283,9 +289,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Attribute, c.BMC, c.Deployment, c.Disk, c.Event, c.IPAllocation, c.IPRange,
-		c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack, c.Role, c.Run,
-		c.Site,
+		c.Attribute, c.BMC, c.BMCSession, c.Deployment, c.Disk, c.Event, c.IPAllocation,
+		c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack,
+		c.Role, c.Run, c.Site,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -298,6 +304,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Attribute.mutate(ctx, m)
 	case *BMCMutation:
 		return c.BMC.mutate(ctx, m)
+	case *BMCSessionMutation:
+		return c.BMCSession.mutate(ctx, m)
 	case *DeploymentMutation:
 		return c.Deployment.mutate(ctx, m)
 	case *DiskMutation:
@@ -610,6 +618,139 @@ func (c *BMCClient) mutate(ctx context.Context, m *BMCMutation) (Value, error) {
 		return (&BMCDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown BMC mutation op: %q", m.Op())
+	}
+}
+
+// BMCSessionClient is a client for the BMCSession schema.
+type BMCSessionClient struct {
+	config
+}
+
+// NewBMCSessionClient returns a client for the BMCSession from the given config.
+func NewBMCSessionClient(c config) *BMCSessionClient {
+	return &BMCSessionClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `bmcsession.Hooks(f(g(h())))`.
+func (c *BMCSessionClient) Use(hooks ...Hook) {
+	c.hooks.BMCSession = append(c.hooks.BMCSession, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `bmcsession.Intercept(f(g(h())))`.
+func (c *BMCSessionClient) Intercept(interceptors ...Interceptor) {
+	c.inters.BMCSession = append(c.inters.BMCSession, interceptors...)
+}
+
+// Create returns a builder for creating a BMCSession entity.
+func (c *BMCSessionClient) Create() *BMCSessionCreate {
+	mutation := newBMCSessionMutation(c.config, OpCreate)
+	return &BMCSessionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of BMCSession entities.
+func (c *BMCSessionClient) CreateBulk(builders ...*BMCSessionCreate) *BMCSessionCreateBulk {
+	return &BMCSessionCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *BMCSessionClient) MapCreateBulk(slice any, setFunc func(*BMCSessionCreate, int)) *BMCSessionCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &BMCSessionCreateBulk{err: fmt.Errorf("calling to BMCSessionClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*BMCSessionCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &BMCSessionCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for BMCSession.
+func (c *BMCSessionClient) Update() *BMCSessionUpdate {
+	mutation := newBMCSessionMutation(c.config, OpUpdate)
+	return &BMCSessionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *BMCSessionClient) UpdateOne(_m *BMCSession) *BMCSessionUpdateOne {
+	mutation := newBMCSessionMutation(c.config, OpUpdateOne, withBMCSession(_m))
+	return &BMCSessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *BMCSessionClient) UpdateOneID(id int) *BMCSessionUpdateOne {
+	mutation := newBMCSessionMutation(c.config, OpUpdateOne, withBMCSessionID(id))
+	return &BMCSessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for BMCSession.
+func (c *BMCSessionClient) Delete() *BMCSessionDelete {
+	mutation := newBMCSessionMutation(c.config, OpDelete)
+	return &BMCSessionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *BMCSessionClient) DeleteOne(_m *BMCSession) *BMCSessionDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *BMCSessionClient) DeleteOneID(id int) *BMCSessionDeleteOne {
+	builder := c.Delete().Where(bmcsession.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &BMCSessionDeleteOne{builder}
+}
+
+// Query returns a query builder for BMCSession.
+func (c *BMCSessionClient) Query() *BMCSessionQuery {
+	return &BMCSessionQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeBMCSession},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a BMCSession entity by its id.
+func (c *BMCSessionClient) Get(ctx context.Context, id int) (*BMCSession, error) {
+	return c.Query().Where(bmcsession.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *BMCSessionClient) GetX(ctx context.Context, id int) *BMCSession {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *BMCSessionClient) Hooks() []Hook {
+	return c.hooks.BMCSession
+}
+
+// Interceptors returns the client interceptors.
+func (c *BMCSessionClient) Interceptors() []Interceptor {
+	return c.inters.BMCSession
+}
+
+func (c *BMCSessionClient) mutate(ctx context.Context, m *BMCSessionMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&BMCSessionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&BMCSessionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&BMCSessionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&BMCSessionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown BMCSession mutation op: %q", m.Op())
 	}
 }
 
@@ -2974,12 +3115,13 @@ func (c *SiteClient) mutate(ctx context.Context, m *SiteMutation) (Value, error)
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Attribute, BMC, Deployment, Disk, Event, IPAllocation, IPRange, Machine, NIC,
-		Network, NodeRole, Operation, Rack, Role, Run, Site []ent.Hook
+		Attribute, BMC, BMCSession, Deployment, Disk, Event, IPAllocation, IPRange,
+		Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run, Site []ent.Hook
 	}
 	inters struct {
-		Attribute, BMC, Deployment, Disk, Event, IPAllocation, IPRange, Machine, NIC,
-		Network, NodeRole, Operation, Rack, Role, Run, Site []ent.Interceptor
+		Attribute, BMC, BMCSession, Deployment, Disk, Event, IPAllocation, IPRange,
+		Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
+		Site []ent.Interceptor
 	}
 )
 

@@ -223,6 +223,11 @@ func (_q *BMCQuery) collectField(ctx context.Context, oneNode bool, opCtx *graph
 				selectedFields = append(selectedFields, bmc.FieldUsername)
 				fieldSeen[bmc.FieldUsername] = struct{}{}
 			}
+		case "systemID":
+			if _, ok := fieldSeen[bmc.FieldSystemID]; !ok {
+				selectedFields = append(selectedFields, bmc.FieldSystemID)
+				fieldSeen[bmc.FieldSystemID] = struct{}{}
+			}
 		case "machineID":
 			if _, ok := fieldSeen[bmc.FieldMachineID]; !ok {
 				selectedFields = append(selectedFields, bmc.FieldMachineID)

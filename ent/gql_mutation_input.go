@@ -17,6 +17,7 @@ type CreateBMCInput struct {
 	Insecure  *bool
 	Username  *string
 	Password  *string
+	SystemID  *string
 	MachineID int
 }
 
@@ -39,6 +40,9 @@ func (i *CreateBMCInput) Mutate(m *BMCMutation) {
 	if v := i.Password; v != nil {
 		m.SetPassword(*v)
 	}
+	if v := i.SystemID; v != nil {
+		m.SetSystemID(*v)
+	}
 	m.SetMachineID(i.MachineID)
 }
 
@@ -60,6 +64,8 @@ type UpdateBMCInput struct {
 	Username      *string
 	ClearPassword bool
 	Password      *string
+	ClearSystemID bool
+	SystemID      *string
 	MachineID     *int
 }
 
@@ -94,6 +100,12 @@ func (i *UpdateBMCInput) Mutate(m *BMCMutation) {
 	}
 	if v := i.Password; v != nil {
 		m.SetPassword(*v)
+	}
+	if i.ClearSystemID {
+		m.ClearSystemID()
+	}
+	if v := i.SystemID; v != nil {
+		m.SetSystemID(*v)
 	}
 	if v := i.MachineID; v != nil {
 		m.SetMachineID(*v)
@@ -635,6 +647,7 @@ type UpdateNICInput struct {
 	Name            *string
 	ClearSpeedMbps  bool
 	SpeedMbps       *int
+	ClearLink       bool
 	Link            *bool
 	Pxe             *bool
 	ClearSwitchName bool
@@ -660,6 +673,9 @@ func (i *UpdateNICInput) Mutate(m *NICMutation) {
 	}
 	if v := i.SpeedMbps; v != nil {
 		m.SetSpeedMbps(*v)
+	}
+	if i.ClearLink {
+		m.ClearLink()
 	}
 	if v := i.Link; v != nil {
 		m.SetLink(*v)

@@ -462,6 +462,23 @@ type BMCWhereInput struct {
 	UsernameEqualFold    *string  `json:"usernameEqualFold,omitempty"`
 	UsernameContainsFold *string  `json:"usernameContainsFold,omitempty"`
 
+	// "system_id" field predicates.
+	SystemID             *string  `json:"systemID,omitempty"`
+	SystemIDNEQ          *string  `json:"systemIDNEQ,omitempty"`
+	SystemIDIn           []string `json:"systemIDIn,omitempty"`
+	SystemIDNotIn        []string `json:"systemIDNotIn,omitempty"`
+	SystemIDGT           *string  `json:"systemIDGT,omitempty"`
+	SystemIDGTE          *string  `json:"systemIDGTE,omitempty"`
+	SystemIDLT           *string  `json:"systemIDLT,omitempty"`
+	SystemIDLTE          *string  `json:"systemIDLTE,omitempty"`
+	SystemIDContains     *string  `json:"systemIDContains,omitempty"`
+	SystemIDHasPrefix    *string  `json:"systemIDHasPrefix,omitempty"`
+	SystemIDHasSuffix    *string  `json:"systemIDHasSuffix,omitempty"`
+	SystemIDIsNil        bool     `json:"systemIDIsNil,omitempty"`
+	SystemIDNotNil       bool     `json:"systemIDNotNil,omitempty"`
+	SystemIDEqualFold    *string  `json:"systemIDEqualFold,omitempty"`
+	SystemIDContainsFold *string  `json:"systemIDContainsFold,omitempty"`
+
 	// "machine_id" field predicates.
 	MachineID      *int  `json:"machineID,omitempty"`
 	MachineIDNEQ   *int  `json:"machineIDNEQ,omitempty"`
@@ -786,6 +803,51 @@ func (i *BMCWhereInput) P() (predicate.BMC, error) {
 	}
 	if i.UsernameContainsFold != nil {
 		predicates = append(predicates, bmc.UsernameContainsFold(*i.UsernameContainsFold))
+	}
+	if i.SystemID != nil {
+		predicates = append(predicates, bmc.SystemIDEQ(*i.SystemID))
+	}
+	if i.SystemIDNEQ != nil {
+		predicates = append(predicates, bmc.SystemIDNEQ(*i.SystemIDNEQ))
+	}
+	if len(i.SystemIDIn) > 0 {
+		predicates = append(predicates, bmc.SystemIDIn(i.SystemIDIn...))
+	}
+	if len(i.SystemIDNotIn) > 0 {
+		predicates = append(predicates, bmc.SystemIDNotIn(i.SystemIDNotIn...))
+	}
+	if i.SystemIDGT != nil {
+		predicates = append(predicates, bmc.SystemIDGT(*i.SystemIDGT))
+	}
+	if i.SystemIDGTE != nil {
+		predicates = append(predicates, bmc.SystemIDGTE(*i.SystemIDGTE))
+	}
+	if i.SystemIDLT != nil {
+		predicates = append(predicates, bmc.SystemIDLT(*i.SystemIDLT))
+	}
+	if i.SystemIDLTE != nil {
+		predicates = append(predicates, bmc.SystemIDLTE(*i.SystemIDLTE))
+	}
+	if i.SystemIDContains != nil {
+		predicates = append(predicates, bmc.SystemIDContains(*i.SystemIDContains))
+	}
+	if i.SystemIDHasPrefix != nil {
+		predicates = append(predicates, bmc.SystemIDHasPrefix(*i.SystemIDHasPrefix))
+	}
+	if i.SystemIDHasSuffix != nil {
+		predicates = append(predicates, bmc.SystemIDHasSuffix(*i.SystemIDHasSuffix))
+	}
+	if i.SystemIDIsNil {
+		predicates = append(predicates, bmc.SystemIDIsNil())
+	}
+	if i.SystemIDNotNil {
+		predicates = append(predicates, bmc.SystemIDNotNil())
+	}
+	if i.SystemIDEqualFold != nil {
+		predicates = append(predicates, bmc.SystemIDEqualFold(*i.SystemIDEqualFold))
+	}
+	if i.SystemIDContainsFold != nil {
+		predicates = append(predicates, bmc.SystemIDContainsFold(*i.SystemIDContainsFold))
 	}
 	if i.MachineID != nil {
 		predicates = append(predicates, bmc.MachineIDEQ(*i.MachineID))
@@ -4162,8 +4224,10 @@ type NICWhereInput struct {
 	SpeedMbpsNotNil bool  `json:"speedMbpsNotNil,omitempty"`
 
 	// "link" field predicates.
-	Link    *bool `json:"link,omitempty"`
-	LinkNEQ *bool `json:"linkNEQ,omitempty"`
+	Link       *bool `json:"link,omitempty"`
+	LinkNEQ    *bool `json:"linkNEQ,omitempty"`
+	LinkIsNil  bool  `json:"linkIsNil,omitempty"`
+	LinkNotNil bool  `json:"linkNotNil,omitempty"`
 
 	// "pxe" field predicates.
 	Pxe    *bool `json:"pxe,omitempty"`
@@ -4476,6 +4540,12 @@ func (i *NICWhereInput) P() (predicate.NIC, error) {
 	}
 	if i.LinkNEQ != nil {
 		predicates = append(predicates, nic.LinkNEQ(*i.LinkNEQ))
+	}
+	if i.LinkIsNil {
+		predicates = append(predicates, nic.LinkIsNil())
+	}
+	if i.LinkNotNil {
+		predicates = append(predicates, nic.LinkNotNil())
 	}
 	if i.Pxe != nil {
 		predicates = append(predicates, nic.PxeEQ(*i.Pxe))

@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
+	"github.com/prybar/prybar/ent/bmcsession"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -41,6 +42,7 @@ const (
 	// Node types.
 	TypeAttribute    = "Attribute"
 	TypeBMC          = "BMC"
+	TypeBMCSession   = "BMCSession"
 	TypeDeployment   = "Deployment"
 	TypeDisk         = "Disk"
 	TypeEvent        = "Event"
@@ -802,6 +804,7 @@ type BMCMutation struct {
 	insecure       *bool
 	username       *string
 	password       *string
+	system_id      *string
 	clearedFields  map[string]struct{}
 	machine        *int
 	clearedmachine bool
@@ -1292,6 +1295,55 @@ func (m *BMCMutation) ResetPassword() {
 	delete(m.clearedFields, bmc.FieldPassword)
 }
 
+// SetSystemID sets the "system_id" field.
+func (m *BMCMutation) SetSystemID(s string) {
+	m.system_id = &s
+}
+
+// SystemID returns the value of the "system_id" field in the mutation.
+func (m *BMCMutation) SystemID() (r string, exists bool) {
+	v := m.system_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSystemID returns the old "system_id" field's value of the BMC entity.
+// If the BMC object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCMutation) OldSystemID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSystemID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSystemID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSystemID: %w", err)
+	}
+	return oldValue.SystemID, nil
+}
+
+// ClearSystemID clears the value of the "system_id" field.
+func (m *BMCMutation) ClearSystemID() {
+	m.system_id = nil
+	m.clearedFields[bmc.FieldSystemID] = struct{}{}
+}
+
+// SystemIDCleared returns if the "system_id" field was cleared in this mutation.
+func (m *BMCMutation) SystemIDCleared() bool {
+	_, ok := m.clearedFields[bmc.FieldSystemID]
+	return ok
+}
+
+// ResetSystemID resets all changes to the "system_id" field.
+func (m *BMCMutation) ResetSystemID() {
+	m.system_id = nil
+	delete(m.clearedFields, bmc.FieldSystemID)
+}
+
 // SetMachineID sets the "machine_id" field.
 func (m *BMCMutation) SetMachineID(i int) {
 	m.machine = &i
@@ -1389,7 +1441,7 @@ func (m *BMCMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *BMCMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, bmc.FieldCreatedAt)
 	}
@@ -1416,6 +1468,9 @@ func (m *BMCMutation) Fields() []string {
 	}
 	if m.password != nil {
 		fields = append(fields, bmc.FieldPassword)
+	}
+	if m.system_id != nil {
+		fields = append(fields, bmc.FieldSystemID)
 	}
 	if m.machine != nil {
 		fields = append(fields, bmc.FieldMachineID)
@@ -1446,6 +1501,8 @@ func (m *BMCMutation) Field(name string) (ent.Value, bool) {
 		return m.Username()
 	case bmc.FieldPassword:
 		return m.Password()
+	case bmc.FieldSystemID:
+		return m.SystemID()
 	case bmc.FieldMachineID:
 		return m.MachineID()
 	}
@@ -1475,6 +1532,8 @@ func (m *BMCMutation) OldField(ctx context.Context, name string) (ent.Value, err
 		return m.OldUsername(ctx)
 	case bmc.FieldPassword:
 		return m.OldPassword(ctx)
+	case bmc.FieldSystemID:
+		return m.OldSystemID(ctx)
 	case bmc.FieldMachineID:
 		return m.OldMachineID(ctx)
 	}
@@ -1549,6 +1608,13 @@ func (m *BMCMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetPassword(v)
 		return nil
+	case bmc.FieldSystemID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSystemID(v)
+		return nil
 	case bmc.FieldMachineID:
 		v, ok := value.(int)
 		if !ok {
@@ -1610,6 +1676,9 @@ func (m *BMCMutation) ClearedFields() []string {
 	if m.FieldCleared(bmc.FieldPassword) {
 		fields = append(fields, bmc.FieldPassword)
 	}
+	if m.FieldCleared(bmc.FieldSystemID) {
+		fields = append(fields, bmc.FieldSystemID)
+	}
 	return fields
 }
 
@@ -1632,6 +1701,9 @@ func (m *BMCMutation) ClearField(name string) error {
 		return nil
 	case bmc.FieldPassword:
 		m.ClearPassword()
+		return nil
+	case bmc.FieldSystemID:
+		m.ClearSystemID()
 		return nil
 	}
 	return fmt.Errorf("unknown BMC nullable field %s", name)
@@ -1667,6 +1739,9 @@ func (m *BMCMutation) ResetField(name string) error {
 		return nil
 	case bmc.FieldPassword:
 		m.ResetPassword()
+		return nil
+	case bmc.FieldSystemID:
+		m.ResetSystemID()
 		return nil
 	case bmc.FieldMachineID:
 		m.ResetMachineID()
@@ -1747,6 +1822,787 @@ func (m *BMCMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown BMC edge %s", name)
+}
+
+// BMCSessionMutation represents an operation that mutates the BMCSession nodes in the graph.
+type BMCSessionMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	address       *string
+	port          *int
+	addport       *int
+	scheme        *string
+	insecure      *bool
+	username      *string
+	uri           *string
+	token         *string
+	created_at    *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*BMCSession, error)
+	predicates    []predicate.BMCSession
+}
+
+var _ ent.Mutation = (*BMCSessionMutation)(nil)
+
+// bmcsessionOption allows management of the mutation configuration using functional options.
+type bmcsessionOption func(*BMCSessionMutation)
+
+// newBMCSessionMutation creates new mutation for the BMCSession entity.
+func newBMCSessionMutation(c config, op Op, opts ...bmcsessionOption) *BMCSessionMutation {
+	m := &BMCSessionMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeBMCSession,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withBMCSessionID sets the ID field of the mutation.
+func withBMCSessionID(id int) bmcsessionOption {
+	return func(m *BMCSessionMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *BMCSession
+		)
+		m.oldValue = func(ctx context.Context) (*BMCSession, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().BMCSession.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withBMCSession sets the old BMCSession of the mutation.
+func withBMCSession(node *BMCSession) bmcsessionOption {
+	return func(m *BMCSessionMutation) {
+		m.oldValue = func(context.Context) (*BMCSession, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m BMCSessionMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m BMCSessionMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *BMCSessionMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *BMCSessionMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().BMCSession.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetAddress sets the "address" field.
+func (m *BMCSessionMutation) SetAddress(s string) {
+	m.address = &s
+}
+
+// Address returns the value of the "address" field in the mutation.
+func (m *BMCSessionMutation) Address() (r string, exists bool) {
+	v := m.address
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAddress returns the old "address" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldAddress(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAddress is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAddress requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAddress: %w", err)
+	}
+	return oldValue.Address, nil
+}
+
+// ResetAddress resets all changes to the "address" field.
+func (m *BMCSessionMutation) ResetAddress() {
+	m.address = nil
+}
+
+// SetPort sets the "port" field.
+func (m *BMCSessionMutation) SetPort(i int) {
+	m.port = &i
+	m.addport = nil
+}
+
+// Port returns the value of the "port" field in the mutation.
+func (m *BMCSessionMutation) Port() (r int, exists bool) {
+	v := m.port
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPort returns the old "port" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldPort(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPort is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPort requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPort: %w", err)
+	}
+	return oldValue.Port, nil
+}
+
+// AddPort adds i to the "port" field.
+func (m *BMCSessionMutation) AddPort(i int) {
+	if m.addport != nil {
+		*m.addport += i
+	} else {
+		m.addport = &i
+	}
+}
+
+// AddedPort returns the value that was added to the "port" field in this mutation.
+func (m *BMCSessionMutation) AddedPort() (r int, exists bool) {
+	v := m.addport
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPort resets all changes to the "port" field.
+func (m *BMCSessionMutation) ResetPort() {
+	m.port = nil
+	m.addport = nil
+}
+
+// SetScheme sets the "scheme" field.
+func (m *BMCSessionMutation) SetScheme(s string) {
+	m.scheme = &s
+}
+
+// Scheme returns the value of the "scheme" field in the mutation.
+func (m *BMCSessionMutation) Scheme() (r string, exists bool) {
+	v := m.scheme
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldScheme returns the old "scheme" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldScheme(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldScheme is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldScheme requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldScheme: %w", err)
+	}
+	return oldValue.Scheme, nil
+}
+
+// ResetScheme resets all changes to the "scheme" field.
+func (m *BMCSessionMutation) ResetScheme() {
+	m.scheme = nil
+}
+
+// SetInsecure sets the "insecure" field.
+func (m *BMCSessionMutation) SetInsecure(b bool) {
+	m.insecure = &b
+}
+
+// Insecure returns the value of the "insecure" field in the mutation.
+func (m *BMCSessionMutation) Insecure() (r bool, exists bool) {
+	v := m.insecure
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldInsecure returns the old "insecure" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldInsecure(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldInsecure is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldInsecure requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldInsecure: %w", err)
+	}
+	return oldValue.Insecure, nil
+}
+
+// ResetInsecure resets all changes to the "insecure" field.
+func (m *BMCSessionMutation) ResetInsecure() {
+	m.insecure = nil
+}
+
+// SetUsername sets the "username" field.
+func (m *BMCSessionMutation) SetUsername(s string) {
+	m.username = &s
+}
+
+// Username returns the value of the "username" field in the mutation.
+func (m *BMCSessionMutation) Username() (r string, exists bool) {
+	v := m.username
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUsername returns the old "username" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldUsername(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUsername is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUsername requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUsername: %w", err)
+	}
+	return oldValue.Username, nil
+}
+
+// ClearUsername clears the value of the "username" field.
+func (m *BMCSessionMutation) ClearUsername() {
+	m.username = nil
+	m.clearedFields[bmcsession.FieldUsername] = struct{}{}
+}
+
+// UsernameCleared returns if the "username" field was cleared in this mutation.
+func (m *BMCSessionMutation) UsernameCleared() bool {
+	_, ok := m.clearedFields[bmcsession.FieldUsername]
+	return ok
+}
+
+// ResetUsername resets all changes to the "username" field.
+func (m *BMCSessionMutation) ResetUsername() {
+	m.username = nil
+	delete(m.clearedFields, bmcsession.FieldUsername)
+}
+
+// SetURI sets the "uri" field.
+func (m *BMCSessionMutation) SetURI(s string) {
+	m.uri = &s
+}
+
+// URI returns the value of the "uri" field in the mutation.
+func (m *BMCSessionMutation) URI() (r string, exists bool) {
+	v := m.uri
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldURI returns the old "uri" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldURI(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldURI is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldURI requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldURI: %w", err)
+	}
+	return oldValue.URI, nil
+}
+
+// ResetURI resets all changes to the "uri" field.
+func (m *BMCSessionMutation) ResetURI() {
+	m.uri = nil
+}
+
+// SetToken sets the "token" field.
+func (m *BMCSessionMutation) SetToken(s string) {
+	m.token = &s
+}
+
+// Token returns the value of the "token" field in the mutation.
+func (m *BMCSessionMutation) Token() (r string, exists bool) {
+	v := m.token
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldToken returns the old "token" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldToken(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldToken is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldToken requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldToken: %w", err)
+	}
+	return oldValue.Token, nil
+}
+
+// ClearToken clears the value of the "token" field.
+func (m *BMCSessionMutation) ClearToken() {
+	m.token = nil
+	m.clearedFields[bmcsession.FieldToken] = struct{}{}
+}
+
+// TokenCleared returns if the "token" field was cleared in this mutation.
+func (m *BMCSessionMutation) TokenCleared() bool {
+	_, ok := m.clearedFields[bmcsession.FieldToken]
+	return ok
+}
+
+// ResetToken resets all changes to the "token" field.
+func (m *BMCSessionMutation) ResetToken() {
+	m.token = nil
+	delete(m.clearedFields, bmcsession.FieldToken)
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *BMCSessionMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *BMCSessionMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *BMCSessionMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// Where appends a list predicates to the BMCSessionMutation builder.
+func (m *BMCSessionMutation) Where(ps ...predicate.BMCSession) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the BMCSessionMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *BMCSessionMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.BMCSession, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *BMCSessionMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *BMCSessionMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (BMCSession).
+func (m *BMCSessionMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *BMCSessionMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.address != nil {
+		fields = append(fields, bmcsession.FieldAddress)
+	}
+	if m.port != nil {
+		fields = append(fields, bmcsession.FieldPort)
+	}
+	if m.scheme != nil {
+		fields = append(fields, bmcsession.FieldScheme)
+	}
+	if m.insecure != nil {
+		fields = append(fields, bmcsession.FieldInsecure)
+	}
+	if m.username != nil {
+		fields = append(fields, bmcsession.FieldUsername)
+	}
+	if m.uri != nil {
+		fields = append(fields, bmcsession.FieldURI)
+	}
+	if m.token != nil {
+		fields = append(fields, bmcsession.FieldToken)
+	}
+	if m.created_at != nil {
+		fields = append(fields, bmcsession.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *BMCSessionMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case bmcsession.FieldAddress:
+		return m.Address()
+	case bmcsession.FieldPort:
+		return m.Port()
+	case bmcsession.FieldScheme:
+		return m.Scheme()
+	case bmcsession.FieldInsecure:
+		return m.Insecure()
+	case bmcsession.FieldUsername:
+		return m.Username()
+	case bmcsession.FieldURI:
+		return m.URI()
+	case bmcsession.FieldToken:
+		return m.Token()
+	case bmcsession.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *BMCSessionMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case bmcsession.FieldAddress:
+		return m.OldAddress(ctx)
+	case bmcsession.FieldPort:
+		return m.OldPort(ctx)
+	case bmcsession.FieldScheme:
+		return m.OldScheme(ctx)
+	case bmcsession.FieldInsecure:
+		return m.OldInsecure(ctx)
+	case bmcsession.FieldUsername:
+		return m.OldUsername(ctx)
+	case bmcsession.FieldURI:
+		return m.OldURI(ctx)
+	case bmcsession.FieldToken:
+		return m.OldToken(ctx)
+	case bmcsession.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown BMCSession field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BMCSessionMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case bmcsession.FieldAddress:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAddress(v)
+		return nil
+	case bmcsession.FieldPort:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPort(v)
+		return nil
+	case bmcsession.FieldScheme:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetScheme(v)
+		return nil
+	case bmcsession.FieldInsecure:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetInsecure(v)
+		return nil
+	case bmcsession.FieldUsername:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUsername(v)
+		return nil
+	case bmcsession.FieldURI:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetURI(v)
+		return nil
+	case bmcsession.FieldToken:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetToken(v)
+		return nil
+	case bmcsession.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown BMCSession field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *BMCSessionMutation) AddedFields() []string {
+	var fields []string
+	if m.addport != nil {
+		fields = append(fields, bmcsession.FieldPort)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *BMCSessionMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case bmcsession.FieldPort:
+		return m.AddedPort()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BMCSessionMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case bmcsession.FieldPort:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPort(v)
+		return nil
+	}
+	return fmt.Errorf("unknown BMCSession numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *BMCSessionMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(bmcsession.FieldUsername) {
+		fields = append(fields, bmcsession.FieldUsername)
+	}
+	if m.FieldCleared(bmcsession.FieldToken) {
+		fields = append(fields, bmcsession.FieldToken)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *BMCSessionMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *BMCSessionMutation) ClearField(name string) error {
+	switch name {
+	case bmcsession.FieldUsername:
+		m.ClearUsername()
+		return nil
+	case bmcsession.FieldToken:
+		m.ClearToken()
+		return nil
+	}
+	return fmt.Errorf("unknown BMCSession nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *BMCSessionMutation) ResetField(name string) error {
+	switch name {
+	case bmcsession.FieldAddress:
+		m.ResetAddress()
+		return nil
+	case bmcsession.FieldPort:
+		m.ResetPort()
+		return nil
+	case bmcsession.FieldScheme:
+		m.ResetScheme()
+		return nil
+	case bmcsession.FieldInsecure:
+		m.ResetInsecure()
+		return nil
+	case bmcsession.FieldUsername:
+		m.ResetUsername()
+		return nil
+	case bmcsession.FieldURI:
+		m.ResetURI()
+		return nil
+	case bmcsession.FieldToken:
+		m.ResetToken()
+		return nil
+	case bmcsession.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown BMCSession field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *BMCSessionMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *BMCSessionMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *BMCSessionMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *BMCSessionMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *BMCSessionMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *BMCSessionMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *BMCSessionMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown BMCSession unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *BMCSessionMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown BMCSession edge %s", name)
 }
 
 // DeploymentMutation represents an operation that mutates the Deployment nodes in the graph.
@@ -8575,7 +9431,7 @@ func (m *NICMutation) Link() (r bool, exists bool) {
 // OldLink returns the old "link" field's value of the NIC entity.
 // If the NIC object wasn't provided to the builder, the object is fetched from the database.
 // An error is returned if the mutation operation is not UpdateOne, or the database query fails.
-func (m *NICMutation) OldLink(ctx context.Context) (v bool, err error) {
+func (m *NICMutation) OldLink(ctx context.Context) (v *bool, err error) {
 	if !m.op.Is(OpUpdateOne) {
 		return v, errors.New("OldLink is only allowed on UpdateOne operations")
 	}
@@ -8589,9 +9445,22 @@ func (m *NICMutation) OldLink(ctx context.Context) (v bool, err error) {
 	return oldValue.Link, nil
 }
 
+// ClearLink clears the value of the "link" field.
+func (m *NICMutation) ClearLink() {
+	m.link = nil
+	m.clearedFields[nic.FieldLink] = struct{}{}
+}
+
+// LinkCleared returns if the "link" field was cleared in this mutation.
+func (m *NICMutation) LinkCleared() bool {
+	_, ok := m.clearedFields[nic.FieldLink]
+	return ok
+}
+
 // ResetLink resets all changes to the "link" field.
 func (m *NICMutation) ResetLink() {
 	m.link = nil
+	delete(m.clearedFields, nic.FieldLink)
 }
 
 // SetPxe sets the "pxe" field.
@@ -9043,6 +9912,9 @@ func (m *NICMutation) ClearedFields() []string {
 	if m.FieldCleared(nic.FieldSpeedMbps) {
 		fields = append(fields, nic.FieldSpeedMbps)
 	}
+	if m.FieldCleared(nic.FieldLink) {
+		fields = append(fields, nic.FieldLink)
+	}
 	if m.FieldCleared(nic.FieldSwitchName) {
 		fields = append(fields, nic.FieldSwitchName)
 	}
@@ -9068,6 +9940,9 @@ func (m *NICMutation) ClearField(name string) error {
 		return nil
 	case nic.FieldSpeedMbps:
 		m.ClearSpeedMbps()
+		return nil
+	case nic.FieldLink:
+		m.ClearLink()
 		return nil
 	case nic.FieldSwitchName:
 		m.ClearSwitchName()

@@ -28,8 +28,8 @@ type NIC struct {
 	Name string `json:"name,omitempty"`
 	// SpeedMbps holds the value of the "speed_mbps" field.
 	SpeedMbps int `json:"speed_mbps,omitempty"`
-	// Link holds the value of the "link" field.
-	Link bool `json:"link,omitempty"`
+	// link up; null when no source reported it
+	Link *bool `json:"link,omitempty"`
 	// the firmware can boot from this interface
 	Pxe bool `json:"pxe,omitempty"`
 	// from LLDP when known
@@ -134,7 +134,8 @@ func (_m *NIC) assignValues(columns []string, values []any) error {
 			if value, ok := values[i].(*sql.NullBool); !ok {
 				return fmt.Errorf("unexpected type %T for field link", values[i])
 			} else if value.Valid {
-				_m.Link = value.Bool
+				_m.Link = new(bool)
+				*_m.Link = value.Bool
 			}
 		case nic.FieldPxe:
 			if value, ok := values[i].(*sql.NullBool); !ok {
@@ -216,8 +217,10 @@ func (_m *NIC) String() string {
 	builder.WriteString("speed_mbps=")
 	builder.WriteString(fmt.Sprintf("%v", _m.SpeedMbps))
 	builder.WriteString(", ")
-	builder.WriteString("link=")
-	builder.WriteString(fmt.Sprintf("%v", _m.Link))
+	if v := _m.Link; v != nil {
+		builder.WriteString("link=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("pxe=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Pxe))

@@ -193,10 +193,6 @@ func (_c *NICCreate) defaults() {
 		v := nic.DefaultUpdatedAt()
 		_c.mutation.SetUpdatedAt(v)
 	}
-	if _, ok := _c.mutation.Link(); !ok {
-		v := nic.DefaultLink
-		_c.mutation.SetLink(v)
-	}
 	if _, ok := _c.mutation.Pxe(); !ok {
 		v := nic.DefaultPxe
 		_c.mutation.SetPxe(v)
@@ -223,9 +219,6 @@ func (_c *NICCreate) check() error {
 		if err := nic.SpeedMbpsValidator(v); err != nil {
 			return &ValidationError{Name: "speed_mbps", err: fmt.Errorf(`ent: validator failed for field "NIC.speed_mbps": %w`, err)}
 		}
-	}
-	if _, ok := _c.mutation.Link(); !ok {
-		return &ValidationError{Name: "link", err: errors.New(`ent: missing required field "NIC.link"`)}
 	}
 	if _, ok := _c.mutation.Pxe(); !ok {
 		return &ValidationError{Name: "pxe", err: errors.New(`ent: missing required field "NIC.pxe"`)}
@@ -284,7 +277,7 @@ func (_c *NICCreate) createSpec() (*NIC, *sqlgraph.CreateSpec) {
 	}
 	if value, ok := _c.mutation.Link(); ok {
 		_spec.SetField(nic.FieldLink, field.TypeBool, value)
-		_node.Link = value
+		_node.Link = &value
 	}
 	if value, ok := _c.mutation.Pxe(); ok {
 		_spec.SetField(nic.FieldPxe, field.TypeBool, value)

@@ -111,6 +111,12 @@ func (_u *NICUpdate) SetNillableLink(v *bool) *NICUpdate {
 	return _u
 }
 
+// ClearLink clears the value of the "link" field.
+func (_u *NICUpdate) ClearLink() *NICUpdate {
+	_u.mutation.ClearLink()
+	return _u
+}
+
 // SetPxe sets the "pxe" field.
 func (_u *NICUpdate) SetPxe(v bool) *NICUpdate {
 	_u.mutation.SetPxe(v)
@@ -291,6 +297,9 @@ func (_u *NICUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.Link(); ok {
 		_spec.SetField(nic.FieldLink, field.TypeBool, value)
 	}
+	if _u.mutation.LinkCleared() {
+		_spec.ClearField(nic.FieldLink, field.TypeBool)
+	}
 	if value, ok := _u.mutation.Pxe(); ok {
 		_spec.SetField(nic.FieldPxe, field.TypeBool, value)
 	}
@@ -435,6 +444,12 @@ func (_u *NICUpdateOne) SetNillableLink(v *bool) *NICUpdateOne {
 	if v != nil {
 		_u.SetLink(*v)
 	}
+	return _u
+}
+
+// ClearLink clears the value of the "link" field.
+func (_u *NICUpdateOne) ClearLink() *NICUpdateOne {
+	_u.mutation.ClearLink()
 	return _u
 }
 
@@ -647,6 +662,9 @@ func (_u *NICUpdateOne) sqlSave(ctx context.Context) (_node *NIC, err error) {
 	}
 	if value, ok := _u.mutation.Link(); ok {
 		_spec.SetField(nic.FieldLink, field.TypeBool, value)
+	}
+	if _u.mutation.LinkCleared() {
+		_spec.ClearField(nic.FieldLink, field.TypeBool)
 	}
 	if value, ok := _u.mutation.Pxe(); ok {
 		_spec.SetField(nic.FieldPxe, field.TypeBool, value)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
+	"github.com/prybar/prybar/ent/bmcsession"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -69,6 +70,36 @@ func init() {
 	bmcDescInsecure := bmcFields[4].Descriptor()
 	// bmc.DefaultInsecure holds the default value on creation for the insecure field.
 	bmc.DefaultInsecure = bmcDescInsecure.Default.(bool)
+	// bmcDescSystemID is the schema descriptor for system_id field.
+	bmcDescSystemID := bmcFields[7].Descriptor()
+	// bmc.SystemIDValidator is a validator for the "system_id" field. It is called by the builders before save.
+	bmc.SystemIDValidator = bmcDescSystemID.Validators[0].(func(string) error)
+	bmcsessionFields := schema.BMCSession{}.Fields()
+	_ = bmcsessionFields
+	// bmcsessionDescAddress is the schema descriptor for address field.
+	bmcsessionDescAddress := bmcsessionFields[0].Descriptor()
+	// bmcsession.AddressValidator is a validator for the "address" field. It is called by the builders before save.
+	bmcsession.AddressValidator = bmcsessionDescAddress.Validators[0].(func(string) error)
+	// bmcsessionDescPort is the schema descriptor for port field.
+	bmcsessionDescPort := bmcsessionFields[1].Descriptor()
+	// bmcsession.DefaultPort holds the default value on creation for the port field.
+	bmcsession.DefaultPort = bmcsessionDescPort.Default.(int)
+	// bmcsessionDescScheme is the schema descriptor for scheme field.
+	bmcsessionDescScheme := bmcsessionFields[2].Descriptor()
+	// bmcsession.DefaultScheme holds the default value on creation for the scheme field.
+	bmcsession.DefaultScheme = bmcsessionDescScheme.Default.(string)
+	// bmcsessionDescInsecure is the schema descriptor for insecure field.
+	bmcsessionDescInsecure := bmcsessionFields[3].Descriptor()
+	// bmcsession.DefaultInsecure holds the default value on creation for the insecure field.
+	bmcsession.DefaultInsecure = bmcsessionDescInsecure.Default.(bool)
+	// bmcsessionDescURI is the schema descriptor for uri field.
+	bmcsessionDescURI := bmcsessionFields[5].Descriptor()
+	// bmcsession.URIValidator is a validator for the "uri" field. It is called by the builders before save.
+	bmcsession.URIValidator = bmcsessionDescURI.Validators[0].(func(string) error)
+	// bmcsessionDescCreatedAt is the schema descriptor for created_at field.
+	bmcsessionDescCreatedAt := bmcsessionFields[7].Descriptor()
+	// bmcsession.DefaultCreatedAt holds the default value on creation for the created_at field.
+	bmcsession.DefaultCreatedAt = bmcsessionDescCreatedAt.Default.(func() time.Time)
 	deploymentMixin := schema.Deployment{}.Mixin()
 	deploymentMixinFields0 := deploymentMixin[0].Fields()
 	_ = deploymentMixinFields0
@@ -270,10 +301,6 @@ func init() {
 	nicDescSpeedMbps := nicFields[2].Descriptor()
 	// nic.SpeedMbpsValidator is a validator for the "speed_mbps" field. It is called by the builders before save.
 	nic.SpeedMbpsValidator = nicDescSpeedMbps.Validators[0].(func(int) error)
-	// nicDescLink is the schema descriptor for link field.
-	nicDescLink := nicFields[3].Descriptor()
-	// nic.DefaultLink holds the default value on creation for the link field.
-	nic.DefaultLink = nicDescLink.Default.(bool)
 	// nicDescPxe is the schema descriptor for pxe field.
 	nicDescPxe := nicFields[4].Descriptor()
 	// nic.DefaultPxe holds the default value on creation for the pxe field.

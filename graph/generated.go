@@ -92,6 +92,7 @@ type ComplexityRoot struct {
 		Port      func(childComplexity int) int
 		Protocol  func(childComplexity int) int
 		Scheme    func(childComplexity int) int
+		SystemID  func(childComplexity int) int
 		UpdatedAt func(childComplexity int) int
 		Username  func(childComplexity int) int
 	}
@@ -923,6 +924,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BMC.Scheme(childComplexity), true
+	case "BMC.systemID":
+		if e.ComplexityRoot.BMC.SystemID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMC.SystemID(childComplexity), true
 	case "BMC.updatedAt":
 		if e.ComplexityRoot.BMC.UpdatedAt == nil {
 			break
@@ -3840,6 +3847,8 @@ func (ec *executionContext) childFields_BMC(ctx context.Context, field graphql.C
 		return ec.fieldContext_BMC_insecure(ctx, field)
 	case "username":
 		return ec.fieldContext_BMC_username(ctx, field)
+	case "systemID":
+		return ec.fieldContext_BMC_systemID(ctx, field)
 	case "machineID":
 		return ec.fieldContext_BMC_machineID(ctx, field)
 	case "machine":
@@ -8066,6 +8075,29 @@ func (ec *executionContext) _BMC_username(ctx context.Context, field graphql.Col
 	)
 }
 func (ec *executionContext) fieldContext_BMC_username(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMC", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMC_systemID(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMC_systemID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SystemID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BMC_systemID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BMC", field, false, false, "String")
 }
 
@@ -13446,11 +13478,11 @@ func (ec *executionContext) _NIC_link(ctx context.Context, field graphql.Collect
 			return obj.Link, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_NIC_link(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -20697,7 +20729,7 @@ func (ec *executionContext) unmarshalInputBMCWhereInput(ctx context.Context, obj
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "protocol", "protocolNEQ", "protocolIn", "protocolNotIn", "address", "addressNEQ", "addressIn", "addressNotIn", "addressGT", "addressGTE", "addressLT", "addressLTE", "addressContains", "addressHasPrefix", "addressHasSuffix", "addressEqualFold", "addressContainsFold", "port", "portNEQ", "portIn", "portNotIn", "portGT", "portGTE", "portLT", "portLTE", "portIsNil", "portNotNil", "scheme", "schemeNEQ", "schemeIn", "schemeNotIn", "schemeGT", "schemeGTE", "schemeLT", "schemeLTE", "schemeContains", "schemeHasPrefix", "schemeHasSuffix", "schemeEqualFold", "schemeContainsFold", "insecure", "insecureNEQ", "username", "usernameNEQ", "usernameIn", "usernameNotIn", "usernameGT", "usernameGTE", "usernameLT", "usernameLTE", "usernameContains", "usernameHasPrefix", "usernameHasSuffix", "usernameIsNil", "usernameNotNil", "usernameEqualFold", "usernameContainsFold", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "hasMachine", "hasMachineWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "protocol", "protocolNEQ", "protocolIn", "protocolNotIn", "address", "addressNEQ", "addressIn", "addressNotIn", "addressGT", "addressGTE", "addressLT", "addressLTE", "addressContains", "addressHasPrefix", "addressHasSuffix", "addressEqualFold", "addressContainsFold", "port", "portNEQ", "portIn", "portNotIn", "portGT", "portGTE", "portLT", "portLTE", "portIsNil", "portNotNil", "scheme", "schemeNEQ", "schemeIn", "schemeNotIn", "schemeGT", "schemeGTE", "schemeLT", "schemeLTE", "schemeContains", "schemeHasPrefix", "schemeHasSuffix", "schemeEqualFold", "schemeContainsFold", "insecure", "insecureNEQ", "username", "usernameNEQ", "usernameIn", "usernameNotIn", "usernameGT", "usernameGTE", "usernameLT", "usernameLTE", "usernameContains", "usernameHasPrefix", "usernameHasSuffix", "usernameIsNil", "usernameNotNil", "usernameEqualFold", "usernameContainsFold", "systemID", "systemIDNEQ", "systemIDIn", "systemIDNotIn", "systemIDGT", "systemIDGTE", "systemIDLT", "systemIDLTE", "systemIDContains", "systemIDHasPrefix", "systemIDHasSuffix", "systemIDIsNil", "systemIDNotNil", "systemIDEqualFold", "systemIDContainsFold", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "hasMachine", "hasMachineWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -21292,6 +21324,111 @@ func (ec *executionContext) unmarshalInputBMCWhereInput(ctx context.Context, obj
 				return it, err
 			}
 			it.UsernameContainsFold = data
+		case "systemID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemID"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemID = data
+		case "systemIDNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDNEQ = data
+		case "systemIDIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDIn = data
+		case "systemIDNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDNotIn = data
+		case "systemIDGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDGT = data
+		case "systemIDGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDGTE = data
+		case "systemIDLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDLT = data
+		case "systemIDLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDLTE = data
+		case "systemIDContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDContains = data
+		case "systemIDHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDHasPrefix = data
+		case "systemIDHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDHasSuffix = data
+		case "systemIDIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDIsNil = data
+		case "systemIDNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDNotNil = data
+		case "systemIDEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDEqualFold = data
+		case "systemIDContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemIDContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemIDContainsFold = data
 		case "machineID":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("machineID"))
 			data, err := ec.unmarshalOID2ᚖint(ctx, v)
@@ -21362,7 +21499,7 @@ func (ec *executionContext) unmarshalInputCreateBMCInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"protocol", "address", "port", "scheme", "insecure", "username", "password", "machineID"}
+	fieldsInOrder := [...]string{"protocol", "address", "port", "scheme", "insecure", "username", "password", "systemID", "machineID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -21418,6 +21555,13 @@ func (ec *executionContext) unmarshalInputCreateBMCInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Password = data
+		case "systemID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemID"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemID = data
 		case "machineID":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("machineID"))
 			data, err := ec.unmarshalNID2int(ctx, v)
@@ -27070,7 +27214,7 @@ func (ec *executionContext) unmarshalInputNICWhereInput(ctx context.Context, obj
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "mac", "macNEQ", "macIn", "macNotIn", "macGT", "macGTE", "macLT", "macLTE", "macContains", "macHasPrefix", "macHasSuffix", "macEqualFold", "macContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameIsNil", "nameNotNil", "nameEqualFold", "nameContainsFold", "speedMbps", "speedMbpsNEQ", "speedMbpsIn", "speedMbpsNotIn", "speedMbpsGT", "speedMbpsGTE", "speedMbpsLT", "speedMbpsLTE", "speedMbpsIsNil", "speedMbpsNotNil", "link", "linkNEQ", "pxe", "pxeNEQ", "switchName", "switchNameNEQ", "switchNameIn", "switchNameNotIn", "switchNameGT", "switchNameGTE", "switchNameLT", "switchNameLTE", "switchNameContains", "switchNameHasPrefix", "switchNameHasSuffix", "switchNameIsNil", "switchNameNotNil", "switchNameEqualFold", "switchNameContainsFold", "switchPort", "switchPortNEQ", "switchPortIn", "switchPortNotIn", "switchPortGT", "switchPortGTE", "switchPortLT", "switchPortLTE", "switchPortContains", "switchPortHasPrefix", "switchPortHasSuffix", "switchPortIsNil", "switchPortNotNil", "switchPortEqualFold", "switchPortContainsFold", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "hasMachine", "hasMachineWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "mac", "macNEQ", "macIn", "macNotIn", "macGT", "macGTE", "macLT", "macLTE", "macContains", "macHasPrefix", "macHasSuffix", "macEqualFold", "macContainsFold", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameIsNil", "nameNotNil", "nameEqualFold", "nameContainsFold", "speedMbps", "speedMbpsNEQ", "speedMbpsIn", "speedMbpsNotIn", "speedMbpsGT", "speedMbpsGTE", "speedMbpsLT", "speedMbpsLTE", "speedMbpsIsNil", "speedMbpsNotNil", "link", "linkNEQ", "linkIsNil", "linkNotNil", "pxe", "pxeNEQ", "switchName", "switchNameNEQ", "switchNameIn", "switchNameNotIn", "switchNameGT", "switchNameGTE", "switchNameLT", "switchNameLTE", "switchNameContains", "switchNameHasPrefix", "switchNameHasSuffix", "switchNameIsNil", "switchNameNotNil", "switchNameEqualFold", "switchNameContainsFold", "switchPort", "switchPortNEQ", "switchPortIn", "switchPortNotIn", "switchPortGT", "switchPortGTE", "switchPortLT", "switchPortLTE", "switchPortContains", "switchPortHasPrefix", "switchPortHasSuffix", "switchPortIsNil", "switchPortNotNil", "switchPortEqualFold", "switchPortContainsFold", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "hasMachine", "hasMachineWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -27546,6 +27690,20 @@ func (ec *executionContext) unmarshalInputNICWhereInput(ctx context.Context, obj
 				return it, err
 			}
 			it.LinkNEQ = data
+		case "linkIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("linkIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LinkIsNil = data
+		case "linkNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("linkNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LinkNotNil = data
 		case "pxe":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pxe"))
 			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
@@ -33384,7 +33542,7 @@ func (ec *executionContext) unmarshalInputUpdateBMCInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"protocol", "address", "port", "clearPort", "scheme", "insecure", "username", "clearUsername", "password", "clearPassword", "machineID"}
+	fieldsInOrder := [...]string{"protocol", "address", "port", "clearPort", "scheme", "insecure", "username", "clearUsername", "password", "clearPassword", "systemID", "clearSystemID", "machineID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -33461,6 +33619,20 @@ func (ec *executionContext) unmarshalInputUpdateBMCInput(ctx context.Context, ob
 				return it, err
 			}
 			it.ClearPassword = data
+		case "systemID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("systemID"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SystemID = data
+		case "clearSystemID":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearSystemID"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearSystemID = data
 		case "machineID":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("machineID"))
 			data, err := ec.unmarshalOID2ᚖint(ctx, v)
@@ -34021,7 +34193,7 @@ func (ec *executionContext) unmarshalInputUpdateNICInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"mac", "name", "clearName", "speedMbps", "clearSpeedMbps", "link", "pxe", "switchName", "clearSwitchName", "switchPort", "clearSwitchPort", "machineID"}
+	fieldsInOrder := [...]string{"mac", "name", "clearName", "speedMbps", "clearSpeedMbps", "link", "clearLink", "pxe", "switchName", "clearSwitchName", "switchPort", "clearSwitchPort", "machineID"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -34070,6 +34242,13 @@ func (ec *executionContext) unmarshalInputUpdateNICInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Link = data
+		case "clearLink":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clearLink"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClearLink = data
 		case "pxe":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pxe"))
 			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
@@ -34849,6 +35028,11 @@ func (ec *executionContext) _BMC(ctx context.Context, sel ast.SelectionSet, obj 
 			}
 		case "username":
 			out.Values[i] = ec._BMC_username(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "systemID":
+			out.Values[i] = ec._BMC_systemID(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -36674,7 +36858,7 @@ func (ec *executionContext) _NIC(ctx context.Context, sel ast.SelectionSet, obj 
 			}
 		case "link":
 			out.Values[i] = ec._NIC_link(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "pxe":

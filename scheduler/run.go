@@ -431,7 +431,7 @@ func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (out 
 			}
 			m := out[b.MachineID]
 			m.BMC = &executor.BMC{Protocol: string(b.Protocol), Address: b.Address, Port: b.Port, Scheme: b.Scheme,
-				Insecure: b.Insecure, Username: b.Username, Password: pw}
+				Insecure: b.Insecure, Username: b.Username, Password: pw, SystemID: b.SystemID}
 			out[b.MachineID] = m
 		}
 	}

@@ -35,6 +35,8 @@ const (
 	FieldUsername = "username"
 	// FieldPassword holds the string denoting the password field in the database.
 	FieldPassword = "password"
+	// FieldSystemID holds the string denoting the system_id field in the database.
+	FieldSystemID = "system_id"
 	// FieldMachineID holds the string denoting the machine_id field in the database.
 	FieldMachineID = "machine_id"
 	// EdgeMachine holds the string denoting the machine edge name in mutations.
@@ -62,6 +64,7 @@ var Columns = []string{
 	FieldInsecure,
 	FieldUsername,
 	FieldPassword,
+	FieldSystemID,
 	FieldMachineID,
 }
 
@@ -90,6 +93,8 @@ var (
 	DefaultScheme string
 	// DefaultInsecure holds the default value on creation for the "insecure" field.
 	DefaultInsecure bool
+	// SystemIDValidator is a validator for the "system_id" field. It is called by the builders before save.
+	SystemIDValidator func(string) error
 )
 
 // Protocol defines the type for the "protocol" enum field.
@@ -166,6 +171,11 @@ func ByUsername(opts ...sql.OrderTermOption) OrderOption {
 // ByPassword orders the results by the password field.
 func ByPassword(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldPassword, opts...).ToFunc()
+}
+
+// BySystemID orders the results by the system_id field.
+func BySystemID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldSystemID, opts...).ToFunc()
 }
 
 // ByMachineID orders the results by the machine_id field.

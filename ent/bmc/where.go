@@ -95,6 +95,11 @@ func Password(v string) predicate.BMC {
 	return predicate.BMC(sql.FieldEQ(FieldPassword, v))
 }
 
+// SystemID applies equality check predicate on the "system_id" field. It's identical to SystemIDEQ.
+func SystemID(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldEQ(FieldSystemID, v))
+}
+
 // MachineID applies equality check predicate on the "machine_id" field. It's identical to MachineIDEQ.
 func MachineID(v int) predicate.BMC {
 	return predicate.BMC(sql.FieldEQ(FieldMachineID, v))
@@ -538,6 +543,81 @@ func PasswordEqualFold(v string) predicate.BMC {
 // PasswordContainsFold applies the ContainsFold predicate on the "password" field.
 func PasswordContainsFold(v string) predicate.BMC {
 	return predicate.BMC(sql.FieldContainsFold(FieldPassword, v))
+}
+
+// SystemIDEQ applies the EQ predicate on the "system_id" field.
+func SystemIDEQ(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldEQ(FieldSystemID, v))
+}
+
+// SystemIDNEQ applies the NEQ predicate on the "system_id" field.
+func SystemIDNEQ(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldNEQ(FieldSystemID, v))
+}
+
+// SystemIDIn applies the In predicate on the "system_id" field.
+func SystemIDIn(vs ...string) predicate.BMC {
+	return predicate.BMC(sql.FieldIn(FieldSystemID, vs...))
+}
+
+// SystemIDNotIn applies the NotIn predicate on the "system_id" field.
+func SystemIDNotIn(vs ...string) predicate.BMC {
+	return predicate.BMC(sql.FieldNotIn(FieldSystemID, vs...))
+}
+
+// SystemIDGT applies the GT predicate on the "system_id" field.
+func SystemIDGT(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldGT(FieldSystemID, v))
+}
+
+// SystemIDGTE applies the GTE predicate on the "system_id" field.
+func SystemIDGTE(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldGTE(FieldSystemID, v))
+}
+
+// SystemIDLT applies the LT predicate on the "system_id" field.
+func SystemIDLT(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldLT(FieldSystemID, v))
+}
+
+// SystemIDLTE applies the LTE predicate on the "system_id" field.
+func SystemIDLTE(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldLTE(FieldSystemID, v))
+}
+
+// SystemIDContains applies the Contains predicate on the "system_id" field.
+func SystemIDContains(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldContains(FieldSystemID, v))
+}
+
+// SystemIDHasPrefix applies the HasPrefix predicate on the "system_id" field.
+func SystemIDHasPrefix(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldHasPrefix(FieldSystemID, v))
+}
+
+// SystemIDHasSuffix applies the HasSuffix predicate on the "system_id" field.
+func SystemIDHasSuffix(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldHasSuffix(FieldSystemID, v))
+}
+
+// SystemIDIsNil applies the IsNil predicate on the "system_id" field.
+func SystemIDIsNil() predicate.BMC {
+	return predicate.BMC(sql.FieldIsNull(FieldSystemID))
+}
+
+// SystemIDNotNil applies the NotNil predicate on the "system_id" field.
+func SystemIDNotNil() predicate.BMC {
+	return predicate.BMC(sql.FieldNotNull(FieldSystemID))
+}
+
+// SystemIDEqualFold applies the EqualFold predicate on the "system_id" field.
+func SystemIDEqualFold(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldEqualFold(FieldSystemID, v))
+}
+
+// SystemIDContainsFold applies the ContainsFold predicate on the "system_id" field.
+func SystemIDContainsFold(v string) predicate.BMC {
+	return predicate.BMC(sql.FieldContainsFold(FieldSystemID, v))
 }
 
 // MachineIDEQ applies the EQ predicate on the "machine_id" field.

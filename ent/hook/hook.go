@@ -33,6 +33,18 @@ func (f BMCFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) 
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.BMCMutation", m)
 }
 
+// The BMCSessionFunc type is an adapter to allow the use of ordinary
+// function as BMCSession mutator.
+type BMCSessionFunc func(context.Context, *ent.BMCSessionMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f BMCSessionFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.BMCSessionMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.BMCSessionMutation", m)
+}
+
 // The DeploymentFunc type is an adapter to allow the use of ordinary
 // function as Deployment mutator.
 type DeploymentFunc func(context.Context, *ent.DeploymentMutation) (ent.Value, error)

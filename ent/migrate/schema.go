@@ -38,6 +38,7 @@ var (
 		{Name: "insecure", Type: field.TypeBool, Default: false},
 		{Name: "username", Type: field.TypeString, Nullable: true},
 		{Name: "password", Type: field.TypeString, Nullable: true},
+		{Name: "system_id", Type: field.TypeString, Nullable: true, Size: 255},
 		{Name: "machine_id", Type: field.TypeInt, Unique: true},
 	}
 	// BmcsTable holds the schema information for the "bmcs" table.
@@ -48,9 +49,34 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "bmcs_machines_bmc",
-				Columns:    []*schema.Column{BmcsColumns[10]},
+				Columns:    []*schema.Column{BmcsColumns[11]},
 				RefColumns: []*schema.Column{MachinesColumns[0]},
 				OnDelete:   schema.NoAction,
+			},
+		},
+	}
+	// BmcSessionsColumns holds the columns for the "bmc_sessions" table.
+	BmcSessionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "address", Type: field.TypeString},
+		{Name: "port", Type: field.TypeInt, Default: 0},
+		{Name: "scheme", Type: field.TypeString, Default: "https"},
+		{Name: "insecure", Type: field.TypeBool, Default: false},
+		{Name: "username", Type: field.TypeString, Nullable: true},
+		{Name: "uri", Type: field.TypeString},
+		{Name: "token", Type: field.TypeString, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+	}
+	// BmcSessionsTable holds the schema information for the "bmc_sessions" table.
+	BmcSessionsTable = &schema.Table{
+		Name:       "bmc_sessions",
+		Columns:    BmcSessionsColumns,
+		PrimaryKey: []*schema.Column{BmcSessionsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "bmcsession_address_port_uri",
+				Unique:  true,
+				Columns: []*schema.Column{BmcSessionsColumns[1], BmcSessionsColumns[2], BmcSessionsColumns[6]},
 			},
 		},
 	}
@@ -251,7 +277,7 @@ var (
 		{Name: "mac", Type: field.TypeString, Unique: true},
 		{Name: "name", Type: field.TypeString, Nullable: true},
 		{Name: "speed_mbps", Type: field.TypeInt, Nullable: true},
-		{Name: "link", Type: field.TypeBool, Default: false},
+		{Name: "link", Type: field.TypeBool, Nullable: true},
 		{Name: "pxe", Type: field.TypeBool, Default: false},
 		{Name: "switch_name", Type: field.TypeString, Nullable: true},
 		{Name: "switch_port", Type: field.TypeString, Nullable: true},
@@ -519,6 +545,7 @@ var (
 	Tables = []*schema.Table{
 		AttributesTable,
 		BmcsTable,
+		BmcSessionsTable,
 		DeploymentsTable,
 		DisksTable,
 		EventsTable,
@@ -545,6 +572,10 @@ func init() {
 	BmcsTable.Annotation = &entsql.Annotation{
 		Table:          "bmcs",
 		IncrementStart: func(i int) *int { return &i }(4294967296),
+	}
+	BmcSessionsTable.Annotation = &entsql.Annotation{
+		Table:          "bmc_sessions",
+		IncrementStart: func(i int) *int { return &i }(68719476736),
 	}
 	DeploymentsTable.ForeignKeys[0].RefTable = DeploymentsTable
 	DeploymentsTable.Annotation = &entsql.Annotation{

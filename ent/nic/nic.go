@@ -83,8 +83,6 @@ var (
 	MACValidator func(string) error
 	// SpeedMbpsValidator is a validator for the "speed_mbps" field. It is called by the builders before save.
 	SpeedMbpsValidator func(int) error
-	// DefaultLink holds the default value on creation for the "link" field.
-	DefaultLink bool
 	// DefaultPxe holds the default value on creation for the "pxe" field.
 	DefaultPxe bool
 )

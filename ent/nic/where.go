@@ -385,6 +385,16 @@ func LinkNEQ(v bool) predicate.NIC {
 	return predicate.NIC(sql.FieldNEQ(FieldLink, v))
 }
 
+// LinkIsNil applies the IsNil predicate on the "link" field.
+func LinkIsNil() predicate.NIC {
+	return predicate.NIC(sql.FieldIsNull(FieldLink))
+}
+
+// LinkNotNil applies the NotNil predicate on the "link" field.
+func LinkNotNil() predicate.NIC {
+	return predicate.NIC(sql.FieldNotNull(FieldLink))
+}
+
 // PxeEQ applies the EQ predicate on the "pxe" field.
 func PxeEQ(v bool) predicate.NIC {
 	return predicate.NIC(sql.FieldEQ(FieldPxe, v))

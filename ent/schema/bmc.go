@@ -27,6 +27,11 @@ func (BMC) Fields() []ent.Field {
 		// Write-only: never returned by the API; encrypted at rest by internal/secret.
 		field.String("password").Optional().Sensitive().
 			Annotations(entgql.Skip(entgql.SkipType, entgql.SkipWhereInput, entgql.SkipOrderField)),
+		// Which ComputerSystem of the BMC this machine is, by Redfish Id (e.g. "Blade2"): needed
+		// when the BMC manages several (blade chassis, SmartNICs, composed systems); recorded by
+		// discovery when the BMC has exactly one. Empty: the BMC's only system.
+		field.String("system_id").Optional().MaxLen(255).
+			Comment("redfish: the ComputerSystem Id this machine is, when the BMC manages several"),
 		field.Int("machine_id").Unique(),
 	}
 }

@@ -22,7 +22,8 @@ func (NIC) Fields() []ent.Field {
 			Annotations(entgql.OrderField("MAC")),
 		field.String("name").Optional().Annotations(entgql.OrderField("NAME")),
 		field.Int("speed_mbps").Optional().NonNegative(),
-		field.Bool("link").Default(false),
+		// Nil when unknown: BMCs often do not report link state, and unknown is not down.
+		field.Bool("link").Optional().Nillable().Comment("link up; null when no source reported it"),
 		field.Bool("pxe").Default(false).Comment("the firmware can boot from this interface"),
 		field.String("switch_name").Optional().Comment("from LLDP when known"),
 		field.String("switch_port").Optional(),

@@ -136,10 +136,27 @@ func (c *Client) SetBootDevice(ctx context.Context, dev bmc.BootDevice, opts bmc
 	flags := &types.BootOptionParam_BootFlags{
 		BootFlagsValid:     true,
 		Persist:            opts.Persistent,
-		BIOSBootType:       types.BIOSBootType(opts.EFI),
 		BootDeviceSelector: sel,
 	}
+	switch m := opts.WantMode(); m {
+	case bmc.BootModeUEFI:
+		flags.BIOSBootType = true
+	case bmc.BootModeLegacy, bmc.BootModeKeep:
+	default:
+		return &Error{Addr: c.addr, Op: op, Err: fmt.Errorf("unknown boot mode %q (want uefi or legacy)", m)}
+	}
 	return c.do(ctx, op, true, func(ctx context.Context, gc *goipmi.Client) error {
+		if opts.WantMode() == bmc.BootModeKeep {
+			// IPMI boot flags always carry a BIOS boot type bit. Keep the one of the override in
+			// force, so a UEFI machine is not flipped to legacy by a caller that did not ask; with
+			// no valid override there is nothing to keep and the bit stays legacy, as before.
+			cur := &types.BootOptionParam_BootFlags{}
+			if err := gc.GetSystemBootOptionsParamFor(ctx, cur); err == nil && cur.BootFlagsValid {
+				flags.BIOSBootType = cur.BIOSBootType
+			} else if _, answered := types.IsResponseError(err); err != nil && !answered {
+				return fmt.Errorf("read boot flags: %w", err)
+			}
+		}
 		// Set-in-progress is optional (spec 28.13) and implemented unevenly: BMCs without it
 		// answer 80h, ipmi_sim answers CCh. Like ipmitool, any completion code here only
 		// means "no lock to take"; a transport error still fails the attempt.

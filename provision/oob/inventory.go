@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prybar/prybar/ent"
+	entbmc "github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/internal/domain"
@@ -148,13 +149,21 @@ func ApplyInventory(ctx context.Context, tx *ent.Tx, machineID int, inv *redfish
 	if err := upd.Exec(ctx); err != nil {
 		return err
 	}
+	if inv.SystemID != "" {
+		// Bind the machine to the system discovery read, so it stays bound if the BMC later
+		// manages more (a blade added to the chassis). A system id already set is the operator's.
+		if _, err := tx.BMC.Update().Where(entbmc.MachineID(machineID), entbmc.Or(entbmc.SystemIDIsNil(), entbmc.SystemIDEQ(""))).
+			SetSystemID(inv.SystemID).Save(ctx); err != nil {
+			return fmt.Errorf("record the BMC's system id: %w", err)
+		}
+	}
 
 	for _, n := range inv.NICs {
 		mac := redfish.NormalizeMAC(n.MACAddress)
 		existing, err := tx.NIC.Query().Where(nic.MAC(mac)).Only(ctx)
 		switch {
 		case ent.IsNotFound(err):
-			c := tx.NIC.Create().SetMachineID(machineID).SetMAC(mac).SetLink(linkUp(n.LinkStatus))
+			c := tx.NIC.Create().SetMachineID(machineID).SetMAC(mac).SetNillableLink(n.LinkUp())
 			if n.Name != "" {
 				c.SetName(n.Name)
 			}
@@ -169,7 +178,8 @@ func ApplyInventory(ctx context.Context, tx *ent.Tx, machineID int, inv *redfish
 		case existing.MachineID != machineID:
 			return domain.Errorf("mac", domain.Conflict, "BMC of machine %d reports MAC %s, which is recorded on machine %d", machineID, mac, existing.MachineID)
 		default:
-			u := existing.Update().SetLink(linkUp(n.LinkStatus))
+			// An unknown link (the BMC did not say) keeps what another source recorded.
+			u := existing.Update().SetNillableLink(n.LinkUp())
 			if n.Name != "" {
 				u.SetName(n.Name)
 			}
@@ -221,8 +231,6 @@ func ApplyInventory(ctx context.Context, tx *ent.Tx, machineID int, inv *redfish
 	}
 	return nil
 }
-
-func linkUp(s string) bool { return strings.EqualFold(s, "LinkUp") }
 
 func diskKind(k string) disk.Kind {
 	switch strings.ToLower(k) {

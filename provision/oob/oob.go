@@ -269,7 +269,7 @@ func endpointOf(in executor.Input) (bmc.Endpoint, error) {
 	}
 	return bmc.Endpoint{
 		Protocol: proto, Address: b.Address, Port: port, Username: b.Username, Password: b.Password,
-		Insecure: b.Insecure, Scheme: b.Scheme,
+		Insecure: b.Insecure, Scheme: b.Scheme, SystemID: b.SystemID,
 	}, nil
 }
 
@@ -289,7 +289,8 @@ type request struct {
 	device     bmc.BootDevice
 	persistent bool
 	efi        bool
-	boot       bool // boot-device: power on / cycle afterwards
+	mode       bmc.BootMode // boot_mode: "" keeps the BMC's mode
+	boot       bool         // boot-device: power on / cycle afterwards
 }
 
 func parseRequest(attrs map[string]any) (request, error) {
@@ -319,6 +320,18 @@ func parseRequest(attrs map[string]any) (request, error) {
 	}
 	if r.efi, err = boolAttr(attrs, "efi", false); err != nil {
 		return r, err
+	}
+	if v, ok := attrs["boot_mode"]; ok && v != nil {
+		// efi: false cannot ask for legacy boot (it is every role's default); boot_mode can.
+		switch s, _ := v.(string); strings.ToLower(s) {
+		case "", "keep":
+		case "uefi":
+			r.mode = bmc.BootModeUEFI
+		case "legacy":
+			r.mode = bmc.BootModeLegacy
+		default:
+			return r, fmt.Errorf("oob: attribute boot_mode %v: want keep, uefi or legacy", v)
+		}
 	}
 	if r.boot, err = boolAttr(attrs, "boot", true); err != nil {
 		return r, err
@@ -539,7 +552,7 @@ func (e *Executor) bootDevice(ctx context.Context, ctl bmc.Controller, req reque
 	if err != nil {
 		return err
 	}
-	opts := bmc.BootOptions{Persistent: req.persistent, EFI: req.efi}
+	opts := bmc.BootOptions{Persistent: req.persistent, EFI: req.efi, Mode: req.mode}
 	if err := ctl.SetBootDevice(ctx, req.device, opts); err != nil {
 		if errors.Is(err, redfish.ErrOverrideIgnored) {
 			return fmt.Errorf("oob: the BMC accepted the boot override to %s but it did not take (read back unchanged): %w", req.device, err)

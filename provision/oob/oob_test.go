@@ -244,9 +244,15 @@ func TestPXEBootOnce(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, res.Log)
 			}
+			// The machine came on from PXE, and that boot consumed the one-time override (as on
+			// real BMCs: Enabled reverts to Disabled).
+			boots := f.sim.Boots(f.systemPath(t))
+			if len(boots) == 0 || boots[len(boots)-1].Target != "Pxe" || boots[len(boots)-1].Enabled != "Once" {
+				t.Fatalf("boots = %+v, want the last from Pxe/Once", boots)
+			}
 			boot := f.sim.Resource(f.systemPath(t))["Boot"].(map[string]any)
-			if boot["BootSourceOverrideTarget"] != "Pxe" || boot["BootSourceOverrideEnabled"] != "Once" {
-				t.Fatalf("boot = %v", boot)
+			if boot["BootSourceOverrideTarget"] != "Pxe" || boot["BootSourceOverrideEnabled"] != "Disabled" || boot["BootSourceOverrideMode"] != "UEFI" {
+				t.Fatalf("boot = %v, want the one-time override consumed and the UEFI mode kept", boot)
 			}
 			if simPower(f, t) != "On" {
 				t.Fatalf("machine not powered on after boot-device")

@@ -168,7 +168,7 @@ func (r *Runner) input(ctx context.Context, id int, action string, params map[st
 		NodeRoleID: 0, Attempt: 1, Role: "operation:" + op.Action, Attrs: attrs,
 		Machine: executor.Machine{ID: m.ID, Name: m.Name, BMC: &executor.BMC{
 			Protocol: string(b.Protocol), Address: b.Address, Port: b.Port, Scheme: b.Scheme,
-			Insecure: b.Insecure, Username: b.Username, Password: b.Password,
+			Insecure: b.Insecure, Username: b.Username, Password: b.Password, SystemID: b.SystemID,
 		}},
 	}, nil
 }

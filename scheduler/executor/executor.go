@@ -40,6 +40,7 @@ type BMC struct {
 	Insecure bool
 	Username string
 	Password string
+	SystemID string // redfish: the ComputerSystem Id when the BMC manages several
 }
 
 // Result is what a run produced. Output becomes the node-role's wall (visible to children).
