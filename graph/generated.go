@@ -113,6 +113,25 @@ type ComplexityRoot struct {
 		Errors func(childComplexity int) int
 	}
 
+	BMCSystem struct {
+		HostName     func(childComplexity int) int
+		ID           func(childComplexity int) int
+		Manufacturer func(childComplexity int) int
+		Model        func(childComplexity int) int
+		Name         func(childComplexity int) int
+		Path         func(childComplexity int) int
+		PowerState   func(childComplexity int) int
+		Selected     func(childComplexity int) int
+		SerialNumber func(childComplexity int) int
+		SystemType   func(childComplexity int) int
+		UUID         func(childComplexity int) int
+	}
+
+	BMCSystemsPayload struct {
+		Errors  func(childComplexity int) int
+		Systems func(childComplexity int) int
+	}
+
 	BindRolePayload struct {
 		Errors   func(childComplexity int) int
 		NodeRole func(childComplexity int) int
@@ -497,6 +516,7 @@ type ComplexityRoot struct {
 	Query struct {
 		Annealer      func(childComplexity int) int
 		Attributes    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.AttributeOrder, where *ent.AttributeWhereInput) int
+		BmcSystems    func(childComplexity int, bmcID int) int
 		Bmcs          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.BMCOrder, where *ent.BMCWhereInput) int
 		Deployments   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DeploymentOrder, where *ent.DeploymentWhereInput) int
 		Disks         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
@@ -731,6 +751,7 @@ type QueryResolver interface {
 	Runs(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.RunOrder, where *ent.RunWhereInput) (*ent.RunConnection, error)
 	Sites(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.SiteOrder, where *ent.SiteWhereInput) (*ent.SiteConnection, error)
 	Annealer(ctx context.Context) (*model.AnnealerStatus, error)
+	BmcSystems(ctx context.Context, bmcID int) (*model.BMCSystemsPayload, error)
 	Machine(ctx context.Context, name string) (*ent.Machine, error)
 	Site(ctx context.Context, name string) (*ent.Site, error)
 	NicByMac(ctx context.Context, mac string) (*ent.NIC, error)
@@ -987,6 +1008,86 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BMCPayload.Errors(childComplexity), true
+
+	case "BMCSystem.hostName":
+		if e.ComplexityRoot.BMCSystem.HostName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.HostName(childComplexity), true
+	case "BMCSystem.id":
+		if e.ComplexityRoot.BMCSystem.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.ID(childComplexity), true
+	case "BMCSystem.manufacturer":
+		if e.ComplexityRoot.BMCSystem.Manufacturer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.Manufacturer(childComplexity), true
+	case "BMCSystem.model":
+		if e.ComplexityRoot.BMCSystem.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.Model(childComplexity), true
+	case "BMCSystem.name":
+		if e.ComplexityRoot.BMCSystem.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.Name(childComplexity), true
+	case "BMCSystem.path":
+		if e.ComplexityRoot.BMCSystem.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.Path(childComplexity), true
+	case "BMCSystem.powerState":
+		if e.ComplexityRoot.BMCSystem.PowerState == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.PowerState(childComplexity), true
+	case "BMCSystem.selected":
+		if e.ComplexityRoot.BMCSystem.Selected == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.Selected(childComplexity), true
+	case "BMCSystem.serialNumber":
+		if e.ComplexityRoot.BMCSystem.SerialNumber == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.SerialNumber(childComplexity), true
+	case "BMCSystem.systemType":
+		if e.ComplexityRoot.BMCSystem.SystemType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.SystemType(childComplexity), true
+	case "BMCSystem.uuid":
+		if e.ComplexityRoot.BMCSystem.UUID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystem.UUID(childComplexity), true
+
+	case "BMCSystemsPayload.errors":
+		if e.ComplexityRoot.BMCSystemsPayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystemsPayload.Errors(childComplexity), true
+	case "BMCSystemsPayload.systems":
+		if e.ComplexityRoot.BMCSystemsPayload.Systems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BMCSystemsPayload.Systems(childComplexity), true
 
 	case "BindRolePayload.errors":
 		if e.ComplexityRoot.BindRolePayload.Errors == nil {
@@ -2800,6 +2901,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Attributes(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].(*ent.AttributeOrder), args["where"].(*ent.AttributeWhereInput)), true
+	case "Query.bmcSystems":
+		if e.ComplexityRoot.Query.BmcSystems == nil {
+			break
+		}
+
+		args, err := ec.field_Query_bmcSystems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.BmcSystems(childComplexity, args["bmcID"].(int)), true
 	case "Query.bmcs":
 		if e.ComplexityRoot.Query.Bmcs == nil {
 			break
@@ -3745,7 +3857,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "annealer.graphqls" "ent.graphqls" "inventory.graphqls"
+//go:embed "annealer.graphqls" "bmc.graphqls" "ent.graphqls" "inventory.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -3758,6 +3870,7 @@ func sourceData(filename string) string {
 
 var sources = []*ast.Source{
 	{Name: "annealer.graphqls", Input: sourceData("annealer.graphqls"), BuiltIn: false},
+	{Name: "bmc.graphqls", Input: sourceData("bmc.graphqls"), BuiltIn: false},
 	{Name: "ent.graphqls", Input: sourceData("ent.graphqls"), BuiltIn: false},
 	{Name: "inventory.graphqls", Input: sourceData("inventory.graphqls"), BuiltIn: false},
 }
@@ -3887,6 +4000,44 @@ func (ec *executionContext) childFields_BMCPayload(ctx context.Context, field gr
 		return ec.fieldContext_BMCPayload_errors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BMCPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_BMCSystem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_BMCSystem_id(ctx, field)
+	case "path":
+		return ec.fieldContext_BMCSystem_path(ctx, field)
+	case "name":
+		return ec.fieldContext_BMCSystem_name(ctx, field)
+	case "systemType":
+		return ec.fieldContext_BMCSystem_systemType(ctx, field)
+	case "manufacturer":
+		return ec.fieldContext_BMCSystem_manufacturer(ctx, field)
+	case "model":
+		return ec.fieldContext_BMCSystem_model(ctx, field)
+	case "serialNumber":
+		return ec.fieldContext_BMCSystem_serialNumber(ctx, field)
+	case "uuid":
+		return ec.fieldContext_BMCSystem_uuid(ctx, field)
+	case "hostName":
+		return ec.fieldContext_BMCSystem_hostName(ctx, field)
+	case "powerState":
+		return ec.fieldContext_BMCSystem_powerState(ctx, field)
+	case "selected":
+		return ec.fieldContext_BMCSystem_selected(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BMCSystem", field.Name)
+}
+
+func (ec *executionContext) childFields_BMCSystemsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "systems":
+		return ec.fieldContext_BMCSystemsPayload_systems(ctx, field)
+	case "errors":
+		return ec.fieldContext_BMCSystemsPayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BMCSystemsPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_BindRolePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6267,6 +6418,20 @@ func (ec *executionContext) field_Query_attributes_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_bmcSystems_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "bmcID",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["bmcID"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_bmcs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -8352,6 +8517,323 @@ func (ec *executionContext) _BMCPayload_errors(ctx context.Context, field graphq
 func (ec *executionContext) fieldContext_BMCPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "BMCPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BMCSystem_id(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_path(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_name(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_systemType(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_systemType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SystemType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_systemType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_manufacturer(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_manufacturer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Manufacturer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_manufacturer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_model(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_serialNumber(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_serialNumber(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SerialNumber, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_serialNumber(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_uuid(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_uuid(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UUID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_uuid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_hostName(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_hostName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HostName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_hostName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "String")
+}
+
+func (ec *executionContext) _BMCSystem_powerState(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_powerState(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PowerState, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PowerState) graphql.Marshaler {
+			return ec.marshalOPowerState2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerState(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_powerState(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "PowerState")
+}
+
+func (ec *executionContext) _BMCSystem_selected(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystem_selected(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Selected, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystem_selected(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BMCSystem", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _BMCSystemsPayload_systems(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystemsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystemsPayload_systems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Systems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.BMCSystem) graphql.Marshaler {
+			return ec.marshalNBMCSystem2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystemsPayload_systems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BMCSystemsPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BMCSystem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BMCSystemsPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystemsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BMCSystemsPayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BMCSystemsPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BMCSystemsPayload",
 		Field:      field,
 		IsMethod:   false,
 		IsResolver: false,
@@ -16524,6 +17006,50 @@ func (ec *executionContext) fieldContext_Query_annealer(_ context.Context, field
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_AnnealerStatus(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_bmcSystems(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_bmcSystems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().BmcSystems(ctx, fc.Args["bmcID"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BMCSystemsPayload) graphql.Marshaler {
+			return ec.marshalNBMCSystemsPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystemsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_bmcSystems(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BMCSystemsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_bmcSystems_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -35183,6 +35709,127 @@ func (ec *executionContext) _BMCPayload(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var bMCSystemImplementors = []string{"BMCSystem"}
+
+func (ec *executionContext) _BMCSystem(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bMCSystemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BMCSystem")
+		case "id":
+			out.Values[i] = ec._BMCSystem_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "path":
+			out.Values[i] = ec._BMCSystem_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._BMCSystem_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "systemType":
+			out.Values[i] = ec._BMCSystem_systemType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "manufacturer":
+			out.Values[i] = ec._BMCSystem_manufacturer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "model":
+			out.Values[i] = ec._BMCSystem_model(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "serialNumber":
+			out.Values[i] = ec._BMCSystem_serialNumber(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "uuid":
+			out.Values[i] = ec._BMCSystem_uuid(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "hostName":
+			out.Values[i] = ec._BMCSystem_hostName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "powerState":
+			out.Values[i] = ec._BMCSystem_powerState(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "selected":
+			out.Values[i] = ec._BMCSystem_selected(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bMCSystemsPayloadImplementors = []string{"BMCSystemsPayload"}
+
+func (ec *executionContext) _BMCSystemsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystemsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bMCSystemsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BMCSystemsPayload")
+		case "systems":
+			out.Values[i] = ec._BMCSystemsPayload_systems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._BMCSystemsPayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var bindRolePayloadImplementors = []string{"BindRolePayload"}
 
 func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.BindRolePayload) graphql.Marshaler {
@@ -37884,6 +38531,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_annealer(ctx, field)
 				})
+		case "bmcSystems":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_bmcSystems(ctx, field)
+				})
 		case "machine":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -39349,6 +40002,38 @@ func (ec *executionContext) unmarshalNBMCProtocol2githubᚗcomᚋprybarᚋprybar
 
 func (ec *executionContext) marshalNBMCProtocol2githubᚗcomᚋprybarᚋprybarᚋentᚋbmcᚐProtocol(ctx context.Context, sel ast.SelectionSet, v bmc.Protocol) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNBMCSystem2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystemᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.BMCSystem) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBMCSystem2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBMCSystem2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystem(ctx context.Context, sel ast.SelectionSet, v *model.BMCSystem) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BMCSystem!")
+		return graphql.Null
+	}
+	return ec._BMCSystem(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBMCSystemsPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystemsPayload(ctx context.Context, sel ast.SelectionSet, v *model.BMCSystemsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BMCSystemsPayload!")
+		return graphql.Null
+	}
+	return ec._BMCSystemsPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNBMCWhereInput2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMCWhereInput(ctx context.Context, v any) (*ent.BMCWhereInput, error) {
@@ -41874,6 +42559,22 @@ func (ec *executionContext) unmarshalOOperationWhereInput2ᚖgithubᚗcomᚋpryb
 	}
 	res, err := ec.unmarshalInputOperationWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOPowerState2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerState(ctx context.Context, v any) (*model.PowerState, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.PowerState)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOPowerState2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerState(ctx context.Context, sel ast.SelectionSet, v *model.PowerState) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalORack2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRack(ctx context.Context, sel ast.SelectionSet, v *ent.Rack) graphql.Marshaler {

@@ -11,6 +11,7 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/redfish"
 	"github.com/prybar/prybar/scheduler"
 )
 
@@ -22,6 +23,8 @@ type Resolver struct {
 	log      *slog.Logger
 	annealer *scheduler.Annealer
 	ops      Operations
+	// redfishOpts configure the Redfish clients of queries that ask a BMC (bmcSystems).
+	redfishOpts []redfish.Option
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer
@@ -29,6 +32,9 @@ type Resolver struct {
 type Options struct {
 	Annealer   *scheduler.Annealer
 	Operations Operations
+	// RedfishOptions configure the Redfish clients of queries that ask a BMC (e.g. the session
+	// journal, so their sessions are logged out after a crash too).
+	RedfishOptions []redfish.Option
 }
 
 // Operations starts tracked ad-hoc operations on machines (power, boot device).
@@ -43,7 +49,7 @@ func NewResolver(st *store.Store, log *slog.Logger, opts Options) *Resolver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations}
+	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, redfishOpts: opts.RedfishOptions}
 }
 
 func (r *Resolver) startOperation(ctx context.Context, machineID int, action string, params map[string]any) (*model.OperationPayload, error) {

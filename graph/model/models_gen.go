@@ -32,6 +32,33 @@ type BMCPayload struct {
 	Errors []*domain.Error `json:"errors"`
 }
 
+// A ComputerSystem a BMC manages. Blade chassis managers, SmartNICs with their own SoC and
+// composed-system services manage several: the BMC's systemID says which one the machine is.
+type BMCSystem struct {
+	// The Redfish Id: the value to put in the BMC's systemID.
+	ID string `json:"id"`
+	// The system's resource path (@odata.id); systemID accepts it too.
+	Path string `json:"path"`
+	Name string `json:"name"`
+	// Physical, Virtual, Composed, DPU… as the BMC says.
+	SystemType   string `json:"systemType"`
+	Manufacturer string `json:"manufacturer"`
+	Model        string `json:"model"`
+	SerialNumber string `json:"serialNumber"`
+	UUID         string `json:"uuid"`
+	HostName     string `json:"hostName"`
+	// on or off; null when the BMC reports no usable state.
+	PowerState *PowerState `json:"powerState,omitempty"`
+	// True for the system the BMC record's systemID names (or the only one when systemID is empty).
+	Selected bool `json:"selected"`
+}
+
+type BMCSystemsPayload struct {
+	Systems []*BMCSystem `json:"systems"`
+	// NOT_FOUND (no such BMC), INVALID (not a Redfish BMC), UNAVAILABLE (the BMC did not answer).
+	Errors []*domain.Error `json:"errors"`
+}
+
 type BindRolePayload struct {
 	// The node-role bound (its parents were created as needed).
 	NodeRole *ent.NodeRole   `json:"nodeRole,omitempty"`
@@ -321,6 +348,61 @@ func (e *PowerAction) UnmarshalJSON(b []byte) error {
 }
 
 func (e PowerAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type PowerState string
+
+const (
+	PowerStateOn  PowerState = "ON"
+	PowerStateOff PowerState = "OFF"
+)
+
+var AllPowerState = []PowerState{
+	PowerStateOn,
+	PowerStateOff,
+}
+
+func (e PowerState) IsValid() bool {
+	switch e {
+	case PowerStateOn, PowerStateOff:
+		return true
+	}
+	return false
+}
+
+func (e PowerState) String() string {
+	return string(e)
+}
+
+func (e *PowerState) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PowerState(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PowerState", str)
+	}
+	return nil
+}
+
+func (e PowerState) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PowerState) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PowerState) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
