@@ -17,6 +17,8 @@ type BMCSession struct {
 	config `json:"-"`
 	// ID of the ent.
 	ID int `json:"id,omitempty"`
+	// Owner holds the value of the "owner" field.
+	Owner string `json:"owner,omitempty"`
 	// Address holds the value of the "address" field.
 	Address string `json:"address,omitempty"`
 	// Port holds the value of the "port" field.
@@ -45,7 +47,7 @@ func (*BMCSession) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullBool)
 		case bmcsession.FieldID, bmcsession.FieldPort:
 			values[i] = new(sql.NullInt64)
-		case bmcsession.FieldAddress, bmcsession.FieldScheme, bmcsession.FieldUsername, bmcsession.FieldURI, bmcsession.FieldToken:
+		case bmcsession.FieldOwner, bmcsession.FieldAddress, bmcsession.FieldScheme, bmcsession.FieldUsername, bmcsession.FieldURI, bmcsession.FieldToken:
 			values[i] = new(sql.NullString)
 		case bmcsession.FieldCreatedAt:
 			values[i] = new(sql.NullTime)
@@ -70,6 +72,12 @@ func (_m *BMCSession) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field id", value)
 			}
 			_m.ID = int(value.Int64)
+		case bmcsession.FieldOwner:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field owner", values[i])
+			} else if value.Valid {
+				_m.Owner = value.String
+			}
 		case bmcsession.FieldAddress:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field address", values[i])
@@ -154,6 +162,9 @@ func (_m *BMCSession) String() string {
 	var builder strings.Builder
 	builder.WriteString("BMCSession(")
 	builder.WriteString(fmt.Sprintf("id=%v, ", _m.ID))
+	builder.WriteString("owner=")
+	builder.WriteString(_m.Owner)
+	builder.WriteString(", ")
 	builder.WriteString("address=")
 	builder.WriteString(_m.Address)
 	builder.WriteString(", ")

@@ -20,6 +20,20 @@ type BMCSessionCreate struct {
 	hooks    []Hook
 }
 
+// SetOwner sets the "owner" field.
+func (_c *BMCSessionCreate) SetOwner(v string) *BMCSessionCreate {
+	_c.mutation.SetOwner(v)
+	return _c
+}
+
+// SetNillableOwner sets the "owner" field if the given value is not nil.
+func (_c *BMCSessionCreate) SetNillableOwner(v *string) *BMCSessionCreate {
+	if v != nil {
+		_c.SetOwner(*v)
+	}
+	return _c
+}
+
 // SetAddress sets the "address" field.
 func (_c *BMCSessionCreate) SetAddress(v string) *BMCSessionCreate {
 	_c.mutation.SetAddress(v)
@@ -151,6 +165,10 @@ func (_c *BMCSessionCreate) ExecX(ctx context.Context) {
 
 // defaults sets the default values of the builder before save.
 func (_c *BMCSessionCreate) defaults() {
+	if _, ok := _c.mutation.Owner(); !ok {
+		v := bmcsession.DefaultOwner
+		_c.mutation.SetOwner(v)
+	}
 	if _, ok := _c.mutation.Port(); !ok {
 		v := bmcsession.DefaultPort
 		_c.mutation.SetPort(v)
@@ -171,6 +189,9 @@ func (_c *BMCSessionCreate) defaults() {
 
 // check runs all checks and user-defined validators on the builder.
 func (_c *BMCSessionCreate) check() error {
+	if _, ok := _c.mutation.Owner(); !ok {
+		return &ValidationError{Name: "owner", err: errors.New(`ent: missing required field "BMCSession.owner"`)}
+	}
 	if _, ok := _c.mutation.Address(); !ok {
 		return &ValidationError{Name: "address", err: errors.New(`ent: missing required field "BMCSession.address"`)}
 	}
@@ -225,6 +246,10 @@ func (_c *BMCSessionCreate) createSpec() (*BMCSession, *sqlgraph.CreateSpec) {
 		_node = &BMCSession{config: _c.config}
 		_spec = sqlgraph.NewCreateSpec(bmcsession.Table, sqlgraph.NewFieldSpec(bmcsession.FieldID, field.TypeInt))
 	)
+	if value, ok := _c.mutation.Owner(); ok {
+		_spec.SetField(bmcsession.FieldOwner, field.TypeString, value)
+		_node.Owner = value
+	}
 	if value, ok := _c.mutation.Address(); ok {
 		_spec.SetField(bmcsession.FieldAddress, field.TypeString, value)
 		_node.Address = value

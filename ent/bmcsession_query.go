@@ -266,12 +266,12 @@ func (_q *BMCSessionQuery) Clone() *BMCSessionQuery {
 // Example:
 //
 //	var v []struct {
-//		Address string `json:"address,omitempty"`
+//		Owner string `json:"owner,omitempty"`
 //		Count int `json:"count,omitempty"`
 //	}
 //
 //	client.BMCSession.Query().
-//		GroupBy(bmcsession.FieldAddress).
+//		GroupBy(bmcsession.FieldOwner).
 //		Aggregate(ent.Count()).
 //		Scan(ctx, &v)
 func (_q *BMCSessionQuery) GroupBy(field string, fields ...string) *BMCSessionGroupBy {
@@ -289,11 +289,11 @@ func (_q *BMCSessionQuery) GroupBy(field string, fields ...string) *BMCSessionGr
 // Example:
 //
 //	var v []struct {
-//		Address string `json:"address,omitempty"`
+//		Owner string `json:"owner,omitempty"`
 //	}
 //
 //	client.BMCSession.Query().
-//		Select(bmcsession.FieldAddress).
+//		Select(bmcsession.FieldOwner).
 //		Scan(ctx, &v)
 func (_q *BMCSessionQuery) Select(fields ...string) *BMCSessionSelect {
 	_q.ctx.Fields = append(_q.ctx.Fields, fields...)

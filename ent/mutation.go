@@ -1830,6 +1830,7 @@ type BMCSessionMutation struct {
 	op            Op
 	typ           string
 	id            *int
+	owner         *string
 	address       *string
 	port          *int
 	addport       *int
@@ -1941,6 +1942,42 @@ func (m *BMCSessionMutation) IDs(ctx context.Context) ([]int, error) {
 	default:
 		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
 	}
+}
+
+// SetOwner sets the "owner" field.
+func (m *BMCSessionMutation) SetOwner(s string) {
+	m.owner = &s
+}
+
+// Owner returns the value of the "owner" field in the mutation.
+func (m *BMCSessionMutation) Owner() (r string, exists bool) {
+	v := m.owner
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOwner returns the old "owner" field's value of the BMCSession entity.
+// If the BMCSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BMCSessionMutation) OldOwner(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOwner is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOwner requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOwner: %w", err)
+	}
+	return oldValue.Owner, nil
+}
+
+// ResetOwner resets all changes to the "owner" field.
+func (m *BMCSessionMutation) ResetOwner() {
+	m.owner = nil
 }
 
 // SetAddress sets the "address" field.
@@ -2311,7 +2348,10 @@ func (m *BMCSessionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *BMCSessionMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 9)
+	if m.owner != nil {
+		fields = append(fields, bmcsession.FieldOwner)
+	}
 	if m.address != nil {
 		fields = append(fields, bmcsession.FieldAddress)
 	}
@@ -2344,6 +2384,8 @@ func (m *BMCSessionMutation) Fields() []string {
 // schema.
 func (m *BMCSessionMutation) Field(name string) (ent.Value, bool) {
 	switch name {
+	case bmcsession.FieldOwner:
+		return m.Owner()
 	case bmcsession.FieldAddress:
 		return m.Address()
 	case bmcsession.FieldPort:
@@ -2369,6 +2411,8 @@ func (m *BMCSessionMutation) Field(name string) (ent.Value, bool) {
 // database failed.
 func (m *BMCSessionMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
 	switch name {
+	case bmcsession.FieldOwner:
+		return m.OldOwner(ctx)
 	case bmcsession.FieldAddress:
 		return m.OldAddress(ctx)
 	case bmcsession.FieldPort:
@@ -2394,6 +2438,13 @@ func (m *BMCSessionMutation) OldField(ctx context.Context, name string) (ent.Val
 // type.
 func (m *BMCSessionMutation) SetField(name string, value ent.Value) error {
 	switch name {
+	case bmcsession.FieldOwner:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOwner(v)
+		return nil
 	case bmcsession.FieldAddress:
 		v, ok := value.(string)
 		if !ok {
@@ -2529,6 +2580,9 @@ func (m *BMCSessionMutation) ClearField(name string) error {
 // It returns an error if the field is not defined in the schema.
 func (m *BMCSessionMutation) ResetField(name string) error {
 	switch name {
+	case bmcsession.FieldOwner:
+		m.ResetOwner()
+		return nil
 	case bmcsession.FieldAddress:
 		m.ResetAddress()
 		return nil

@@ -76,28 +76,32 @@ func init() {
 	bmc.SystemIDValidator = bmcDescSystemID.Validators[0].(func(string) error)
 	bmcsessionFields := schema.BMCSession{}.Fields()
 	_ = bmcsessionFields
+	// bmcsessionDescOwner is the schema descriptor for owner field.
+	bmcsessionDescOwner := bmcsessionFields[0].Descriptor()
+	// bmcsession.DefaultOwner holds the default value on creation for the owner field.
+	bmcsession.DefaultOwner = bmcsessionDescOwner.Default.(string)
 	// bmcsessionDescAddress is the schema descriptor for address field.
-	bmcsessionDescAddress := bmcsessionFields[0].Descriptor()
+	bmcsessionDescAddress := bmcsessionFields[1].Descriptor()
 	// bmcsession.AddressValidator is a validator for the "address" field. It is called by the builders before save.
 	bmcsession.AddressValidator = bmcsessionDescAddress.Validators[0].(func(string) error)
 	// bmcsessionDescPort is the schema descriptor for port field.
-	bmcsessionDescPort := bmcsessionFields[1].Descriptor()
+	bmcsessionDescPort := bmcsessionFields[2].Descriptor()
 	// bmcsession.DefaultPort holds the default value on creation for the port field.
 	bmcsession.DefaultPort = bmcsessionDescPort.Default.(int)
 	// bmcsessionDescScheme is the schema descriptor for scheme field.
-	bmcsessionDescScheme := bmcsessionFields[2].Descriptor()
+	bmcsessionDescScheme := bmcsessionFields[3].Descriptor()
 	// bmcsession.DefaultScheme holds the default value on creation for the scheme field.
 	bmcsession.DefaultScheme = bmcsessionDescScheme.Default.(string)
 	// bmcsessionDescInsecure is the schema descriptor for insecure field.
-	bmcsessionDescInsecure := bmcsessionFields[3].Descriptor()
+	bmcsessionDescInsecure := bmcsessionFields[4].Descriptor()
 	// bmcsession.DefaultInsecure holds the default value on creation for the insecure field.
 	bmcsession.DefaultInsecure = bmcsessionDescInsecure.Default.(bool)
 	// bmcsessionDescURI is the schema descriptor for uri field.
-	bmcsessionDescURI := bmcsessionFields[5].Descriptor()
+	bmcsessionDescURI := bmcsessionFields[6].Descriptor()
 	// bmcsession.URIValidator is a validator for the "uri" field. It is called by the builders before save.
 	bmcsession.URIValidator = bmcsessionDescURI.Validators[0].(func(string) error)
 	// bmcsessionDescCreatedAt is the schema descriptor for created_at field.
-	bmcsessionDescCreatedAt := bmcsessionFields[7].Descriptor()
+	bmcsessionDescCreatedAt := bmcsessionFields[8].Descriptor()
 	// bmcsession.DefaultCreatedAt holds the default value on creation for the created_at field.
 	bmcsession.DefaultCreatedAt = bmcsessionDescCreatedAt.Default.(func() time.Time)
 	deploymentMixin := schema.Deployment{}.Mixin()

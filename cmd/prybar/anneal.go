@@ -28,6 +28,8 @@ import (
 	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/oob"
+	"github.com/prybar/prybar/provision/redfish"
+	"github.com/prybar/prybar/provision/redfish/sessionjournal"
 	"github.com/prybar/prybar/scheduler"
 	"github.com/prybar/prybar/scheduler/executor"
 	"github.com/prybar/prybar/scheduler/leader"
@@ -40,7 +42,9 @@ func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
 	return executor.NewRegistry(
 		executor.Noop{},
 		&executor.Test{EffectsFile: os.Getenv("PRYBAR_TEST_EFFECTS"), IsIdempotent: idem},
-		oob.New(oob.Config{Store: st, Log: log}),
+		oob.New(oob.Config{Store: st, Log: log,
+			// Every Redfish session the executor opens is journalled, so a crash cannot leak it.
+			RedfishOptions: []redfish.Option{redfish.WithSessionJournal(sessionjournal.New(st, log))}}),
 	)
 }
 

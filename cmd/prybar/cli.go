@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/prybar/prybar/fixtures"
 	"github.com/prybar/prybar/graph"
@@ -21,6 +22,8 @@ import (
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/provision/operation"
+	"github.com/prybar/prybar/provision/redfish"
+	"github.com/prybar/prybar/provision/redfish/sessionjournal"
 )
 
 // version is set by the linker (-X main.version=…); otherwise the module's build info is used.
@@ -118,6 +121,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if st.Dialect == "postgres" {
 		go events.Listen(ctx, st.DSN, st.Hub, log)
 	}
+	// Redfish sessions a crashed predecessor left open are listed before any client of this
+	// process opens one, and logged out in the background (dead BMCs must not delay start-up).
+	journal := sessionjournal.New(st, log)
+	if stale, err := journal.Open(ctx); err != nil {
+		log.Warn("cannot list Redfish sessions left by a previous run", "err", err)
+	} else if len(stale) > 0 {
+		go func() {
+			n, err := redfish.LogoutSessions(ctx, journal, stale, redfish.WithTimeout(5*time.Second), redfish.WithRetry(2, time.Second))
+			log.Info("Redfish sessions left by a previous run logged out", "count", n, "of", len(stale))
+			if err != nil {
+				log.Warn("some stale Redfish sessions could not be logged out; retried at the next start", "err", err)
+			}
+		}()
+	}
 	annealer, stopScheduler, err := startScheduler(ctx, st, log)
 	if err != nil {
 		return err
@@ -134,7 +151,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
 	defer ops.Wait()
-	api := graph.Options{Annealer: annealer, Operations: ops}
+	api := graph.Options{Annealer: annealer, Operations: ops, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
 	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log, API: api}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)

@@ -13,6 +13,8 @@ const (
 	Label = "bmc_session"
 	// FieldID holds the string denoting the id field in the database.
 	FieldID = "id"
+	// FieldOwner holds the string denoting the owner field in the database.
+	FieldOwner = "owner"
 	// FieldAddress holds the string denoting the address field in the database.
 	FieldAddress = "address"
 	// FieldPort holds the string denoting the port field in the database.
@@ -36,6 +38,7 @@ const (
 // Columns holds all SQL columns for bmcsession fields.
 var Columns = []string{
 	FieldID,
+	FieldOwner,
 	FieldAddress,
 	FieldPort,
 	FieldScheme,
@@ -57,6 +60,8 @@ func ValidColumn(column string) bool {
 }
 
 var (
+	// DefaultOwner holds the default value on creation for the "owner" field.
+	DefaultOwner string
 	// AddressValidator is a validator for the "address" field. It is called by the builders before save.
 	AddressValidator func(string) error
 	// DefaultPort holds the default value on creation for the "port" field.
@@ -77,6 +82,11 @@ type OrderOption func(*sql.Selector)
 // ByID orders the results by the id field.
 func ByID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldID, opts...).ToFunc()
+}
+
+// ByOwner orders the results by the owner field.
+func ByOwner(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOwner, opts...).ToFunc()
 }
 
 // ByAddress orders the results by the address field.

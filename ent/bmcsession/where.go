@@ -54,6 +54,11 @@ func IDLTE(id int) predicate.BMCSession {
 	return predicate.BMCSession(sql.FieldLTE(FieldID, id))
 }
 
+// Owner applies equality check predicate on the "owner" field. It's identical to OwnerEQ.
+func Owner(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldEQ(FieldOwner, v))
+}
+
 // Address applies equality check predicate on the "address" field. It's identical to AddressEQ.
 func Address(v string) predicate.BMCSession {
 	return predicate.BMCSession(sql.FieldEQ(FieldAddress, v))
@@ -92,6 +97,71 @@ func Token(v string) predicate.BMCSession {
 // CreatedAt applies equality check predicate on the "created_at" field. It's identical to CreatedAtEQ.
 func CreatedAt(v time.Time) predicate.BMCSession {
 	return predicate.BMCSession(sql.FieldEQ(FieldCreatedAt, v))
+}
+
+// OwnerEQ applies the EQ predicate on the "owner" field.
+func OwnerEQ(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldEQ(FieldOwner, v))
+}
+
+// OwnerNEQ applies the NEQ predicate on the "owner" field.
+func OwnerNEQ(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldNEQ(FieldOwner, v))
+}
+
+// OwnerIn applies the In predicate on the "owner" field.
+func OwnerIn(vs ...string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldIn(FieldOwner, vs...))
+}
+
+// OwnerNotIn applies the NotIn predicate on the "owner" field.
+func OwnerNotIn(vs ...string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldNotIn(FieldOwner, vs...))
+}
+
+// OwnerGT applies the GT predicate on the "owner" field.
+func OwnerGT(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldGT(FieldOwner, v))
+}
+
+// OwnerGTE applies the GTE predicate on the "owner" field.
+func OwnerGTE(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldGTE(FieldOwner, v))
+}
+
+// OwnerLT applies the LT predicate on the "owner" field.
+func OwnerLT(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldLT(FieldOwner, v))
+}
+
+// OwnerLTE applies the LTE predicate on the "owner" field.
+func OwnerLTE(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldLTE(FieldOwner, v))
+}
+
+// OwnerContains applies the Contains predicate on the "owner" field.
+func OwnerContains(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldContains(FieldOwner, v))
+}
+
+// OwnerHasPrefix applies the HasPrefix predicate on the "owner" field.
+func OwnerHasPrefix(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldHasPrefix(FieldOwner, v))
+}
+
+// OwnerHasSuffix applies the HasSuffix predicate on the "owner" field.
+func OwnerHasSuffix(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldHasSuffix(FieldOwner, v))
+}
+
+// OwnerEqualFold applies the EqualFold predicate on the "owner" field.
+func OwnerEqualFold(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldEqualFold(FieldOwner, v))
+}
+
+// OwnerContainsFold applies the ContainsFold predicate on the "owner" field.
+func OwnerContainsFold(v string) predicate.BMCSession {
+	return predicate.BMCSession(sql.FieldContainsFold(FieldOwner, v))
 }
 
 // AddressEQ applies the EQ predicate on the "address" field.

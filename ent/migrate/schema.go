@@ -58,6 +58,7 @@ var (
 	// BmcSessionsColumns holds the columns for the "bmc_sessions" table.
 	BmcSessionsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "owner", Type: field.TypeString, Default: ""},
 		{Name: "address", Type: field.TypeString},
 		{Name: "port", Type: field.TypeInt, Default: 0},
 		{Name: "scheme", Type: field.TypeString, Default: "https"},
@@ -76,7 +77,12 @@ var (
 			{
 				Name:    "bmcsession_address_port_uri",
 				Unique:  true,
-				Columns: []*schema.Column{BmcSessionsColumns[1], BmcSessionsColumns[2], BmcSessionsColumns[6]},
+				Columns: []*schema.Column{BmcSessionsColumns[2], BmcSessionsColumns[3], BmcSessionsColumns[7]},
+			},
+			{
+				Name:    "bmcsession_owner",
+				Unique:  false,
+				Columns: []*schema.Column{BmcSessionsColumns[1]},
 			},
 		},
 	}

@@ -21,6 +21,9 @@ type BMCSession struct{ ent.Schema }
 // Fields of BMCSession.
 func (BMCSession) Fields() []ent.Field {
 	return []ent.Field{
+		// The server that opened the session (its host name): replicas sharing a PostgreSQL
+		// database each recover only their own sessions, never the live ones of another.
+		field.String("owner").Default("").Immutable(),
 		field.String("address").NotEmpty().Immutable(),
 		field.Int("port").Default(0).Immutable(),
 		field.String("scheme").Default("https").Immutable(),
@@ -36,7 +39,7 @@ func (BMCSession) Fields() []ent.Field {
 
 // Indexes of BMCSession.
 func (BMCSession) Indexes() []ent.Index {
-	return []ent.Index{index.Fields("address", "port", "uri").Unique()}
+	return []ent.Index{index.Fields("address", "port", "uri").Unique(), index.Fields("owner")}
 }
 
 // Annotations of BMCSession.

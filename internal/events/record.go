@@ -126,7 +126,9 @@ func (r *Recorder) Tx(ctx context.Context, fn func(ctx context.Context, tx *ent.
 
 func (r *Recorder) hook(next ent.Mutator) ent.Mutator {
 	return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
-		if m.Type() == "Event" {
+		// BMCSession is the Redfish session journal: process-internal bookkeeping, not in the
+		// API, so its writes are not change-feed events and need no events.Tx.
+		if m.Type() == "Event" || m.Type() == "BMCSession" {
 			return next.Mutate(ctx, m)
 		}
 		buf, _ := ctx.Value(bufferKey).(*buffer)

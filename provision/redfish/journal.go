@@ -66,6 +66,13 @@ func LogoutStale(ctx context.Context, j SessionJournal, opts ...Option) (loggedO
 	if err != nil {
 		return 0, fmt.Errorf("redfish: list stale sessions: %w", err)
 	}
+	return LogoutSessions(ctx, j, recs, opts...)
+}
+
+// LogoutSessions is LogoutStale for records already listed: a server lists them (j.Open) before
+// its own clients start, then logs them out in the background so that dead BMCs do not delay its
+// start-up, without ever touching a session it opened itself.
+func LogoutSessions(ctx context.Context, j SessionJournal, recs []SessionRecord, opts ...Option) (loggedOut int, err error) {
 	var errs []error
 	for _, r := range recs {
 		c := New(r.Endpoint, append(opts, WithSessionJournal(j))...)

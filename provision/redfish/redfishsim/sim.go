@@ -766,6 +766,14 @@ func (s *Simulator) setMedia(p, img string, inserted bool) {
 	}
 }
 
+// ForgetSessions drops every session, as a BMC reboot does.
+func (s *Simulator) ForgetSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.sessions)
+	clear(s.tokens)
+}
+
 func (s *Simulator) managerReset(p string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

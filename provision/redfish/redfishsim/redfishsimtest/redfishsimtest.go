@@ -32,7 +32,11 @@ type Sim struct {
 	URL  string // http://127.0.0.1:PORT
 	Host string
 	Port int
+	srv  *httptest.Server
 }
+
+// Stop takes the BMC off the network (its port refuses connections), as a dead BMC.
+func (s *Sim) Stop() { s.srv.Close() }
 
 // Endpoint is how a client reaches the simulator.
 func (s *Sim) Endpoint() bmc.Endpoint {
@@ -75,7 +79,7 @@ func StartDir(t testing.TB, dir string, cfg redfishsim.Config) *Sim {
 	})
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
-	return &Sim{Simulator: sim, Dir: dir, URL: srv.URL, Host: host, Port: p}
+	return &Sim{Simulator: sim, Dir: dir, URL: srv.URL, Host: host, Port: p, srv: srv}
 }
 
 // Mock reads the mock-up resource at a Redfish path (as found in @odata.id), numbers kept as
