@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
+	"github.com/prybar/prybar/ent/bootenv"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -90,6 +91,7 @@ func checkColumn(t, c string) error {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			attribute.Table:    attribute.ValidColumn,
 			bmc.Table:          bmc.ValidColumn,
+			bootenv.Table:      bootenv.ValidColumn,
 			deployment.Table:   deployment.ValidColumn,
 			disk.Table:         disk.ValidColumn,
 			event.Table:        event.ValidColumn,

@@ -18,6 +18,8 @@ type Tx struct {
 	Attribute *AttributeClient
 	// BMC is the client for interacting with the BMC builders.
 	BMC *BMCClient
+	// Bootenv is the client for interacting with the Bootenv builders.
+	Bootenv *BootenvClient
 	// Deployment is the client for interacting with the Deployment builders.
 	Deployment *DeploymentClient
 	// Disk is the client for interacting with the Disk builders.
@@ -179,6 +181,7 @@ func (tx *Tx) Client() *Client {
 func (tx *Tx) init() {
 	tx.Attribute = NewAttributeClient(tx.config)
 	tx.BMC = NewBMCClient(tx.config)
+	tx.Bootenv = NewBootenvClient(tx.config)
 	tx.Deployment = NewDeploymentClient(tx.config)
 	tx.Disk = NewDiskClient(tx.config)
 	tx.Event = NewEventClient(tx.config)

@@ -33,6 +33,18 @@ func (f BMCFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) 
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.BMCMutation", m)
 }
 
+// The BootenvFunc type is an adapter to allow the use of ordinary
+// function as Bootenv mutator.
+type BootenvFunc func(context.Context, *ent.BootenvMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f BootenvFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.BootenvMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.BootenvMutation", m)
+}
+
 // The DeploymentFunc type is an adapter to allow the use of ordinary
 // function as Deployment mutator.
 type DeploymentFunc func(context.Context, *ent.DeploymentMutation) (ent.Value, error)

@@ -54,6 +54,27 @@ var (
 			},
 		},
 	}
+	// BootenvsColumns holds the columns for the "bootenvs" table.
+	BootenvsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString, Unique: true},
+		{Name: "description", Type: field.TypeString, Nullable: true},
+		{Name: "kernel", Type: field.TypeString, Nullable: true},
+		{Name: "initrd", Type: field.TypeJSON, Nullable: true},
+		{Name: "cmdline", Type: field.TypeString, Nullable: true},
+		{Name: "script", Type: field.TypeString, Nullable: true, Size: 2147483647},
+		{Name: "templates", Type: field.TypeJSON, Nullable: true},
+		{Name: "builtin", Type: field.TypeBool, Default: false},
+		{Name: "source", Type: field.TypeString, Nullable: true},
+	}
+	// BootenvsTable holds the schema information for the "bootenvs" table.
+	BootenvsTable = &schema.Table{
+		Name:       "bootenvs",
+		Columns:    BootenvsColumns,
+		PrimaryKey: []*schema.Column{BootenvsColumns[0]},
+	}
 	// DeploymentsColumns holds the columns for the "deployments" table.
 	DeploymentsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -519,6 +540,7 @@ var (
 	Tables = []*schema.Table{
 		AttributesTable,
 		BmcsTable,
+		BootenvsTable,
 		DeploymentsTable,
 		DisksTable,
 		EventsTable,
@@ -545,6 +567,9 @@ func init() {
 	BmcsTable.Annotation = &entsql.Annotation{
 		Table:          "bmcs",
 		IncrementStart: func(i int) *int { return &i }(4294967296),
+	}
+	BootenvsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(68719476736),
 	}
 	DeploymentsTable.ForeignKeys[0].RefTable = DeploymentsTable
 	DeploymentsTable.Annotation = &entsql.Annotation{

@@ -12,6 +12,9 @@ type Attribute func(*sql.Selector)
 // BMC is the predicate function for bmc builders.
 type BMC func(*sql.Selector)
 
+// Bootenv is the predicate function for bootenv builders.
+type Bootenv func(*sql.Selector)
+
 // Deployment is the predicate function for deployment builders.
 type Deployment func(*sql.Selector)
 
