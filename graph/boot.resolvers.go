@@ -7,30 +7,35 @@ package graph
 
 import (
 	"context"
-	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/graph/model"
+	"github.com/prybar/prybar/provision/ipxe"
 )
 
 // TemplateNames is the resolver for the templateNames field.
 func (r *bootenvResolver) TemplateNames(ctx context.Context, obj *ent.Bootenv) ([]string, error) {
-	panic(fmt.Errorf("not implemented: TemplateNames - templateNames"))
+	return slices.Sorted(maps.Keys(obj.Templates)), nil
 }
 
 // SetBootenv is the resolver for the setBootenv field.
 func (r *mutationResolver) SetBootenv(ctx context.Context, machineID int, bootenv string) (*model.SetBootenvPayload, error) {
-	panic(fmt.Errorf("not implemented: SetBootenv - setBootenv"))
+	m, errs, err := write(ctx, r.Resolver, func(ctx context.Context, tx *ent.Tx) (*ent.Machine, error) {
+		return ipxe.SetBootenv(ctx, tx, machineID, bootenv)
+	})
+	return &model.SetBootenvPayload{Machine: m, Errors: errs}, err
 }
 
 // Bootenvs is the resolver for the bootenvs field.
 func (r *queryResolver) Bootenvs(ctx context.Context) ([]*ent.Bootenv, error) {
-	panic(fmt.Errorf("not implemented: Bootenvs - bootenvs"))
+	return ipxe.Stored(ctx, r.client)
 }
 
 // BootScript is the resolver for the bootScript field.
 func (r *queryResolver) BootScript(ctx context.Context, machineID int) (*model.BootScriptPreview, error) {
-	panic(fmt.Errorf("not implemented: BootScript - bootScript"))
+	return r.bootPreview(ctx, machineID)
 }
 
 // Bootenv returns BootenvResolver implementation.

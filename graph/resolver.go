@@ -11,6 +11,7 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/ipxe"
 	"github.com/prybar/prybar/scheduler"
 )
 
@@ -22,6 +23,7 @@ type Resolver struct {
 	log      *slog.Logger
 	annealer *scheduler.Annealer
 	ops      Operations
+	boot     *ipxe.Handler
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer
@@ -29,6 +31,8 @@ type Resolver struct {
 type Options struct {
 	Annealer   *scheduler.Annealer
 	Operations Operations
+	// Boot renders bootScript previews (its backend and base URL; its token key is not used).
+	Boot *ipxe.Handler
 }
 
 // Operations starts tracked ad-hoc operations on machines (power, boot device).
@@ -43,7 +47,7 @@ func NewResolver(st *store.Store, log *slog.Logger, opts Options) *Resolver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations}
+	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, boot: opts.Boot}
 }
 
 func (r *Resolver) startOperation(ctx context.Context, machineID int, action string, params map[string]any) (*model.OperationPayload, error) {
