@@ -117,7 +117,10 @@ func (lab *bootLab) startDnsmasq(t *testing.T) {
 		// option 175/176: iPXE's no-pxedhcp, so it does not wait 3 s for a ProxyDHCP answer.
 		"--dhcp-option-force=tag:ipxe,encap:175,176,1b",
 		"--dhcp-boot=tag:!ipxe,undionly.kpxe,,"+lab.ns.Addr,
-		"--dhcp-boot=tag:ipxe,tag:known,"+lab.bootURL+"/boot/ipxe?mac="+lab.mac)
+		"--dhcp-boot=tag:ipxe,tag:known,"+lab.bootURL+"/boot/ipxe?mac="+lab.mac,
+		// iPXE waits ~16 s for IPv6 autoconfiguration unless a router advertisement answers; one
+		// with router lifetime 0 ends the wait without offering a route.
+		"--enable-ra", "--dhcp-range=::,constructor:br0,ra-only", "--ra-param=br0,10,0")
 }
 
 // bootSteps lists the machine's boot events as "kind what/file target".
@@ -182,3 +185,49 @@ func TestPXEBootUEFI(t *testing.T) {
 	testPXEBoot(t, netlab.UEFI)
 }
 
+
+// From a client namespace at the machine's reserved address: tftp-hpa fetches undionly.kpxe
+// byte-identical and is refused ../etc/passwd; curl gets a byte range of an asset. Each transfer
+// is an event of that machine (found by its address).
+func TestTFTPAndAssetsFromClientNamespace(t *testing.T) {
+	netlab.NeedCommands(t, "tftp", "curl")
+	_, err := os.Stat("/usr/lib/ipxe/undionly.kpxe")
+	netlab.Need(t, "/usr/lib/ipxe/undionly.kpxe (Debian ipxe)", err == nil)
+	lab := newBootLab(t)
+	client := lab.ns.NewClient(t, lab.ip)
+	ctx := context.Background()
+	out := filepath.Join(lab.dir, "undionly.kpxe")
+	if b, err := client.Command(ctx, "tftp", "-m", "binary", lab.ns.Addr, "-c", "get", "undionly.kpxe", out).CombinedOutput(); err != nil {
+		t.Fatalf("tftp: %v\n%s", err, b)
+	}
+	want, _ := os.ReadFile("/usr/lib/ipxe/undionly.kpxe")
+	if got, _ := os.ReadFile(out); string(got) != string(want) || len(want) == 0 {
+		t.Fatalf("undionly.kpxe over TFTP: %d bytes, want %d identical", len(got), len(want))
+	}
+	bad := filepath.Join(lab.dir, "passwd")
+	b, _ := client.Command(ctx, "tftp", "-m", "binary", lab.ns.Addr, "-c", "get", "../etc/passwd", bad).CombinedOutput()
+	if data, _ := os.ReadFile(bad); len(data) > 0 || !strings.Contains(string(b), "Error code") {
+		t.Fatalf("../etc/passwd: client said %q and got %d bytes; want a refusal", b, len(data))
+	}
+	part := filepath.Join(lab.dir, "part")
+	code, err := client.Command(ctx, "curl", "-sS", "-r", "100-1123", "-o", part, "-w", "%{http_code}", lab.bootURL+"/boot/assets/discovery/vmlinuz").Output()
+	if err != nil || string(code) != "206" {
+		t.Fatalf("curl range: %s %v", code, err)
+	}
+	kernel, _ := netlab.Image(t)
+	full, _ := os.ReadFile(kernel)
+	if got, _ := os.ReadFile(part); string(got) != string(full[100:1124]) {
+		t.Fatalf("range: got %d bytes that are not bytes 100-1123 of the kernel", len(got))
+	}
+	// TFTP events are written after the transfer ends: give the server a moment (bounded).
+	var got string
+	wantSteps := "boot.tftp <nil> undionly.kpxe <nil>\nboot.tftp <nil> ../etc/passwd <nil>\nboot.http asset discovery/vmlinuz 206"
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got = strings.Join(lab.bootSteps(t), "\n"); got == wantSteps {
+			break
+		}
+	}
+	if got != wantSteps {
+		t.Errorf("the machine's events =\n%s\nwant\n%s", got, wantSteps)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +48,8 @@ type NS struct {
 	Name string
 	Addr string // the bridge's address, e.g. 10.77.0.1
 	CIDR string // e.g. 10.77.0.0/24
+
+	clients int
 }
 
 func run(t testing.TB, args ...string) {
@@ -67,11 +70,35 @@ func NewNS(t testing.TB, prefix string) *NS {
 	run(t, "ip", "-n", ns.Name, "link", "set", "lo", "up")
 	run(t, "ip", "-n", ns.Name, "link", "add", "br0", "type", "bridge")
 	run(t, "ip", "-n", ns.Name, "addr", "add", ns.Addr+"/24", "dev", "br0")
+	// A unique-local IPv6 prefix, so a router advertisement can be sent (see lab.md: iPXE waits
+	// for IPv6 autoconfiguration otherwise).
+	run(t, "ip", "-n", ns.Name, "addr", "add", "fd77::1/64", "dev", "br0", "nodad")
 	run(t, "ip", "-n", ns.Name, "link", "set", "br0", "up")
 	run(t, "ip", "-n", ns.Name, "tuntap", "add", "dev", "tap0", "mode", "tap")
 	run(t, "ip", "-n", ns.Name, "link", "set", "tap0", "master", "br0")
 	run(t, "ip", "-n", ns.Name, "link", "set", "tap0", "up")
 	return ns
+}
+
+// NewClient creates a second namespace "<ns>-c<n>" whose eth0 is a veth plugged into br0, with
+// addr/24 on it ("" leaves it unaddressed, for a DHCP client). Commands run there reach the
+// server namespace the way a machine on the wire does, from their own address.
+func (ns *NS) NewClient(t testing.TB, addr string) *NS {
+	t.Helper()
+	ns.clients++
+	c := &NS{Name: fmt.Sprintf("%s-c%d", ns.Name, ns.clients), Addr: addr, CIDR: ns.CIDR}
+	peer := fmt.Sprintf("veth%d", ns.clients)
+	run(t, "ip", "netns", "add", c.Name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", c.Name).Run() })
+	run(t, "ip", "-n", c.Name, "link", "set", "lo", "up")
+	run(t, "ip", "-n", ns.Name, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", c.Name)
+	run(t, "ip", "-n", ns.Name, "link", "set", peer, "master", "br0")
+	run(t, "ip", "-n", ns.Name, "link", "set", peer, "up")
+	if addr != "" {
+		run(t, "ip", "-n", c.Name, "addr", "add", addr+"/24", "dev", "eth0")
+	}
+	run(t, "ip", "-n", c.Name, "link", "set", "eth0", "up")
+	return c
 }
 
 // Command returns cmd to run inside the namespace.
