@@ -185,7 +185,6 @@ func TestPXEBootUEFI(t *testing.T) {
 	testPXEBoot(t, netlab.UEFI)
 }
 
-
 // From a client namespace at the machine's reserved address: tftp-hpa fetches undionly.kpxe
 // byte-identical and is refused ../etc/passwd; curl gets a byte range of an asset. Each transfer
 // is an event of that machine (found by its address).

@@ -358,4 +358,3 @@ func tail(b []byte, n int) []byte {
 	}
 	return b
 }
-
