@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/event"
@@ -134,8 +135,28 @@ func TestBootHTTP(t *testing.T) {
 		t.Fatalf("install script without a token: %d\n%s", code, script)
 	}
 	tok, _ := url.QueryUnescape(m[1])
+	// The preseed needs the debian_mirror attribute: without it the template fails, with the reason.
 	code, preseed := b.get(t, fmt.Sprintf("/boot/template/preseed?machine=%d&token=%s", b.machine, url.QueryEscape(tok)))
+	if code != 500 || !strings.Contains(preseed, `map has no entry for key "debian_mirror"`) {
+		t.Fatalf("preseed without debian_mirror: %d %s", code, preseed)
+	}
+	if err := b.st.Tx(context.Background(), func(ctx context.Context, tx *ent.Tx) error {
+		r, err := tx.Role.Create().SetName("os-install").SetExecutor("noop").Save(ctx)
+		if err != nil {
+			return err
+		}
+		d, err := tx.Deployment.Create().SetName("install").Save(ctx)
+		if err != nil {
+			return err
+		}
+		return tx.NodeRole.Create().SetMachineID(b.machine).SetRoleID(r.ID).SetDeploymentID(d.ID).
+			SetCommittedData(map[string]any{"debian_mirror": "mirror.example"}).Exec(ctx)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, preseed = b.get(t, fmt.Sprintf("/boot/template/preseed?machine=%d&token=%s", b.machine, url.QueryEscape(tok)))
 	if code != 200 || !strings.Contains(preseed, "d-i netcfg/get_hostname string web01\n") ||
+		!strings.Contains(preseed, "d-i mirror/http/hostname string mirror.example\n") ||
 		!strings.Contains(preseed, "/boot/done?token="+url.QueryEscape(tok)) {
 		t.Fatalf("preseed: %d\n%s", code, preseed)
 	}
@@ -174,7 +195,17 @@ func TestBootHTTP(t *testing.T) {
 		t.Errorf("after done the script is\n%s\nwant the local one", s)
 	}
 
-	evs, err := b.st.Client.Event.Query().Where(event.KindHasPrefix("boot."), event.MachineID(b.machine)).Order(ent.Asc(event.FieldSeq)).All(context.Background())
+	want := []string{"boot.http script 200", "boot.http script 200", "boot.http template 500", "boot.http template 200",
+		"boot.done <nil> <nil>", "boot.http script 200"}
+	// Events are written after each response: wait (bounded) for the last one.
+	var evs []*ent.Event
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		evs, err = b.st.Client.Event.Query().Where(event.KindHasPrefix("boot."), event.MachineID(b.machine)).Order(ent.Asc(event.FieldSeq)).All(context.Background())
+		if err != nil || len(evs) >= len(want) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,8 +213,6 @@ func TestBootHTTP(t *testing.T) {
 	for _, e := range evs {
 		got = append(got, fmt.Sprintf("%s %v %v", e.Kind, e.Changes["what"], e.Changes["status"]))
 	}
-	want := []string{"boot.http script 200", "boot.http script 200", "boot.http template 200",
-		"boot.done <nil> <nil>", "boot.http script 200"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("machine's boot events =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -254,7 +283,15 @@ func TestAssetsWithCurl(t *testing.T) {
 		}
 	}
 	// Every fetch is a boot.http event of the machine at 127.0.0.1.
-	n, err := b.st.Client.Event.Query().Where(event.Kind("boot.http"), event.MachineID(b.machine)).Count(context.Background())
+	// The event is written after the response, so the last one may trail curl a little.
+	var n int
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		n, err = b.st.Client.Event.Query().Where(event.Kind("boot.http"), event.MachineID(b.machine)).Count(context.Background())
+		if err != nil || n >= 6 {
+			break
+		}
+	}
 	if err != nil || n != 6 {
 		t.Errorf("asset events of the machine = %d, %v; want 6", n, err)
 	}
