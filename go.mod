@@ -16,6 +16,7 @@ require (
 	github.com/vektah/gqlparser/v2 v2.5.64
 	golang.org/x/text v0.43.0
 	gopkg.in/yaml.v3 v3.0.1
+	pack.ag/tftp v1.0.1-0.20181129014014-07909dfbde3c
 )
 
 require (

@@ -11,6 +11,7 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/ipxe"
 	"github.com/prybar/prybar/provision/redfish"
 	"github.com/prybar/prybar/scheduler"
 )
@@ -25,6 +26,7 @@ type Resolver struct {
 	ops      Operations
 	// redfishOpts configure the Redfish clients of queries that ask a BMC (bmcSystems).
 	redfishOpts []redfish.Option
+	boot        *ipxe.Handler
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer
@@ -35,6 +37,8 @@ type Options struct {
 	// RedfishOptions configure the Redfish clients of queries that ask a BMC (e.g. the session
 	// journal, so their sessions are logged out after a crash too).
 	RedfishOptions []redfish.Option
+	// Boot renders bootScript previews (its backend and base URL; its token key is not used).
+	Boot *ipxe.Handler
 }
 
 // Operations starts tracked ad-hoc operations on machines (power, boot device).
@@ -49,7 +53,7 @@ func NewResolver(st *store.Store, log *slog.Logger, opts Options) *Resolver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, redfishOpts: opts.RedfishOptions}
+	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, redfishOpts: opts.RedfishOptions, boot: opts.Boot}
 }
 
 func (r *Resolver) startOperation(ctx context.Context, machineID int, action string, params map[string]any) (*model.OperationPayload, error) {

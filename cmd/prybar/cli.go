@@ -36,6 +36,7 @@ commands:
   fixtures load FILE        load a fixture file (idempotent; "demo" loads the built-in demo)
   fixtures generate         generate a fleet (--machines N [--sites S --racks R] [--out FILE])
   roles load DIR            load an operator's role catalogue (YAML files)
+  bootenvs load DIR         load an operator's boot environments (YAML files)
   sim redfish|fleet         run simulated BMCs (one Redfish BMC, or a fleet registered in Prybar)
   version                   print the version
 
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fixturesCmd(ctx, args[1:], stdout, stderr)
 	case "roles":
 		return rolesCmd(ctx, args[1:], stdout, stderr)
+	case "bootenvs":
+		return bootenvsCmd(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return simCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
@@ -97,6 +100,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fix := fs.String("fixtures", "", `fixture file to load at start ("demo" for the built-in demo)`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords at rest (default prybar.key next to a SQLite database, else in the working directory; created 0600 when absent)")
+	var bootF bootFlags
+	bootF.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -151,8 +156,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
 	defer ops.Wait()
-	api := graph.Options{Annealer: annealer, Operations: ops, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
-	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log, API: api}, func(addr net.Addr) {
+	boot, stopBoot, err := startBoot(ctx, st, log, bootF, key)
+	if err != nil {
+		return err
+	}
+	defer stopBoot()
+	api := graph.Options{Annealer: annealer, Operations: ops, Boot: boot, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
+	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log, API: api, Boot: boot}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)
 		log.Info("listening", "addr", addr.String(), "version", versionString())

@@ -65,6 +65,15 @@ type BindRolePayload struct {
 	Errors   []*domain.Error `json:"errors"`
 }
 
+// The script a machine would get now, without recording anything.
+type BootScriptPreview struct {
+	Bootenv string `json:"bootenv"`
+	// The rendered iPXE script (an error script when rendering failed).
+	Script string `json:"script"`
+	// Why rendering failed, if it did.
+	Error *string `json:"error,omitempty"`
+}
+
 // Result of a delete: the id deleted, or errors.
 type DeletePayload struct {
 	DeletedID *int            `json:"deletedID,omitempty"`
@@ -149,6 +158,11 @@ type SetAttributePayload struct {
 	Reannealed []int `json:"reannealed"`
 	// Their descendants, BLOCKED until they are ACTIVE again.
 	Blocked []int           `json:"blocked"`
+	Errors  []*domain.Error `json:"errors"`
+}
+
+type SetBootenvPayload struct {
+	Machine *ent.Machine    `json:"machine,omitempty"`
 	Errors  []*domain.Error `json:"errors"`
 }
 

@@ -27,6 +27,8 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// API wires the annealer and operations into GraphQL (optional).
 	API graph.Options
+	// Boot, when set, serves network boot (provision/ipxe) under /boot/ on this listener too.
+	Boot http.Handler
 }
 
 type ctxKey struct{}
@@ -41,6 +43,9 @@ func RequestID(ctx context.Context) string {
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", graph.NewHandler(cfg.Store, cfg.Log, cfg.API))
+	if cfg.Boot != nil {
+		mux.Handle("/boot/", cfg.Boot)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
