@@ -1,11 +1,18 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/prybar/prybar/internal/domain"
 )
 
 // MaxDepth bounds how deeply a query may nest. The deepest legitimate query, the topology
@@ -55,4 +62,74 @@ func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, seen
 		deepest = max(deepest, d)
 	}
 	return deepest
+}
+
+// MaxBodyBytes bounds a request body. A GraphQL document with its variables is small; refusing
+// megabytes before reading them keeps one client from making the server buffer them.
+const MaxBodyBytes = 1 << 20
+
+// limitBody answers 413 Request Entity Too Large to a body over max bytes, before GraphQL sees it:
+// gqlgen would report the truncated read as a GraphQL error in a 200 answer. A declared
+// Content-Length is refused unread; a chunked body is read up to the limit first.
+func limitBody(next http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength > max {
+			tooLarge(w, max)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			tooLarge(w, max)
+			return
+		} else if err != nil {
+			http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func tooLarge(w http.ResponseWriter, max int64) {
+	w.Header().Set("Connection", "close")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	fmt.Fprintf(w, `{"errors":[{"message":"request body is larger than the limit of %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`+"\n", max)
+}
+
+// presentError gives every top-level error a stable shape: a domain error (e.g. a malformed id in
+// an argument) carries extensions.code and extensions.field, the field being the argument or input
+// field the error's path ends in. Internal errors keep their message for the log but never leak
+// ORM or SQL vocabulary.
+func presentError(ctx context.Context, err error) *gqlerror.Error {
+	gerr := graphql.DefaultErrorPresenter(ctx, err)
+	var de *domain.Error
+	if errors.As(err, &de) {
+		field := de.Field
+		if field == "" {
+			for i := len(gerr.Path) - 1; i >= 0; i-- {
+				if name, ok := gerr.Path[i].(ast.PathName); ok {
+					field = string(name)
+					break
+				}
+			}
+		}
+		gerr.Message = de.Message
+		if field != "" {
+			gerr.Message = field + ": " + de.Message
+		}
+		if gerr.Extensions == nil {
+			gerr.Extensions = map[string]any{}
+		}
+		gerr.Extensions["code"] = de.Code
+		gerr.Extensions["field"] = field
+		return gerr
+	}
+	gerr.Message = domain.Clean(gerr.Message)
+	return gerr
 }

@@ -41,6 +41,7 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	srv.Use(extension.Introspection{})
 	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	srv.SetErrorPresenter(presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		log.Error("resolver panic", "panic", p)
 		return errors.New("internal server error")
@@ -52,9 +53,5 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 		}
 		return resp
 	})
-	// A GraphQL document is small; refuse megabytes before parsing them.
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-		srv.ServeHTTP(w, r)
-	})
+	return limitBody(srv, MaxBodyBytes)
 }

@@ -82,54 +82,124 @@ func As(err error) (*Error, bool) {
 	}
 	var ve *ent.ValidationError
 	if errors.As(err, &ve) {
-		return &Error{Field: GraphQLName(ve.Name), Code: Invalid, Message: cleanEntMessage(ve.Unwrap().Error())}, true
+		return fromValidation(ve), true
 	}
 	var nf *ent.NotFoundError
 	if errors.As(err, &nf) {
-		return &Error{Field: "id", Code: NotFound, Message: nf.Error()}, true
+		// ent says "ent: machine not found"; keep the type, drop the ORM's prefix.
+		what := strings.TrimSuffix(strings.TrimPrefix(nf.Error(), "ent: "), " not found")
+		return &Error{Field: "id", Code: NotFound, Message: fmt.Sprintf("no %s with this id", what)}, true
 	}
 	var ce *ent.ConstraintError
 	if errors.As(err, &ce) {
 		return fromConstraint(ce), true
 	}
+	if de := fromNotNull(err.Error()); de != nil {
+		return de, true
+	}
 	return nil, false
 }
 
 var (
-	// SQLite: "UNIQUE constraint failed: nics.mac"; PostgreSQL: `... unique constraint "nics_mac_key"`
-	// and `Key (mac)=(…) already exists`.
-	sqliteUnique = regexp.MustCompile(`UNIQUE constraint failed: [a-z_]+\.([a-z_]+)`)
-	pgKey        = regexp.MustCompile(`Key \(([a-z_]+)(?:, ([a-z_]+))*\)`)
+	// SQLite: "UNIQUE constraint failed: racks.site_id, racks.name"; PostgreSQL:
+	// `... unique constraint "nics_mac_key"` and `Key (site_id, name)=(…) already exists`.
+	sqliteUnique = regexp.MustCompile(`UNIQUE constraint failed: ((?:[a-z_]+\.[a-z_]+(?:, )?)+)`)
+	pgKey        = regexp.MustCompile(`Key \(([a-z_, ]+)\)`)
 	pgUniqueName = regexp.MustCompile(`unique constraint "[a-z_]+?_([a-z_]+)_key"`)
+	// NOT NULL: SQLite "NOT NULL constraint failed: nics.machine_id"; PostgreSQL `null value in
+	// column "machine_id" … violates not-null constraint`.
+	sqliteNotNull = regexp.MustCompile(`NOT NULL constraint failed: [a-z_]+\.([a-z_]+)`)
+	pgNotNull     = regexp.MustCompile(`column "([a-z_]+)".*violates not-null constraint`)
 )
 
 func fromConstraint(ce *ent.ConstraintError) *Error {
 	msg := ce.Error()
+	if de := fromNotNull(msg); de != nil {
+		return de
+	}
 	lower := strings.ToLower(msg)
 	if strings.Contains(lower, "foreign key") {
 		return &Error{Field: "id", Code: Conflict, Message: "a referenced record does not exist or is still in use"}
 	}
 	field := ""
-	for _, re := range []*regexp.Regexp{sqliteUnique, pgKey, pgUniqueName} {
-		if m := re.FindStringSubmatch(msg); m != nil {
-			// For composite keys the last column is the one the caller chose (e.g. address within a network).
-			field = m[1]
-			for _, g := range m[2:] {
-				if g != "" {
-					field = g
-				}
-			}
-			break
-		}
-	}
-	if all := sqliteUnique.FindAllStringSubmatch(msg, -1); len(all) > 1 {
-		field = all[len(all)-1][1]
+	if m := sqliteUnique.FindStringSubmatch(msg); m != nil {
+		field = lastColumn(m[1])
+	} else if m := pgKey.FindStringSubmatch(msg); m != nil {
+		field = lastColumn(m[1])
+	} else if m := pgUniqueName.FindStringSubmatch(msg); m != nil {
+		field = m[1]
 	}
 	return &Error{Field: GraphQLName(field), Code: Duplicate, Message: "value is already in use"}
 }
 
-func cleanEntMessage(s string) string {
-	return strings.TrimPrefix(s, "value does not match validation: ")
+// lastColumn picks, of a composite key, the column the caller chose (a rack's name within its
+// site, an address within its network): by convention the last one.
+func lastColumn(cols string) string {
+	parts := strings.Split(cols, ",")
+	c := strings.TrimSpace(parts[len(parts)-1])
+	if i := strings.LastIndexByte(c, '.'); i >= 0 {
+		c = c[i+1:]
+	}
+	return c
+}
+
+// fromNotNull reports a NOT NULL violation (a required reference removed) as a domain error; the
+// inventory hooks refuse such writes first, this is the backstop for any writer they miss.
+func fromNotNull(msg string) *Error {
+	for _, re := range []*regexp.Regexp{sqliteNotNull, pgNotNull} {
+		if m := re.FindStringSubmatch(msg); m != nil {
+			return &Error{Field: GraphQLName(m[1]), Code: Invalid, Message: "is required and cannot be removed"}
+		}
+	}
+	return nil
+}
+
+// fromValidation turns an ent validator error into a message a person can act on. ent wraps the
+// validator's own error as `ent: validator failed for field "Type.field": …`; a validator that
+// returns a domain error keeps it, the built-in validators' terse texts are rewritten.
+func fromValidation(ve *ent.ValidationError) *Error {
+	field := GraphQLName(ve.Name)
+	wrapped := ve.Unwrap()
+	inner := errors.Unwrap(wrapped)
+	if inner == nil {
+		inner = wrapped
+	}
+	var de *Error
+	if errors.As(inner, &de) {
+		out := *de
+		if out.Field == "" {
+			out.Field = field
+		}
+		return &out
+	}
+	msg := inner.Error()
+	code := Invalid
+	switch {
+	case strings.Contains(msg, "missing required field"), strings.Contains(msg, "missing required edge"):
+		msg = "is required"
+	case strings.Contains(msg, "invalid enum value"):
+		msg = "is not one of the allowed values"
+	case msg == "value does not match validation":
+		msg = "has an invalid format"
+	case strings.HasPrefix(msg, "value is less than the required"):
+		msg = "must not be empty"
+	case strings.HasPrefix(msg, "value is greater than the required"):
+		msg = "is too long"
+	case msg == "value out of range":
+		msg, code = "is out of range", OutOfRange
+	default:
+		msg = Clean(msg)
+	}
+	return &Error{Field: field, Code: code, Message: msg}
+}
+
+// Clean strips the ORM's and the SQL driver's vocabulary from a message that has no better
+// translation, so no client ever sees "ent:" or "sql:" prefixes.
+func Clean(s string) string {
+	for _, p := range []string{"value does not match validation: ", "ent: ", "sql: "} {
+		s = strings.ReplaceAll(s, p, "")
+	}
+	return s
 }
 
 // GraphQLName turns a schema field name (snake_case) into its GraphQL name (lowerCamel, with

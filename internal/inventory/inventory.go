@@ -8,6 +8,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"entgo.io/ent/dialect/sql"
@@ -15,6 +16,7 @@ import (
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/hook"
 	"github.com/prybar/prybar/ent/ipallocation"
+	"github.com/prybar/prybar/ent/iprange"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/internal/domain"
@@ -22,12 +24,14 @@ import (
 
 // Install registers the inventory hooks on client.
 func Install(client *ent.Client) {
-	client.Use(refHook)
+	client.Use(textHook, numberHook, refHook)
+	client.BMC.Use(bmcHook)
 	client.NIC.Use(nicHook)
 	client.Machine.Use(machineHook)
 	client.Rack.Use(rackHook)
 	client.IPAllocation.Use(allocationHook)
 	client.IPRange.Use(rangeHook)
+	client.Network.Use(networkHook)
 }
 
 // NormalizeMAC accepts the usual spellings (aa:bb…, AA-BB…, aabb.ccdd.eeff) and returns the
@@ -36,6 +40,9 @@ func NormalizeMAC(s string) (string, error) {
 	hw, err := net.ParseMAC(strings.TrimSpace(s))
 	if err != nil || len(hw) != 6 {
 		return "", domain.Errorf("mac", domain.Invalid, "%q is not a 48-bit MAC address", s)
+	}
+	if err := checkMAC(hw); err != nil {
+		return "", err
 	}
 	return hw.String(), nil
 }
@@ -206,7 +213,7 @@ func networkPrefix(ctx context.Context, c *ent.Client, id int) (netip.Prefix, er
 	} else if err != nil {
 		return netip.Prefix{}, err
 	}
-	return netip.ParsePrefix(n.Cidr)
+	return parsePrefix(n.Cidr)
 }
 
 func allocationHook(next ent.Mutator) ent.Mutator {
@@ -216,42 +223,61 @@ func allocationHook(next ent.Mutator) ent.Mutator {
 		if !aok && !nok {
 			return next.Mutate(ctx, m)
 		}
-		if !aok || !nok {
-			id, ok := m.ID()
-			if !ok {
-				return next.Mutate(ctx, m) // bulk update: the unique index still guards
-			}
-			old, err := m.Client().IPAllocation.Get(ctx, id)
+		type state struct {
+			id   int
+			addr string
+			nid  int
+		}
+		var states []state
+		if m.Op().Is(ent.OpCreate) {
+			states = []state{{addr: addr, nid: nid}}
+		} else {
+			ids, err := m.IDs(ctx)
 			if err != nil {
 				return nil, err
 			}
-			if !aok {
-				addr = old.Address
+			if len(ids) > 1 && aok {
+				return nil, domain.Errorf("address", domain.Invalid, "cannot give %d allocations one address", len(ids))
 			}
-			if !nok {
-				nid = old.NetworkID
+			for _, id := range ids {
+				old, err := m.Client().IPAllocation.Get(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				s := state{id: id, addr: old.Address, nid: old.NetworkID}
+				if aok {
+					s.addr = addr
+				}
+				if nok {
+					s.nid = nid
+				}
+				states = append(states, s)
 			}
 		}
-		a, err := netip.ParseAddr(addr)
-		if err != nil {
-			return nil, domain.Errorf("address", domain.Invalid, "not an IP address: %q", addr)
-		}
-		pfx, err := networkPrefix(ctx, m.Client(), nid)
-		if err != nil {
-			return nil, err
-		}
-		if !pfx.Contains(a) {
-			return nil, domain.Errorf("address", domain.OutOfRange, "%s is outside network %s", a, pfx)
-		}
-		m.SetAddress(a.String())
-		q := m.Client().IPAllocation.Query().Where(ipallocation.NetworkID(nid), ipallocation.Address(a.String()))
-		if id, ok := m.ID(); ok {
-			q = q.Where(ipallocation.IDNEQ(id))
-		}
-		if n, err := q.Count(ctx); err != nil {
-			return nil, err
-		} else if n > 0 {
-			return nil, domain.Errorf("address", domain.Duplicate, "%s is already allocated in %s", a, pfx)
+		for _, s := range states {
+			a, err := netip.ParseAddr(s.addr)
+			if err != nil {
+				return nil, domain.Errorf("address", domain.Invalid, "%q is not an IP address", s.addr)
+			}
+			pfx, err := networkPrefix(ctx, m.Client(), s.nid)
+			if err != nil {
+				return nil, err
+			}
+			if err := checkHost("address", a, pfx, "address"); err != nil {
+				return nil, err
+			}
+			if aok {
+				m.SetAddress(a.String())
+			}
+			q := m.Client().IPAllocation.Query().Where(ipallocation.NetworkID(s.nid), ipallocation.Address(a.String()))
+			if s.id != 0 {
+				q = q.Where(ipallocation.IDNEQ(s.id))
+			}
+			if n, err := q.Count(ctx); err != nil {
+				return nil, err
+			} else if n > 0 {
+				return nil, domain.Errorf("address", domain.Duplicate, "%s is already allocated in %s", a, pfx)
+			}
 		}
 		return next.Mutate(ctx, m)
 	})
@@ -262,45 +288,99 @@ func rangeHook(next ent.Mutator) ent.Mutator {
 		first, fok := m.First()
 		last, lok := m.Last()
 		nid, nok := m.NetworkID()
-		if !fok && !lok && !nok {
+		name, nameOK := m.Name()
+		if !fok && !lok && !nok && !nameOK {
 			return next.Mutate(ctx, m)
 		}
-		if id, ok := m.ID(); ok && (!fok || !lok || !nok) {
-			old, err := m.Client().IPRange.Get(ctx, id)
+		type state struct {
+			id                int
+			first, last, name string
+			nid               int
+		}
+		var states []state
+		if m.Op().Is(ent.OpCreate) {
+			states = []state{{first: first, last: last, name: name, nid: nid}}
+		} else {
+			ids, err := m.IDs(ctx)
 			if err != nil {
 				return nil, err
 			}
-			if !fok {
-				first = old.First
+			for _, id := range ids {
+				old, err := m.Client().IPRange.Get(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				s := state{id: id, first: old.First, last: old.Last, name: old.Name, nid: old.NetworkID}
+				if fok {
+					s.first = first
+				}
+				if lok {
+					s.last = last
+				}
+				if nok {
+					s.nid = nid
+				}
+				if nameOK {
+					s.name = name
+				}
+				if m.NameCleared() {
+					s.name = ""
+				}
+				states = append(states, s)
 			}
-			if !lok {
-				last = old.Last
+		}
+		for _, s := range states {
+			if err := checkRange(ctx, m.Client(), s.id, s.nid, s.first, s.last, s.name); err != nil {
+				return nil, err
 			}
-			if !nok {
-				nid = old.NetworkID
-			}
-		}
-		f, err1 := netip.ParseAddr(first)
-		l, err2 := netip.ParseAddr(last)
-		if err1 != nil {
-			return nil, domain.Errorf("first", domain.Invalid, "not an IP address: %q", first)
-		}
-		if err2 != nil {
-			return nil, domain.Errorf("last", domain.Invalid, "not an IP address: %q", last)
-		}
-		pfx, err := networkPrefix(ctx, m.Client(), nid)
-		if err != nil {
-			return nil, err
-		}
-		if !pfx.Contains(f) {
-			return nil, domain.Errorf("first", domain.OutOfRange, "%s is outside network %s", f, pfx)
-		}
-		if !pfx.Contains(l) {
-			return nil, domain.Errorf("last", domain.OutOfRange, "%s is outside network %s", l, pfx)
-		}
-		if l.Less(f) {
-			return nil, domain.Errorf("last", domain.Invalid, "range end %s is before its start %s", l, f)
 		}
 		return next.Mutate(ctx, m)
 	})
 }
+
+// checkRange: both ends are host addresses of the network, first ≤ last, and the range neither
+// overlaps another range of the network nor shares its name.
+func checkRange(ctx context.Context, c *ent.Client, self, nid int, first, last, name string) error {
+	f, err1 := netip.ParseAddr(first)
+	l, err2 := netip.ParseAddr(last)
+	if err1 != nil {
+		return domain.Errorf("first", domain.Invalid, "%q is not an IP address", first)
+	}
+	if err2 != nil {
+		return domain.Errorf("last", domain.Invalid, "%q is not an IP address", last)
+	}
+	pfx, err := networkPrefix(ctx, c, nid)
+	if err != nil {
+		return err
+	}
+	if err := checkHost("first", f, pfx, "range start"); err != nil {
+		return err
+	}
+	if err := checkHost("last", l, pfx, "range end"); err != nil {
+		return err
+	}
+	if l.Less(f) {
+		return domain.Errorf("last", domain.Invalid, "range end %s is before its start %s", l, f)
+	}
+	others, err := c.IPRange.Query().Where(iprange.NetworkID(nid), iprange.IDNEQ(self)).All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if name != "" && o.Name == name {
+			return domain.Errorf("name", domain.Duplicate, "network %s already has a range named %q", pfx, name)
+		}
+		of, e1 := netip.ParseAddr(o.First)
+		ol, e2 := netip.ParseAddr(o.Last)
+		if e1 == nil && e2 == nil && !l.Less(of) && !ol.Less(f) {
+			field := "first"
+			if f.Less(of) {
+				field = "last"
+			}
+			return domain.Errorf(field, domain.Overlap, "%s–%s overlaps range %s (%s–%s)", f, l, rangeName(o), of, ol)
+		}
+	}
+	return nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
