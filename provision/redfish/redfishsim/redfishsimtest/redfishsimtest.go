@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prybar/prybar/internal/testenv"
 	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/redfish/redfishsim"
 )
@@ -40,13 +41,10 @@ func (s *Sim) Endpoint() bmc.Endpoint {
 }
 
 // Start serves mockup (e.g. "public-rackmount1", found with redfishsim.FindMockup; the test is
-// skipped when ../shared is absent) with cfg. A zero PowerDelay becomes 30 ms.
+// skipped when ../shared is absent, failed under CI=true) with cfg. A zero PowerDelay becomes 30 ms.
 func Start(t testing.TB, mockup string, cfg redfishsim.Config) *Sim {
 	t.Helper()
-	dir, err := redfishsim.FindMockup(mockup)
-	if err != nil {
-		t.Skip(err)
-	}
+	dir := Mockup(t, mockup)
 	cfg.MockupDir = dir
 	cfg.Username, cfg.Password = User, Password
 	if cfg.PowerDelay == 0 {
@@ -67,6 +65,15 @@ func Start(t testing.TB, mockup string, cfg redfishsim.Config) *Sim {
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
 	return &Sim{Simulator: sim, Dir: dir, URL: srv.URL, Host: host, Port: p}
+}
+
+// Mockup is the directory of the DMTF mock-up name (redfishsim.FindMockup). When ../shared is
+// absent the test is skipped on a developer machine and fails under CI=true (testenv.Require).
+func Mockup(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := redfishsim.FindMockup(name)
+	testenv.Require(t, "Redfish mock-up "+name, err)
+	return dir
 }
 
 // Mock reads the mock-up resource at a Redfish path (as found in @odata.id), numbers kept as
