@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -109,13 +108,17 @@ func startScheduler(ctx context.Context, st *store.Store, log *slog.Logger) (a *
 }
 
 func rolesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, rolesUsage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "load" {
+		fmt.Fprint(stderr, rolesUsage)
 		return errors.New("usage: prybar roles load [--db DSN] DIR")
 	}
-	fs := flag.NewFlagSet("roles load", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("roles load", "[--db DSN] DIR")
 	db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -127,7 +130,7 @@ func rolesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	st, err := store.Open(ctx, *db)
 	if err != nil {
-		return err
+		return fmt.Errorf("database %s: %w", store.Describe(*db), err)
 	}
 	defer st.Close()
 	a := scheduler.New(st, nil, scheduler.Options{Log: newLogger(stderr, "warn")})

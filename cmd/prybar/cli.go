@@ -40,10 +40,74 @@ commands:
   sim redfish|fleet         run simulated BMCs (one Redfish BMC, or a fleet registered in Prybar)
   version                   print the version
 
-Run 'prybar <command> -h' for a command's flags.
+Run 'prybar <command> --help' (or 'prybar <command> <subcommand> --help') for its flags.
 `
 
+const fixturesUsage = `usage: prybar fixtures <subcommand> [flags]
+
+subcommands:
+  load [--db DSN] FILE      load a fixture file (idempotent; "demo" loads the built-in demo);
+                            an invalid file is rejected as file:line: what: why, nothing written
+  generate --machines N     generate a fleet and load it (or --out FILE to write YAML)
+
+Run 'prybar fixtures <subcommand> --help' for its flags.
+`
+
+const rolesUsage = `usage: prybar roles <subcommand> [flags]
+
+subcommands:
+  load [--db DSN] DIR       load an operator's role catalogue (YAML files in DIR)
+
+Run 'prybar roles load --help' for its flags.
+`
+
+// errHelpShown reports that --help printed usage to stdout: the command succeeded.
+var errHelpShown = errors.New("help shown")
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
+}
+
+// newFlags is a flag set whose usage names the command; parseFlags prints it to stdout for
+// --help (exit 0) and to stderr on a flag error (exit 1).
+func newFlags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: prybar %s %s\n\nflags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(stderr)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		fs.SetOutput(stderr)
+		return errHelpShown
+	case err != nil:
+		fs.Usage()
+		return err
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, errHelpShown) || errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
@@ -62,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "prybar", versionString())
 		return nil
-	case "help", "-h", "--help":
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
@@ -93,8 +157,7 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("serve", "[--listen ADDR] [--db FILE|postgres://…] [--fixtures FILE|demo]")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to serve HTTP on")
 	db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
 	fix := fs.String("fixtures", "", `fixture file to load at start ("demo" for the built-in demo)`)
@@ -102,15 +165,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords at rest (default prybar.key next to a SQLite database, else in the working directory; created 0600 when absent)")
 	var bootF bootFlags
 	bootF.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected argument %q (flags only; see prybar serve --help)", fs.Arg(0))
 	}
 	log := newLogger(stderr, *logLevel)
-	key, err := secret.LoadOrCreateKey(secretKeyPath(*keyFile, *db))
+	// Bind first: a busy or malformed --listen fails before the database is created or migrated.
+	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen %s: %w", *listen, err)
 	}
-	st, err := store.Open(ctx, *db, store.Options{SecretKey: key})
+	defer ln.Close()
+	st, err := openWithKey(ctx, *db, *keyFile)
 	if err != nil {
 		return err
 	}
@@ -144,6 +212,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Stopped explicitly at the end of the drain below; the deferred call covers early returns
+	// (stopping twice is safe: Stop waits for a scheduler that is already stopped).
 	defer stopScheduler()
 	bmcExec, err := annealer.Registry().Get(oob.Name)
 	if err != nil {
@@ -155,18 +225,38 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if n > 0 {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
-	defer ops.Wait()
-	boot, stopBoot, err := startBoot(ctx, st, log, bootF, key)
+	boot, stopBoot, err := startBoot(ctx, st, log, bootF, st.SecretKey)
 	if err != nil {
 		return err
 	}
 	defer stopBoot()
 	api := graph.Options{Annealer: annealer, Operations: ops, Boot: boot, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
-	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log, API: api, Boot: boot}, func(addr net.Addr) {
+	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)
 		log.Info("listening", "addr", addr.String(), "version", versionString())
 	})
+	// Serve returns once HTTP has drained (in-flight requests answered, up to 10 s); then the
+	// tracked operations and the annealer's runs are waited for, each step logged with how long it
+	// took, so an operator sees what a slow shutdown waited on.
+	drainStart := time.Now()
+	log.Info("shutdown: HTTP drained; waiting for operations in flight", "http_error", errString(serveErr))
+	step := time.Now()
+	ops.Wait()
+	log.Info("shutdown: operations drained", "took", time.Since(step).Round(time.Millisecond))
+	step = time.Now()
+	log.Info("shutdown: stopping the annealer (waits for its runs in flight)")
+	stopScheduler()
+	log.Info("shutdown: annealer stopped", "took", time.Since(step).Round(time.Millisecond))
+	log.Info("shutdown complete", "drain_took", time.Since(drainStart).Round(time.Millisecond))
+	return serveErr
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // secretKeyPath is the --secret-key-file default: prybar.key in the SQLite database's directory,
@@ -202,15 +292,19 @@ func loadFixtures(ctx context.Context, st *store.Store, name string) (fixtures.S
 
 func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: prybar fixtures load FILE | generate --machines N")
+		fmt.Fprint(stderr, fixturesUsage)
+		return errors.New("fixtures: no subcommand given")
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, fixturesUsage)
+		return nil
 	}
 	switch args[0] {
 	case "load":
-		fs := flag.NewFlagSet("fixtures load", flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := newFlags("fixtures load", "[--db DSN] FILE|demo")
 		db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
 		keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords (as for serve)")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
 			return err
 		}
 		if fs.NArg() != 1 {
@@ -228,8 +322,7 @@ func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, stats.String())
 		return nil
 	case "generate":
-		fs := flag.NewFlagSet("fixtures generate", flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := newFlags("fixtures generate", "--machines N [--sites S --racks R] [--seed X] [--out FILE|-] [--db DSN]")
 		db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
 		machines := fs.Int("machines", 100, "number of machines")
 		sites := fs.Int("sites", 1, "number of sites")
@@ -237,7 +330,7 @@ func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		seed := fs.Uint64("seed", 1, "random seed (same seed, same fleet)")
 		out := fs.String("out", "", "write YAML to this file instead of loading it ('-' for stdout)")
 		keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords (as for serve)")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parseFlags(fs, args[1:], stdout, stderr); err != nil {
 			return err
 		}
 		if *machines < 0 || *sites < 1 {
@@ -268,15 +361,22 @@ func fixturesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, stats.String())
 		return nil
 	}
+	fmt.Fprint(stderr, fixturesUsage)
 	return fmt.Errorf("unknown fixtures command %q (want load or generate)", args[0])
 }
 
 // openWithKey opens the database with the BMC-password key serve uses, so that every writer seals
 // passwords the same way.
 func openWithKey(ctx context.Context, dsn, keyFile string) (*store.Store, error) {
-	key, err := secret.LoadOrCreateKey(secretKeyPath(keyFile, dsn))
+	keyPath := secretKeyPath(keyFile, dsn)
+	key, err := secret.LoadOrCreateKey(keyPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("secret key %s (for database %s): %w", keyPath, store.Describe(dsn), err)
 	}
-	return store.Open(ctx, dsn, store.Options{SecretKey: key})
+	st, err := store.Open(ctx, dsn, store.Options{SecretKey: key})
+	if err != nil {
+		// Name the database: "unable to open database file" alone does not say which one.
+		return nil, fmt.Errorf("database %s: %w", store.Describe(dsn), err)
+	}
+	return st, nil
 }

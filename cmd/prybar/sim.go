@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -35,7 +34,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return redfishsim.Run(ctx, args[1:], stdout)
 	case "fleet":
 		return simFleet(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
+	case "-h", "--help", "-help", "help":
 		fmt.Fprint(stdout, simUsage)
 		return nil
 	}
@@ -44,8 +43,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 }
 
 func simFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("sim fleet", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("sim fleet", "--machines N [--prybar URL] [--mockup DIR] …")
 	var cfg fleet.Config
 	fs.IntVar(&cfg.Machines, "machines", 10, "number of simulated machines (one BMC each)")
 	fs.Float64Var(&cfg.RedfishShare, "redfish-share", 0.5, "share of Redfish BMCs (the rest speak IPMI)")
@@ -59,7 +57,7 @@ func simFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	alive := fs.Bool("alive", false, "register machines as alive (otherwise discovery marks them)")
 	token := fs.String("token", "", "API token for registration, if the server requires one")
 	every := fs.Duration("stats-every", 30*time.Second, "print fleet statistics this often (0: only at exit)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if cfg.Machines <= 0 {

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prybar/prybar/internal/apitest"
+	"github.com/prybar/prybar/provision/redfish/redfishsim/redfishsimtest"
 )
 
 type syncBuffer struct {
@@ -33,10 +33,7 @@ func (s *syncBuffer) String() string {
 // `prybar sim fleet` starts the BMCs, registers them in a running Prybar and prints a summary
 // when interrupted.
 func TestSimFleetRegisters(t *testing.T) {
-	mockup, _ := filepath.Abs("../../../shared/redfish-mockups/public-rackmount1")
-	if _, err := os.Stat(filepath.Join(mockup, "index.json")); err != nil {
-		t.Skip("Redfish mock-up not found")
-	}
+	mockup := redfishsimtest.Mockup(t, "public-rackmount1")
 	st := apitest.Open(t, filepath.Join(t.TempDir(), "prybar.db"))
 	srv := apitest.Serve(t, st)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -21,6 +21,9 @@ import (
 // Config configures the server.
 type Config struct {
 	Listen string
+	// Listener, when set, is served instead of listening on Listen: `prybar serve` binds its
+	// address before it touches the database, so a busy port fails fast and changes nothing.
+	Listener net.Listener
 	Store  *store.Store
 	Log    *slog.Logger
 	// Ready reports whether the server should receive traffic (e.g. migrations done); nil = always.
@@ -105,9 +108,12 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 // Serve listens on cfg.Listen and serves until ctx ends, then drains for up to 10 s. onListen
 // receives the bound address (useful with port 0).
 func Serve(ctx context.Context, cfg Config, onListen func(addr net.Addr)) error {
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return err
+		}
 	}
 	srv := &http.Server{
 		Handler:           Handler(cfg),
@@ -126,7 +132,7 @@ func Serve(ctx context.Context, cfg Config, onListen func(addr net.Addr)) error 
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = srv.Shutdown(shutdown)
+	err := srv.Shutdown(shutdown)
 	if err2 := <-errc; err2 != nil && !errors.Is(err2, http.ErrServerClosed) {
 		return err2
 	}

@@ -23,7 +23,8 @@
 //     durability switched off (fsync, synchronous_commit, full_page_writes),
 //     which is safe because its data is thrown away. PostgreSQL refuses to run
 //     as root, so as root the binaries run as the "postgres" user via runuser.
-//  3. Otherwise Start returns ErrUnavailable and New skips the test.
+//  3. Otherwise Start returns ErrUnavailable and New skips the test — or, under CI=true, fails it
+//     (see internal/testenv).
 package pgtest
 
 import (
@@ -46,6 +47,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/prybar/prybar/internal/testenv"
 )
 
 // EnvDSN names the environment variable that points the tests at an existing
@@ -57,8 +60,8 @@ const EnvDSN = "PRYBAR_TEST_POSTGRES"
 const EnvBin = "PRYBAR_PG_BIN"
 
 // ErrUnavailable reports that neither PRYBAR_TEST_POSTGRES nor usable server
-// binaries exist. Tests should skip, not fail, on it: a developer machine
-// without PostgreSQL still runs the SQLite half of the suite.
+// binaries exist. Tests hand it to testenv.Require: a developer machine
+// without PostgreSQL still runs the SQLite half of the suite, a CI run fails.
 var ErrUnavailable = errors.New("pgtest: PostgreSQL unavailable (set " + EnvDSN +
 	" to a server DSN, or install the PostgreSQL server binaries)")
 
@@ -441,12 +444,12 @@ var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // New returns the DSN of a fresh, empty database on the package-wide cluster
 // and drops the database when the test ends. It skips the test when PostgreSQL
-// is unavailable and fails it on any other error.
+// is unavailable (fails it under CI=true) and fails it on any other error.
 func New(t testing.TB) string {
 	t.Helper()
 	c, err := Shared()
 	if errors.Is(err, ErrUnavailable) {
-		t.Skipf("postgres: %v", err)
+		testenv.Require(t, "PostgreSQL", err)
 	}
 	if err != nil {
 		t.Fatalf("postgres: %v", err)

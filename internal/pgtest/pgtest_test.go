@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/prybar/prybar/internal/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -35,7 +37,7 @@ func query(t *testing.T, dsn, sql string) string {
 func TestCluster(t *testing.T) {
 	c, err := Start()
 	if errors.Is(err, ErrUnavailable) {
-		t.Skipf("postgres: %v", err)
+		testenv.Require(t, "PostgreSQL", err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -121,8 +123,11 @@ func TestNew(t *testing.T) {
 	}
 	// New's cleanup dropped them.
 	c, err := Shared()
+	if errors.Is(err, ErrUnavailable) {
+		testenv.Require(t, "PostgreSQL", err)
+	}
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	for _, d := range dsns {
 		name := d[strings.LastIndex(d, "/")+1:]

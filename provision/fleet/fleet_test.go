@@ -2,7 +2,7 @@ package fleet_test
 
 import (
 	"context"
-	"github.com/prybar/prybar/provision/redfish/redfishsim"
+	"github.com/prybar/prybar/provision/redfish/redfishsim/redfishsimtest"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -22,11 +22,7 @@ import (
 
 func mockupDir(t testing.TB) string {
 	t.Helper()
-	dir, err := redfishsim.FindMockup("public-rackmount1")
-	if err != nil {
-		t.Skip(err)
-	}
-	return dir
+	return redfishsimtest.Mockup(t, "public-rackmount1")
 }
 
 func startFleet(t testing.TB, n int, share float64, delay time.Duration) *fleet.Fleet {

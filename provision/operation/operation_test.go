@@ -14,15 +14,12 @@ import (
 	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/provision/operation"
 	"github.com/prybar/prybar/provision/redfish/redfishsim"
+	"github.com/prybar/prybar/provision/redfish/redfishsim/redfishsimtest"
 )
 
 func mockup(t *testing.T, name string) string {
 	t.Helper()
-	dir, err := redfishsim.FindMockup(name)
-	if err != nil {
-		t.Skip(err)
-	}
-	return dir
+	return redfishsimtest.Mockup(t, name)
 }
 
 // powerAction and setBootDevice run as tracked operations: the mutation returns a PENDING

@@ -3,12 +3,12 @@ package ipmisim_test
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prybar/prybar/internal/testenv"
 	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/ipmi"
 	"github.com/prybar/prybar/provision/ipmi/ipmisim"
@@ -34,9 +34,7 @@ func client(t *testing.T, b *ipmisim.BMC, opts ...ipmi.Option) *ipmi.Client {
 
 func ipmitool(t *testing.T, b *ipmisim.BMC, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("ipmitool"); err != nil {
-		t.Skip("ipmitool not installed (apt-get install ipmitool)")
-	}
+	testenv.LookPath(t, "ipmitool", "ipmitool")
 	ep := b.Endpoint()
 	out, err := ipmisimtest.Ipmitool(context.Background(), ep.Address, ep.Port, ep.Username, ep.Password, args...)
 	if err != nil {

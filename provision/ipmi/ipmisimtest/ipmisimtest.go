@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prybar/prybar/internal/testenv"
 	"github.com/prybar/prybar/provision/bmc"
 )
 
@@ -56,15 +57,12 @@ func Available() bool {
 	return err == nil
 }
 
-// Start launches ipmi_sim on a free UDP port and stops it when the test ends. The test is
-// skipped (not failed) when ipmi_sim is missing, because it comes from a system package
-// (Debian: openipmi) that not every developer machine has.
+// Start launches ipmi_sim on a free UDP port and stops it when the test ends. When ipmi_sim is
+// missing the test is skipped on a developer machine (it comes from a system package, Debian:
+// openipmi) and fails under CI=true (testenv.Require).
 func Start(t testing.TB, opts ...Options) *Sim {
 	t.Helper()
-	bin, err := exec.LookPath("ipmi_sim")
-	if err != nil {
-		t.Skip("ipmisimtest: ipmi_sim not installed (apt-get install openipmi); skipping test against a real IPMI simulator")
-	}
+	bin := testenv.LookPath(t, "ipmi_sim", "openipmi")
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]
@@ -250,6 +248,7 @@ func (s *Sim) SetPower(on bool) {
 // if ipmitool is missing or exits non-zero, and returns its standard output.
 func (s *Sim) Ipmitool(t testing.TB, args ...string) string {
 	t.Helper()
+	testenv.LookPath(t, "ipmitool", "ipmitool")
 	out, err := Ipmitool(context.Background(), s.Host, s.Port, s.User, s.Pass, args...)
 	if err != nil {
 		t.Fatalf("ipmitool %s: %v", strings.Join(args, " "), err)

@@ -10,14 +10,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prybar/prybar/internal/testenv"
 )
 
 func mockup(t *testing.T) string {
 	t.Helper()
 	dir, err := FindMockup("public-rackmount1")
-	if err != nil {
-		t.Skip(err)
-	}
+	testenv.Require(t, "Redfish mock-up", err)
 	return dir
 }
 

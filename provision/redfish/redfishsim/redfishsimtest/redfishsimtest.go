@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prybar/prybar/internal/testenv"
 	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/redfish/redfishsim"
 )
@@ -44,17 +45,10 @@ func (s *Sim) Endpoint() bmc.Endpoint {
 }
 
 // Start serves mockup (e.g. "public-rackmount1", found with redfishsim.FindMockup; the test is
-// skipped when ../shared is absent) with cfg. A zero PowerDelay becomes 30 ms.
+// skipped when ../shared is absent, failed under CI=true) with cfg. A zero PowerDelay becomes 30 ms.
 func Start(t testing.TB, mockup string, cfg redfishsim.Config) *Sim {
 	t.Helper()
-	dir, err := redfishsim.FindMockup(mockup)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%v (CI=true: a missing mock-up is a failure, not a skip)", err)
-		}
-		t.Skip(err)
-	}
-	return StartDir(t, dir, cfg)
+	return StartDir(t, Mockup(t, mockup), cfg)
 }
 
 // StartDir is Start for a mock-up folder, e.g. a variant in a package's testdata.
@@ -80,6 +74,15 @@ func StartDir(t testing.TB, dir string, cfg redfishsim.Config) *Sim {
 	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	p, _ := strconv.Atoi(port)
 	return &Sim{Simulator: sim, Dir: dir, URL: srv.URL, Host: host, Port: p, srv: srv}
+}
+
+// Mockup is the directory of the DMTF mock-up name (redfishsim.FindMockup). When ../shared is
+// absent the test is skipped on a developer machine and fails under CI=true (testenv.Require).
+func Mockup(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := redfishsim.FindMockup(name)
+	testenv.Require(t, "Redfish mock-up "+name, err)
+	return dir
 }
 
 // Mock reads the mock-up resource at a Redfish path (as found in @odata.id), numbers kept as
