@@ -18,6 +18,7 @@ import (
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/bmcsession"
+	"github.com/prybar/prybar/ent/bootenv"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -47,6 +48,8 @@ type Client struct {
 	BMC *BMCClient
 	// BMCSession is the client for interacting with the BMCSession builders.
 	BMCSession *BMCSessionClient
+	// Bootenv is the client for interacting with the Bootenv builders.
+	Bootenv *BootenvClient
 	// Deployment is the client for interacting with the Deployment builders.
 	Deployment *DeploymentClient
 	// Disk is the client for interacting with the Disk builders.
@@ -89,6 +92,7 @@ func (c *Client) init() {
 	c.Attribute = NewAttributeClient(c.config)
 	c.BMC = NewBMCClient(c.config)
 	c.BMCSession = NewBMCSessionClient(c.config)
+	c.Bootenv = NewBootenvClient(c.config)
 	c.Deployment = NewDeploymentClient(c.config)
 	c.Disk = NewDiskClient(c.config)
 	c.Event = NewEventClient(c.config)
@@ -198,6 +202,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
 		BMCSession:   NewBMCSessionClient(cfg),
+		Bootenv:      NewBootenvClient(cfg),
 		Deployment:   NewDeploymentClient(cfg),
 		Disk:         NewDiskClient(cfg),
 		Event:        NewEventClient(cfg),
@@ -234,6 +239,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
 		BMCSession:   NewBMCSessionClient(cfg),
+		Bootenv:      NewBootenvClient(cfg),
 		Deployment:   NewDeploymentClient(cfg),
 		Disk:         NewDiskClient(cfg),
 		Event:        NewEventClient(cfg),
@@ -277,9 +283,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Attribute, c.BMC, c.BMCSession, c.Deployment, c.Disk, c.Event, c.IPAllocation,
-		c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack,
-		c.Role, c.Run, c.Site,
+		c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk, c.Event,
+		c.IPAllocation, c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole,
+		c.Operation, c.Rack, c.Role, c.Run, c.Site,
 	} {
 		n.Use(hooks...)
 	}
@@ -289,9 +295,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Attribute, c.BMC, c.BMCSession, c.Deployment, c.Disk, c.Event, c.IPAllocation,
-		c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack,
-		c.Role, c.Run, c.Site,
+		c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk, c.Event,
+		c.IPAllocation, c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole,
+		c.Operation, c.Rack, c.Role, c.Run, c.Site,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -306,6 +312,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.BMC.mutate(ctx, m)
 	case *BMCSessionMutation:
 		return c.BMCSession.mutate(ctx, m)
+	case *BootenvMutation:
+		return c.Bootenv.mutate(ctx, m)
 	case *DeploymentMutation:
 		return c.Deployment.mutate(ctx, m)
 	case *DiskMutation:
@@ -751,6 +759,139 @@ func (c *BMCSessionClient) mutate(ctx context.Context, m *BMCSessionMutation) (V
 		return (&BMCSessionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown BMCSession mutation op: %q", m.Op())
+	}
+}
+
+// BootenvClient is a client for the Bootenv schema.
+type BootenvClient struct {
+	config
+}
+
+// NewBootenvClient returns a client for the Bootenv from the given config.
+func NewBootenvClient(c config) *BootenvClient {
+	return &BootenvClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `bootenv.Hooks(f(g(h())))`.
+func (c *BootenvClient) Use(hooks ...Hook) {
+	c.hooks.Bootenv = append(c.hooks.Bootenv, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `bootenv.Intercept(f(g(h())))`.
+func (c *BootenvClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Bootenv = append(c.inters.Bootenv, interceptors...)
+}
+
+// Create returns a builder for creating a Bootenv entity.
+func (c *BootenvClient) Create() *BootenvCreate {
+	mutation := newBootenvMutation(c.config, OpCreate)
+	return &BootenvCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Bootenv entities.
+func (c *BootenvClient) CreateBulk(builders ...*BootenvCreate) *BootenvCreateBulk {
+	return &BootenvCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *BootenvClient) MapCreateBulk(slice any, setFunc func(*BootenvCreate, int)) *BootenvCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &BootenvCreateBulk{err: fmt.Errorf("calling to BootenvClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*BootenvCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &BootenvCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Bootenv.
+func (c *BootenvClient) Update() *BootenvUpdate {
+	mutation := newBootenvMutation(c.config, OpUpdate)
+	return &BootenvUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *BootenvClient) UpdateOne(_m *Bootenv) *BootenvUpdateOne {
+	mutation := newBootenvMutation(c.config, OpUpdateOne, withBootenv(_m))
+	return &BootenvUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *BootenvClient) UpdateOneID(id int) *BootenvUpdateOne {
+	mutation := newBootenvMutation(c.config, OpUpdateOne, withBootenvID(id))
+	return &BootenvUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Bootenv.
+func (c *BootenvClient) Delete() *BootenvDelete {
+	mutation := newBootenvMutation(c.config, OpDelete)
+	return &BootenvDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *BootenvClient) DeleteOne(_m *Bootenv) *BootenvDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *BootenvClient) DeleteOneID(id int) *BootenvDeleteOne {
+	builder := c.Delete().Where(bootenv.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &BootenvDeleteOne{builder}
+}
+
+// Query returns a query builder for Bootenv.
+func (c *BootenvClient) Query() *BootenvQuery {
+	return &BootenvQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeBootenv},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Bootenv entity by its id.
+func (c *BootenvClient) Get(ctx context.Context, id int) (*Bootenv, error) {
+	return c.Query().Where(bootenv.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *BootenvClient) GetX(ctx context.Context, id int) *Bootenv {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *BootenvClient) Hooks() []Hook {
+	return c.hooks.Bootenv
+}
+
+// Interceptors returns the client interceptors.
+func (c *BootenvClient) Interceptors() []Interceptor {
+	return c.inters.Bootenv
+}
+
+func (c *BootenvClient) mutate(ctx context.Context, m *BootenvMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&BootenvCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&BootenvUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&BootenvUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&BootenvDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Bootenv mutation op: %q", m.Op())
 	}
 }
 
@@ -3115,12 +3256,13 @@ func (c *SiteClient) mutate(ctx context.Context, m *SiteMutation) (Value, error)
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Attribute, BMC, BMCSession, Deployment, Disk, Event, IPAllocation, IPRange,
-		Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run, Site []ent.Hook
+		Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event, IPAllocation,
+		IPRange, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
+		Site []ent.Hook
 	}
 	inters struct {
-		Attribute, BMC, BMCSession, Deployment, Disk, Event, IPAllocation, IPRange,
-		Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
+		Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event, IPAllocation,
+		IPRange, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
 		Site []ent.Interceptor
 	}
 )

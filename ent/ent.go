@@ -15,6 +15,7 @@ import (
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/bmcsession"
+	"github.com/prybar/prybar/ent/bootenv"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -92,6 +93,7 @@ func checkColumn(t, c string) error {
 			attribute.Table:    attribute.ValidColumn,
 			bmc.Table:          bmc.ValidColumn,
 			bmcsession.Table:   bmcsession.ValidColumn,
+			bootenv.Table:      bootenv.ValidColumn,
 			deployment.Table:   deployment.ValidColumn,
 			disk.Table:         disk.ValidColumn,
 			event.Table:        event.ValidColumn,

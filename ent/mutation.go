@@ -14,6 +14,7 @@ import (
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/bmcsession"
+	"github.com/prybar/prybar/ent/bootenv"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -43,6 +44,7 @@ const (
 	TypeAttribute    = "Attribute"
 	TypeBMC          = "BMC"
 	TypeBMCSession   = "BMCSession"
+	TypeBootenv      = "Bootenv"
 	TypeDeployment   = "Deployment"
 	TypeDisk         = "Disk"
 	TypeEvent        = "Event"
@@ -2657,6 +2659,1025 @@ func (m *BMCSessionMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *BMCSessionMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown BMCSession edge %s", name)
+}
+
+// BootenvMutation represents an operation that mutates the Bootenv nodes in the graph.
+type BootenvMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	created_at    *time.Time
+	updated_at    *time.Time
+	name          *string
+	description   *string
+	kernel        *string
+	initrd        *[]string
+	appendinitrd  []string
+	cmdline       *string
+	script        *string
+	templates     *map[string]string
+	builtin       *bool
+	source        *string
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*Bootenv, error)
+	predicates    []predicate.Bootenv
+}
+
+var _ ent.Mutation = (*BootenvMutation)(nil)
+
+// bootenvOption allows management of the mutation configuration using functional options.
+type bootenvOption func(*BootenvMutation)
+
+// newBootenvMutation creates new mutation for the Bootenv entity.
+func newBootenvMutation(c config, op Op, opts ...bootenvOption) *BootenvMutation {
+	m := &BootenvMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeBootenv,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withBootenvID sets the ID field of the mutation.
+func withBootenvID(id int) bootenvOption {
+	return func(m *BootenvMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Bootenv
+		)
+		m.oldValue = func(ctx context.Context) (*Bootenv, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Bootenv.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withBootenv sets the old Bootenv of the mutation.
+func withBootenv(node *Bootenv) bootenvOption {
+	return func(m *BootenvMutation) {
+		m.oldValue = func(context.Context) (*Bootenv, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m BootenvMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m BootenvMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *BootenvMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *BootenvMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Bootenv.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *BootenvMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *BootenvMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *BootenvMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *BootenvMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *BootenvMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *BootenvMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetName sets the "name" field.
+func (m *BootenvMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *BootenvMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *BootenvMutation) ResetName() {
+	m.name = nil
+}
+
+// SetDescription sets the "description" field.
+func (m *BootenvMutation) SetDescription(s string) {
+	m.description = &s
+}
+
+// Description returns the value of the "description" field in the mutation.
+func (m *BootenvMutation) Description() (r string, exists bool) {
+	v := m.description
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDescription returns the old "description" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldDescription(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDescription is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDescription requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDescription: %w", err)
+	}
+	return oldValue.Description, nil
+}
+
+// ClearDescription clears the value of the "description" field.
+func (m *BootenvMutation) ClearDescription() {
+	m.description = nil
+	m.clearedFields[bootenv.FieldDescription] = struct{}{}
+}
+
+// DescriptionCleared returns if the "description" field was cleared in this mutation.
+func (m *BootenvMutation) DescriptionCleared() bool {
+	_, ok := m.clearedFields[bootenv.FieldDescription]
+	return ok
+}
+
+// ResetDescription resets all changes to the "description" field.
+func (m *BootenvMutation) ResetDescription() {
+	m.description = nil
+	delete(m.clearedFields, bootenv.FieldDescription)
+}
+
+// SetKernel sets the "kernel" field.
+func (m *BootenvMutation) SetKernel(s string) {
+	m.kernel = &s
+}
+
+// Kernel returns the value of the "kernel" field in the mutation.
+func (m *BootenvMutation) Kernel() (r string, exists bool) {
+	v := m.kernel
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKernel returns the old "kernel" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldKernel(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKernel is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKernel requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKernel: %w", err)
+	}
+	return oldValue.Kernel, nil
+}
+
+// ClearKernel clears the value of the "kernel" field.
+func (m *BootenvMutation) ClearKernel() {
+	m.kernel = nil
+	m.clearedFields[bootenv.FieldKernel] = struct{}{}
+}
+
+// KernelCleared returns if the "kernel" field was cleared in this mutation.
+func (m *BootenvMutation) KernelCleared() bool {
+	_, ok := m.clearedFields[bootenv.FieldKernel]
+	return ok
+}
+
+// ResetKernel resets all changes to the "kernel" field.
+func (m *BootenvMutation) ResetKernel() {
+	m.kernel = nil
+	delete(m.clearedFields, bootenv.FieldKernel)
+}
+
+// SetInitrd sets the "initrd" field.
+func (m *BootenvMutation) SetInitrd(s []string) {
+	m.initrd = &s
+	m.appendinitrd = nil
+}
+
+// Initrd returns the value of the "initrd" field in the mutation.
+func (m *BootenvMutation) Initrd() (r []string, exists bool) {
+	v := m.initrd
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldInitrd returns the old "initrd" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldInitrd(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldInitrd is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldInitrd requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldInitrd: %w", err)
+	}
+	return oldValue.Initrd, nil
+}
+
+// AppendInitrd adds s to the "initrd" field.
+func (m *BootenvMutation) AppendInitrd(s []string) {
+	m.appendinitrd = append(m.appendinitrd, s...)
+}
+
+// AppendedInitrd returns the list of values that were appended to the "initrd" field in this mutation.
+func (m *BootenvMutation) AppendedInitrd() ([]string, bool) {
+	if len(m.appendinitrd) == 0 {
+		return nil, false
+	}
+	return m.appendinitrd, true
+}
+
+// ClearInitrd clears the value of the "initrd" field.
+func (m *BootenvMutation) ClearInitrd() {
+	m.initrd = nil
+	m.appendinitrd = nil
+	m.clearedFields[bootenv.FieldInitrd] = struct{}{}
+}
+
+// InitrdCleared returns if the "initrd" field was cleared in this mutation.
+func (m *BootenvMutation) InitrdCleared() bool {
+	_, ok := m.clearedFields[bootenv.FieldInitrd]
+	return ok
+}
+
+// ResetInitrd resets all changes to the "initrd" field.
+func (m *BootenvMutation) ResetInitrd() {
+	m.initrd = nil
+	m.appendinitrd = nil
+	delete(m.clearedFields, bootenv.FieldInitrd)
+}
+
+// SetCmdline sets the "cmdline" field.
+func (m *BootenvMutation) SetCmdline(s string) {
+	m.cmdline = &s
+}
+
+// Cmdline returns the value of the "cmdline" field in the mutation.
+func (m *BootenvMutation) Cmdline() (r string, exists bool) {
+	v := m.cmdline
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCmdline returns the old "cmdline" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldCmdline(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCmdline is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCmdline requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCmdline: %w", err)
+	}
+	return oldValue.Cmdline, nil
+}
+
+// ClearCmdline clears the value of the "cmdline" field.
+func (m *BootenvMutation) ClearCmdline() {
+	m.cmdline = nil
+	m.clearedFields[bootenv.FieldCmdline] = struct{}{}
+}
+
+// CmdlineCleared returns if the "cmdline" field was cleared in this mutation.
+func (m *BootenvMutation) CmdlineCleared() bool {
+	_, ok := m.clearedFields[bootenv.FieldCmdline]
+	return ok
+}
+
+// ResetCmdline resets all changes to the "cmdline" field.
+func (m *BootenvMutation) ResetCmdline() {
+	m.cmdline = nil
+	delete(m.clearedFields, bootenv.FieldCmdline)
+}
+
+// SetScript sets the "script" field.
+func (m *BootenvMutation) SetScript(s string) {
+	m.script = &s
+}
+
+// Script returns the value of the "script" field in the mutation.
+func (m *BootenvMutation) Script() (r string, exists bool) {
+	v := m.script
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldScript returns the old "script" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldScript(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldScript is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldScript requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldScript: %w", err)
+	}
+	return oldValue.Script, nil
+}
+
+// ClearScript clears the value of the "script" field.
+func (m *BootenvMutation) ClearScript() {
+	m.script = nil
+	m.clearedFields[bootenv.FieldScript] = struct{}{}
+}
+
+// ScriptCleared returns if the "script" field was cleared in this mutation.
+func (m *BootenvMutation) ScriptCleared() bool {
+	_, ok := m.clearedFields[bootenv.FieldScript]
+	return ok
+}
+
+// ResetScript resets all changes to the "script" field.
+func (m *BootenvMutation) ResetScript() {
+	m.script = nil
+	delete(m.clearedFields, bootenv.FieldScript)
+}
+
+// SetTemplates sets the "templates" field.
+func (m *BootenvMutation) SetTemplates(value map[string]string) {
+	m.templates = &value
+}
+
+// Templates returns the value of the "templates" field in the mutation.
+func (m *BootenvMutation) Templates() (r map[string]string, exists bool) {
+	v := m.templates
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTemplates returns the old "templates" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldTemplates(ctx context.Context) (v map[string]string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTemplates is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTemplates requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTemplates: %w", err)
+	}
+	return oldValue.Templates, nil
+}
+
+// ClearTemplates clears the value of the "templates" field.
+func (m *BootenvMutation) ClearTemplates() {
+	m.templates = nil
+	m.clearedFields[bootenv.FieldTemplates] = struct{}{}
+}
+
+// TemplatesCleared returns if the "templates" field was cleared in this mutation.
+func (m *BootenvMutation) TemplatesCleared() bool {
+	_, ok := m.clearedFields[bootenv.FieldTemplates]
+	return ok
+}
+
+// ResetTemplates resets all changes to the "templates" field.
+func (m *BootenvMutation) ResetTemplates() {
+	m.templates = nil
+	delete(m.clearedFields, bootenv.FieldTemplates)
+}
+
+// SetBuiltin sets the "builtin" field.
+func (m *BootenvMutation) SetBuiltin(b bool) {
+	m.builtin = &b
+}
+
+// Builtin returns the value of the "builtin" field in the mutation.
+func (m *BootenvMutation) Builtin() (r bool, exists bool) {
+	v := m.builtin
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBuiltin returns the old "builtin" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldBuiltin(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBuiltin is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBuiltin requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBuiltin: %w", err)
+	}
+	return oldValue.Builtin, nil
+}
+
+// ResetBuiltin resets all changes to the "builtin" field.
+func (m *BootenvMutation) ResetBuiltin() {
+	m.builtin = nil
+}
+
+// SetSource sets the "source" field.
+func (m *BootenvMutation) SetSource(s string) {
+	m.source = &s
+}
+
+// Source returns the value of the "source" field in the mutation.
+func (m *BootenvMutation) Source() (r string, exists bool) {
+	v := m.source
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSource returns the old "source" field's value of the Bootenv entity.
+// If the Bootenv object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *BootenvMutation) OldSource(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSource: %w", err)
+	}
+	return oldValue.Source, nil
+}
+
+// ClearSource clears the value of the "source" field.
+func (m *BootenvMutation) ClearSource() {
+	m.source = nil
+	m.clearedFields[bootenv.FieldSource] = struct{}{}
+}
+
+// SourceCleared returns if the "source" field was cleared in this mutation.
+func (m *BootenvMutation) SourceCleared() bool {
+	_, ok := m.clearedFields[bootenv.FieldSource]
+	return ok
+}
+
+// ResetSource resets all changes to the "source" field.
+func (m *BootenvMutation) ResetSource() {
+	m.source = nil
+	delete(m.clearedFields, bootenv.FieldSource)
+}
+
+// Where appends a list predicates to the BootenvMutation builder.
+func (m *BootenvMutation) Where(ps ...predicate.Bootenv) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the BootenvMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *BootenvMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Bootenv, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *BootenvMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *BootenvMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Bootenv).
+func (m *BootenvMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *BootenvMutation) Fields() []string {
+	fields := make([]string, 0, 11)
+	if m.created_at != nil {
+		fields = append(fields, bootenv.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, bootenv.FieldUpdatedAt)
+	}
+	if m.name != nil {
+		fields = append(fields, bootenv.FieldName)
+	}
+	if m.description != nil {
+		fields = append(fields, bootenv.FieldDescription)
+	}
+	if m.kernel != nil {
+		fields = append(fields, bootenv.FieldKernel)
+	}
+	if m.initrd != nil {
+		fields = append(fields, bootenv.FieldInitrd)
+	}
+	if m.cmdline != nil {
+		fields = append(fields, bootenv.FieldCmdline)
+	}
+	if m.script != nil {
+		fields = append(fields, bootenv.FieldScript)
+	}
+	if m.templates != nil {
+		fields = append(fields, bootenv.FieldTemplates)
+	}
+	if m.builtin != nil {
+		fields = append(fields, bootenv.FieldBuiltin)
+	}
+	if m.source != nil {
+		fields = append(fields, bootenv.FieldSource)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *BootenvMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case bootenv.FieldCreatedAt:
+		return m.CreatedAt()
+	case bootenv.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case bootenv.FieldName:
+		return m.Name()
+	case bootenv.FieldDescription:
+		return m.Description()
+	case bootenv.FieldKernel:
+		return m.Kernel()
+	case bootenv.FieldInitrd:
+		return m.Initrd()
+	case bootenv.FieldCmdline:
+		return m.Cmdline()
+	case bootenv.FieldScript:
+		return m.Script()
+	case bootenv.FieldTemplates:
+		return m.Templates()
+	case bootenv.FieldBuiltin:
+		return m.Builtin()
+	case bootenv.FieldSource:
+		return m.Source()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *BootenvMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case bootenv.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case bootenv.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case bootenv.FieldName:
+		return m.OldName(ctx)
+	case bootenv.FieldDescription:
+		return m.OldDescription(ctx)
+	case bootenv.FieldKernel:
+		return m.OldKernel(ctx)
+	case bootenv.FieldInitrd:
+		return m.OldInitrd(ctx)
+	case bootenv.FieldCmdline:
+		return m.OldCmdline(ctx)
+	case bootenv.FieldScript:
+		return m.OldScript(ctx)
+	case bootenv.FieldTemplates:
+		return m.OldTemplates(ctx)
+	case bootenv.FieldBuiltin:
+		return m.OldBuiltin(ctx)
+	case bootenv.FieldSource:
+		return m.OldSource(ctx)
+	}
+	return nil, fmt.Errorf("unknown Bootenv field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BootenvMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case bootenv.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case bootenv.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case bootenv.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case bootenv.FieldDescription:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDescription(v)
+		return nil
+	case bootenv.FieldKernel:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKernel(v)
+		return nil
+	case bootenv.FieldInitrd:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetInitrd(v)
+		return nil
+	case bootenv.FieldCmdline:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCmdline(v)
+		return nil
+	case bootenv.FieldScript:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetScript(v)
+		return nil
+	case bootenv.FieldTemplates:
+		v, ok := value.(map[string]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTemplates(v)
+		return nil
+	case bootenv.FieldBuiltin:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBuiltin(v)
+		return nil
+	case bootenv.FieldSource:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSource(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Bootenv field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *BootenvMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *BootenvMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *BootenvMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Bootenv numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *BootenvMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(bootenv.FieldDescription) {
+		fields = append(fields, bootenv.FieldDescription)
+	}
+	if m.FieldCleared(bootenv.FieldKernel) {
+		fields = append(fields, bootenv.FieldKernel)
+	}
+	if m.FieldCleared(bootenv.FieldInitrd) {
+		fields = append(fields, bootenv.FieldInitrd)
+	}
+	if m.FieldCleared(bootenv.FieldCmdline) {
+		fields = append(fields, bootenv.FieldCmdline)
+	}
+	if m.FieldCleared(bootenv.FieldScript) {
+		fields = append(fields, bootenv.FieldScript)
+	}
+	if m.FieldCleared(bootenv.FieldTemplates) {
+		fields = append(fields, bootenv.FieldTemplates)
+	}
+	if m.FieldCleared(bootenv.FieldSource) {
+		fields = append(fields, bootenv.FieldSource)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *BootenvMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *BootenvMutation) ClearField(name string) error {
+	switch name {
+	case bootenv.FieldDescription:
+		m.ClearDescription()
+		return nil
+	case bootenv.FieldKernel:
+		m.ClearKernel()
+		return nil
+	case bootenv.FieldInitrd:
+		m.ClearInitrd()
+		return nil
+	case bootenv.FieldCmdline:
+		m.ClearCmdline()
+		return nil
+	case bootenv.FieldScript:
+		m.ClearScript()
+		return nil
+	case bootenv.FieldTemplates:
+		m.ClearTemplates()
+		return nil
+	case bootenv.FieldSource:
+		m.ClearSource()
+		return nil
+	}
+	return fmt.Errorf("unknown Bootenv nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *BootenvMutation) ResetField(name string) error {
+	switch name {
+	case bootenv.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case bootenv.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case bootenv.FieldName:
+		m.ResetName()
+		return nil
+	case bootenv.FieldDescription:
+		m.ResetDescription()
+		return nil
+	case bootenv.FieldKernel:
+		m.ResetKernel()
+		return nil
+	case bootenv.FieldInitrd:
+		m.ResetInitrd()
+		return nil
+	case bootenv.FieldCmdline:
+		m.ResetCmdline()
+		return nil
+	case bootenv.FieldScript:
+		m.ResetScript()
+		return nil
+	case bootenv.FieldTemplates:
+		m.ResetTemplates()
+		return nil
+	case bootenv.FieldBuiltin:
+		m.ResetBuiltin()
+		return nil
+	case bootenv.FieldSource:
+		m.ResetSource()
+		return nil
+	}
+	return fmt.Errorf("unknown Bootenv field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *BootenvMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *BootenvMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *BootenvMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *BootenvMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *BootenvMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *BootenvMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *BootenvMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Bootenv unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *BootenvMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Bootenv edge %s", name)
 }
 
 // DeploymentMutation represents an operation that mutates the Deployment nodes in the graph.

@@ -8,6 +8,7 @@ import (
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/bmcsession"
+	"github.com/prybar/prybar/ent/bootenv"
 	"github.com/prybar/prybar/ent/deployment"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/event"
@@ -104,6 +105,43 @@ func init() {
 	bmcsessionDescCreatedAt := bmcsessionFields[8].Descriptor()
 	// bmcsession.DefaultCreatedAt holds the default value on creation for the created_at field.
 	bmcsession.DefaultCreatedAt = bmcsessionDescCreatedAt.Default.(func() time.Time)
+	bootenvMixin := schema.Bootenv{}.Mixin()
+	bootenvMixinFields0 := bootenvMixin[0].Fields()
+	_ = bootenvMixinFields0
+	bootenvFields := schema.Bootenv{}.Fields()
+	_ = bootenvFields
+	// bootenvDescCreatedAt is the schema descriptor for created_at field.
+	bootenvDescCreatedAt := bootenvMixinFields0[0].Descriptor()
+	// bootenv.DefaultCreatedAt holds the default value on creation for the created_at field.
+	bootenv.DefaultCreatedAt = bootenvDescCreatedAt.Default.(func() time.Time)
+	// bootenvDescUpdatedAt is the schema descriptor for updated_at field.
+	bootenvDescUpdatedAt := bootenvMixinFields0[1].Descriptor()
+	// bootenv.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	bootenv.DefaultUpdatedAt = bootenvDescUpdatedAt.Default.(func() time.Time)
+	// bootenv.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	bootenv.UpdateDefaultUpdatedAt = bootenvDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// bootenvDescName is the schema descriptor for name field.
+	bootenvDescName := bootenvFields[0].Descriptor()
+	// bootenv.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	bootenv.NameValidator = func() func(string) error {
+		validators := bootenvDescName.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(name string) error {
+			for _, fn := range fns {
+				if err := fn(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// bootenvDescBuiltin is the schema descriptor for builtin field.
+	bootenvDescBuiltin := bootenvFields[7].Descriptor()
+	// bootenv.DefaultBuiltin holds the default value on creation for the builtin field.
+	bootenv.DefaultBuiltin = bootenvDescBuiltin.Default.(bool)
 	deploymentMixin := schema.Deployment{}.Mixin()
 	deploymentMixinFields0 := deploymentMixin[0].Fields()
 	_ = deploymentMixinFields0

@@ -20,6 +20,8 @@ type Tx struct {
 	BMC *BMCClient
 	// BMCSession is the client for interacting with the BMCSession builders.
 	BMCSession *BMCSessionClient
+	// Bootenv is the client for interacting with the Bootenv builders.
+	Bootenv *BootenvClient
 	// Deployment is the client for interacting with the Deployment builders.
 	Deployment *DeploymentClient
 	// Disk is the client for interacting with the Disk builders.
@@ -182,6 +184,7 @@ func (tx *Tx) init() {
 	tx.Attribute = NewAttributeClient(tx.config)
 	tx.BMC = NewBMCClient(tx.config)
 	tx.BMCSession = NewBMCSessionClient(tx.config)
+	tx.Bootenv = NewBootenvClient(tx.config)
 	tx.Deployment = NewDeploymentClient(tx.config)
 	tx.Disk = NewDiskClient(tx.config)
 	tx.Event = NewEventClient(tx.config)

@@ -42,6 +42,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Bootenv() BootenvResolver
 	Deployment() DeploymentResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
@@ -135,6 +136,24 @@ type ComplexityRoot struct {
 	BindRolePayload struct {
 		Errors   func(childComplexity int) int
 		NodeRole func(childComplexity int) int
+	}
+
+	BootScriptPreview struct {
+		Bootenv func(childComplexity int) int
+		Error   func(childComplexity int) int
+		Script  func(childComplexity int) int
+	}
+
+	Bootenv struct {
+		Builtin       func(childComplexity int) int
+		Cmdline       func(childComplexity int) int
+		Description   func(childComplexity int) int
+		ID            func(childComplexity int) int
+		Initrd        func(childComplexity int) int
+		Kernel        func(childComplexity int) int
+		Name          func(childComplexity int) int
+		Source        func(childComplexity int) int
+		TemplateNames func(childComplexity int) int
 	}
 
 	DeletePayload struct {
@@ -359,6 +378,7 @@ type ComplexityRoot struct {
 		RetryNodeRole      func(childComplexity int, id int) int
 		SetAttribute       func(childComplexity int, nodeRoleID *int, deploymentID *int, role *string, path string, value any) int
 		SetBootDevice      func(childComplexity int, machineID int, device model.BootDevice, persistent *bool, efi *bool) int
+		SetBootenv         func(childComplexity int, machineID int, bootenv string) int
 		UnbindRole         func(childComplexity int, nodeRoleID int) int
 		UpdateBmc          func(childComplexity int, id int, input ent.UpdateBMCInput) int
 		UpdateDisk         func(childComplexity int, id int, input ent.UpdateDiskInput) int
@@ -518,6 +538,8 @@ type ComplexityRoot struct {
 		Attributes    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.AttributeOrder, where *ent.AttributeWhereInput) int
 		BmcSystems    func(childComplexity int, bmcID int) int
 		Bmcs          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.BMCOrder, where *ent.BMCWhereInput) int
+		BootScript    func(childComplexity int, machineID int) int
+		Bootenvs      func(childComplexity int) int
 		Deployments   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DeploymentOrder, where *ent.DeploymentWhereInput) int
 		Disks         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
 		Events        func(childComplexity int, after *int, first *int, filter *model.EventFilter) int
@@ -643,6 +665,11 @@ type ComplexityRoot struct {
 		Reannealed func(childComplexity int) int
 	}
 
+	SetBootenvPayload struct {
+		Errors  func(childComplexity int) int
+		Machine func(childComplexity int) int
+	}
+
 	Site struct {
 		CreatedAt   func(childComplexity int) int
 		Description func(childComplexity int) int
@@ -689,6 +716,9 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type BootenvResolver interface {
+	TemplateNames(ctx context.Context, obj *ent.Bootenv) ([]string, error)
+}
 type DeploymentResolver interface {
 	Status(ctx context.Context, obj *ent.Deployment) (model.DeploymentStatus, error)
 }
@@ -731,6 +761,7 @@ type MutationResolver interface {
 	SetAttribute(ctx context.Context, nodeRoleID *int, deploymentID *int, role *string, path string, value any) (*model.SetAttributePayload, error)
 	PowerAction(ctx context.Context, machineID int, action model.PowerAction) (*model.OperationPayload, error)
 	SetBootDevice(ctx context.Context, machineID int, device model.BootDevice, persistent *bool, efi *bool) (*model.OperationPayload, error)
+	SetBootenv(ctx context.Context, machineID int, bootenv string) (*model.SetBootenvPayload, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id int) (ent.Noder, error)
@@ -752,6 +783,8 @@ type QueryResolver interface {
 	Sites(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.SiteOrder, where *ent.SiteWhereInput) (*ent.SiteConnection, error)
 	Annealer(ctx context.Context) (*model.AnnealerStatus, error)
 	BmcSystems(ctx context.Context, bmcID int) (*model.BMCSystemsPayload, error)
+	Bootenvs(ctx context.Context) ([]*ent.Bootenv, error)
+	BootScript(ctx context.Context, machineID int) (*model.BootScriptPreview, error)
 	Machine(ctx context.Context, name string) (*ent.Machine, error)
 	Site(ctx context.Context, name string) (*ent.Site, error)
 	NicByMac(ctx context.Context, mac string) (*ent.NIC, error)
@@ -1101,6 +1134,80 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BindRolePayload.NodeRole(childComplexity), true
+
+	case "BootScriptPreview.bootenv":
+		if e.ComplexityRoot.BootScriptPreview.Bootenv == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootScriptPreview.Bootenv(childComplexity), true
+	case "BootScriptPreview.error":
+		if e.ComplexityRoot.BootScriptPreview.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootScriptPreview.Error(childComplexity), true
+	case "BootScriptPreview.script":
+		if e.ComplexityRoot.BootScriptPreview.Script == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootScriptPreview.Script(childComplexity), true
+
+	case "Bootenv.builtin":
+		if e.ComplexityRoot.Bootenv.Builtin == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.Builtin(childComplexity), true
+	case "Bootenv.cmdline":
+		if e.ComplexityRoot.Bootenv.Cmdline == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.Cmdline(childComplexity), true
+	case "Bootenv.description":
+		if e.ComplexityRoot.Bootenv.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.Description(childComplexity), true
+	case "Bootenv.id":
+		if e.ComplexityRoot.Bootenv.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.ID(childComplexity), true
+	case "Bootenv.initrd":
+		if e.ComplexityRoot.Bootenv.Initrd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.Initrd(childComplexity), true
+	case "Bootenv.kernel":
+		if e.ComplexityRoot.Bootenv.Kernel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.Kernel(childComplexity), true
+	case "Bootenv.name":
+		if e.ComplexityRoot.Bootenv.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.Name(childComplexity), true
+	case "Bootenv.source":
+		if e.ComplexityRoot.Bootenv.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.Source(childComplexity), true
+	case "Bootenv.templateNames":
+		if e.ComplexityRoot.Bootenv.TemplateNames == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bootenv.TemplateNames(childComplexity), true
 
 	case "DeletePayload.deletedID":
 		if e.ComplexityRoot.DeletePayload.DeletedID == nil {
@@ -2190,6 +2297,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetBootDevice(childComplexity, args["machineID"].(int), args["device"].(model.BootDevice), args["persistent"].(*bool), args["efi"].(*bool)), true
+	case "Mutation.setBootenv":
+		if e.ComplexityRoot.Mutation.SetBootenv == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setBootenv_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetBootenv(childComplexity, args["machineID"].(int), args["bootenv"].(string)), true
 	case "Mutation.unbindRole":
 		if e.ComplexityRoot.Mutation.UnbindRole == nil {
 			break
@@ -2923,6 +3041,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Bmcs(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].(*ent.BMCOrder), args["where"].(*ent.BMCWhereInput)), true
+	case "Query.bootScript":
+		if e.ComplexityRoot.Query.BootScript == nil {
+			break
+		}
+
+		args, err := ec.field_Query_bootScript_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.BootScript(childComplexity, args["machineID"].(int)), true
+	case "Query.bootenvs":
+		if e.ComplexityRoot.Query.Bootenvs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Bootenvs(childComplexity), true
 	case "Query.deployments":
 		if e.ComplexityRoot.Query.Deployments == nil {
 			break
@@ -3564,6 +3699,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SetAttributePayload.Reannealed(childComplexity), true
 
+	case "SetBootenvPayload.errors":
+		if e.ComplexityRoot.SetBootenvPayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetBootenvPayload.Errors(childComplexity), true
+	case "SetBootenvPayload.machine":
+		if e.ComplexityRoot.SetBootenvPayload.Machine == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetBootenvPayload.Machine(childComplexity), true
+
 	case "Site.createdAt":
 		if e.ComplexityRoot.Site.CreatedAt == nil {
 			break
@@ -3857,7 +4005,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "annealer.graphqls" "bmc.graphqls" "ent.graphqls" "inventory.graphqls"
+//go:embed "annealer.graphqls" "bmc.graphqls" "boot.graphqls" "ent.graphqls" "inventory.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -3871,6 +4019,7 @@ func sourceData(filename string) string {
 var sources = []*ast.Source{
 	{Name: "annealer.graphqls", Input: sourceData("annealer.graphqls"), BuiltIn: false},
 	{Name: "bmc.graphqls", Input: sourceData("bmc.graphqls"), BuiltIn: false},
+	{Name: "boot.graphqls", Input: sourceData("boot.graphqls"), BuiltIn: false},
 	{Name: "ent.graphqls", Input: sourceData("ent.graphqls"), BuiltIn: false},
 	{Name: "inventory.graphqls", Input: sourceData("inventory.graphqls"), BuiltIn: false},
 }
@@ -4048,6 +4197,42 @@ func (ec *executionContext) childFields_BindRolePayload(ctx context.Context, fie
 		return ec.fieldContext_BindRolePayload_errors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BindRolePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_BootScriptPreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "bootenv":
+		return ec.fieldContext_BootScriptPreview_bootenv(ctx, field)
+	case "script":
+		return ec.fieldContext_BootScriptPreview_script(ctx, field)
+	case "error":
+		return ec.fieldContext_BootScriptPreview_error(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BootScriptPreview", field.Name)
+}
+
+func (ec *executionContext) childFields_Bootenv(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Bootenv_id(ctx, field)
+	case "name":
+		return ec.fieldContext_Bootenv_name(ctx, field)
+	case "description":
+		return ec.fieldContext_Bootenv_description(ctx, field)
+	case "kernel":
+		return ec.fieldContext_Bootenv_kernel(ctx, field)
+	case "initrd":
+		return ec.fieldContext_Bootenv_initrd(ctx, field)
+	case "cmdline":
+		return ec.fieldContext_Bootenv_cmdline(ctx, field)
+	case "templateNames":
+		return ec.fieldContext_Bootenv_templateNames(ctx, field)
+	case "builtin":
+		return ec.fieldContext_Bootenv_builtin(ctx, field)
+	case "source":
+		return ec.fieldContext_Bootenv_source(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Bootenv", field.Name)
 }
 
 func (ec *executionContext) childFields_DeletePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4926,6 +5111,16 @@ func (ec *executionContext) childFields_SetAttributePayload(ctx context.Context,
 		return ec.fieldContext_SetAttributePayload_errors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SetAttributePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_SetBootenvPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "machine":
+		return ec.fieldContext_SetBootenvPayload_machine(ctx, field)
+	case "errors":
+		return ec.fieldContext_SetBootenvPayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetBootenvPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Site(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5922,6 +6117,28 @@ func (ec *executionContext) field_Mutation_setBootDevice_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setBootenv_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "machineID",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["machineID"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "bootenv",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["bootenv"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_unbindRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6483,6 +6700,20 @@ func (ec *executionContext) field_Query_bmcs_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_bootScript_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "machineID",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["machineID"] = arg0
 	return args, nil
 }
 
@@ -8906,6 +9137,282 @@ func (ec *executionContext) fieldContext_BindRolePayload_errors(_ context.Contex
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _BootScriptPreview_bootenv(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootScriptPreview_bootenv(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bootenv, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootScriptPreview_bootenv(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootScriptPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootScriptPreview_script(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootScriptPreview_script(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Script, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootScriptPreview_script(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootScriptPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootScriptPreview_error(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootScriptPreview_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BootScriptPreview_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootScriptPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _Bootenv_id(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Bootenv_name(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "String")
+}
+
+func (ec *executionContext) _Bootenv_description(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "String")
+}
+
+func (ec *executionContext) _Bootenv_kernel(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_kernel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kernel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_kernel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "String")
+}
+
+func (ec *executionContext) _Bootenv_initrd(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_initrd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Initrd, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_initrd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "String")
+}
+
+func (ec *executionContext) _Bootenv_cmdline(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_cmdline(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cmdline, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_cmdline(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "String")
+}
+
+func (ec *executionContext) _Bootenv_templateNames(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_templateNames(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Bootenv().TemplateNames(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_templateNames(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, true, true, "String")
+}
+
+func (ec *executionContext) _Bootenv_builtin(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_builtin(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Builtin, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_builtin(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Bootenv_source(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bootenv_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bootenv_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "String")
 }
 
 func (ec *executionContext) _DeletePayload_deletedID(ctx context.Context, field graphql.CollectedField, obj *model.DeletePayload) (ret graphql.Marshaler) {
@@ -13810,6 +14317,50 @@ func (ec *executionContext) fieldContext_Mutation_setBootDevice(ctx context.Cont
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setBootenv(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setBootenv(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetBootenv(ctx, fc.Args["machineID"].(int), fc.Args["bootenv"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SetBootenvPayload) graphql.Marshaler {
+			return ec.marshalNSetBootenvPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐSetBootenvPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setBootenv(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SetBootenvPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setBootenv_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _NIC_id(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -17054,6 +17605,82 @@ func (ec *executionContext) fieldContext_Query_bmcSystems(ctx context.Context, f
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_bootenvs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_bootenvs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Bootenvs(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Bootenv) graphql.Marshaler {
+			return ec.marshalNBootenv2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBootenvᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_bootenvs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Bootenv(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_bootScript(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_bootScript(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().BootScript(ctx, fc.Args["machineID"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BootScriptPreview) graphql.Marshaler {
+			return ec.marshalNBootScriptPreview2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootScriptPreview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_bootScript(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BootScriptPreview(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_bootScript_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_machine(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -19037,6 +19664,70 @@ func (ec *executionContext) _SetAttributePayload_errors(ctx context.Context, fie
 func (ec *executionContext) fieldContext_SetAttributePayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "SetAttributePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SetBootenvPayload_machine(ctx context.Context, field graphql.CollectedField, obj *model.SetBootenvPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetBootenvPayload_machine(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Machine, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Machine) graphql.Marshaler {
+			return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SetBootenvPayload_machine(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SetBootenvPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Machine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SetBootenvPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.SetBootenvPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetBootenvPayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Error) graphql.Marshaler {
+			return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetBootenvPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SetBootenvPayload",
 		Field:      field,
 		IsMethod:   false,
 		IsResolver: false,
@@ -35868,6 +36559,123 @@ func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.Select
 	return out
 }
 
+var bootScriptPreviewImplementors = []string{"BootScriptPreview"}
+
+func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.SelectionSet, obj *model.BootScriptPreview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bootScriptPreviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BootScriptPreview")
+		case "bootenv":
+			out.Values[i] = ec._BootScriptPreview_bootenv(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "script":
+			out.Values[i] = ec._BootScriptPreview_script(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._BootScriptPreview_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bootenvImplementors = []string{"Bootenv"}
+
+func (ec *executionContext) _Bootenv(ctx context.Context, sel ast.SelectionSet, obj *ent.Bootenv) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bootenvImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Bootenv")
+		case "id":
+			out.Values[i] = ec._Bootenv_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Bootenv_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "description":
+			out.Values[i] = ec._Bootenv_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kernel":
+			out.Values[i] = ec._Bootenv_kernel(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "initrd":
+			out.Values[i] = ec._Bootenv_initrd(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "cmdline":
+			out.Values[i] = ec._Bootenv_cmdline(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "templateNames":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Bootenv_templateNames(ctx, field, obj)
+				})
+		case "builtin":
+			out.Values[i] = ec._Bootenv_builtin(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._Bootenv_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deletePayloadImplementors = []string{"DeletePayload"}
 
 func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeletePayload) graphql.Marshaler {
@@ -37445,6 +38253,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setBootenv":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setBootenv(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -38537,6 +39352,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_bmcSystems(ctx, field)
 				})
+		case "bootenvs":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_bootenvs(ctx, field)
+				})
+		case "bootScript":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_bootScript(ctx, field)
+				})
 		case "machine":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -39252,6 +40079,44 @@ func (ec *executionContext) _SetAttributePayload(ctx context.Context, sel ast.Se
 			}
 		case "errors":
 			out.Values[i] = ec._SetAttributePayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var setBootenvPayloadImplementors = []string{"SetBootenvPayload"}
+
+func (ec *executionContext) _SetBootenvPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetBootenvPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, setBootenvPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SetBootenvPayload")
+		case "machine":
+			out.Values[i] = ec._SetBootenvPayload_machine(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._SetBootenvPayload_errors(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -40073,6 +40938,38 @@ func (ec *executionContext) marshalNBootDevice2githubᚗcomᚋprybarᚋprybarᚋ
 	return v
 }
 
+func (ec *executionContext) marshalNBootScriptPreview2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootScriptPreview(ctx context.Context, sel ast.SelectionSet, v *model.BootScriptPreview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BootScriptPreview!")
+		return graphql.Null
+	}
+	return ec._BootScriptPreview(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBootenv2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBootenvᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Bootenv) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBootenv2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBootenv(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBootenv2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBootenv(ctx context.Context, sel ast.SelectionSet, v *ent.Bootenv) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Bootenv!")
+		return graphql.Null
+	}
+	return ec._Bootenv(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCreateBMCInput2githubᚗcomᚋprybarᚋprybarᚋentᚐCreateBMCInput(ctx context.Context, v any) (ent.CreateBMCInput, error) {
 	res, err := ec.unmarshalInputCreateBMCInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -40852,6 +41749,14 @@ func (ec *executionContext) marshalNSetAttributePayload2ᚖgithubᚗcomᚋprybar
 	return ec._SetAttributePayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNSetBootenvPayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐSetBootenvPayload(ctx context.Context, sel ast.SelectionSet, v *model.SetBootenvPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SetBootenvPayload!")
+		return graphql.Null
+	}
+	return ec._SetBootenvPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx context.Context, sel ast.SelectionSet, v *ent.Site) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Site!")
@@ -40931,6 +41836,35 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {

@@ -45,6 +45,18 @@ func (f BMCSessionFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, 
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.BMCSessionMutation", m)
 }
 
+// The BootenvFunc type is an adapter to allow the use of ordinary
+// function as Bootenv mutator.
+type BootenvFunc func(context.Context, *ent.BootenvMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f BootenvFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.BootenvMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.BootenvMutation", m)
+}
+
 // The DeploymentFunc type is an adapter to allow the use of ordinary
 // function as Deployment mutator.
 type DeploymentFunc func(context.Context, *ent.DeploymentMutation) (ent.Value, error)

@@ -86,6 +86,27 @@ var (
 			},
 		},
 	}
+	// BootenvsColumns holds the columns for the "bootenvs" table.
+	BootenvsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString, Unique: true},
+		{Name: "description", Type: field.TypeString, Nullable: true},
+		{Name: "kernel", Type: field.TypeString, Nullable: true},
+		{Name: "initrd", Type: field.TypeJSON, Nullable: true},
+		{Name: "cmdline", Type: field.TypeString, Nullable: true},
+		{Name: "script", Type: field.TypeString, Nullable: true, Size: 2147483647},
+		{Name: "templates", Type: field.TypeJSON, Nullable: true},
+		{Name: "builtin", Type: field.TypeBool, Default: false},
+		{Name: "source", Type: field.TypeString, Nullable: true},
+	}
+	// BootenvsTable holds the schema information for the "bootenvs" table.
+	BootenvsTable = &schema.Table{
+		Name:       "bootenvs",
+		Columns:    BootenvsColumns,
+		PrimaryKey: []*schema.Column{BootenvsColumns[0]},
+	}
 	// DeploymentsColumns holds the columns for the "deployments" table.
 	DeploymentsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -552,6 +573,7 @@ var (
 		AttributesTable,
 		BmcsTable,
 		BmcSessionsTable,
+		BootenvsTable,
 		DeploymentsTable,
 		DisksTable,
 		EventsTable,
@@ -582,6 +604,9 @@ func init() {
 	BmcSessionsTable.Annotation = &entsql.Annotation{
 		Table:          "bmc_sessions",
 		IncrementStart: func(i int) *int { return &i }(68719476736),
+	}
+	BootenvsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(73014444032),
 	}
 	DeploymentsTable.ForeignKeys[0].RefTable = DeploymentsTable
 	DeploymentsTable.Annotation = &entsql.Annotation{

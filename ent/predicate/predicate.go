@@ -15,6 +15,9 @@ type BMC func(*sql.Selector)
 // BMCSession is the predicate function for bmcsession builders.
 type BMCSession func(*sql.Selector)
 
+// Bootenv is the predicate function for bootenv builders.
+type Bootenv func(*sql.Selector)
+
 // Deployment is the predicate function for deployment builders.
 type Deployment func(*sql.Selector)
 
