@@ -24,8 +24,8 @@ type Config struct {
 	// Listener, when set, is served instead of listening on Listen: `prybar serve` binds its
 	// address before it touches the database, so a busy port fails fast and changes nothing.
 	Listener net.Listener
-	Store  *store.Store
-	Log    *slog.Logger
+	Store    *store.Store
+	Log      *slog.Logger
 	// Ready reports whether the server should receive traffic (e.g. migrations done); nil = always.
 	Ready func(ctx context.Context) error
 	// API wires the annealer and operations into GraphQL (optional).

@@ -142,35 +142,45 @@ func resetTypes(f *fixture) []string {
 	return out
 }
 
+// TestPowerActionsReachState waits on the simulator's own state, never on a wall-clock deadline:
+// under load (a shared CI machine) a power transition may take far longer than the simulator's
+// delay, so the only bound is the test's context (the go test -timeout). The client's cycle poll
+// gets the same treatment. It once failed under load with the former 5 s deadlines.
 func TestPowerActionsReachState(t *testing.T) {
 	for _, mockup := range mockups {
 		t.Run(mockup, func(t *testing.T) {
 			f := newFixture(t, mockup, redfishsim.Config{})
-			c := f.client(t)
-			ctx := ctxT(t)
+			// The cycle's wait for Off ends with the test, not after 5 s.
+			c := f.client(t, redfish.WithPowerPoll(10*time.Millisecond, 24*time.Hour))
+			ctx := t.Context()
+			system := f.mockMembers(t, "/redfish/v1/Systems")[0]["@odata.id"].(string)
+			wait := func(want bmc.PowerState) {
+				t.Helper()
+				waitSimPower(t, f, c, system, want)
+			}
 
 			if err := c.Power(ctx, bmc.ActionOff); err != nil {
 				t.Fatal(err)
 			}
-			waitPower(t, c, bmc.PowerOff)
+			wait(bmc.PowerOff)
 			if err := c.Power(ctx, bmc.ActionOn); err != nil {
 				t.Fatal(err)
 			}
-			waitPower(t, c, bmc.PowerOn)
+			wait(bmc.PowerOn)
 
 			// The mock-ups do not allow PowerCycle, so cycle must be ForceOff, observed Off, then On.
 			if err := c.Power(ctx, bmc.ActionCycle); err != nil {
 				t.Fatal(err)
 			}
-			waitPower(t, c, bmc.PowerOn)
+			wait(bmc.PowerOn)
 			if err := c.Power(ctx, bmc.ActionSoft); err != nil {
 				t.Fatal(err)
 			}
-			waitPower(t, c, bmc.PowerOff)
+			wait(bmc.PowerOff)
 			if err := c.Power(ctx, bmc.ActionReset); err != nil {
 				t.Fatal(err)
 			}
-			waitPower(t, c, bmc.PowerOn)
+			wait(bmc.PowerOn)
 
 			want := []string{"ForceOff", "On", "ForceOff", "On", "GracefulShutdown", "ForceRestart"}
 			if got := resetTypes(f); !slices.Equal(got, want) {
@@ -180,6 +190,26 @@ func TestPowerActionsReachState(t *testing.T) {
 				t.Errorf("client used %d sessions, want 1", f.sim.PeakSessions())
 			}
 		})
+	}
+}
+
+// waitSimPower waits until the simulator's system is in want, then checks that the client reads the
+// same state. Only the test's context bounds the wait. (Every reset above starts from the state
+// opposite its outcome, so no transition of it is still pending once want is reached.)
+func waitSimPower(t *testing.T, f *fixture, c *redfish.Client, system string, want bmc.PowerState) {
+	t.Helper()
+	simWant := map[bmc.PowerState]string{bmc.PowerOn: "On", bmc.PowerOff: "Off"}[want]
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for f.sim.Resource(system)["PowerState"] != simWant {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("simulator never reached %s: %v", want, f.sim.Resource(system)["PowerState"])
+		case <-tick.C:
+		}
+	}
+	if got, err := c.PowerState(t.Context()); err != nil || got != want {
+		t.Fatalf("simulator is %s, client reads %q, %v", simWant, got, err)
 	}
 }
 
