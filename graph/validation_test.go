@@ -330,7 +330,7 @@ func placeOver(t *testing.T, st *store.Store, m *ent.Machine) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB.Exec(`UPDATE machines SET u_position = `+fmt.Sprint(*m.UPosition)+` WHERE id = `+fmt.Sprint(id)); err != nil {
+	if _, err := st.DB.Exec(`UPDATE machines SET u_position = ` + fmt.Sprint(*m.UPosition) + ` WHERE id = ` + fmt.Sprint(id)); err != nil {
 		t.Fatal(err)
 	}
 	return id
