@@ -335,3 +335,51 @@ func placeOver(t *testing.T, st *store.Store, m *ent.Machine) int {
 	}
 	return id
 }
+
+// Issue 7 point 14: obviously wrong values are refused with typed errors and write nothing.
+func TestObviouslyWrongInputs(t *testing.T) {
+	apitest.ForEachDB(t, func(t *testing.T, b apitest.Backend) {
+		st := apitest.Open(t, apitest.DSN(t, b))
+		fleet(t, st, 2)
+		srv := apitest.Serve(t, st)
+		ctx := context.Background()
+		m := fmt.Sprint(st.Client.Machine.Query().FirstIDX(ctx))
+		bmc := fmt.Sprint(st.Client.BMC.Query().FirstIDX(ctx))
+		rack := fmt.Sprint(st.Client.Rack.Query().FirstIDX(ctx))
+		bare := mustCreate(t, srv, `mutation { createMachine(input: {name: "bare.test.example"}) { machine { id } errors { field code message } } }`, nil)
+		nic := `mutation($m: ID!, $mac: String!) { createNIC(input: {machineID: $m, mac: $mac}) { nic { id } errors { field code message } } }`
+		newBMC := `mutation($m: ID!, $in: String!, $s: String, $p: Int) { createBMC(input: {machineID: $m, protocol: REDFISH, address: $in, scheme: $s, port: $p}) { bmc { id } errors { field code message } } }`
+		updBMC := `mutation($id: ID!, $p: Int) { updateBMC(id: $id, input: {port: $p}) { bmc { id } errors { field code message } } }`
+		expectRefused(t, srv, st, []refusal{
+			{"multicast MAC", nic, map[string]any{"m": m, "mac": "01:00:5e:00:00:01"}, "mac", "INVALID"},
+			{"broadcast MAC", nic, map[string]any{"m": m, "mac": "FF-FF-FF-FF-FF-FF"}, "mac", "INVALID"},
+			{"all-zero MAC", nic, map[string]any{"m": m, "mac": "0000.0000.0000"}, "mac", "INVALID"},
+			{"BMC address with a scheme", newBMC, map[string]any{"m": bare, "in": "https://bmc.example/"}, "address", "INVALID"},
+			{"BMC address with spaces", newBMC, map[string]any{"m": bare, "in": "bmc one"}, "address", "INVALID"},
+			{"BMC address 999.1.1.1", newBMC, map[string]any{"m": bare, "in": "999.1.1.1"}, "address", "INVALID"},
+			{"unknown BMC scheme", newBMC, map[string]any{"m": bare, "in": "10.1.2.3", "s": "ftp"}, "scheme", "INVALID"},
+			{"BMC port 0", newBMC, map[string]any{"m": bare, "in": "10.1.2.3", "p": 0}, "port", "OUT_OF_RANGE"},
+			{"BMC port 0 on update", updBMC, map[string]any{"id": bmc, "p": 0}, "port", "OUT_OF_RANGE"},
+			{"BMC port 70000", updBMC, map[string]any{"id": bmc, "p": 70000}, "port", "OUT_OF_RANGE"},
+			{"negative U position", `mutation($r: ID!) { createMachine(input: {name: "neg.test.example", rackID: $r, uPosition: -2}) { machine { id } errors { field code message } } }`,
+				map[string]any{"r": rack}, "uPosition", "OUT_OF_RANGE"},
+			{"negative rack position", `mutation($r: ID!) { updateRack(id: $r, input: {position: -1}) { rack { id } errors { field code message } } }`,
+				map[string]any{"r": rack}, "position", "OUT_OF_RANGE"},
+			{"NUL in a serial", `mutation($m: ID!) { updateMachine(id: $m, input: {serial: "ab\u0000cd"}) { machine { id } errors { field code message } } }`,
+				map[string]any{"m": m}, "serial", "INVALID"},
+			{"overlong site description", `mutation($d: String!) { createSite(input: {name: "long", description: $d}) { site { id } errors { field code message } } }`,
+				map[string]any{"d": strings.Repeat("d", 5000)}, "description", "INVALID"},
+		})
+		// Accepted spellings still work: an IPv6 BMC, a host name, the default port.
+		for _, addr := range []string{"fd00::10", "bmc-7.oob.example"} {
+			errs, _ := payload(t, srv, newBMC, map[string]any{"m": bare, "in": addr})
+			if len(errs) != 0 {
+				t.Fatalf("BMC %s: %+v", addr, errs)
+			}
+			id := st.Client.BMC.Query().Order(ent.Desc("id")).FirstIDX(ctx)
+			if _, err := srv.Do(`mutation($id: ID!) { deleteBMC(id: $id) { deletedID } }`, map[string]any{"id": fmt.Sprint(id)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
