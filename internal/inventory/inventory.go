@@ -19,12 +19,13 @@ import (
 	"github.com/prybar/prybar/ent/iprange"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
+	"github.com/prybar/prybar/ent/rack"
 	"github.com/prybar/prybar/internal/domain"
 )
 
 // Install registers the inventory hooks on client.
 func Install(client *ent.Client) {
-	client.Use(textHook, numberHook, refHook)
+	client.Use(textHook, numberHook, refHook, edgeHook)
 	client.BMC.Use(bmcHook)
 	client.NIC.Use(nicHook)
 	client.Machine.Use(machineHook)
@@ -185,6 +186,9 @@ func checkPlacement(ctx context.Context, c *ent.Client, self int, p placement) e
 
 func rackHook(next ent.Mutator) ent.Mutator {
 	return hook.RackFunc(func(ctx context.Context, m *ent.RackMutation) (ent.Value, error) {
+		if err := checkRackName(ctx, m); err != nil {
+			return nil, err
+		}
 		h, ok := m.Height()
 		if !ok || m.Op().Is(ent.OpCreate) {
 			return next.Mutate(ctx, m)
@@ -204,6 +208,45 @@ func rackHook(next ent.Mutator) ent.Mutator {
 		}
 		return next.Mutate(ctx, m)
 	})
+}
+
+// checkRackName: rack names are unique within a site. Checked here so the error names the rack's
+// name (the unique index spans site and name, and the database reports the site).
+func checkRackName(ctx context.Context, m *ent.RackMutation) error {
+	name, nok := m.Name()
+	site, sok := m.SiteID()
+	if !nok && !sok {
+		return nil
+	}
+	var self int
+	if !m.Op().Is(ent.OpCreate) {
+		ids, err := m.IDs(ctx)
+		if err != nil {
+			return err
+		}
+		if len(ids) != 1 {
+			return nil // bulk update: the unique index still guards
+		}
+		self = ids[0]
+		old, err := m.Client().Rack.Get(ctx, self)
+		if err != nil {
+			return err
+		}
+		if !nok {
+			name = old.Name
+		}
+		if !sok {
+			site = old.SiteID
+		}
+	}
+	n, err := m.Client().Rack.Query().Where(rack.SiteID(site), rack.Name(name), rack.IDNEQ(self)).Count(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return domain.Errorf("name", domain.Duplicate, "the site already has a rack named %q", name)
+	}
+	return nil
 }
 
 func networkPrefix(ctx context.Context, c *ent.Client, id int) (netip.Prefix, error) {
