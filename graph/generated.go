@@ -42,6 +42,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Attribute() AttributeResolver
 	Deployment() DeploymentResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
@@ -66,8 +67,10 @@ type ComplexityRoot struct {
 		ID          func(childComplexity int) int
 		Layer       func(childComplexity int) int
 		Name        func(childComplexity int) int
+		Path        func(childComplexity int) int
 		Role        func(childComplexity int) int
 		Schema      func(childComplexity int) int
+		Values      func(childComplexity int, first *int) int
 		Writable    func(childComplexity int) int
 	}
 
@@ -80,6 +83,14 @@ type ComplexityRoot struct {
 	AttributeEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	AttributeValue struct {
+		Deployment func(childComplexity int) int
+		Layer      func(childComplexity int) int
+		NodeRole   func(childComplexity int) int
+		Proposed   func(childComplexity int) int
+		Value      func(childComplexity int) int
 	}
 
 	BMC struct {
@@ -325,6 +336,7 @@ type ComplexityRoot struct {
 		CreateRack         func(childComplexity int, input ent.CreateRackInput) int
 		CreateSite         func(childComplexity int, input ent.CreateSiteInput) int
 		DeleteBmc          func(childComplexity int, id int) int
+		DeleteDeployment   func(childComplexity int, id int) int
 		DeleteDisk         func(childComplexity int, id int) int
 		DeleteIPAllocation func(childComplexity int, id int) int
 		DeleteIPRange      func(childComplexity int, id int) int
@@ -668,6 +680,10 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type AttributeResolver interface {
+	Path(ctx context.Context, obj *ent.Attribute) (string, error)
+	Values(ctx context.Context, obj *ent.Attribute, first *int) ([]*model.AttributeValue, error)
+}
 type DeploymentResolver interface {
 	Status(ctx context.Context, obj *ent.Deployment) (model.DeploymentStatus, error)
 }
@@ -702,6 +718,7 @@ type MutationResolver interface {
 	BindRole(ctx context.Context, machineID int, role string, deploymentID *int) (*model.BindRolePayload, error)
 	UnbindRole(ctx context.Context, nodeRoleID int) (*model.UnbindRolePayload, error)
 	CreateDeployment(ctx context.Context, name string, parentID *int) (*model.DeploymentPayload, error)
+	DeleteDeployment(ctx context.Context, id int) (*model.DeletePayload, error)
 	CommitDeployment(ctx context.Context, id int) (*model.DeploymentPayload, error)
 	ProposeDeployment(ctx context.Context, id int) (*model.DeploymentPayload, error)
 	CommitNodeRole(ctx context.Context, id int) (*model.NodeRolePayload, error)
@@ -818,6 +835,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Attribute.Name(childComplexity), true
+	case "Attribute.path":
+		if e.ComplexityRoot.Attribute.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Attribute.Path(childComplexity), true
 	case "Attribute.role":
 		if e.ComplexityRoot.Attribute.Role == nil {
 			break
@@ -830,6 +853,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Attribute.Schema(childComplexity), true
+	case "Attribute.values":
+		if e.ComplexityRoot.Attribute.Values == nil {
+			break
+		}
+
+		args, err := ec.field_Attribute_values_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Attribute.Values(childComplexity, args["first"].(*int)), true
 	case "Attribute.writable":
 		if e.ComplexityRoot.Attribute.Writable == nil {
 			break
@@ -868,6 +902,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AttributeEdge.Node(childComplexity), true
+
+	case "AttributeValue.deployment":
+		if e.ComplexityRoot.AttributeValue.Deployment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Deployment(childComplexity), true
+	case "AttributeValue.layer":
+		if e.ComplexityRoot.AttributeValue.Layer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Layer(childComplexity), true
+	case "AttributeValue.nodeRole":
+		if e.ComplexityRoot.AttributeValue.NodeRole == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.NodeRole(childComplexity), true
+	case "AttributeValue.proposed":
+		if e.ComplexityRoot.AttributeValue.Proposed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Proposed(childComplexity), true
+	case "AttributeValue.value":
+		if e.ComplexityRoot.AttributeValue.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Value(childComplexity), true
 
 	case "BMC.address":
 		if e.ComplexityRoot.BMC.Address == nil {
@@ -1928,6 +1993,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteBmc(childComplexity, args["id"].(int)), true
+	case "Mutation.deleteDeployment":
+		if e.ComplexityRoot.Mutation.DeleteDeployment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteDeployment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteDeployment(childComplexity, args["id"].(int)), true
 	case "Mutation.deleteDisk":
 		if e.ComplexityRoot.Mutation.DeleteDisk == nil {
 			break
@@ -3794,6 +3870,10 @@ func (ec *executionContext) childFields_Attribute(ctx context.Context, field gra
 		return ec.fieldContext_Attribute_writable(ctx, field)
 	case "layer":
 		return ec.fieldContext_Attribute_layer(ctx, field)
+	case "path":
+		return ec.fieldContext_Attribute_path(ctx, field)
+	case "values":
+		return ec.fieldContext_Attribute_values(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Attribute", field.Name)
 }
@@ -3818,6 +3898,22 @@ func (ec *executionContext) childFields_AttributeEdge(ctx context.Context, field
 		return ec.fieldContext_AttributeEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AttributeEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AttributeValue(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "layer":
+		return ec.fieldContext_AttributeValue_layer(ctx, field)
+	case "nodeRole":
+		return ec.fieldContext_AttributeValue_nodeRole(ctx, field)
+	case "deployment":
+		return ec.fieldContext_AttributeValue_deployment(ctx, field)
+	case "proposed":
+		return ec.fieldContext_AttributeValue_proposed(ctx, field)
+	case "value":
+		return ec.fieldContext_AttributeValue_value(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AttributeValue", field.Name)
 }
 
 func (ec *executionContext) childFields_BMC(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4958,6 +5054,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Attribute_values_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Deployment_nodeRoles_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5489,6 +5599,20 @@ func (ec *executionContext) field_Mutation_createSite_args(ctx context.Context, 
 }
 
 func (ec *executionContext) field_Mutation_deleteBMC_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteDeployment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -7720,6 +7844,73 @@ func (ec *executionContext) fieldContext_Attribute_layer(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("Attribute", field, false, false, "AttributeLayer")
 }
 
+func (ec *executionContext) _Attribute_path(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Attribute_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Attribute().Path(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Attribute_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Attribute", field, true, true, "String")
+}
+
+func (ec *executionContext) _Attribute_values(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Attribute_values(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Attribute().Values(ctx, obj, fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AttributeValue) graphql.Marshaler {
+			return ec.marshalNAttributeValue2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValueᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Attribute_values(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Attribute",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AttributeValue(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Attribute_values_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _AttributeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7860,6 +8051,139 @@ func (ec *executionContext) _AttributeEdge_cursor(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_AttributeEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AttributeEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _AttributeValue_layer(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_layer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Layer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_layer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttributeValue", field, false, false, "String")
+}
+
+func (ec *executionContext) _AttributeValue_nodeRole(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_nodeRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NodeRole, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.NodeRole) graphql.Marshaler {
+			return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_nodeRole(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AttributeValue",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NodeRole(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AttributeValue_deployment(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_deployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deployment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Deployment) graphql.Marshaler {
+			return ec.marshalNDeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_deployment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AttributeValue",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Deployment(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AttributeValue_proposed(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_proposed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Proposed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_proposed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttributeValue", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AttributeValue_value(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalOAny2interface(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttributeValue", field, false, false, "Any")
 }
 
 func (ec *executionContext) _BMC_id(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
@@ -12932,6 +13256,50 @@ func (ec *executionContext) fieldContext_Mutation_createDeployment(ctx context.C
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_createDeployment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteDeployment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteDeployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteDeployment(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeletePayload) graphql.Marshaler {
+			return ec.marshalNDeletePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeletePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteDeployment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeletePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteDeployment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -34661,43 +35029,55 @@ func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet
 		case "id":
 			out.Values[i] = ec._Attribute_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "name":
 			out.Values[i] = ec._Attribute_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "description":
 			out.Values[i] = ec._Attribute_description(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "role":
 			out.Values[i] = ec._Attribute_role(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "schema":
 			out.Values[i] = ec._Attribute_schema(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "default":
 			out.Values[i] = ec._Attribute_default(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "writable":
 			out.Values[i] = ec._Attribute_writable(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "layer":
 			out.Values[i] = ec._Attribute_layer(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "path":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Attribute_path(ctx, field, obj)
+				})
+		case "values":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Attribute_values(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -34777,6 +35157,59 @@ func (ec *executionContext) _AttributeEdge(ctx context.Context, sel ast.Selectio
 		case "cursor":
 			out.Values[i] = ec._AttributeEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var attributeValueImplementors = []string{"AttributeValue"}
+
+func (ec *executionContext) _AttributeValue(ctx context.Context, sel ast.SelectionSet, obj *model.AttributeValue) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, attributeValueImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AttributeValue")
+		case "layer":
+			out.Values[i] = ec._AttributeValue_layer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodeRole":
+			out.Values[i] = ec._AttributeValue_nodeRole(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deployment":
+			out.Values[i] = ec._AttributeValue_deployment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "proposed":
+			out.Values[i] = ec._AttributeValue_proposed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "value":
+			out.Values[i] = ec._AttributeValue_value(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -36554,6 +36987,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "createDeployment":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createDeployment(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteDeployment":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteDeployment(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -39120,6 +39560,30 @@ func (ec *executionContext) marshalNAttributeOrderField2ᚖgithubᚗcomᚋprybar
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalNAttributeValue2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValueᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AttributeValue) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAttributeValue2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValue(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAttributeValue2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValue(ctx context.Context, sel ast.SelectionSet, v *model.AttributeValue) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AttributeValue!")
+		return graphql.Null
+	}
+	return ec._AttributeValue(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNAttributeWhereInput2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAttributeWhereInput(ctx context.Context, v any) (*ent.AttributeWhereInput, error) {
