@@ -14,9 +14,21 @@ import (
 	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/graph/model"
 	"github.com/prybar/prybar/internal/domain"
+	"github.com/prybar/prybar/internal/inventory"
 	"github.com/prybar/prybar/scheduler"
 	"github.com/prybar/prybar/scheduler/nodestate"
 )
+
+// Path is the resolver for the path field.
+func (r *attributeResolver) Path(ctx context.Context, obj *ent.Attribute) (string, error) {
+	_, p := scheduler.SplitAttributeName(obj.Name)
+	return p, nil
+}
+
+// Values is the resolver for the values field.
+func (r *attributeResolver) Values(ctx context.Context, obj *ent.Attribute, first *int) ([]*model.AttributeValue, error) {
+	return r.attributeValues(ctx, obj, deref(first))
+}
 
 // Status is the resolver for the status field.
 func (r *deploymentResolver) Status(ctx context.Context, obj *ent.Deployment) (model.DeploymentStatus, error) {
@@ -64,6 +76,11 @@ func (r *mutationResolver) CreateDeployment(ctx context.Context, name string, pa
 	}
 	d, err := a.CreateDeployment(ctx, name, parent)
 	return deploymentPayload(d, err)
+}
+
+// DeleteDeployment is the resolver for the deleteDeployment field.
+func (r *mutationResolver) DeleteDeployment(ctx context.Context, id int) (*model.DeletePayload, error) {
+	return r.delete(ctx, id, inventory.DeleteDeployment)
 }
 
 // CommitDeployment is the resolver for the commitDeployment field.

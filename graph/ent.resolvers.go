@@ -97,6 +97,9 @@ func (r *queryResolver) Sites(ctx context.Context, after *entgql.Cursor[int], fi
 	return r.client.Site.Query().Paginate(ctx, after, first, before, last, ent.WithSiteOrder(orderBy), ent.WithSiteFilter(where.Filter))
 }
 
+// Attribute returns AttributeResolver implementation.
+func (r *Resolver) Attribute() AttributeResolver { return &attributeResolver{r} }
+
 // Deployment returns DeploymentResolver implementation.
 func (r *Resolver) Deployment() DeploymentResolver { return &deploymentResolver{r} }
 
@@ -104,6 +107,7 @@ func (r *Resolver) Deployment() DeploymentResolver { return &deploymentResolver{
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
 type (
+	attributeResolver  struct{ *Resolver }
 	deploymentResolver struct{ *Resolver }
 	queryResolver      struct{ *Resolver }
 )

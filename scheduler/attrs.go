@@ -128,6 +128,9 @@ func (a *Annealer) setNodeRoleAttr(ctx context.Context, tx *ent.Tx, id int, part
 	if proposed {
 		own = nr.ProposedData
 	}
+	if err := checkDeclared(ri, parts, path, value); err != nil {
+		return nil, err
+	}
 	next := setPath(own, parts, value)
 	if err := validateAttrs(ri, layer(ri.Defaults, depData, next), path); err != nil {
 		return nil, err
@@ -158,6 +161,9 @@ func (a *Annealer) setDeploymentAttr(ctx context.Context, tx *ent.Tx, depID int,
 	if ent.IsNotFound(err) {
 		return nil, domain.Errorf("deploymentId", domain.NotFound, "no deployment %d", depID)
 	} else if err != nil {
+		return nil, err
+	}
+	if err := checkDeclared(ri, parts, path, value); err != nil {
 		return nil, err
 	}
 	old := sub(dep.RoleData, ri.Name)

@@ -133,6 +133,9 @@ func (a *Annealer) LoadRoleDefs(ctx context.Context, defs []catalog.Role) (LoadR
 				continue
 			}
 			want := roleRow(cr, full.Depth(cr.Name))
+			if err := syncAttributes(ctx, tx, cr.Name, want.Schema); err != nil {
+				return fmt.Errorf("role %q attributes: %w", cr.Name, err)
+			}
 			if cur, ok := byName[cr.Name]; ok {
 				if sameRole(cur, want) {
 					res.Unchanged = append(res.Unchanged, cr.Name)

@@ -14,6 +14,7 @@ import (
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/internal/domain"
+	"github.com/prybar/prybar/internal/machinestate"
 	"github.com/prybar/prybar/scheduler/nodestate"
 )
 
@@ -83,6 +84,10 @@ func transition(ctx context.Context, tx *ent.Tx, cur map[int]nodestate.State, ev
 		for _, id := range ids {
 			out[id] = p.to
 		}
+	}
+	// The machines' derived state changes in the same transaction (see internal/machinestate).
+	if err := machinestate.AfterTransition(ctx, tx, cur, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -27,6 +27,19 @@ type AnnealerStatus struct {
 	Owner string `json:"owner"`
 }
 
+// A value of a catalogue attribute set on a node-role or on a role's data in a deployment.
+type AttributeValue struct {
+	// NODEROLE (a node-role's own data) or DEPLOYMENT (the role's data in a deployment, read by every binding there).
+	Layer string `json:"layer"`
+	// The node-role holding the value (layer NODEROLE).
+	NodeRole *ent.NodeRole `json:"nodeRole,omitempty"`
+	// The deployment holding the value, or the node-role's deployment.
+	Deployment *ent.Deployment `json:"deployment"`
+	// The value is only proposed (the node-role is PROPOSED; it is committed with it).
+	Proposed bool `json:"proposed"`
+	Value    any  `json:"value,omitempty"`
+}
+
 type BMCPayload struct {
 	Bmc    *ent.BMC        `json:"bmc,omitempty"`
 	Errors []*domain.Error `json:"errors"`
