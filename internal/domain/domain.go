@@ -65,8 +65,20 @@ func (e *Error) Error() string {
 }
 
 // Errorf builds a domain error for field (the GraphQL input field name, camelCase).
+// A Go-style "machineId" is corrected to the GraphQL argument's spelling "machineID".
 func Errorf(field string, code Code, format string, args ...any) *Error {
-	return &Error{Field: field, Code: code, Message: fmt.Sprintf(format, args...)}
+	return &Error{Field: FieldName(field), Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldName spells a field as the GraphQL API does: entgql names references "…ID", never "…Id".
+func FieldName(f string) string {
+	if strings.HasSuffix(f, "Id") {
+		return f[:len(f)-2] + "ID"
+	}
+	if strings.HasSuffix(f, "Ids") {
+		return f[:len(f)-3] + "IDs"
+	}
+	return f
 }
 
 // As converts err to a domain error when it is one, or when it is an ent error that describes bad

@@ -35,3 +35,11 @@ func TestLastColumn(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorfSpellsFieldsAsGraphQL(t *testing.T) {
+	for in, want := range map[string]string{"machineId": "machineID", "deploymentId": "deploymentID", "addNicIds": "addNicIDs", "mac": "mac", "id": "id", "": ""} {
+		if got := Errorf(in, Invalid, "x").Field; got != want {
+			t.Errorf("Errorf(%q).Field = %q, want %q", in, got, want)
+		}
+	}
+}
