@@ -239,7 +239,7 @@ func (r *subscriptionResolver) Events(ctx context.Context, after *int, filter *m
 	if err := resumeError(ctx, events.CheckResume(ctx, r.client, int64(deref(after)))); err != nil {
 		return nil, err
 	}
-	return events.Stream(ctx, r.client, r.store.Hub, int64(deref(after)), eventFilter(filter), r.log), nil
+	return r.store.Hub.Tail(r.client, r.log).Subscribe(ctx, int64(deref(after)), eventFilter(filter)), nil
 }
 
 // Mutation returns MutationResolver implementation.
