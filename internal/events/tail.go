@@ -33,9 +33,9 @@ type Tail struct {
 	inited  bool
 	running bool
 
-	drops   atomic.Int64
-	reads   atomic.Int64
-	initMu  sync.Mutex
+	drops  atomic.Int64
+	reads  atomic.Int64
+	initMu sync.Mutex
 }
 
 type tailSub struct {
