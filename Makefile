@@ -6,7 +6,7 @@ LISTEN   ?= 127.0.0.1:8080
 PKGS     := ./...
 NPM      ?= npm
 
-.PHONY: all build frontend run test test-go lint vet fmt-check generate check-generate bench clean
+.PHONY: all build frontend run test test-go lint vet fmt-check generate check-generate bench bench-topology bench-fanout clean
 
 all: build
 
@@ -55,6 +55,15 @@ check-generate: generate
 # Benchmarks print their numbers; docs/benchmarks.md records them.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./graph/ ./scheduler/... ./provision/...
+
+# The topology query over 10,000 machines next to the raw-SQLite JSON read of the same rows
+# (metrics ms/query, raw-sqlite-json-ms and x-raw-sqlite).
+bench-topology:
+	$(GO) test -run '^$$' -bench 'Topology10k' -benchtime 3x -timeout 30m ./graph/
+
+# Commit → delivery latency at 100 and 1,000 WebSocket subscribers (p50/p99/max).
+bench-fanout:
+	$(GO) test -run '^$$' -bench 'Fanout' -benchtime 1x -timeout 30m ./graph/
 
 clean:
 	rm -rf bin frontend/node_modules
