@@ -277,7 +277,7 @@ func TestResumeFromPrunedSeq(t *testing.T) {
 			_, err = sub.NextEvent(5 * time.Second)
 			sub.Close()
 		}
-		if err == nil || !strings.Contains(err.Error(), "RESYNC_REQUIRED") || !strings.Contains(err.Error(), `"oldestSeq":7`) {
+		if err == nil || !strings.Contains(err.Error(), "RESYNC_REQUIRED") || !strings.Contains(err.Error(), "oldestSeq:7") {
 			t.Fatalf("subscribe after 5: %v, want RESYNC_REQUIRED with oldestSeq 7", err)
 		}
 		live := subscribe(t, srv.URL, 6)
