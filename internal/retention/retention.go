@@ -235,8 +235,10 @@ func Start(ctx context.Context, st *store.Store, o Options, log *slog.Logger) (s
 		log = slog.Default()
 	}
 	var sopts []gocron.SchedulerOption
+	var el *leader.Elector
 	if st.Dialect == dialect.Postgres {
-		sopts = append(sopts, gocron.WithDistributedElector(leader.New(st.DSN).WithKey(Key)))
+		el = leader.New(st.DSN).WithKey(Key)
+		sopts = append(sopts, gocron.WithDistributedElector(el))
 	}
 	s, err := gocron.NewScheduler(sopts...)
 	if err != nil {
@@ -256,7 +258,12 @@ func Start(ctx context.Context, st *store.Store, o Options, log *slog.Logger) (s
 		return nil, err
 	}
 	s.Start()
-	return func() { _ = s.Shutdown() }, nil
+	return func() {
+		_ = s.Shutdown()
+		if el != nil {
+			el.Resign() // another replica takes over pruning at once
+		}
+	}, nil
 }
 
 // Flags registers the retention flags on fs (serve) and returns the options they fill. Each
