@@ -3,7 +3,9 @@ package retention_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,4 +169,42 @@ func TestResumeAfterPrune(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Start schedules the prune on a gocron job that runs at once (and then every Every); on
+// PostgreSQL it is gated by its own leader election, which a single server wins.
+func TestStartPrunesOnSchedule(t *testing.T) {
+	apitest.ForEachDB(t, func(t *testing.T, b apitest.Backend) {
+		st := apitest.Open(t, apitest.DSN(t, b))
+		addSites(t, st, 6)
+		stop, err := retention.Start(context.Background(), st, retention.Options{EventMaxCount: 2, Every: time.Hour}, apitest.Quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if got := seqs(t, st); len(got) == 2 && got[1] == got[0]+1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 20s the scheduled prune kept %v, want the newest 2", seqs(t, st))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
+// A malformed environment value is an error naming the variable, not a silent default.
+func TestFlagsRejectBadEnv(t *testing.T) {
+	t.Setenv("PRYBAR_EVENT_MAX_AGE", "a month")
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	o := retention.Flags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := retention.Start(context.Background(), nil, *o, nil)
+	if err == nil || !strings.Contains(err.Error(), "PRYBAR_EVENT_MAX_AGE") {
+		t.Fatalf("Start with PRYBAR_EVENT_MAX_AGE=%q: %v, want an error naming it", "a month", err)
+	}
 }
