@@ -6,7 +6,7 @@ LISTEN   ?= 127.0.0.1:8080
 PKGS     := ./...
 NPM      ?= npm
 
-.PHONY: all build frontend run test test-go fuzz-short lint vet fmt-check generate check-generate bench clean
+.PHONY: all build frontend run test test-go fuzz-short lint vet fmt-check generate check-generate bench bench-topology bench-fanout clean
 
 all: build
 
@@ -73,6 +73,15 @@ bench:
 		echo "################ (their numbers above are missing, not zero) ################"; \
 	else echo; echo "bench: nothing skipped"; rm -f bench-skipped.txt; fi; \
 	rm -f $$out $$out.rc; exit $$rc
+
+# The topology query over 10,000 machines next to the raw-SQLite JSON read of the same rows
+# (metrics ms/query, raw-sqlite-json-ms and x-raw-sqlite).
+bench-topology:
+	$(GO) test -run '^$$' -bench 'Topology10k' -benchtime 3x -timeout 30m ./graph/
+
+# Commit → delivery latency at 100 and 1,000 WebSocket subscribers (p50/p99/max).
+bench-fanout:
+	$(GO) test -run '^$$' -bench 'Fanout' -benchtime 1x -timeout 30m ./graph/
 
 clean:
 	rm -rf bin frontend/node_modules

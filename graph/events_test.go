@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/internal/apitest"
+	"github.com/prybar/prybar/internal/retention"
 	"github.com/prybar/prybar/internal/store"
 )
 
@@ -237,5 +239,53 @@ func TestConcurrentWritersResumingSubscriber(t *testing.T) {
 			}
 		}
 		t.Logf("%d events over %d reconnects", len(got), reconnects)
+	})
+}
+
+// Resuming (query or subscription) from a seq that retention pruned is a typed RESYNC_REQUIRED
+// error naming the oldest kept seq, never a silent gap; resuming from the oldest kept works.
+func TestResumeFromPrunedSeq(t *testing.T) {
+	apitest.ForEachDB(t, func(t *testing.T, b apitest.Backend) {
+		st := apitest.Open(t, apitest.DSN(t, b))
+		srv := apitest.Serve(t, st)
+		siteID := newSite(t, st, "pruned")
+		touch(t, st, siteID, 9) // seq 1..10
+		opts := retention.Options{EventMaxCount: 4, EventMaxAge: -1, RunMaxAge: -1, RunMaxCount: -1}
+		if _, err := retention.Prune(context.Background(), st, opts, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		const q = `query($after: Int) { events(after: $after) { lastSeq events { seq } } }`
+		resp, err := srv.Do(q, map[string]any{"after": 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != "RESYNC_REQUIRED" || resp.Errors[0].Extensions["oldestSeq"] != float64(7) {
+			t.Fatalf("events(after: 5) after pruning through 6: %+v, want RESYNC_REQUIRED with oldestSeq 7", resp.Errors)
+		}
+		var page struct {
+			Events struct {
+				Events []struct{ Seq int }
+			}
+		}
+		srv.Query(t, q, map[string]any{"after": 6}, &page)
+		if n := len(page.Events.Events); n != 4 || page.Events.Events[0].Seq != 7 {
+			t.Fatalf("events(after: 6): %+v, want seq 7..10", page.Events.Events)
+		}
+
+		sub, err := apitest.Subscribe(context.Background(), srv.URL, apitest.EventsSubscription, map[string]any{"after": 5})
+		if err == nil {
+			_, err = sub.NextEvent(5 * time.Second)
+			sub.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "RESYNC_REQUIRED") || !strings.Contains(err.Error(), "oldestSeq:7") {
+			t.Fatalf("subscribe after 5: %v, want RESYNC_REQUIRED with oldestSeq 7", err)
+		}
+		live := subscribe(t, srv.URL, 6)
+		for want := 7; want <= 10; want++ {
+			ev, err := live.NextEvent(5 * time.Second)
+			if err != nil || ev.Seq != want {
+				t.Fatalf("subscribe after 6: got %+v %v, want seq %d", ev, err, want)
+			}
+		}
 	})
 }

@@ -236,7 +236,10 @@ func (r *queryResolver) Events(ctx context.Context, after *int, first *int, filt
 
 // Events is the resolver for the events field.
 func (r *subscriptionResolver) Events(ctx context.Context, after *int, filter *model.EventFilter) (<-chan *ent.Event, error) {
-	return events.Stream(ctx, r.client, r.store.Hub, int64(deref(after)), eventFilter(filter), r.log), nil
+	if err := resumeError(ctx, events.CheckResume(ctx, r.client, int64(deref(after)))); err != nil {
+		return nil, err
+	}
+	return r.store.Hub.Tail(r.client, r.log).Subscribe(ctx, int64(deref(after)), eventFilter(filter)), nil
 }
 
 // Mutation returns MutationResolver implementation.

@@ -4,7 +4,11 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/graph/model"
@@ -107,6 +111,9 @@ func (r *Resolver) eventPage(ctx context.Context, after, first *int, filter *mod
 	if n <= 0 || n > events.MaxPage {
 		n = events.MaxPage
 	}
+	if err := resumeError(ctx, events.CheckResume(ctx, r.client, int64(deref(after)))); err != nil {
+		return nil, err
+	}
 	evs, err := events.Page(ctx, r.client, int64(deref(after)), n+1, eventFilter(filter))
 	if err != nil {
 		return nil, err
@@ -120,6 +127,16 @@ func (r *Resolver) eventPage(ctx context.Context, after, first *int, filter *mod
 		page.LastSeq = int(evs[len(evs)-1].Seq)
 	}
 	return page, nil
+}
+
+// resumeError turns events.ResyncRequiredError into a GraphQL error carrying its extensions
+// (code RESYNC_REQUIRED, oldestSeq), so clients can switch on it.
+func resumeError(ctx context.Context, err error) error {
+	var rr *events.ResyncRequiredError
+	if errors.As(err, &rr) {
+		return &gqlerror.Error{Err: err, Message: err.Error(), Path: graphql.GetPath(ctx), Extensions: rr.Extensions()}
+	}
+	return err
 }
 
 func eventFilter(f *model.EventFilter) events.Filter {

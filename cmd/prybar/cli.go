@@ -18,6 +18,7 @@ import (
 	"github.com/prybar/prybar/graph"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/httpserver"
+	"github.com/prybar/prybar/internal/retention"
 	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/oob"
@@ -162,6 +163,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	db := fs.String("db", store.DefaultDSN, "database: a SQLite file path, or postgres://…")
 	fix := fs.String("fixtures", "", `fixture file to load at start ("demo" for the built-in demo)`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	retain := retention.Flags(fs)
 	keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords at rest (default prybar.key next to a SQLite database, else in the working directory; created 0600 when absent)")
 	var bootF bootFlags
 	bootF.register(fs)
@@ -208,6 +210,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}()
 	}
+	stopRetention, err := retention.Start(ctx, st, *retain, log)
+	if err != nil {
+		return err
+	}
+	defer stopRetention()
 	annealer, stopScheduler, err := startScheduler(ctx, st, log)
 	if err != nil {
 		return err

@@ -99,8 +99,9 @@ func ServeWith(t testing.TB, st *store.Store, opts graph.Options) *Server {
 type Response struct {
 	Data   json.RawMessage `json:"data"`
 	Errors []struct {
-		Message string `json:"message"`
-		Path    []any  `json:"path"`
+		Message    string         `json:"message"`
+		Path       []any          `json:"path"`
+		Extensions map[string]any `json:"extensions"`
 	} `json:"errors"`
 }
 

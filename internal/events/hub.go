@@ -1,12 +1,18 @@
 package events
 
-import "sync"
+import (
+	"log/slog"
+	"sync"
+
+	"github.com/prybar/prybar/ent"
+)
 
 // Hub wakes waiting readers when new events may be visible. It carries no data: readers always
 // read the table, so a missed or duplicated poke costs at most one query.
 type Hub struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu   sync.Mutex
+	ch   chan struct{}
+	tail *Tail
 }
 
 // NewHub returns a hub with no waiters.
@@ -25,4 +31,15 @@ func (h *Hub) Poke() {
 	close(h.ch)
 	h.ch = make(chan struct{})
 	h.mu.Unlock()
+}
+
+// Tail returns the hub's shared tail over client, created on first use: all subscriptions of a
+// server share one reader.
+func (h *Hub) Tail(client *ent.Client, log *slog.Logger) *Tail {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tail == nil {
+		h.tail = NewTail(client, h, log)
+	}
+	return h.tail
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -90,6 +91,16 @@ func Stream(ctx context.Context, client *ent.Client, hub *Hub, after int64, f Fi
 				}
 			}
 			backoff = 100 * time.Millisecond
+			if len(evs) > 0 && evs[0].Seq > cursor+1 {
+				// A gap: normal under a filter, but it may also be retention pruning past a slow
+				// reader. Never deliver across a pruned range.
+				if err := CheckResume(ctx, client, cursor); err != nil {
+					if log != nil {
+						log.Warn("event stream ends: its position was pruned", "after", cursor, "err", err)
+					}
+					return
+				}
+			}
 			for _, e := range evs {
 				select {
 				case out <- e:
@@ -110,4 +121,45 @@ func Stream(ctx context.Context, client *ent.Client, hub *Hub, after int64, f Fi
 		}
 	}()
 	return out
+}
+
+// ResyncRequiredError says that a reader asked for events after a seq that retention has already
+// pruned: the events between After and OldestSeq are gone, so resuming would leave a gap. The
+// reader must re-read the state it mirrors and resume from a current seq (or from OldestSeq-1 if
+// it accepts the gap knowingly).
+type ResyncRequiredError struct {
+	After     int64 // the seq the reader resumed from
+	OldestSeq int64 // the oldest event still kept
+}
+
+// ResyncRequiredCode is the GraphQL error extension code of ResyncRequiredError.
+const ResyncRequiredCode = "RESYNC_REQUIRED"
+
+func (e *ResyncRequiredError) Error() string {
+	return fmt.Sprintf("events after seq %d have been pruned (the oldest kept is seq %d): resync required", e.After, e.OldestSeq)
+}
+
+// Extensions are the GraphQL error extensions: code RESYNC_REQUIRED and oldestSeq.
+func (e *ResyncRequiredError) Extensions() map[string]any {
+	return map[string]any{"code": ResyncRequiredCode, "oldestSeq": e.OldestSeq}
+}
+
+// CheckResume returns a *ResyncRequiredError when events with seq > after were pruned. after = 0
+// means "from the oldest kept" and is always valid. seq starts at 1 and has no gaps, so an oldest
+// seq above after+1 means events were pruned.
+func CheckResume(ctx context.Context, client *ent.Client, after int64) error {
+	if after <= 0 {
+		return nil
+	}
+	first, err := client.Event.Query().Order(ent.Asc(event.FieldSeq)).Select(event.FieldSeq).First(ctx)
+	if ent.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if first.Seq > after+1 {
+		return &ResyncRequiredError{After: after, OldestSeq: first.Seq}
+	}
+	return nil
 }
