@@ -60,7 +60,8 @@ func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFla
 			return nil, nil, fmt.Errorf("--tftp-root: %w", err)
 		}
 		srv, err := tftp.Config{Listen: f.tftpListen, Root: root, Log: log, OnTransfer: func(t tftp.Transfer) {
-			ch := map[string]any{"file": t.File, "bytes": t.Bytes, "duration_ms": t.Duration.Milliseconds(), "client": t.Client.String()}
+			ch := map[string]any{"file": t.File, "bytes": t.Bytes, "duration_ms": t.Duration.Milliseconds(), "client": t.Client.String(),
+				"start": t.Start.UTC().Format(time.RFC3339Nano)}
 			if t.Err != nil {
 				ch["error"] = t.Err.Error()
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,13 @@ func (lab *bootLab) bootSteps(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each event is written when its transfer ends; the steps' order is that of their starts.
+	start := func(e *ent.Event) time.Time {
+		s, _ := e.Changes["start"].(string)
+		t, _ := time.Parse(time.RFC3339Nano, s)
+		return t
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return start(evs[i]).Before(start(evs[j])) })
 	var out []string
 	for _, e := range evs {
 		s := e.Kind + " " + fmt.Sprint(e.Changes["what"])
