@@ -45,6 +45,10 @@ type pending struct {
 	objectID         int
 	loc              location
 	located          bool
+	// locType/locID, when set, are what the event is located by (Emit's machine) instead of
+	// objectType/objectID.
+	locType string
+	locID   int
 	changes          map[string]any
 	at               time.Time
 	actor            string
