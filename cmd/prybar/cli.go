@@ -139,6 +139,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
 	defer ops.Wait()
+	bootF.mainListen = *listen
 	boot, stopBoot, err := startBoot(ctx, st, log, bootF, key)
 	if err != nil {
 		return err

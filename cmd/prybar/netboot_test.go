@@ -143,7 +143,8 @@ func (lab *bootLab) bootSteps(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	evs, err := st.Client.Event.Query().Where(event.MachineID(lab.machineID), event.KindHasPrefix("boot.")).
+	evs, err := st.Client.Event.Query().Where(event.MachineID(lab.machineID),
+		event.Or(event.KindHasPrefix("boot."), event.KindHasPrefix("lease."), event.KindHasPrefix("dhcp."))).
 		Order(ent.Asc(event.FieldSeq)).All(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +152,10 @@ func (lab *bootLab) bootSteps(t *testing.T) []string {
 	// Each event is written when its transfer ends; the steps' order is that of their starts.
 	start := func(e *ent.Event) time.Time {
 		s, _ := e.Changes["start"].(string)
-		t, _ := time.Parse(time.RFC3339Nano, s)
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return e.Time // a DHCP decision: recorded as it is made
+		}
 		return t
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return start(evs[i]).Before(start(evs[j])) })
@@ -272,6 +276,7 @@ func TestPXEBootAuthoritative(t *testing.T) {
 	vm := netlab.StartVM(t, lab.ns, lab.mac, netlab.BIOS)
 	vm.WaitMarker(t, 4*time.Minute)
 	steps := lab.bootSteps(t)
+	t.Logf("the machine's steps:\n%s", strings.Join(steps, "\n"))
 	firstDHCP, script := -1, -1
 	for i, s := range steps {
 		if firstDHCP < 0 && (strings.HasPrefix(s, "lease.") || strings.HasPrefix(s, "dhcp.")) {
