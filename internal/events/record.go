@@ -49,9 +49,9 @@ type pending struct {
 	// objectType/objectID.
 	locType string
 	locID   int
-	changes          map[string]any
-	at               time.Time
-	actor            string
+	changes map[string]any
+	at      time.Time
+	actor   string
 }
 
 type buffer struct {
