@@ -289,6 +289,9 @@ func TestPXEBootAuthoritative(t *testing.T) {
 	if firstDHCP < 0 || script < firstDHCP {
 		t.Errorf("the machine's events do not show DHCP before the script:\n%s", strings.Join(steps, "\n"))
 	}
+	if got := strings.Join(steps[max(script, 0):], "\n"); got != "boot.http script 200\nboot.http asset discovery/vmlinuz 200\nboot.http asset discovery/initrd 200" {
+		t.Errorf("after DHCP the steps are\n%s\nwant script, kernel, initrd", got)
+	}
 }
 
 // Proxy mode beside a real DHCP server: dnsmasq hands out the addresses (and no boot options),
