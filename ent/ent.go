@@ -21,6 +21,7 @@ import (
 	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -99,6 +100,7 @@ func checkColumn(t, c string) error {
 			event.Table:        event.ValidColumn,
 			ipallocation.Table: ipallocation.ValidColumn,
 			iprange.Table:      iprange.ValidColumn,
+			lease.Table:        lease.ValidColumn,
 			machine.Table:      machine.ValidColumn,
 			nic.Table:          nic.ValidColumn,
 			network.Table:      network.ValidColumn,

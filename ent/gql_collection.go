@@ -17,6 +17,7 @@ import (
 	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -1067,6 +1068,170 @@ func newIPRangePaginateArgs(rv map[string]any) *iprangePaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *LeaseQuery) CollectFields(ctx context.Context, satisfies ...string) (*LeaseQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *LeaseQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(lease.Columns))
+		selectedFields = []string{lease.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "network":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&NetworkClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, networkImplementors)...); err != nil {
+				return err
+			}
+			_q.withNetwork = query
+			if _, ok := fieldSeen[lease.FieldNetworkID]; !ok {
+				selectedFields = append(selectedFields, lease.FieldNetworkID)
+				fieldSeen[lease.FieldNetworkID] = struct{}{}
+			}
+
+		case "machine":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&MachineClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, machineImplementors)...); err != nil {
+				return err
+			}
+			_q.withMachine = query
+			if _, ok := fieldSeen[lease.FieldMachineID]; !ok {
+				selectedFields = append(selectedFields, lease.FieldMachineID)
+				fieldSeen[lease.FieldMachineID] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[lease.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, lease.FieldCreatedAt)
+				fieldSeen[lease.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[lease.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, lease.FieldUpdatedAt)
+				fieldSeen[lease.FieldUpdatedAt] = struct{}{}
+			}
+		case "mac":
+			if _, ok := fieldSeen[lease.FieldMAC]; !ok {
+				selectedFields = append(selectedFields, lease.FieldMAC)
+				fieldSeen[lease.FieldMAC] = struct{}{}
+			}
+		case "address":
+			if _, ok := fieldSeen[lease.FieldAddress]; !ok {
+				selectedFields = append(selectedFields, lease.FieldAddress)
+				fieldSeen[lease.FieldAddress] = struct{}{}
+			}
+		case "state":
+			if _, ok := fieldSeen[lease.FieldState]; !ok {
+				selectedFields = append(selectedFields, lease.FieldState)
+				fieldSeen[lease.FieldState] = struct{}{}
+			}
+		case "expiresAt":
+			if _, ok := fieldSeen[lease.FieldExpiresAt]; !ok {
+				selectedFields = append(selectedFields, lease.FieldExpiresAt)
+				fieldSeen[lease.FieldExpiresAt] = struct{}{}
+			}
+		case "clientID":
+			if _, ok := fieldSeen[lease.FieldClientID]; !ok {
+				selectedFields = append(selectedFields, lease.FieldClientID)
+				fieldSeen[lease.FieldClientID] = struct{}{}
+			}
+		case "hostname":
+			if _, ok := fieldSeen[lease.FieldHostname]; !ok {
+				selectedFields = append(selectedFields, lease.FieldHostname)
+				fieldSeen[lease.FieldHostname] = struct{}{}
+			}
+		case "networkID":
+			if _, ok := fieldSeen[lease.FieldNetworkID]; !ok {
+				selectedFields = append(selectedFields, lease.FieldNetworkID)
+				fieldSeen[lease.FieldNetworkID] = struct{}{}
+			}
+		case "machineID":
+			if _, ok := fieldSeen[lease.FieldMachineID]; !ok {
+				selectedFields = append(selectedFields, lease.FieldMachineID)
+				fieldSeen[lease.FieldMachineID] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type leasePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []LeasePaginateOption
+}
+
+func newLeasePaginateArgs(rv map[string]any) *leasePaginateArgs {
+	args := &leasePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &LeaseOrder{Field: &LeaseOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithLeaseOrder(order))
+			}
+		case *LeaseOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithLeaseOrder(v))
+			}
+		}
+	}
+	if v, ok := rv[whereField].(*LeaseWhereInput); ok {
+		args.opts = append(args.opts, WithLeaseFilter(v.Filter))
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *MachineQuery) CollectFields(ctx context.Context, satisfies ...string) (*MachineQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -1556,6 +1721,95 @@ func (_q *MachineQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 				query = pager.applyOrder(query)
 			}
 			_q.WithNamedOperations(alias, func(wq *OperationQuery) {
+				*wq = *query
+			})
+
+		case "leases":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&LeaseClient{config: _q.config}).Query()
+			)
+			args := newLeasePaginateArgs(fieldArgs(ctx, new(LeaseWhereInput), path...))
+			if err := validateFirstLast(args.first, args.last); err != nil {
+				return fmt.Errorf("validate first and last in path %q: %w", path, err)
+			}
+			pager, err := newLeasePager(args.opts, args.last != nil)
+			if err != nil {
+				return fmt.Errorf("create new pager in path %q: %w", path, err)
+			}
+			if query, err = pager.applyFilter(query); err != nil {
+				return err
+			}
+			ignoredEdges := !hasCollectedField(ctx, append(path, edgesField)...)
+			if hasCollectedField(ctx, append(path, totalCountField)...) || hasCollectedField(ctx, append(path, pageInfoField)...) {
+				hasPagination := args.after != nil || args.first != nil || args.before != nil || args.last != nil
+				if hasPagination || ignoredEdges {
+					query := query.Clone()
+					_q.loadTotal = append(_q.loadTotal, func(ctx context.Context, nodes []*Machine) error {
+						ids := make([]driver.Value, len(nodes))
+						for i := range nodes {
+							ids[i] = nodes[i].ID
+						}
+						var v []struct {
+							NodeID int `sql:"machine_id"`
+							Count  int `sql:"count"`
+						}
+						query.Where(func(s *sql.Selector) {
+							s.Where(sql.InValues(s.C(machine.LeasesColumn), ids...))
+						})
+						if err := query.GroupBy(machine.LeasesColumn).Aggregate(Count()).Scan(ctx, &v); err != nil {
+							return err
+						}
+						m := make(map[int]int, len(v))
+						for i := range v {
+							m[v[i].NodeID] = v[i].Count
+						}
+						for i := range nodes {
+							n := m[nodes[i].ID]
+							if nodes[i].Edges.totalCount[7] == nil {
+								nodes[i].Edges.totalCount[7] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[7][alias] = n
+						}
+						return nil
+					})
+				} else {
+					_q.loadTotal = append(_q.loadTotal, func(_ context.Context, nodes []*Machine) error {
+						for i := range nodes {
+							n := len(nodes[i].Edges.Leases)
+							if nodes[i].Edges.totalCount[7] == nil {
+								nodes[i].Edges.totalCount[7] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[7][alias] = n
+						}
+						return nil
+					})
+				}
+			}
+			if ignoredEdges || (args.first != nil && *args.first == 0) || (args.last != nil && *args.last == 0) {
+				continue
+			}
+			if query, err = pager.applyCursors(query, args.after, args.before); err != nil {
+				return err
+			}
+			path = append(path, edgesField, nodeField)
+			if field := collectedField(ctx, path...); field != nil {
+				if err := query.collectField(ctx, false, opCtx, *field, path, mayAddCondition(satisfies, leaseImplementors)...); err != nil {
+					return err
+				}
+			}
+			if limit := paginateLimit(args.first, args.last); limit > 0 {
+				if oneNode {
+					pager.applyOrder(query.Limit(limit))
+				} else {
+					modify := entgql.LimitPerRow(machine.LeasesColumn, limit, pager.orderExpr(query))
+					query.modifiers = append(query.modifiers, modify)
+				}
+			} else {
+				query = pager.applyOrder(query)
+			}
+			_q.WithNamedLeases(alias, func(wq *LeaseQuery) {
 				*wq = *query
 			})
 		case "createdAt":
@@ -2074,6 +2328,95 @@ func (_q *NetworkQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 			_q.WithNamedAllocations(alias, func(wq *IPAllocationQuery) {
 				*wq = *query
 			})
+
+		case "leases":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&LeaseClient{config: _q.config}).Query()
+			)
+			args := newLeasePaginateArgs(fieldArgs(ctx, new(LeaseWhereInput), path...))
+			if err := validateFirstLast(args.first, args.last); err != nil {
+				return fmt.Errorf("validate first and last in path %q: %w", path, err)
+			}
+			pager, err := newLeasePager(args.opts, args.last != nil)
+			if err != nil {
+				return fmt.Errorf("create new pager in path %q: %w", path, err)
+			}
+			if query, err = pager.applyFilter(query); err != nil {
+				return err
+			}
+			ignoredEdges := !hasCollectedField(ctx, append(path, edgesField)...)
+			if hasCollectedField(ctx, append(path, totalCountField)...) || hasCollectedField(ctx, append(path, pageInfoField)...) {
+				hasPagination := args.after != nil || args.first != nil || args.before != nil || args.last != nil
+				if hasPagination || ignoredEdges {
+					query := query.Clone()
+					_q.loadTotal = append(_q.loadTotal, func(ctx context.Context, nodes []*Network) error {
+						ids := make([]driver.Value, len(nodes))
+						for i := range nodes {
+							ids[i] = nodes[i].ID
+						}
+						var v []struct {
+							NodeID int `sql:"network_id"`
+							Count  int `sql:"count"`
+						}
+						query.Where(func(s *sql.Selector) {
+							s.Where(sql.InValues(s.C(network.LeasesColumn), ids...))
+						})
+						if err := query.GroupBy(network.LeasesColumn).Aggregate(Count()).Scan(ctx, &v); err != nil {
+							return err
+						}
+						m := make(map[int]int, len(v))
+						for i := range v {
+							m[v[i].NodeID] = v[i].Count
+						}
+						for i := range nodes {
+							n := m[nodes[i].ID]
+							if nodes[i].Edges.totalCount[3] == nil {
+								nodes[i].Edges.totalCount[3] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[3][alias] = n
+						}
+						return nil
+					})
+				} else {
+					_q.loadTotal = append(_q.loadTotal, func(_ context.Context, nodes []*Network) error {
+						for i := range nodes {
+							n := len(nodes[i].Edges.Leases)
+							if nodes[i].Edges.totalCount[3] == nil {
+								nodes[i].Edges.totalCount[3] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[3][alias] = n
+						}
+						return nil
+					})
+				}
+			}
+			if ignoredEdges || (args.first != nil && *args.first == 0) || (args.last != nil && *args.last == 0) {
+				continue
+			}
+			if query, err = pager.applyCursors(query, args.after, args.before); err != nil {
+				return err
+			}
+			path = append(path, edgesField, nodeField)
+			if field := collectedField(ctx, path...); field != nil {
+				if err := query.collectField(ctx, false, opCtx, *field, path, mayAddCondition(satisfies, leaseImplementors)...); err != nil {
+					return err
+				}
+			}
+			if limit := paginateLimit(args.first, args.last); limit > 0 {
+				if oneNode {
+					pager.applyOrder(query.Limit(limit))
+				} else {
+					modify := entgql.LimitPerRow(network.LeasesColumn, limit, pager.orderExpr(query))
+					query.modifiers = append(query.modifiers, modify)
+				}
+			} else {
+				query = pager.applyOrder(query)
+			}
+			_q.WithNamedLeases(alias, func(wq *LeaseQuery) {
+				*wq = *query
+			})
 		case "createdAt":
 			if _, ok := fieldSeen[network.FieldCreatedAt]; !ok {
 				selectedFields = append(selectedFields, network.FieldCreatedAt)
@@ -2113,6 +2456,21 @@ func (_q *NetworkQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 			if _, ok := fieldSeen[network.FieldSiteID]; !ok {
 				selectedFields = append(selectedFields, network.FieldSiteID)
 				fieldSeen[network.FieldSiteID] = struct{}{}
+			}
+		case "dnsServers":
+			if _, ok := fieldSeen[network.FieldDNSServers]; !ok {
+				selectedFields = append(selectedFields, network.FieldDNSServers)
+				fieldSeen[network.FieldDNSServers] = struct{}{}
+			}
+		case "domain":
+			if _, ok := fieldSeen[network.FieldDomain]; !ok {
+				selectedFields = append(selectedFields, network.FieldDomain)
+				fieldSeen[network.FieldDomain] = struct{}{}
+			}
+		case "leaseSeconds":
+			if _, ok := fieldSeen[network.FieldLeaseSeconds]; !ok {
+				selectedFields = append(selectedFields, network.FieldLeaseSeconds)
+				fieldSeen[network.FieldLeaseSeconds] = struct{}{}
 			}
 		case "id":
 		case "__typename":

@@ -89,6 +89,22 @@ func (_m *IPRange) Network(ctx context.Context) (*Network, error) {
 	return result, err
 }
 
+func (_m *Lease) Network(ctx context.Context) (*Network, error) {
+	result, err := _m.Edges.NetworkOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryNetwork().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *Lease) Machine(ctx context.Context) (*Machine, error) {
+	result, err := _m.Edges.MachineOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryMachine().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
 func (_m *Machine) Rack(ctx context.Context) (*Rack, error) {
 	result, err := _m.Edges.RackOrErr()
 	if IsNotLoaded(err) {
@@ -210,6 +226,27 @@ func (_m *Machine) Operations(
 	return _m.QueryOperations().Paginate(ctx, after, first, before, last, opts...)
 }
 
+func (_m *Machine) Leases(
+	ctx context.Context, after *Cursor, first *int, before *Cursor, last *int, orderBy *LeaseOrder, where *LeaseWhereInput,
+) (*LeaseConnection, error) {
+	opts := []LeasePaginateOption{
+		WithLeaseOrder(orderBy),
+		WithLeaseFilter(where.Filter),
+	}
+	alias := graphql.GetFieldContext(ctx).Field.Alias
+	totalCount, hasTotalCount := _m.Edges.totalCount[7][alias]
+	if nodes, err := _m.NamedLeases(alias); err == nil || hasTotalCount {
+		pager, err := newLeasePager(opts, last != nil)
+		if err != nil {
+			return nil, err
+		}
+		conn := &LeaseConnection{Edges: []*LeaseEdge{}, TotalCount: totalCount}
+		conn.build(nodes, pager, after, first, before, last)
+		return conn, nil
+	}
+	return _m.QueryLeases().Paginate(ctx, after, first, before, last, opts...)
+}
+
 func (_m *NIC) Machine(ctx context.Context) (*Machine, error) {
 	result, err := _m.Edges.MachineOrErr()
 	if IsNotLoaded(err) {
@@ -266,6 +303,27 @@ func (_m *Network) Allocations(
 		return conn, nil
 	}
 	return _m.QueryAllocations().Paginate(ctx, after, first, before, last, opts...)
+}
+
+func (_m *Network) Leases(
+	ctx context.Context, after *Cursor, first *int, before *Cursor, last *int, orderBy *LeaseOrder, where *LeaseWhereInput,
+) (*LeaseConnection, error) {
+	opts := []LeasePaginateOption{
+		WithLeaseOrder(orderBy),
+		WithLeaseFilter(where.Filter),
+	}
+	alias := graphql.GetFieldContext(ctx).Field.Alias
+	totalCount, hasTotalCount := _m.Edges.totalCount[3][alias]
+	if nodes, err := _m.NamedLeases(alias); err == nil || hasTotalCount {
+		pager, err := newLeasePager(opts, last != nil)
+		if err != nil {
+			return nil, err
+		}
+		conn := &LeaseConnection{Edges: []*LeaseEdge{}, TotalCount: totalCount}
+		conn.build(nodes, pager, after, first, before, last)
+		return conn, nil
+	}
+	return _m.QueryLeases().Paginate(ctx, after, first, before, last, opts...)
 }
 
 func (_m *NodeRole) Machine(ctx context.Context) (*Machine, error) {

@@ -719,6 +719,9 @@ type CreateNetworkInput struct {
 	Router        *string
 	Vlan          *int
 	Description   *string
+	DNSServers    []string
+	Domain        *string
+	LeaseSeconds  *int
 	SiteID        *int
 	RangeIDs      []int
 	AllocationIDs []int
@@ -736,6 +739,15 @@ func (i *CreateNetworkInput) Mutate(m *NetworkMutation) {
 	}
 	if v := i.Description; v != nil {
 		m.SetDescription(*v)
+	}
+	if v := i.DNSServers; v != nil {
+		m.SetDNSServers(v)
+	}
+	if v := i.Domain; v != nil {
+		m.SetDomain(*v)
+	}
+	if v := i.LeaseSeconds; v != nil {
+		m.SetLeaseSeconds(*v)
 	}
 	if v := i.SiteID; v != nil {
 		m.SetSiteID(*v)
@@ -764,6 +776,13 @@ type UpdateNetworkInput struct {
 	Vlan                *int
 	ClearDescription    bool
 	Description         *string
+	ClearDNSServers     bool
+	DNSServers          []string
+	AppendDNSServers    []string
+	ClearDomain         bool
+	Domain              *string
+	ClearLeaseSeconds   bool
+	LeaseSeconds        *int
 	ClearSite           bool
 	SiteID              *int
 	ClearRanges         bool
@@ -799,6 +818,27 @@ func (i *UpdateNetworkInput) Mutate(m *NetworkMutation) {
 	}
 	if v := i.Description; v != nil {
 		m.SetDescription(*v)
+	}
+	if i.ClearDNSServers {
+		m.ClearDNSServers()
+	}
+	if v := i.DNSServers; v != nil {
+		m.SetDNSServers(v)
+	}
+	if i.AppendDNSServers != nil {
+		m.AppendDNSServers(i.DNSServers)
+	}
+	if i.ClearDomain {
+		m.ClearDomain()
+	}
+	if v := i.Domain; v != nil {
+		m.SetDomain(*v)
+	}
+	if i.ClearLeaseSeconds {
+		m.ClearLeaseSeconds()
+	}
+	if v := i.LeaseSeconds; v != nil {
+		m.SetLeaseSeconds(*v)
 	}
 	if i.ClearSite {
 		m.ClearSite()

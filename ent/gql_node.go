@@ -18,6 +18,7 @@ import (
 	"github.com/prybar/prybar/ent/internal"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -68,6 +69,11 @@ var iprangeImplementors = []string{"IPRange", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*IPRange) IsNode() {}
+
+var leaseImplementors = []string{"Lease", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Lease) IsNode() {}
 
 var machineImplementors = []string{"Machine", "Node"}
 
@@ -250,6 +256,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(iprange.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, iprangeImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case lease.Table:
+		query := c.Lease.Query().
+			Where(lease.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, leaseImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -508,6 +523,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.IPRange.Query().
 			Where(iprange.IDIn(ids...))
 		query, err := query.CollectFields(ctx, iprangeImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case lease.Table:
+		query := c.Lease.Query().
+			Where(lease.IDIn(ids...))
+		query, err := query.CollectFields(ctx, leaseImplementors...)
 		if err != nil {
 			return nil, err
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -2349,6 +2350,392 @@ func (_m *IPRange) ToEdge(order *IPRangeOrder) *IPRangeEdge {
 		order = DefaultIPRangeOrder
 	}
 	return &IPRangeEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// LeaseEdge is the edge representation of Lease.
+type LeaseEdge struct {
+	Node   *Lease `json:"node"`
+	Cursor Cursor `json:"cursor"`
+}
+
+// LeaseConnection is the connection containing edges to Lease.
+type LeaseConnection struct {
+	Edges      []*LeaseEdge `json:"edges"`
+	PageInfo   PageInfo     `json:"pageInfo"`
+	TotalCount int          `json:"totalCount"`
+}
+
+func (c *LeaseConnection) build(nodes []*Lease, pager *leasePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Lease
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Lease {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Lease {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*LeaseEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &LeaseEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// LeasePaginateOption enables pagination customization.
+type LeasePaginateOption func(*leasePager) error
+
+// WithLeaseOrder configures pagination ordering.
+func WithLeaseOrder(order *LeaseOrder) LeasePaginateOption {
+	if order == nil {
+		order = DefaultLeaseOrder
+	}
+	o := *order
+	return func(pager *leasePager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultLeaseOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithLeaseFilter configures pagination filter.
+func WithLeaseFilter(filter func(*LeaseQuery) (*LeaseQuery, error)) LeasePaginateOption {
+	return func(pager *leasePager) error {
+		if filter == nil {
+			return errors.New("LeaseQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type leasePager struct {
+	reverse bool
+	order   *LeaseOrder
+	filter  func(*LeaseQuery) (*LeaseQuery, error)
+}
+
+func newLeasePager(opts []LeasePaginateOption, reverse bool) (*leasePager, error) {
+	pager := &leasePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultLeaseOrder
+	}
+	return pager, nil
+}
+
+func (p *leasePager) applyFilter(query *LeaseQuery) (*LeaseQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *leasePager) toCursor(_m *Lease) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *leasePager) applyCursors(query *LeaseQuery, after, before *Cursor) (*LeaseQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultLeaseOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *leasePager) applyOrder(query *LeaseQuery) *LeaseQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultLeaseOrder.Field {
+		query = query.Order(DefaultLeaseOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *leasePager) orderExpr(query *LeaseQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultLeaseOrder.Field {
+			b.Comma().Ident(DefaultLeaseOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Lease.
+func (_m *LeaseQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...LeasePaginateOption,
+) (*LeaseConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newLeasePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &LeaseConnection{Edges: []*LeaseEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// LeaseOrderFieldCreatedAt orders Lease by created_at.
+	LeaseOrderFieldCreatedAt = &LeaseOrderField{
+		Value: func(_m *Lease) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: lease.FieldCreatedAt,
+		toTerm: lease.ByCreatedAt,
+		toCursor: func(_m *Lease) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+	// LeaseOrderFieldUpdatedAt orders Lease by updated_at.
+	LeaseOrderFieldUpdatedAt = &LeaseOrderField{
+		Value: func(_m *Lease) (ent.Value, error) {
+			return _m.UpdatedAt, nil
+		},
+		column: lease.FieldUpdatedAt,
+		toTerm: lease.ByUpdatedAt,
+		toCursor: func(_m *Lease) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.UpdatedAt,
+			}
+		},
+	}
+	// LeaseOrderFieldMAC orders Lease by mac.
+	LeaseOrderFieldMAC = &LeaseOrderField{
+		Value: func(_m *Lease) (ent.Value, error) {
+			return _m.MAC, nil
+		},
+		column: lease.FieldMAC,
+		toTerm: lease.ByMAC,
+		toCursor: func(_m *Lease) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.MAC,
+			}
+		},
+	}
+	// LeaseOrderFieldAddress orders Lease by address.
+	LeaseOrderFieldAddress = &LeaseOrderField{
+		Value: func(_m *Lease) (ent.Value, error) {
+			return _m.Address, nil
+		},
+		column: lease.FieldAddress,
+		toTerm: lease.ByAddress,
+		toCursor: func(_m *Lease) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.Address,
+			}
+		},
+	}
+	// LeaseOrderFieldState orders Lease by state.
+	LeaseOrderFieldState = &LeaseOrderField{
+		Value: func(_m *Lease) (ent.Value, error) {
+			return _m.State, nil
+		},
+		column: lease.FieldState,
+		toTerm: lease.ByState,
+		toCursor: func(_m *Lease) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.State,
+			}
+		},
+	}
+	// LeaseOrderFieldExpiresAt orders Lease by expires_at.
+	LeaseOrderFieldExpiresAt = &LeaseOrderField{
+		Value: func(_m *Lease) (ent.Value, error) {
+			return _m.ExpiresAt, nil
+		},
+		column: lease.FieldExpiresAt,
+		toTerm: lease.ByExpiresAt,
+		toCursor: func(_m *Lease) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.ExpiresAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f LeaseOrderField) String() string {
+	var str string
+	switch f.column {
+	case LeaseOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	case LeaseOrderFieldUpdatedAt.column:
+		str = "UPDATED_AT"
+	case LeaseOrderFieldMAC.column:
+		str = "MAC"
+	case LeaseOrderFieldAddress.column:
+		str = "ADDRESS"
+	case LeaseOrderFieldState.column:
+		str = "STATE"
+	case LeaseOrderFieldExpiresAt.column:
+		str = "EXPIRES_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f LeaseOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *LeaseOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("LeaseOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *LeaseOrderFieldCreatedAt
+	case "UPDATED_AT":
+		*f = *LeaseOrderFieldUpdatedAt
+	case "MAC":
+		*f = *LeaseOrderFieldMAC
+	case "ADDRESS":
+		*f = *LeaseOrderFieldAddress
+	case "STATE":
+		*f = *LeaseOrderFieldState
+	case "EXPIRES_AT":
+		*f = *LeaseOrderFieldExpiresAt
+	default:
+		return fmt.Errorf("%s is not a valid LeaseOrderField", str)
+	}
+	return nil
+}
+
+// LeaseOrderField defines the ordering field of Lease.
+type LeaseOrderField struct {
+	// Value extracts the ordering value from the given Lease.
+	Value    func(*Lease) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) lease.OrderOption
+	toCursor func(*Lease) Cursor
+}
+
+// LeaseOrder defines the ordering of Lease.
+type LeaseOrder struct {
+	Direction OrderDirection   `json:"direction"`
+	Field     *LeaseOrderField `json:"field"`
+}
+
+// DefaultLeaseOrder is the default ordering of Lease.
+var DefaultLeaseOrder = &LeaseOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &LeaseOrderField{
+		Value: func(_m *Lease) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: lease.FieldID,
+		toTerm: lease.ByID,
+		toCursor: func(_m *Lease) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Lease into LeaseEdge.
+func (_m *Lease) ToEdge(order *LeaseOrder) *LeaseEdge {
+	if order == nil {
+		order = DefaultLeaseOrder
+	}
+	return &LeaseEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -3162,6 +3163,570 @@ func (i *IPRangeWhereInput) P() (predicate.IPRange, error) {
 	}
 }
 
+// LeaseWhereInput represents a where input for filtering Lease queries.
+type LeaseWhereInput struct {
+	Predicates []predicate.Lease  `json:"-"`
+	Not        *LeaseWhereInput   `json:"not,omitempty"`
+	Or         []*LeaseWhereInput `json:"or,omitempty"`
+	And        []*LeaseWhereInput `json:"and,omitempty"`
+
+	// "id" field predicates.
+	ID      *int  `json:"id,omitempty"`
+	IDNEQ   *int  `json:"idNEQ,omitempty"`
+	IDIn    []int `json:"idIn,omitempty"`
+	IDNotIn []int `json:"idNotIn,omitempty"`
+	IDGT    *int  `json:"idGT,omitempty"`
+	IDGTE   *int  `json:"idGTE,omitempty"`
+	IDLT    *int  `json:"idLT,omitempty"`
+	IDLTE   *int  `json:"idLTE,omitempty"`
+
+	// "created_at" field predicates.
+	CreatedAt      *time.Time  `json:"createdAt,omitempty"`
+	CreatedAtNEQ   *time.Time  `json:"createdAtNEQ,omitempty"`
+	CreatedAtIn    []time.Time `json:"createdAtIn,omitempty"`
+	CreatedAtNotIn []time.Time `json:"createdAtNotIn,omitempty"`
+	CreatedAtGT    *time.Time  `json:"createdAtGT,omitempty"`
+	CreatedAtGTE   *time.Time  `json:"createdAtGTE,omitempty"`
+	CreatedAtLT    *time.Time  `json:"createdAtLT,omitempty"`
+	CreatedAtLTE   *time.Time  `json:"createdAtLTE,omitempty"`
+
+	// "updated_at" field predicates.
+	UpdatedAt      *time.Time  `json:"updatedAt,omitempty"`
+	UpdatedAtNEQ   *time.Time  `json:"updatedAtNEQ,omitempty"`
+	UpdatedAtIn    []time.Time `json:"updatedAtIn,omitempty"`
+	UpdatedAtNotIn []time.Time `json:"updatedAtNotIn,omitempty"`
+	UpdatedAtGT    *time.Time  `json:"updatedAtGT,omitempty"`
+	UpdatedAtGTE   *time.Time  `json:"updatedAtGTE,omitempty"`
+	UpdatedAtLT    *time.Time  `json:"updatedAtLT,omitempty"`
+	UpdatedAtLTE   *time.Time  `json:"updatedAtLTE,omitempty"`
+
+	// "mac" field predicates.
+	MAC             *string  `json:"mac,omitempty"`
+	MACNEQ          *string  `json:"macNEQ,omitempty"`
+	MACIn           []string `json:"macIn,omitempty"`
+	MACNotIn        []string `json:"macNotIn,omitempty"`
+	MACGT           *string  `json:"macGT,omitempty"`
+	MACGTE          *string  `json:"macGTE,omitempty"`
+	MACLT           *string  `json:"macLT,omitempty"`
+	MACLTE          *string  `json:"macLTE,omitempty"`
+	MACContains     *string  `json:"macContains,omitempty"`
+	MACHasPrefix    *string  `json:"macHasPrefix,omitempty"`
+	MACHasSuffix    *string  `json:"macHasSuffix,omitempty"`
+	MACEqualFold    *string  `json:"macEqualFold,omitempty"`
+	MACContainsFold *string  `json:"macContainsFold,omitempty"`
+
+	// "address" field predicates.
+	Address             *string  `json:"address,omitempty"`
+	AddressNEQ          *string  `json:"addressNEQ,omitempty"`
+	AddressIn           []string `json:"addressIn,omitempty"`
+	AddressNotIn        []string `json:"addressNotIn,omitempty"`
+	AddressGT           *string  `json:"addressGT,omitempty"`
+	AddressGTE          *string  `json:"addressGTE,omitempty"`
+	AddressLT           *string  `json:"addressLT,omitempty"`
+	AddressLTE          *string  `json:"addressLTE,omitempty"`
+	AddressContains     *string  `json:"addressContains,omitempty"`
+	AddressHasPrefix    *string  `json:"addressHasPrefix,omitempty"`
+	AddressHasSuffix    *string  `json:"addressHasSuffix,omitempty"`
+	AddressEqualFold    *string  `json:"addressEqualFold,omitempty"`
+	AddressContainsFold *string  `json:"addressContainsFold,omitempty"`
+
+	// "state" field predicates.
+	State      *lease.State  `json:"state,omitempty"`
+	StateNEQ   *lease.State  `json:"stateNEQ,omitempty"`
+	StateIn    []lease.State `json:"stateIn,omitempty"`
+	StateNotIn []lease.State `json:"stateNotIn,omitempty"`
+
+	// "expires_at" field predicates.
+	ExpiresAt      *time.Time  `json:"expiresAt,omitempty"`
+	ExpiresAtNEQ   *time.Time  `json:"expiresAtNEQ,omitempty"`
+	ExpiresAtIn    []time.Time `json:"expiresAtIn,omitempty"`
+	ExpiresAtNotIn []time.Time `json:"expiresAtNotIn,omitempty"`
+	ExpiresAtGT    *time.Time  `json:"expiresAtGT,omitempty"`
+	ExpiresAtGTE   *time.Time  `json:"expiresAtGTE,omitempty"`
+	ExpiresAtLT    *time.Time  `json:"expiresAtLT,omitempty"`
+	ExpiresAtLTE   *time.Time  `json:"expiresAtLTE,omitempty"`
+
+	// "client_id" field predicates.
+	ClientID             *string  `json:"clientID,omitempty"`
+	ClientIDNEQ          *string  `json:"clientIDNEQ,omitempty"`
+	ClientIDIn           []string `json:"clientIDIn,omitempty"`
+	ClientIDNotIn        []string `json:"clientIDNotIn,omitempty"`
+	ClientIDGT           *string  `json:"clientIDGT,omitempty"`
+	ClientIDGTE          *string  `json:"clientIDGTE,omitempty"`
+	ClientIDLT           *string  `json:"clientIDLT,omitempty"`
+	ClientIDLTE          *string  `json:"clientIDLTE,omitempty"`
+	ClientIDContains     *string  `json:"clientIDContains,omitempty"`
+	ClientIDHasPrefix    *string  `json:"clientIDHasPrefix,omitempty"`
+	ClientIDHasSuffix    *string  `json:"clientIDHasSuffix,omitempty"`
+	ClientIDIsNil        bool     `json:"clientIDIsNil,omitempty"`
+	ClientIDNotNil       bool     `json:"clientIDNotNil,omitempty"`
+	ClientIDEqualFold    *string  `json:"clientIDEqualFold,omitempty"`
+	ClientIDContainsFold *string  `json:"clientIDContainsFold,omitempty"`
+
+	// "hostname" field predicates.
+	Hostname             *string  `json:"hostname,omitempty"`
+	HostnameNEQ          *string  `json:"hostnameNEQ,omitempty"`
+	HostnameIn           []string `json:"hostnameIn,omitempty"`
+	HostnameNotIn        []string `json:"hostnameNotIn,omitempty"`
+	HostnameGT           *string  `json:"hostnameGT,omitempty"`
+	HostnameGTE          *string  `json:"hostnameGTE,omitempty"`
+	HostnameLT           *string  `json:"hostnameLT,omitempty"`
+	HostnameLTE          *string  `json:"hostnameLTE,omitempty"`
+	HostnameContains     *string  `json:"hostnameContains,omitempty"`
+	HostnameHasPrefix    *string  `json:"hostnameHasPrefix,omitempty"`
+	HostnameHasSuffix    *string  `json:"hostnameHasSuffix,omitempty"`
+	HostnameIsNil        bool     `json:"hostnameIsNil,omitempty"`
+	HostnameNotNil       bool     `json:"hostnameNotNil,omitempty"`
+	HostnameEqualFold    *string  `json:"hostnameEqualFold,omitempty"`
+	HostnameContainsFold *string  `json:"hostnameContainsFold,omitempty"`
+
+	// "network_id" field predicates.
+	NetworkID      *int  `json:"networkID,omitempty"`
+	NetworkIDNEQ   *int  `json:"networkIDNEQ,omitempty"`
+	NetworkIDIn    []int `json:"networkIDIn,omitempty"`
+	NetworkIDNotIn []int `json:"networkIDNotIn,omitempty"`
+
+	// "machine_id" field predicates.
+	MachineID       *int  `json:"machineID,omitempty"`
+	MachineIDNEQ    *int  `json:"machineIDNEQ,omitempty"`
+	MachineIDIn     []int `json:"machineIDIn,omitempty"`
+	MachineIDNotIn  []int `json:"machineIDNotIn,omitempty"`
+	MachineIDIsNil  bool  `json:"machineIDIsNil,omitempty"`
+	MachineIDNotNil bool  `json:"machineIDNotNil,omitempty"`
+
+	// "network" edge predicates.
+	HasNetwork     *bool                `json:"hasNetwork,omitempty"`
+	HasNetworkWith []*NetworkWhereInput `json:"hasNetworkWith,omitempty"`
+
+	// "machine" edge predicates.
+	HasMachine     *bool                `json:"hasMachine,omitempty"`
+	HasMachineWith []*MachineWhereInput `json:"hasMachineWith,omitempty"`
+}
+
+// AddPredicates adds custom predicates to the where input to be used during the filtering phase.
+func (i *LeaseWhereInput) AddPredicates(predicates ...predicate.Lease) {
+	i.Predicates = append(i.Predicates, predicates...)
+}
+
+// Filter applies the LeaseWhereInput filter on the LeaseQuery builder.
+func (i *LeaseWhereInput) Filter(q *LeaseQuery) (*LeaseQuery, error) {
+	if i == nil {
+		return q, nil
+	}
+	p, err := i.P()
+	if err != nil {
+		if err == ErrEmptyLeaseWhereInput {
+			return q, nil
+		}
+		return nil, err
+	}
+	return q.Where(p), nil
+}
+
+// ErrEmptyLeaseWhereInput is returned in case the LeaseWhereInput is empty.
+var ErrEmptyLeaseWhereInput = errors.New("ent: empty predicate LeaseWhereInput")
+
+// P returns a predicate for filtering leases.
+// An error is returned if the input is empty or invalid.
+func (i *LeaseWhereInput) P() (predicate.Lease, error) {
+	var predicates []predicate.Lease
+	if i.Not != nil {
+		p, err := i.Not.P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'not'", err)
+		}
+		predicates = append(predicates, lease.Not(p))
+	}
+	switch n := len(i.Or); {
+	case n == 1:
+		p, err := i.Or[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'or'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		or := make([]predicate.Lease, 0, n)
+		for _, w := range i.Or {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'or'", err)
+			}
+			or = append(or, p)
+		}
+		predicates = append(predicates, lease.Or(or...))
+	}
+	switch n := len(i.And); {
+	case n == 1:
+		p, err := i.And[0].P()
+		if err != nil {
+			return nil, fmt.Errorf("%w: field 'and'", err)
+		}
+		predicates = append(predicates, p)
+	case n > 1:
+		and := make([]predicate.Lease, 0, n)
+		for _, w := range i.And {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'and'", err)
+			}
+			and = append(and, p)
+		}
+		predicates = append(predicates, lease.And(and...))
+	}
+	predicates = append(predicates, i.Predicates...)
+	if i.ID != nil {
+		predicates = append(predicates, lease.IDEQ(*i.ID))
+	}
+	if i.IDNEQ != nil {
+		predicates = append(predicates, lease.IDNEQ(*i.IDNEQ))
+	}
+	if len(i.IDIn) > 0 {
+		predicates = append(predicates, lease.IDIn(i.IDIn...))
+	}
+	if len(i.IDNotIn) > 0 {
+		predicates = append(predicates, lease.IDNotIn(i.IDNotIn...))
+	}
+	if i.IDGT != nil {
+		predicates = append(predicates, lease.IDGT(*i.IDGT))
+	}
+	if i.IDGTE != nil {
+		predicates = append(predicates, lease.IDGTE(*i.IDGTE))
+	}
+	if i.IDLT != nil {
+		predicates = append(predicates, lease.IDLT(*i.IDLT))
+	}
+	if i.IDLTE != nil {
+		predicates = append(predicates, lease.IDLTE(*i.IDLTE))
+	}
+	if i.CreatedAt != nil {
+		predicates = append(predicates, lease.CreatedAtEQ(*i.CreatedAt))
+	}
+	if i.CreatedAtNEQ != nil {
+		predicates = append(predicates, lease.CreatedAtNEQ(*i.CreatedAtNEQ))
+	}
+	if len(i.CreatedAtIn) > 0 {
+		predicates = append(predicates, lease.CreatedAtIn(i.CreatedAtIn...))
+	}
+	if len(i.CreatedAtNotIn) > 0 {
+		predicates = append(predicates, lease.CreatedAtNotIn(i.CreatedAtNotIn...))
+	}
+	if i.CreatedAtGT != nil {
+		predicates = append(predicates, lease.CreatedAtGT(*i.CreatedAtGT))
+	}
+	if i.CreatedAtGTE != nil {
+		predicates = append(predicates, lease.CreatedAtGTE(*i.CreatedAtGTE))
+	}
+	if i.CreatedAtLT != nil {
+		predicates = append(predicates, lease.CreatedAtLT(*i.CreatedAtLT))
+	}
+	if i.CreatedAtLTE != nil {
+		predicates = append(predicates, lease.CreatedAtLTE(*i.CreatedAtLTE))
+	}
+	if i.UpdatedAt != nil {
+		predicates = append(predicates, lease.UpdatedAtEQ(*i.UpdatedAt))
+	}
+	if i.UpdatedAtNEQ != nil {
+		predicates = append(predicates, lease.UpdatedAtNEQ(*i.UpdatedAtNEQ))
+	}
+	if len(i.UpdatedAtIn) > 0 {
+		predicates = append(predicates, lease.UpdatedAtIn(i.UpdatedAtIn...))
+	}
+	if len(i.UpdatedAtNotIn) > 0 {
+		predicates = append(predicates, lease.UpdatedAtNotIn(i.UpdatedAtNotIn...))
+	}
+	if i.UpdatedAtGT != nil {
+		predicates = append(predicates, lease.UpdatedAtGT(*i.UpdatedAtGT))
+	}
+	if i.UpdatedAtGTE != nil {
+		predicates = append(predicates, lease.UpdatedAtGTE(*i.UpdatedAtGTE))
+	}
+	if i.UpdatedAtLT != nil {
+		predicates = append(predicates, lease.UpdatedAtLT(*i.UpdatedAtLT))
+	}
+	if i.UpdatedAtLTE != nil {
+		predicates = append(predicates, lease.UpdatedAtLTE(*i.UpdatedAtLTE))
+	}
+	if i.MAC != nil {
+		predicates = append(predicates, lease.MACEQ(*i.MAC))
+	}
+	if i.MACNEQ != nil {
+		predicates = append(predicates, lease.MACNEQ(*i.MACNEQ))
+	}
+	if len(i.MACIn) > 0 {
+		predicates = append(predicates, lease.MACIn(i.MACIn...))
+	}
+	if len(i.MACNotIn) > 0 {
+		predicates = append(predicates, lease.MACNotIn(i.MACNotIn...))
+	}
+	if i.MACGT != nil {
+		predicates = append(predicates, lease.MACGT(*i.MACGT))
+	}
+	if i.MACGTE != nil {
+		predicates = append(predicates, lease.MACGTE(*i.MACGTE))
+	}
+	if i.MACLT != nil {
+		predicates = append(predicates, lease.MACLT(*i.MACLT))
+	}
+	if i.MACLTE != nil {
+		predicates = append(predicates, lease.MACLTE(*i.MACLTE))
+	}
+	if i.MACContains != nil {
+		predicates = append(predicates, lease.MACContains(*i.MACContains))
+	}
+	if i.MACHasPrefix != nil {
+		predicates = append(predicates, lease.MACHasPrefix(*i.MACHasPrefix))
+	}
+	if i.MACHasSuffix != nil {
+		predicates = append(predicates, lease.MACHasSuffix(*i.MACHasSuffix))
+	}
+	if i.MACEqualFold != nil {
+		predicates = append(predicates, lease.MACEqualFold(*i.MACEqualFold))
+	}
+	if i.MACContainsFold != nil {
+		predicates = append(predicates, lease.MACContainsFold(*i.MACContainsFold))
+	}
+	if i.Address != nil {
+		predicates = append(predicates, lease.AddressEQ(*i.Address))
+	}
+	if i.AddressNEQ != nil {
+		predicates = append(predicates, lease.AddressNEQ(*i.AddressNEQ))
+	}
+	if len(i.AddressIn) > 0 {
+		predicates = append(predicates, lease.AddressIn(i.AddressIn...))
+	}
+	if len(i.AddressNotIn) > 0 {
+		predicates = append(predicates, lease.AddressNotIn(i.AddressNotIn...))
+	}
+	if i.AddressGT != nil {
+		predicates = append(predicates, lease.AddressGT(*i.AddressGT))
+	}
+	if i.AddressGTE != nil {
+		predicates = append(predicates, lease.AddressGTE(*i.AddressGTE))
+	}
+	if i.AddressLT != nil {
+		predicates = append(predicates, lease.AddressLT(*i.AddressLT))
+	}
+	if i.AddressLTE != nil {
+		predicates = append(predicates, lease.AddressLTE(*i.AddressLTE))
+	}
+	if i.AddressContains != nil {
+		predicates = append(predicates, lease.AddressContains(*i.AddressContains))
+	}
+	if i.AddressHasPrefix != nil {
+		predicates = append(predicates, lease.AddressHasPrefix(*i.AddressHasPrefix))
+	}
+	if i.AddressHasSuffix != nil {
+		predicates = append(predicates, lease.AddressHasSuffix(*i.AddressHasSuffix))
+	}
+	if i.AddressEqualFold != nil {
+		predicates = append(predicates, lease.AddressEqualFold(*i.AddressEqualFold))
+	}
+	if i.AddressContainsFold != nil {
+		predicates = append(predicates, lease.AddressContainsFold(*i.AddressContainsFold))
+	}
+	if i.State != nil {
+		predicates = append(predicates, lease.StateEQ(*i.State))
+	}
+	if i.StateNEQ != nil {
+		predicates = append(predicates, lease.StateNEQ(*i.StateNEQ))
+	}
+	if len(i.StateIn) > 0 {
+		predicates = append(predicates, lease.StateIn(i.StateIn...))
+	}
+	if len(i.StateNotIn) > 0 {
+		predicates = append(predicates, lease.StateNotIn(i.StateNotIn...))
+	}
+	if i.ExpiresAt != nil {
+		predicates = append(predicates, lease.ExpiresAtEQ(*i.ExpiresAt))
+	}
+	if i.ExpiresAtNEQ != nil {
+		predicates = append(predicates, lease.ExpiresAtNEQ(*i.ExpiresAtNEQ))
+	}
+	if len(i.ExpiresAtIn) > 0 {
+		predicates = append(predicates, lease.ExpiresAtIn(i.ExpiresAtIn...))
+	}
+	if len(i.ExpiresAtNotIn) > 0 {
+		predicates = append(predicates, lease.ExpiresAtNotIn(i.ExpiresAtNotIn...))
+	}
+	if i.ExpiresAtGT != nil {
+		predicates = append(predicates, lease.ExpiresAtGT(*i.ExpiresAtGT))
+	}
+	if i.ExpiresAtGTE != nil {
+		predicates = append(predicates, lease.ExpiresAtGTE(*i.ExpiresAtGTE))
+	}
+	if i.ExpiresAtLT != nil {
+		predicates = append(predicates, lease.ExpiresAtLT(*i.ExpiresAtLT))
+	}
+	if i.ExpiresAtLTE != nil {
+		predicates = append(predicates, lease.ExpiresAtLTE(*i.ExpiresAtLTE))
+	}
+	if i.ClientID != nil {
+		predicates = append(predicates, lease.ClientIDEQ(*i.ClientID))
+	}
+	if i.ClientIDNEQ != nil {
+		predicates = append(predicates, lease.ClientIDNEQ(*i.ClientIDNEQ))
+	}
+	if len(i.ClientIDIn) > 0 {
+		predicates = append(predicates, lease.ClientIDIn(i.ClientIDIn...))
+	}
+	if len(i.ClientIDNotIn) > 0 {
+		predicates = append(predicates, lease.ClientIDNotIn(i.ClientIDNotIn...))
+	}
+	if i.ClientIDGT != nil {
+		predicates = append(predicates, lease.ClientIDGT(*i.ClientIDGT))
+	}
+	if i.ClientIDGTE != nil {
+		predicates = append(predicates, lease.ClientIDGTE(*i.ClientIDGTE))
+	}
+	if i.ClientIDLT != nil {
+		predicates = append(predicates, lease.ClientIDLT(*i.ClientIDLT))
+	}
+	if i.ClientIDLTE != nil {
+		predicates = append(predicates, lease.ClientIDLTE(*i.ClientIDLTE))
+	}
+	if i.ClientIDContains != nil {
+		predicates = append(predicates, lease.ClientIDContains(*i.ClientIDContains))
+	}
+	if i.ClientIDHasPrefix != nil {
+		predicates = append(predicates, lease.ClientIDHasPrefix(*i.ClientIDHasPrefix))
+	}
+	if i.ClientIDHasSuffix != nil {
+		predicates = append(predicates, lease.ClientIDHasSuffix(*i.ClientIDHasSuffix))
+	}
+	if i.ClientIDIsNil {
+		predicates = append(predicates, lease.ClientIDIsNil())
+	}
+	if i.ClientIDNotNil {
+		predicates = append(predicates, lease.ClientIDNotNil())
+	}
+	if i.ClientIDEqualFold != nil {
+		predicates = append(predicates, lease.ClientIDEqualFold(*i.ClientIDEqualFold))
+	}
+	if i.ClientIDContainsFold != nil {
+		predicates = append(predicates, lease.ClientIDContainsFold(*i.ClientIDContainsFold))
+	}
+	if i.Hostname != nil {
+		predicates = append(predicates, lease.HostnameEQ(*i.Hostname))
+	}
+	if i.HostnameNEQ != nil {
+		predicates = append(predicates, lease.HostnameNEQ(*i.HostnameNEQ))
+	}
+	if len(i.HostnameIn) > 0 {
+		predicates = append(predicates, lease.HostnameIn(i.HostnameIn...))
+	}
+	if len(i.HostnameNotIn) > 0 {
+		predicates = append(predicates, lease.HostnameNotIn(i.HostnameNotIn...))
+	}
+	if i.HostnameGT != nil {
+		predicates = append(predicates, lease.HostnameGT(*i.HostnameGT))
+	}
+	if i.HostnameGTE != nil {
+		predicates = append(predicates, lease.HostnameGTE(*i.HostnameGTE))
+	}
+	if i.HostnameLT != nil {
+		predicates = append(predicates, lease.HostnameLT(*i.HostnameLT))
+	}
+	if i.HostnameLTE != nil {
+		predicates = append(predicates, lease.HostnameLTE(*i.HostnameLTE))
+	}
+	if i.HostnameContains != nil {
+		predicates = append(predicates, lease.HostnameContains(*i.HostnameContains))
+	}
+	if i.HostnameHasPrefix != nil {
+		predicates = append(predicates, lease.HostnameHasPrefix(*i.HostnameHasPrefix))
+	}
+	if i.HostnameHasSuffix != nil {
+		predicates = append(predicates, lease.HostnameHasSuffix(*i.HostnameHasSuffix))
+	}
+	if i.HostnameIsNil {
+		predicates = append(predicates, lease.HostnameIsNil())
+	}
+	if i.HostnameNotNil {
+		predicates = append(predicates, lease.HostnameNotNil())
+	}
+	if i.HostnameEqualFold != nil {
+		predicates = append(predicates, lease.HostnameEqualFold(*i.HostnameEqualFold))
+	}
+	if i.HostnameContainsFold != nil {
+		predicates = append(predicates, lease.HostnameContainsFold(*i.HostnameContainsFold))
+	}
+	if i.NetworkID != nil {
+		predicates = append(predicates, lease.NetworkIDEQ(*i.NetworkID))
+	}
+	if i.NetworkIDNEQ != nil {
+		predicates = append(predicates, lease.NetworkIDNEQ(*i.NetworkIDNEQ))
+	}
+	if len(i.NetworkIDIn) > 0 {
+		predicates = append(predicates, lease.NetworkIDIn(i.NetworkIDIn...))
+	}
+	if len(i.NetworkIDNotIn) > 0 {
+		predicates = append(predicates, lease.NetworkIDNotIn(i.NetworkIDNotIn...))
+	}
+	if i.MachineID != nil {
+		predicates = append(predicates, lease.MachineIDEQ(*i.MachineID))
+	}
+	if i.MachineIDNEQ != nil {
+		predicates = append(predicates, lease.MachineIDNEQ(*i.MachineIDNEQ))
+	}
+	if len(i.MachineIDIn) > 0 {
+		predicates = append(predicates, lease.MachineIDIn(i.MachineIDIn...))
+	}
+	if len(i.MachineIDNotIn) > 0 {
+		predicates = append(predicates, lease.MachineIDNotIn(i.MachineIDNotIn...))
+	}
+	if i.MachineIDIsNil {
+		predicates = append(predicates, lease.MachineIDIsNil())
+	}
+	if i.MachineIDNotNil {
+		predicates = append(predicates, lease.MachineIDNotNil())
+	}
+
+	if i.HasNetwork != nil {
+		p := lease.HasNetwork()
+		if !*i.HasNetwork {
+			p = lease.Not(p)
+		}
+		predicates = append(predicates, p)
+	}
+	if len(i.HasNetworkWith) > 0 {
+		with := make([]predicate.Network, 0, len(i.HasNetworkWith))
+		for _, w := range i.HasNetworkWith {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'HasNetworkWith'", err)
+			}
+			with = append(with, p)
+		}
+		predicates = append(predicates, lease.HasNetworkWith(with...))
+	}
+	if i.HasMachine != nil {
+		p := lease.HasMachine()
+		if !*i.HasMachine {
+			p = lease.Not(p)
+		}
+		predicates = append(predicates, p)
+	}
+	if len(i.HasMachineWith) > 0 {
+		with := make([]predicate.Machine, 0, len(i.HasMachineWith))
+		for _, w := range i.HasMachineWith {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'HasMachineWith'", err)
+			}
+			with = append(with, p)
+		}
+		predicates = append(predicates, lease.HasMachineWith(with...))
+	}
+	switch len(predicates) {
+	case 0:
+		return nil, ErrEmptyLeaseWhereInput
+	case 1:
+		return predicates[0], nil
+	default:
+		return lease.And(predicates...), nil
+	}
+}
+
 // MachineWhereInput represents a where input for filtering Machine queries.
 type MachineWhereInput struct {
 	Predicates []predicate.Machine  `json:"-"`
@@ -3407,6 +3972,10 @@ type MachineWhereInput struct {
 	// "operations" edge predicates.
 	HasOperations     *bool                  `json:"hasOperations,omitempty"`
 	HasOperationsWith []*OperationWhereInput `json:"hasOperationsWith,omitempty"`
+
+	// "leases" edge predicates.
+	HasLeases     *bool              `json:"hasLeases,omitempty"`
+	HasLeasesWith []*LeaseWhereInput `json:"hasLeasesWith,omitempty"`
 }
 
 // AddPredicates adds custom predicates to the where input to be used during the filtering phase.
@@ -4132,6 +4701,24 @@ func (i *MachineWhereInput) P() (predicate.Machine, error) {
 		}
 		predicates = append(predicates, machine.HasOperationsWith(with...))
 	}
+	if i.HasLeases != nil {
+		p := machine.HasLeases()
+		if !*i.HasLeases {
+			p = machine.Not(p)
+		}
+		predicates = append(predicates, p)
+	}
+	if len(i.HasLeasesWith) > 0 {
+		with := make([]predicate.Lease, 0, len(i.HasLeasesWith))
+		for _, w := range i.HasLeasesWith {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'HasLeasesWith'", err)
+			}
+			with = append(with, p)
+		}
+		predicates = append(predicates, machine.HasLeasesWith(with...))
+	}
 	switch len(predicates) {
 	case 0:
 		return nil, ErrEmptyMachineWhereInput
@@ -4805,6 +5392,35 @@ type NetworkWhereInput struct {
 	SiteIDIsNil  bool  `json:"siteIDIsNil,omitempty"`
 	SiteIDNotNil bool  `json:"siteIDNotNil,omitempty"`
 
+	// "domain" field predicates.
+	Domain             *string  `json:"domain,omitempty"`
+	DomainNEQ          *string  `json:"domainNEQ,omitempty"`
+	DomainIn           []string `json:"domainIn,omitempty"`
+	DomainNotIn        []string `json:"domainNotIn,omitempty"`
+	DomainGT           *string  `json:"domainGT,omitempty"`
+	DomainGTE          *string  `json:"domainGTE,omitempty"`
+	DomainLT           *string  `json:"domainLT,omitempty"`
+	DomainLTE          *string  `json:"domainLTE,omitempty"`
+	DomainContains     *string  `json:"domainContains,omitempty"`
+	DomainHasPrefix    *string  `json:"domainHasPrefix,omitempty"`
+	DomainHasSuffix    *string  `json:"domainHasSuffix,omitempty"`
+	DomainIsNil        bool     `json:"domainIsNil,omitempty"`
+	DomainNotNil       bool     `json:"domainNotNil,omitempty"`
+	DomainEqualFold    *string  `json:"domainEqualFold,omitempty"`
+	DomainContainsFold *string  `json:"domainContainsFold,omitempty"`
+
+	// "lease_seconds" field predicates.
+	LeaseSeconds       *int  `json:"leaseSeconds,omitempty"`
+	LeaseSecondsNEQ    *int  `json:"leaseSecondsNEQ,omitempty"`
+	LeaseSecondsIn     []int `json:"leaseSecondsIn,omitempty"`
+	LeaseSecondsNotIn  []int `json:"leaseSecondsNotIn,omitempty"`
+	LeaseSecondsGT     *int  `json:"leaseSecondsGT,omitempty"`
+	LeaseSecondsGTE    *int  `json:"leaseSecondsGTE,omitempty"`
+	LeaseSecondsLT     *int  `json:"leaseSecondsLT,omitempty"`
+	LeaseSecondsLTE    *int  `json:"leaseSecondsLTE,omitempty"`
+	LeaseSecondsIsNil  bool  `json:"leaseSecondsIsNil,omitempty"`
+	LeaseSecondsNotNil bool  `json:"leaseSecondsNotNil,omitempty"`
+
 	// "site" edge predicates.
 	HasSite     *bool             `json:"hasSite,omitempty"`
 	HasSiteWith []*SiteWhereInput `json:"hasSiteWith,omitempty"`
@@ -4816,6 +5432,10 @@ type NetworkWhereInput struct {
 	// "allocations" edge predicates.
 	HasAllocations     *bool                     `json:"hasAllocations,omitempty"`
 	HasAllocationsWith []*IPAllocationWhereInput `json:"hasAllocationsWith,omitempty"`
+
+	// "leases" edge predicates.
+	HasLeases     *bool              `json:"hasLeases,omitempty"`
+	HasLeasesWith []*LeaseWhereInput `json:"hasLeasesWith,omitempty"`
 }
 
 // AddPredicates adds custom predicates to the where input to be used during the filtering phase.
@@ -5177,6 +5797,81 @@ func (i *NetworkWhereInput) P() (predicate.Network, error) {
 	if i.SiteIDNotNil {
 		predicates = append(predicates, network.SiteIDNotNil())
 	}
+	if i.Domain != nil {
+		predicates = append(predicates, network.DomainEQ(*i.Domain))
+	}
+	if i.DomainNEQ != nil {
+		predicates = append(predicates, network.DomainNEQ(*i.DomainNEQ))
+	}
+	if len(i.DomainIn) > 0 {
+		predicates = append(predicates, network.DomainIn(i.DomainIn...))
+	}
+	if len(i.DomainNotIn) > 0 {
+		predicates = append(predicates, network.DomainNotIn(i.DomainNotIn...))
+	}
+	if i.DomainGT != nil {
+		predicates = append(predicates, network.DomainGT(*i.DomainGT))
+	}
+	if i.DomainGTE != nil {
+		predicates = append(predicates, network.DomainGTE(*i.DomainGTE))
+	}
+	if i.DomainLT != nil {
+		predicates = append(predicates, network.DomainLT(*i.DomainLT))
+	}
+	if i.DomainLTE != nil {
+		predicates = append(predicates, network.DomainLTE(*i.DomainLTE))
+	}
+	if i.DomainContains != nil {
+		predicates = append(predicates, network.DomainContains(*i.DomainContains))
+	}
+	if i.DomainHasPrefix != nil {
+		predicates = append(predicates, network.DomainHasPrefix(*i.DomainHasPrefix))
+	}
+	if i.DomainHasSuffix != nil {
+		predicates = append(predicates, network.DomainHasSuffix(*i.DomainHasSuffix))
+	}
+	if i.DomainIsNil {
+		predicates = append(predicates, network.DomainIsNil())
+	}
+	if i.DomainNotNil {
+		predicates = append(predicates, network.DomainNotNil())
+	}
+	if i.DomainEqualFold != nil {
+		predicates = append(predicates, network.DomainEqualFold(*i.DomainEqualFold))
+	}
+	if i.DomainContainsFold != nil {
+		predicates = append(predicates, network.DomainContainsFold(*i.DomainContainsFold))
+	}
+	if i.LeaseSeconds != nil {
+		predicates = append(predicates, network.LeaseSecondsEQ(*i.LeaseSeconds))
+	}
+	if i.LeaseSecondsNEQ != nil {
+		predicates = append(predicates, network.LeaseSecondsNEQ(*i.LeaseSecondsNEQ))
+	}
+	if len(i.LeaseSecondsIn) > 0 {
+		predicates = append(predicates, network.LeaseSecondsIn(i.LeaseSecondsIn...))
+	}
+	if len(i.LeaseSecondsNotIn) > 0 {
+		predicates = append(predicates, network.LeaseSecondsNotIn(i.LeaseSecondsNotIn...))
+	}
+	if i.LeaseSecondsGT != nil {
+		predicates = append(predicates, network.LeaseSecondsGT(*i.LeaseSecondsGT))
+	}
+	if i.LeaseSecondsGTE != nil {
+		predicates = append(predicates, network.LeaseSecondsGTE(*i.LeaseSecondsGTE))
+	}
+	if i.LeaseSecondsLT != nil {
+		predicates = append(predicates, network.LeaseSecondsLT(*i.LeaseSecondsLT))
+	}
+	if i.LeaseSecondsLTE != nil {
+		predicates = append(predicates, network.LeaseSecondsLTE(*i.LeaseSecondsLTE))
+	}
+	if i.LeaseSecondsIsNil {
+		predicates = append(predicates, network.LeaseSecondsIsNil())
+	}
+	if i.LeaseSecondsNotNil {
+		predicates = append(predicates, network.LeaseSecondsNotNil())
+	}
 
 	if i.HasSite != nil {
 		p := network.HasSite()
@@ -5231,6 +5926,24 @@ func (i *NetworkWhereInput) P() (predicate.Network, error) {
 			with = append(with, p)
 		}
 		predicates = append(predicates, network.HasAllocationsWith(with...))
+	}
+	if i.HasLeases != nil {
+		p := network.HasLeases()
+		if !*i.HasLeases {
+			p = network.Not(p)
+		}
+		predicates = append(predicates, p)
+	}
+	if len(i.HasLeasesWith) > 0 {
+		with := make([]predicate.Lease, 0, len(i.HasLeasesWith))
+		for _, w := range i.HasLeasesWith {
+			p, err := w.P()
+			if err != nil {
+				return nil, fmt.Errorf("%w: field 'HasLeasesWith'", err)
+			}
+			with = append(with, p)
+		}
+		predicates = append(predicates, network.HasLeasesWith(with...))
 	}
 	switch len(predicates) {
 	case 0:

@@ -78,17 +78,20 @@ type MachineEdges struct {
 	NodeRoles []*NodeRole `json:"node_roles,omitempty"`
 	// Operations holds the value of the operations edge.
 	Operations []*Operation `json:"operations,omitempty"`
+	// Leases holds the value of the leases edge.
+	Leases []*Lease `json:"leases,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [7]bool
+	loadedTypes [8]bool
 	// totalCount holds the count of the edges above.
-	totalCount [7]map[string]int
+	totalCount [8]map[string]int
 
 	namedNics        map[string][]*NIC
 	namedDisks       map[string][]*Disk
 	namedAllocations map[string][]*IPAllocation
 	namedNodeRoles   map[string][]*NodeRole
 	namedOperations  map[string][]*Operation
+	namedLeases      map[string][]*Lease
 }
 
 // RackOrErr returns the Rack value or an error if the edge
@@ -156,6 +159,15 @@ func (e MachineEdges) OperationsOrErr() ([]*Operation, error) {
 		return e.Operations, nil
 	}
 	return nil, &NotLoadedError{edge: "operations"}
+}
+
+// LeasesOrErr returns the Leases value or an error if the edge
+// was not loaded in eager-loading.
+func (e MachineEdges) LeasesOrErr() ([]*Lease, error) {
+	if e.loadedTypes[7] {
+		return e.Leases, nil
+	}
+	return nil, &NotLoadedError{edge: "leases"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -352,6 +364,11 @@ func (_m *Machine) QueryNodeRoles() *NodeRoleQuery {
 // QueryOperations queries the "operations" edge of the Machine entity.
 func (_m *Machine) QueryOperations() *OperationQuery {
 	return NewMachineClient(_m.config).QueryOperations(_m)
+}
+
+// QueryLeases queries the "leases" edge of the Machine entity.
+func (_m *Machine) QueryLeases() *LeaseQuery {
+	return NewMachineClient(_m.config).QueryLeases(_m)
 }
 
 // Update returns a builder for updating this Machine.
@@ -555,6 +572,30 @@ func (_m *Machine) appendNamedOperations(name string, edges ...*Operation) {
 		_m.Edges.namedOperations[name] = []*Operation{}
 	} else {
 		_m.Edges.namedOperations[name] = append(_m.Edges.namedOperations[name], edges...)
+	}
+}
+
+// NamedLeases returns the Leases named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Machine) NamedLeases(name string) ([]*Lease, error) {
+	if _m.Edges.namedLeases == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedLeases[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Machine) appendNamedLeases(name string, edges ...*Lease) {
+	if _m.Edges.namedLeases == nil {
+		_m.Edges.namedLeases = make(map[string][]*Lease)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedLeases[name] = []*Lease{}
+	} else {
+		_m.Edges.namedLeases[name] = append(_m.Edges.namedLeases[name], edges...)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/ipallocation"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
@@ -362,6 +363,21 @@ func (_c *MachineCreate) AddOperations(v ...*Operation) *MachineCreate {
 	return _c.AddOperationIDs(ids...)
 }
 
+// AddLeaseIDs adds the "leases" edge to the Lease entity by IDs.
+func (_c *MachineCreate) AddLeaseIDs(ids ...int) *MachineCreate {
+	_c.mutation.AddLeaseIDs(ids...)
+	return _c
+}
+
+// AddLeases adds the "leases" edges to the Lease entity.
+func (_c *MachineCreate) AddLeases(v ...*Lease) *MachineCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddLeaseIDs(ids...)
+}
+
 // Mutation returns the MachineMutation object of the builder.
 func (_c *MachineCreate) Mutation() *MachineMutation {
 	return _c.mutation
@@ -690,6 +706,22 @@ func (_c *MachineCreate) createSpec() (*Machine, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.LeasesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.LeasesTable,
+			Columns: []string{machine.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -16,6 +16,7 @@ import (
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/ipallocation"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
@@ -38,6 +39,7 @@ type MachineQuery struct {
 	withAllocations      *IPAllocationQuery
 	withNodeRoles        *NodeRoleQuery
 	withOperations       *OperationQuery
+	withLeases           *LeaseQuery
 	loadTotal            []func(context.Context, []*Machine) error
 	modifiers            []func(*sql.Selector)
 	withNamedNics        map[string]*NICQuery
@@ -45,6 +47,7 @@ type MachineQuery struct {
 	withNamedAllocations map[string]*IPAllocationQuery
 	withNamedNodeRoles   map[string]*NodeRoleQuery
 	withNamedOperations  map[string]*OperationQuery
+	withNamedLeases      map[string]*LeaseQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -228,6 +231,28 @@ func (_q *MachineQuery) QueryOperations() *OperationQuery {
 			sqlgraph.From(machine.Table, machine.FieldID, selector),
 			sqlgraph.To(operation.Table, operation.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, machine.OperationsTable, machine.OperationsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryLeases chains the current query on the "leases" edge.
+func (_q *MachineQuery) QueryLeases() *LeaseQuery {
+	query := (&LeaseClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(machine.Table, machine.FieldID, selector),
+			sqlgraph.To(lease.Table, lease.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, machine.LeasesTable, machine.LeasesColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -434,6 +459,7 @@ func (_q *MachineQuery) Clone() *MachineQuery {
 		withAllocations: _q.withAllocations.Clone(),
 		withNodeRoles:   _q.withNodeRoles.Clone(),
 		withOperations:  _q.withOperations.Clone(),
+		withLeases:      _q.withLeases.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -518,6 +544,17 @@ func (_q *MachineQuery) WithOperations(opts ...func(*OperationQuery)) *MachineQu
 	return _q
 }
 
+// WithLeases tells the query-builder to eager-load the nodes that are connected to
+// the "leases" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *MachineQuery) WithLeases(opts ...func(*LeaseQuery)) *MachineQuery {
+	query := (&LeaseClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withLeases = query
+	return _q
+}
+
 // GroupBy is used to group vertices by one or more fields/columns.
 // It is often used with aggregate functions, like: count, max, mean, min, sum.
 //
@@ -596,7 +633,7 @@ func (_q *MachineQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Mach
 	var (
 		nodes       = []*Machine{}
 		_spec       = _q.querySpec()
-		loadedTypes = [7]bool{
+		loadedTypes = [8]bool{
 			_q.withRack != nil,
 			_q.withNics != nil,
 			_q.withDisks != nil,
@@ -604,6 +641,7 @@ func (_q *MachineQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Mach
 			_q.withAllocations != nil,
 			_q.withNodeRoles != nil,
 			_q.withOperations != nil,
+			_q.withLeases != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -674,6 +712,13 @@ func (_q *MachineQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Mach
 			return nil, err
 		}
 	}
+	if query := _q.withLeases; query != nil {
+		if err := _q.loadLeases(ctx, query, nodes,
+			func(n *Machine) { n.Edges.Leases = []*Lease{} },
+			func(n *Machine, e *Lease) { n.Edges.Leases = append(n.Edges.Leases, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedNics {
 		if err := _q.loadNics(ctx, query, nodes,
 			func(n *Machine) { n.appendNamedNics(name) },
@@ -706,6 +751,13 @@ func (_q *MachineQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Mach
 		if err := _q.loadOperations(ctx, query, nodes,
 			func(n *Machine) { n.appendNamedOperations(name) },
 			func(n *Machine, e *Operation) { n.appendNamedOperations(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedLeases {
+		if err := _q.loadLeases(ctx, query, nodes,
+			func(n *Machine) { n.appendNamedLeases(name) },
+			func(n *Machine, e *Lease) { n.appendNamedLeases(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -929,6 +981,39 @@ func (_q *MachineQuery) loadOperations(ctx context.Context, query *OperationQuer
 	}
 	return nil
 }
+func (_q *MachineQuery) loadLeases(ctx context.Context, query *LeaseQuery, nodes []*Machine, init func(*Machine), assign func(*Machine, *Lease)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[int]*Machine)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(lease.FieldMachineID)
+	}
+	query.Where(predicate.Lease(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(machine.LeasesColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.MachineID
+		if fk == nil {
+			return fmt.Errorf(`foreign-key "machine_id" is nil for node %v`, n.ID)
+		}
+		node, ok := nodeids[*fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "machine_id" returned %v for node %v`, *fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
 
 func (_q *MachineQuery) sqlCount(ctx context.Context) (int, error) {
 	_spec := _q.querySpec()
@@ -1119,6 +1204,20 @@ func (_q *MachineQuery) WithNamedOperations(name string, opts ...func(*Operation
 		_q.withNamedOperations = make(map[string]*OperationQuery)
 	}
 	_q.withNamedOperations[name] = query
+	return _q
+}
+
+// WithNamedLeases tells the query-builder to eager-load the nodes that are connected to the "leases"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *MachineQuery) WithNamedLeases(name string, opts ...func(*LeaseQuery)) *MachineQuery {
+	query := (&LeaseClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedLeases == nil {
+		_q.withNamedLeases = make(map[string]*LeaseQuery)
+	}
+	_q.withNamedLeases[name] = query
 	return _q
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/ipallocation"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/ent/noderole"
@@ -439,6 +440,21 @@ func (_u *MachineUpdate) AddOperations(v ...*Operation) *MachineUpdate {
 	return _u.AddOperationIDs(ids...)
 }
 
+// AddLeaseIDs adds the "leases" edge to the Lease entity by IDs.
+func (_u *MachineUpdate) AddLeaseIDs(ids ...int) *MachineUpdate {
+	_u.mutation.AddLeaseIDs(ids...)
+	return _u
+}
+
+// AddLeases adds the "leases" edges to the Lease entity.
+func (_u *MachineUpdate) AddLeases(v ...*Lease) *MachineUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddLeaseIDs(ids...)
+}
+
 // Mutation returns the MachineMutation object of the builder.
 func (_u *MachineUpdate) Mutation() *MachineMutation {
 	return _u.mutation
@@ -559,6 +575,27 @@ func (_u *MachineUpdate) RemoveOperations(v ...*Operation) *MachineUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveOperationIDs(ids...)
+}
+
+// ClearLeases clears all "leases" edges to the Lease entity.
+func (_u *MachineUpdate) ClearLeases() *MachineUpdate {
+	_u.mutation.ClearLeases()
+	return _u
+}
+
+// RemoveLeaseIDs removes the "leases" edge to Lease entities by IDs.
+func (_u *MachineUpdate) RemoveLeaseIDs(ids ...int) *MachineUpdate {
+	_u.mutation.RemoveLeaseIDs(ids...)
+	return _u
+}
+
+// RemoveLeases removes "leases" edges to Lease entities.
+func (_u *MachineUpdate) RemoveLeases(v ...*Lease) *MachineUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveLeaseIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -1017,6 +1054,51 @@ func (_u *MachineUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.LeasesTable,
+			Columns: []string{machine.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedLeasesIDs(); len(nodes) > 0 && !_u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.LeasesTable,
+			Columns: []string{machine.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.LeasesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.LeasesTable,
+			Columns: []string{machine.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -1442,6 +1524,21 @@ func (_u *MachineUpdateOne) AddOperations(v ...*Operation) *MachineUpdateOne {
 	return _u.AddOperationIDs(ids...)
 }
 
+// AddLeaseIDs adds the "leases" edge to the Lease entity by IDs.
+func (_u *MachineUpdateOne) AddLeaseIDs(ids ...int) *MachineUpdateOne {
+	_u.mutation.AddLeaseIDs(ids...)
+	return _u
+}
+
+// AddLeases adds the "leases" edges to the Lease entity.
+func (_u *MachineUpdateOne) AddLeases(v ...*Lease) *MachineUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddLeaseIDs(ids...)
+}
+
 // Mutation returns the MachineMutation object of the builder.
 func (_u *MachineUpdateOne) Mutation() *MachineMutation {
 	return _u.mutation
@@ -1562,6 +1659,27 @@ func (_u *MachineUpdateOne) RemoveOperations(v ...*Operation) *MachineUpdateOne 
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveOperationIDs(ids...)
+}
+
+// ClearLeases clears all "leases" edges to the Lease entity.
+func (_u *MachineUpdateOne) ClearLeases() *MachineUpdateOne {
+	_u.mutation.ClearLeases()
+	return _u
+}
+
+// RemoveLeaseIDs removes the "leases" edge to Lease entities by IDs.
+func (_u *MachineUpdateOne) RemoveLeaseIDs(ids ...int) *MachineUpdateOne {
+	_u.mutation.RemoveLeaseIDs(ids...)
+	return _u
+}
+
+// RemoveLeases removes "leases" edges to Lease entities.
+func (_u *MachineUpdateOne) RemoveLeases(v ...*Lease) *MachineUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveLeaseIDs(ids...)
 }
 
 // Where appends a list predicates to the MachineUpdate builder.
@@ -2043,6 +2161,51 @@ func (_u *MachineUpdateOne) sqlSave(ctx context.Context) (_node *Machine, err er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(operation.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.LeasesTable,
+			Columns: []string{machine.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedLeasesIDs(); len(nodes) > 0 && !_u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.LeasesTable,
+			Columns: []string{machine.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.LeasesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   machine.LeasesTable,
+			Columns: []string{machine.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -20,6 +20,7 @@ import (
 	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -50,6 +51,7 @@ const (
 	TypeEvent        = "Event"
 	TypeIPAllocation = "IPAllocation"
 	TypeIPRange      = "IPRange"
+	TypeLease        = "Lease"
 	TypeMachine      = "Machine"
 	TypeNIC          = "NIC"
 	TypeNetwork      = "Network"
@@ -8054,6 +8056,981 @@ func (m *IPRangeMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown IPRange edge %s", name)
 }
 
+// LeaseMutation represents an operation that mutates the Lease nodes in the graph.
+type LeaseMutation struct {
+	config
+	op             Op
+	typ            string
+	id             *int
+	created_at     *time.Time
+	updated_at     *time.Time
+	mac            *string
+	address        *string
+	state          *lease.State
+	expires_at     *time.Time
+	client_id      *string
+	hostname       *string
+	clearedFields  map[string]struct{}
+	network        *int
+	clearednetwork bool
+	machine        *int
+	clearedmachine bool
+	done           bool
+	oldValue       func(context.Context) (*Lease, error)
+	predicates     []predicate.Lease
+}
+
+var _ ent.Mutation = (*LeaseMutation)(nil)
+
+// leaseOption allows management of the mutation configuration using functional options.
+type leaseOption func(*LeaseMutation)
+
+// newLeaseMutation creates new mutation for the Lease entity.
+func newLeaseMutation(c config, op Op, opts ...leaseOption) *LeaseMutation {
+	m := &LeaseMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeLease,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withLeaseID sets the ID field of the mutation.
+func withLeaseID(id int) leaseOption {
+	return func(m *LeaseMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Lease
+		)
+		m.oldValue = func(ctx context.Context) (*Lease, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Lease.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withLease sets the old Lease of the mutation.
+func withLease(node *Lease) leaseOption {
+	return func(m *LeaseMutation) {
+		m.oldValue = func(context.Context) (*Lease, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m LeaseMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m LeaseMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *LeaseMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *LeaseMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Lease.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *LeaseMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *LeaseMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *LeaseMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *LeaseMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *LeaseMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *LeaseMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetMAC sets the "mac" field.
+func (m *LeaseMutation) SetMAC(s string) {
+	m.mac = &s
+}
+
+// MAC returns the value of the "mac" field in the mutation.
+func (m *LeaseMutation) MAC() (r string, exists bool) {
+	v := m.mac
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMAC returns the old "mac" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldMAC(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMAC is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMAC requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMAC: %w", err)
+	}
+	return oldValue.MAC, nil
+}
+
+// ResetMAC resets all changes to the "mac" field.
+func (m *LeaseMutation) ResetMAC() {
+	m.mac = nil
+}
+
+// SetAddress sets the "address" field.
+func (m *LeaseMutation) SetAddress(s string) {
+	m.address = &s
+}
+
+// Address returns the value of the "address" field in the mutation.
+func (m *LeaseMutation) Address() (r string, exists bool) {
+	v := m.address
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAddress returns the old "address" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldAddress(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAddress is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAddress requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAddress: %w", err)
+	}
+	return oldValue.Address, nil
+}
+
+// ResetAddress resets all changes to the "address" field.
+func (m *LeaseMutation) ResetAddress() {
+	m.address = nil
+}
+
+// SetState sets the "state" field.
+func (m *LeaseMutation) SetState(l lease.State) {
+	m.state = &l
+}
+
+// State returns the value of the "state" field in the mutation.
+func (m *LeaseMutation) State() (r lease.State, exists bool) {
+	v := m.state
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldState returns the old "state" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldState(ctx context.Context) (v lease.State, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldState is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldState requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldState: %w", err)
+	}
+	return oldValue.State, nil
+}
+
+// ResetState resets all changes to the "state" field.
+func (m *LeaseMutation) ResetState() {
+	m.state = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *LeaseMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *LeaseMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *LeaseMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// SetClientID sets the "client_id" field.
+func (m *LeaseMutation) SetClientID(s string) {
+	m.client_id = &s
+}
+
+// ClientID returns the value of the "client_id" field in the mutation.
+func (m *LeaseMutation) ClientID() (r string, exists bool) {
+	v := m.client_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClientID returns the old "client_id" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldClientID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClientID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClientID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClientID: %w", err)
+	}
+	return oldValue.ClientID, nil
+}
+
+// ClearClientID clears the value of the "client_id" field.
+func (m *LeaseMutation) ClearClientID() {
+	m.client_id = nil
+	m.clearedFields[lease.FieldClientID] = struct{}{}
+}
+
+// ClientIDCleared returns if the "client_id" field was cleared in this mutation.
+func (m *LeaseMutation) ClientIDCleared() bool {
+	_, ok := m.clearedFields[lease.FieldClientID]
+	return ok
+}
+
+// ResetClientID resets all changes to the "client_id" field.
+func (m *LeaseMutation) ResetClientID() {
+	m.client_id = nil
+	delete(m.clearedFields, lease.FieldClientID)
+}
+
+// SetHostname sets the "hostname" field.
+func (m *LeaseMutation) SetHostname(s string) {
+	m.hostname = &s
+}
+
+// Hostname returns the value of the "hostname" field in the mutation.
+func (m *LeaseMutation) Hostname() (r string, exists bool) {
+	v := m.hostname
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHostname returns the old "hostname" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldHostname(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHostname is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHostname requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHostname: %w", err)
+	}
+	return oldValue.Hostname, nil
+}
+
+// ClearHostname clears the value of the "hostname" field.
+func (m *LeaseMutation) ClearHostname() {
+	m.hostname = nil
+	m.clearedFields[lease.FieldHostname] = struct{}{}
+}
+
+// HostnameCleared returns if the "hostname" field was cleared in this mutation.
+func (m *LeaseMutation) HostnameCleared() bool {
+	_, ok := m.clearedFields[lease.FieldHostname]
+	return ok
+}
+
+// ResetHostname resets all changes to the "hostname" field.
+func (m *LeaseMutation) ResetHostname() {
+	m.hostname = nil
+	delete(m.clearedFields, lease.FieldHostname)
+}
+
+// SetNetworkID sets the "network_id" field.
+func (m *LeaseMutation) SetNetworkID(i int) {
+	m.network = &i
+}
+
+// NetworkID returns the value of the "network_id" field in the mutation.
+func (m *LeaseMutation) NetworkID() (r int, exists bool) {
+	v := m.network
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNetworkID returns the old "network_id" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldNetworkID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNetworkID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNetworkID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNetworkID: %w", err)
+	}
+	return oldValue.NetworkID, nil
+}
+
+// ResetNetworkID resets all changes to the "network_id" field.
+func (m *LeaseMutation) ResetNetworkID() {
+	m.network = nil
+}
+
+// SetMachineID sets the "machine_id" field.
+func (m *LeaseMutation) SetMachineID(i int) {
+	m.machine = &i
+}
+
+// MachineID returns the value of the "machine_id" field in the mutation.
+func (m *LeaseMutation) MachineID() (r int, exists bool) {
+	v := m.machine
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMachineID returns the old "machine_id" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldMachineID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMachineID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMachineID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMachineID: %w", err)
+	}
+	return oldValue.MachineID, nil
+}
+
+// ClearMachineID clears the value of the "machine_id" field.
+func (m *LeaseMutation) ClearMachineID() {
+	m.machine = nil
+	m.clearedFields[lease.FieldMachineID] = struct{}{}
+}
+
+// MachineIDCleared returns if the "machine_id" field was cleared in this mutation.
+func (m *LeaseMutation) MachineIDCleared() bool {
+	_, ok := m.clearedFields[lease.FieldMachineID]
+	return ok
+}
+
+// ResetMachineID resets all changes to the "machine_id" field.
+func (m *LeaseMutation) ResetMachineID() {
+	m.machine = nil
+	delete(m.clearedFields, lease.FieldMachineID)
+}
+
+// ClearNetwork clears the "network" edge to the Network entity.
+func (m *LeaseMutation) ClearNetwork() {
+	m.clearednetwork = true
+	m.clearedFields[lease.FieldNetworkID] = struct{}{}
+}
+
+// NetworkCleared reports if the "network" edge to the Network entity was cleared.
+func (m *LeaseMutation) NetworkCleared() bool {
+	return m.clearednetwork
+}
+
+// NetworkIDs returns the "network" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// NetworkID instead. It exists only for internal usage by the builders.
+func (m *LeaseMutation) NetworkIDs() (ids []int) {
+	if id := m.network; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetNetwork resets all changes to the "network" edge.
+func (m *LeaseMutation) ResetNetwork() {
+	m.network = nil
+	m.clearednetwork = false
+}
+
+// ClearMachine clears the "machine" edge to the Machine entity.
+func (m *LeaseMutation) ClearMachine() {
+	m.clearedmachine = true
+	m.clearedFields[lease.FieldMachineID] = struct{}{}
+}
+
+// MachineCleared reports if the "machine" edge to the Machine entity was cleared.
+func (m *LeaseMutation) MachineCleared() bool {
+	return m.MachineIDCleared() || m.clearedmachine
+}
+
+// MachineIDs returns the "machine" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// MachineID instead. It exists only for internal usage by the builders.
+func (m *LeaseMutation) MachineIDs() (ids []int) {
+	if id := m.machine; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetMachine resets all changes to the "machine" edge.
+func (m *LeaseMutation) ResetMachine() {
+	m.machine = nil
+	m.clearedmachine = false
+}
+
+// Where appends a list predicates to the LeaseMutation builder.
+func (m *LeaseMutation) Where(ps ...predicate.Lease) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the LeaseMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *LeaseMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Lease, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *LeaseMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *LeaseMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Lease).
+func (m *LeaseMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *LeaseMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.created_at != nil {
+		fields = append(fields, lease.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, lease.FieldUpdatedAt)
+	}
+	if m.mac != nil {
+		fields = append(fields, lease.FieldMAC)
+	}
+	if m.address != nil {
+		fields = append(fields, lease.FieldAddress)
+	}
+	if m.state != nil {
+		fields = append(fields, lease.FieldState)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, lease.FieldExpiresAt)
+	}
+	if m.client_id != nil {
+		fields = append(fields, lease.FieldClientID)
+	}
+	if m.hostname != nil {
+		fields = append(fields, lease.FieldHostname)
+	}
+	if m.network != nil {
+		fields = append(fields, lease.FieldNetworkID)
+	}
+	if m.machine != nil {
+		fields = append(fields, lease.FieldMachineID)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *LeaseMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case lease.FieldCreatedAt:
+		return m.CreatedAt()
+	case lease.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case lease.FieldMAC:
+		return m.MAC()
+	case lease.FieldAddress:
+		return m.Address()
+	case lease.FieldState:
+		return m.State()
+	case lease.FieldExpiresAt:
+		return m.ExpiresAt()
+	case lease.FieldClientID:
+		return m.ClientID()
+	case lease.FieldHostname:
+		return m.Hostname()
+	case lease.FieldNetworkID:
+		return m.NetworkID()
+	case lease.FieldMachineID:
+		return m.MachineID()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *LeaseMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case lease.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case lease.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case lease.FieldMAC:
+		return m.OldMAC(ctx)
+	case lease.FieldAddress:
+		return m.OldAddress(ctx)
+	case lease.FieldState:
+		return m.OldState(ctx)
+	case lease.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	case lease.FieldClientID:
+		return m.OldClientID(ctx)
+	case lease.FieldHostname:
+		return m.OldHostname(ctx)
+	case lease.FieldNetworkID:
+		return m.OldNetworkID(ctx)
+	case lease.FieldMachineID:
+		return m.OldMachineID(ctx)
+	}
+	return nil, fmt.Errorf("unknown Lease field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LeaseMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case lease.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case lease.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case lease.FieldMAC:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMAC(v)
+		return nil
+	case lease.FieldAddress:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAddress(v)
+		return nil
+	case lease.FieldState:
+		v, ok := value.(lease.State)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetState(v)
+		return nil
+	case lease.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	case lease.FieldClientID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClientID(v)
+		return nil
+	case lease.FieldHostname:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHostname(v)
+		return nil
+	case lease.FieldNetworkID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNetworkID(v)
+		return nil
+	case lease.FieldMachineID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMachineID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Lease field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *LeaseMutation) AddedFields() []string {
+	var fields []string
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *LeaseMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LeaseMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Lease numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *LeaseMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(lease.FieldClientID) {
+		fields = append(fields, lease.FieldClientID)
+	}
+	if m.FieldCleared(lease.FieldHostname) {
+		fields = append(fields, lease.FieldHostname)
+	}
+	if m.FieldCleared(lease.FieldMachineID) {
+		fields = append(fields, lease.FieldMachineID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *LeaseMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *LeaseMutation) ClearField(name string) error {
+	switch name {
+	case lease.FieldClientID:
+		m.ClearClientID()
+		return nil
+	case lease.FieldHostname:
+		m.ClearHostname()
+		return nil
+	case lease.FieldMachineID:
+		m.ClearMachineID()
+		return nil
+	}
+	return fmt.Errorf("unknown Lease nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *LeaseMutation) ResetField(name string) error {
+	switch name {
+	case lease.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case lease.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case lease.FieldMAC:
+		m.ResetMAC()
+		return nil
+	case lease.FieldAddress:
+		m.ResetAddress()
+		return nil
+	case lease.FieldState:
+		m.ResetState()
+		return nil
+	case lease.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	case lease.FieldClientID:
+		m.ResetClientID()
+		return nil
+	case lease.FieldHostname:
+		m.ResetHostname()
+		return nil
+	case lease.FieldNetworkID:
+		m.ResetNetworkID()
+		return nil
+	case lease.FieldMachineID:
+		m.ResetMachineID()
+		return nil
+	}
+	return fmt.Errorf("unknown Lease field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *LeaseMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.network != nil {
+		edges = append(edges, lease.EdgeNetwork)
+	}
+	if m.machine != nil {
+		edges = append(edges, lease.EdgeMachine)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *LeaseMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case lease.EdgeNetwork:
+		if id := m.network; id != nil {
+			return []ent.Value{*id}
+		}
+	case lease.EdgeMachine:
+		if id := m.machine; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *LeaseMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *LeaseMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *LeaseMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearednetwork {
+		edges = append(edges, lease.EdgeNetwork)
+	}
+	if m.clearedmachine {
+		edges = append(edges, lease.EdgeMachine)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *LeaseMutation) EdgeCleared(name string) bool {
+	switch name {
+	case lease.EdgeNetwork:
+		return m.clearednetwork
+	case lease.EdgeMachine:
+		return m.clearedmachine
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *LeaseMutation) ClearEdge(name string) error {
+	switch name {
+	case lease.EdgeNetwork:
+		m.ClearNetwork()
+		return nil
+	case lease.EdgeMachine:
+		m.ClearMachine()
+		return nil
+	}
+	return fmt.Errorf("unknown Lease unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *LeaseMutation) ResetEdge(name string) error {
+	switch name {
+	case lease.EdgeNetwork:
+		m.ResetNetwork()
+		return nil
+	case lease.EdgeMachine:
+		m.ResetMachine()
+		return nil
+	}
+	return fmt.Errorf("unknown Lease edge %s", name)
+}
+
 // MachineMutation represents an operation that mutates the Machine nodes in the graph.
 type MachineMutation struct {
 	config
@@ -8101,6 +9078,9 @@ type MachineMutation struct {
 	operations         map[int]struct{}
 	removedoperations  map[int]struct{}
 	clearedoperations  bool
+	leases             map[int]struct{}
+	removedleases      map[int]struct{}
+	clearedleases      bool
 	done               bool
 	oldValue           func(context.Context) (*Machine, error)
 	predicates         []predicate.Machine
@@ -9388,6 +10368,60 @@ func (m *MachineMutation) ResetOperations() {
 	m.removedoperations = nil
 }
 
+// AddLeaseIDs adds the "leases" edge to the Lease entity by ids.
+func (m *MachineMutation) AddLeaseIDs(ids ...int) {
+	if m.leases == nil {
+		m.leases = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.leases[ids[i]] = struct{}{}
+	}
+}
+
+// ClearLeases clears the "leases" edge to the Lease entity.
+func (m *MachineMutation) ClearLeases() {
+	m.clearedleases = true
+}
+
+// LeasesCleared reports if the "leases" edge to the Lease entity was cleared.
+func (m *MachineMutation) LeasesCleared() bool {
+	return m.clearedleases
+}
+
+// RemoveLeaseIDs removes the "leases" edge to the Lease entity by IDs.
+func (m *MachineMutation) RemoveLeaseIDs(ids ...int) {
+	if m.removedleases == nil {
+		m.removedleases = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.leases, ids[i])
+		m.removedleases[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedLeases returns the removed IDs of the "leases" edge to the Lease entity.
+func (m *MachineMutation) RemovedLeasesIDs() (ids []int) {
+	for id := range m.removedleases {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// LeasesIDs returns the "leases" edge IDs in the mutation.
+func (m *MachineMutation) LeasesIDs() (ids []int) {
+	for id := range m.leases {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetLeases resets all changes to the "leases" edge.
+func (m *MachineMutation) ResetLeases() {
+	m.leases = nil
+	m.clearedleases = false
+	m.removedleases = nil
+}
+
 // Where appends a list predicates to the MachineMutation builder.
 func (m *MachineMutation) Where(ps ...predicate.Machine) {
 	m.predicates = append(m.predicates, ps...)
@@ -9918,7 +10952,7 @@ func (m *MachineMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *MachineMutation) AddedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 8)
 	if m.rack != nil {
 		edges = append(edges, machine.EdgeRack)
 	}
@@ -9939,6 +10973,9 @@ func (m *MachineMutation) AddedEdges() []string {
 	}
 	if m.operations != nil {
 		edges = append(edges, machine.EdgeOperations)
+	}
+	if m.leases != nil {
+		edges = append(edges, machine.EdgeLeases)
 	}
 	return edges
 }
@@ -9985,13 +11022,19 @@ func (m *MachineMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case machine.EdgeLeases:
+		ids := make([]ent.Value, 0, len(m.leases))
+		for id := range m.leases {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *MachineMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 8)
 	if m.removednics != nil {
 		edges = append(edges, machine.EdgeNics)
 	}
@@ -10006,6 +11049,9 @@ func (m *MachineMutation) RemovedEdges() []string {
 	}
 	if m.removedoperations != nil {
 		edges = append(edges, machine.EdgeOperations)
+	}
+	if m.removedleases != nil {
+		edges = append(edges, machine.EdgeLeases)
 	}
 	return edges
 }
@@ -10044,13 +11090,19 @@ func (m *MachineMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case machine.EdgeLeases:
+		ids := make([]ent.Value, 0, len(m.removedleases))
+		for id := range m.removedleases {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *MachineMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 7)
+	edges := make([]string, 0, 8)
 	if m.clearedrack {
 		edges = append(edges, machine.EdgeRack)
 	}
@@ -10071,6 +11123,9 @@ func (m *MachineMutation) ClearedEdges() []string {
 	}
 	if m.clearedoperations {
 		edges = append(edges, machine.EdgeOperations)
+	}
+	if m.clearedleases {
+		edges = append(edges, machine.EdgeLeases)
 	}
 	return edges
 }
@@ -10093,6 +11148,8 @@ func (m *MachineMutation) EdgeCleared(name string) bool {
 		return m.clearednode_roles
 	case machine.EdgeOperations:
 		return m.clearedoperations
+	case machine.EdgeLeases:
+		return m.clearedleases
 	}
 	return false
 }
@@ -10135,6 +11192,9 @@ func (m *MachineMutation) ResetEdge(name string) error {
 		return nil
 	case machine.EdgeOperations:
 		m.ResetOperations()
+		return nil
+	case machine.EdgeLeases:
+		m.ResetLeases()
 		return nil
 	}
 	return fmt.Errorf("unknown Machine edge %s", name)
@@ -11155,6 +12215,11 @@ type NetworkMutation struct {
 	vlan               *int
 	addvlan            *int
 	description        *string
+	dns_servers        *[]string
+	appenddns_servers  []string
+	domain             *string
+	lease_seconds      *int
+	addlease_seconds   *int
 	clearedFields      map[string]struct{}
 	site               *int
 	clearedsite        bool
@@ -11164,6 +12229,9 @@ type NetworkMutation struct {
 	allocations        map[int]struct{}
 	removedallocations map[int]struct{}
 	clearedallocations bool
+	leases             map[int]struct{}
+	removedleases      map[int]struct{}
+	clearedleases      bool
 	done               bool
 	oldValue           func(context.Context) (*Network, error)
 	predicates         []predicate.Network
@@ -11628,6 +12696,190 @@ func (m *NetworkMutation) ResetSiteID() {
 	delete(m.clearedFields, network.FieldSiteID)
 }
 
+// SetDNSServers sets the "dns_servers" field.
+func (m *NetworkMutation) SetDNSServers(s []string) {
+	m.dns_servers = &s
+	m.appenddns_servers = nil
+}
+
+// DNSServers returns the value of the "dns_servers" field in the mutation.
+func (m *NetworkMutation) DNSServers() (r []string, exists bool) {
+	v := m.dns_servers
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDNSServers returns the old "dns_servers" field's value of the Network entity.
+// If the Network object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NetworkMutation) OldDNSServers(ctx context.Context) (v []string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDNSServers is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDNSServers requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDNSServers: %w", err)
+	}
+	return oldValue.DNSServers, nil
+}
+
+// AppendDNSServers adds s to the "dns_servers" field.
+func (m *NetworkMutation) AppendDNSServers(s []string) {
+	m.appenddns_servers = append(m.appenddns_servers, s...)
+}
+
+// AppendedDNSServers returns the list of values that were appended to the "dns_servers" field in this mutation.
+func (m *NetworkMutation) AppendedDNSServers() ([]string, bool) {
+	if len(m.appenddns_servers) == 0 {
+		return nil, false
+	}
+	return m.appenddns_servers, true
+}
+
+// ClearDNSServers clears the value of the "dns_servers" field.
+func (m *NetworkMutation) ClearDNSServers() {
+	m.dns_servers = nil
+	m.appenddns_servers = nil
+	m.clearedFields[network.FieldDNSServers] = struct{}{}
+}
+
+// DNSServersCleared returns if the "dns_servers" field was cleared in this mutation.
+func (m *NetworkMutation) DNSServersCleared() bool {
+	_, ok := m.clearedFields[network.FieldDNSServers]
+	return ok
+}
+
+// ResetDNSServers resets all changes to the "dns_servers" field.
+func (m *NetworkMutation) ResetDNSServers() {
+	m.dns_servers = nil
+	m.appenddns_servers = nil
+	delete(m.clearedFields, network.FieldDNSServers)
+}
+
+// SetDomain sets the "domain" field.
+func (m *NetworkMutation) SetDomain(s string) {
+	m.domain = &s
+}
+
+// Domain returns the value of the "domain" field in the mutation.
+func (m *NetworkMutation) Domain() (r string, exists bool) {
+	v := m.domain
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDomain returns the old "domain" field's value of the Network entity.
+// If the Network object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NetworkMutation) OldDomain(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDomain is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDomain requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDomain: %w", err)
+	}
+	return oldValue.Domain, nil
+}
+
+// ClearDomain clears the value of the "domain" field.
+func (m *NetworkMutation) ClearDomain() {
+	m.domain = nil
+	m.clearedFields[network.FieldDomain] = struct{}{}
+}
+
+// DomainCleared returns if the "domain" field was cleared in this mutation.
+func (m *NetworkMutation) DomainCleared() bool {
+	_, ok := m.clearedFields[network.FieldDomain]
+	return ok
+}
+
+// ResetDomain resets all changes to the "domain" field.
+func (m *NetworkMutation) ResetDomain() {
+	m.domain = nil
+	delete(m.clearedFields, network.FieldDomain)
+}
+
+// SetLeaseSeconds sets the "lease_seconds" field.
+func (m *NetworkMutation) SetLeaseSeconds(i int) {
+	m.lease_seconds = &i
+	m.addlease_seconds = nil
+}
+
+// LeaseSeconds returns the value of the "lease_seconds" field in the mutation.
+func (m *NetworkMutation) LeaseSeconds() (r int, exists bool) {
+	v := m.lease_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaseSeconds returns the old "lease_seconds" field's value of the Network entity.
+// If the Network object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NetworkMutation) OldLeaseSeconds(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaseSeconds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaseSeconds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaseSeconds: %w", err)
+	}
+	return oldValue.LeaseSeconds, nil
+}
+
+// AddLeaseSeconds adds i to the "lease_seconds" field.
+func (m *NetworkMutation) AddLeaseSeconds(i int) {
+	if m.addlease_seconds != nil {
+		*m.addlease_seconds += i
+	} else {
+		m.addlease_seconds = &i
+	}
+}
+
+// AddedLeaseSeconds returns the value that was added to the "lease_seconds" field in this mutation.
+func (m *NetworkMutation) AddedLeaseSeconds() (r int, exists bool) {
+	v := m.addlease_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearLeaseSeconds clears the value of the "lease_seconds" field.
+func (m *NetworkMutation) ClearLeaseSeconds() {
+	m.lease_seconds = nil
+	m.addlease_seconds = nil
+	m.clearedFields[network.FieldLeaseSeconds] = struct{}{}
+}
+
+// LeaseSecondsCleared returns if the "lease_seconds" field was cleared in this mutation.
+func (m *NetworkMutation) LeaseSecondsCleared() bool {
+	_, ok := m.clearedFields[network.FieldLeaseSeconds]
+	return ok
+}
+
+// ResetLeaseSeconds resets all changes to the "lease_seconds" field.
+func (m *NetworkMutation) ResetLeaseSeconds() {
+	m.lease_seconds = nil
+	m.addlease_seconds = nil
+	delete(m.clearedFields, network.FieldLeaseSeconds)
+}
+
 // ClearSite clears the "site" edge to the Site entity.
 func (m *NetworkMutation) ClearSite() {
 	m.clearedsite = true
@@ -11763,6 +13015,60 @@ func (m *NetworkMutation) ResetAllocations() {
 	m.removedallocations = nil
 }
 
+// AddLeaseIDs adds the "leases" edge to the Lease entity by ids.
+func (m *NetworkMutation) AddLeaseIDs(ids ...int) {
+	if m.leases == nil {
+		m.leases = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.leases[ids[i]] = struct{}{}
+	}
+}
+
+// ClearLeases clears the "leases" edge to the Lease entity.
+func (m *NetworkMutation) ClearLeases() {
+	m.clearedleases = true
+}
+
+// LeasesCleared reports if the "leases" edge to the Lease entity was cleared.
+func (m *NetworkMutation) LeasesCleared() bool {
+	return m.clearedleases
+}
+
+// RemoveLeaseIDs removes the "leases" edge to the Lease entity by IDs.
+func (m *NetworkMutation) RemoveLeaseIDs(ids ...int) {
+	if m.removedleases == nil {
+		m.removedleases = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.leases, ids[i])
+		m.removedleases[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedLeases returns the removed IDs of the "leases" edge to the Lease entity.
+func (m *NetworkMutation) RemovedLeasesIDs() (ids []int) {
+	for id := range m.removedleases {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// LeasesIDs returns the "leases" edge IDs in the mutation.
+func (m *NetworkMutation) LeasesIDs() (ids []int) {
+	for id := range m.leases {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetLeases resets all changes to the "leases" edge.
+func (m *NetworkMutation) ResetLeases() {
+	m.leases = nil
+	m.clearedleases = false
+	m.removedleases = nil
+}
+
 // Where appends a list predicates to the NetworkMutation builder.
 func (m *NetworkMutation) Where(ps ...predicate.Network) {
 	m.predicates = append(m.predicates, ps...)
@@ -11797,7 +13103,7 @@ func (m *NetworkMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *NetworkMutation) Fields() []string {
-	fields := make([]string, 0, 8)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, network.FieldCreatedAt)
 	}
@@ -11821,6 +13127,15 @@ func (m *NetworkMutation) Fields() []string {
 	}
 	if m.site != nil {
 		fields = append(fields, network.FieldSiteID)
+	}
+	if m.dns_servers != nil {
+		fields = append(fields, network.FieldDNSServers)
+	}
+	if m.domain != nil {
+		fields = append(fields, network.FieldDomain)
+	}
+	if m.lease_seconds != nil {
+		fields = append(fields, network.FieldLeaseSeconds)
 	}
 	return fields
 }
@@ -11846,6 +13161,12 @@ func (m *NetworkMutation) Field(name string) (ent.Value, bool) {
 		return m.Description()
 	case network.FieldSiteID:
 		return m.SiteID()
+	case network.FieldDNSServers:
+		return m.DNSServers()
+	case network.FieldDomain:
+		return m.Domain()
+	case network.FieldLeaseSeconds:
+		return m.LeaseSeconds()
 	}
 	return nil, false
 }
@@ -11871,6 +13192,12 @@ func (m *NetworkMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldDescription(ctx)
 	case network.FieldSiteID:
 		return m.OldSiteID(ctx)
+	case network.FieldDNSServers:
+		return m.OldDNSServers(ctx)
+	case network.FieldDomain:
+		return m.OldDomain(ctx)
+	case network.FieldLeaseSeconds:
+		return m.OldLeaseSeconds(ctx)
 	}
 	return nil, fmt.Errorf("unknown Network field %s", name)
 }
@@ -11936,6 +13263,27 @@ func (m *NetworkMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSiteID(v)
 		return nil
+	case network.FieldDNSServers:
+		v, ok := value.([]string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDNSServers(v)
+		return nil
+	case network.FieldDomain:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDomain(v)
+		return nil
+	case network.FieldLeaseSeconds:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaseSeconds(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Network field %s", name)
 }
@@ -11947,6 +13295,9 @@ func (m *NetworkMutation) AddedFields() []string {
 	if m.addvlan != nil {
 		fields = append(fields, network.FieldVlan)
 	}
+	if m.addlease_seconds != nil {
+		fields = append(fields, network.FieldLeaseSeconds)
+	}
 	return fields
 }
 
@@ -11957,6 +13308,8 @@ func (m *NetworkMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
 	case network.FieldVlan:
 		return m.AddedVlan()
+	case network.FieldLeaseSeconds:
+		return m.AddedLeaseSeconds()
 	}
 	return nil, false
 }
@@ -11972,6 +13325,13 @@ func (m *NetworkMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddVlan(v)
+		return nil
+	case network.FieldLeaseSeconds:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLeaseSeconds(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Network numeric field %s", name)
@@ -11992,6 +13352,15 @@ func (m *NetworkMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(network.FieldSiteID) {
 		fields = append(fields, network.FieldSiteID)
+	}
+	if m.FieldCleared(network.FieldDNSServers) {
+		fields = append(fields, network.FieldDNSServers)
+	}
+	if m.FieldCleared(network.FieldDomain) {
+		fields = append(fields, network.FieldDomain)
+	}
+	if m.FieldCleared(network.FieldLeaseSeconds) {
+		fields = append(fields, network.FieldLeaseSeconds)
 	}
 	return fields
 }
@@ -12018,6 +13387,15 @@ func (m *NetworkMutation) ClearField(name string) error {
 		return nil
 	case network.FieldSiteID:
 		m.ClearSiteID()
+		return nil
+	case network.FieldDNSServers:
+		m.ClearDNSServers()
+		return nil
+	case network.FieldDomain:
+		m.ClearDomain()
+		return nil
+	case network.FieldLeaseSeconds:
+		m.ClearLeaseSeconds()
 		return nil
 	}
 	return fmt.Errorf("unknown Network nullable field %s", name)
@@ -12051,13 +13429,22 @@ func (m *NetworkMutation) ResetField(name string) error {
 	case network.FieldSiteID:
 		m.ResetSiteID()
 		return nil
+	case network.FieldDNSServers:
+		m.ResetDNSServers()
+		return nil
+	case network.FieldDomain:
+		m.ResetDomain()
+		return nil
+	case network.FieldLeaseSeconds:
+		m.ResetLeaseSeconds()
+		return nil
 	}
 	return fmt.Errorf("unknown Network field %s", name)
 }
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *NetworkMutation) AddedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.site != nil {
 		edges = append(edges, network.EdgeSite)
 	}
@@ -12066,6 +13453,9 @@ func (m *NetworkMutation) AddedEdges() []string {
 	}
 	if m.allocations != nil {
 		edges = append(edges, network.EdgeAllocations)
+	}
+	if m.leases != nil {
+		edges = append(edges, network.EdgeLeases)
 	}
 	return edges
 }
@@ -12090,18 +13480,27 @@ func (m *NetworkMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case network.EdgeLeases:
+		ids := make([]ent.Value, 0, len(m.leases))
+		for id := range m.leases {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *NetworkMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.removedranges != nil {
 		edges = append(edges, network.EdgeRanges)
 	}
 	if m.removedallocations != nil {
 		edges = append(edges, network.EdgeAllocations)
+	}
+	if m.removedleases != nil {
+		edges = append(edges, network.EdgeLeases)
 	}
 	return edges
 }
@@ -12122,13 +13521,19 @@ func (m *NetworkMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case network.EdgeLeases:
+		ids := make([]ent.Value, 0, len(m.removedleases))
+		for id := range m.removedleases {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *NetworkMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.clearedsite {
 		edges = append(edges, network.EdgeSite)
 	}
@@ -12137,6 +13542,9 @@ func (m *NetworkMutation) ClearedEdges() []string {
 	}
 	if m.clearedallocations {
 		edges = append(edges, network.EdgeAllocations)
+	}
+	if m.clearedleases {
+		edges = append(edges, network.EdgeLeases)
 	}
 	return edges
 }
@@ -12151,6 +13559,8 @@ func (m *NetworkMutation) EdgeCleared(name string) bool {
 		return m.clearedranges
 	case network.EdgeAllocations:
 		return m.clearedallocations
+	case network.EdgeLeases:
+		return m.clearedleases
 	}
 	return false
 }
@@ -12178,6 +13588,9 @@ func (m *NetworkMutation) ResetEdge(name string) error {
 		return nil
 	case network.EdgeAllocations:
 		m.ResetAllocations()
+		return nil
+	case network.EdgeLeases:
+		m.ResetLeases()
 		return nil
 	}
 	return fmt.Errorf("unknown Network edge %s", name)

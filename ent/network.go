@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -34,6 +35,12 @@ type Network struct {
 	Description string `json:"description,omitempty"`
 	// SiteID holds the value of the "site_id" field.
 	SiteID *int `json:"site_id,omitempty"`
+	// DHCP option 6
+	DNSServers []string `json:"dns_servers,omitempty"`
+	// DHCP option 15
+	Domain string `json:"domain,omitempty"`
+	// DHCP lease time; 0 means the server default
+	LeaseSeconds int `json:"lease_seconds,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the NetworkQuery when eager-loading is set.
 	Edges        NetworkEdges `json:"edges"`
@@ -48,14 +55,17 @@ type NetworkEdges struct {
 	Ranges []*IPRange `json:"ranges,omitempty"`
 	// Allocations holds the value of the allocations edge.
 	Allocations []*IPAllocation `json:"allocations,omitempty"`
+	// Leases holds the value of the leases edge.
+	Leases []*Lease `json:"leases,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [3]bool
+	loadedTypes [4]bool
 	// totalCount holds the count of the edges above.
-	totalCount [3]map[string]int
+	totalCount [4]map[string]int
 
 	namedRanges      map[string][]*IPRange
 	namedAllocations map[string][]*IPAllocation
+	namedLeases      map[string][]*Lease
 }
 
 // SiteOrErr returns the Site value or an error if the edge
@@ -87,14 +97,25 @@ func (e NetworkEdges) AllocationsOrErr() ([]*IPAllocation, error) {
 	return nil, &NotLoadedError{edge: "allocations"}
 }
 
+// LeasesOrErr returns the Leases value or an error if the edge
+// was not loaded in eager-loading.
+func (e NetworkEdges) LeasesOrErr() ([]*Lease, error) {
+	if e.loadedTypes[3] {
+		return e.Leases, nil
+	}
+	return nil, &NotLoadedError{edge: "leases"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*Network) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case network.FieldID, network.FieldVlan, network.FieldSiteID:
+		case network.FieldDNSServers:
+			values[i] = new([]byte)
+		case network.FieldID, network.FieldVlan, network.FieldSiteID, network.FieldLeaseSeconds:
 			values[i] = new(sql.NullInt64)
-		case network.FieldName, network.FieldCidr, network.FieldRouter, network.FieldDescription:
+		case network.FieldName, network.FieldCidr, network.FieldRouter, network.FieldDescription, network.FieldDomain:
 			values[i] = new(sql.NullString)
 		case network.FieldCreatedAt, network.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -168,6 +189,26 @@ func (_m *Network) assignValues(columns []string, values []any) error {
 				_m.SiteID = new(int)
 				*_m.SiteID = int(value.Int64)
 			}
+		case network.FieldDNSServers:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field dns_servers", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.DNSServers); err != nil {
+					return fmt.Errorf("unmarshal field dns_servers: %w", err)
+				}
+			}
+		case network.FieldDomain:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field domain", values[i])
+			} else if value.Valid {
+				_m.Domain = value.String
+			}
+		case network.FieldLeaseSeconds:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field lease_seconds", values[i])
+			} else if value.Valid {
+				_m.LeaseSeconds = int(value.Int64)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -194,6 +235,11 @@ func (_m *Network) QueryRanges() *IPRangeQuery {
 // QueryAllocations queries the "allocations" edge of the Network entity.
 func (_m *Network) QueryAllocations() *IPAllocationQuery {
 	return NewNetworkClient(_m.config).QueryAllocations(_m)
+}
+
+// QueryLeases queries the "leases" edge of the Network entity.
+func (_m *Network) QueryLeases() *LeaseQuery {
+	return NewNetworkClient(_m.config).QueryLeases(_m)
 }
 
 // Update returns a builder for updating this Network.
@@ -244,6 +290,15 @@ func (_m *Network) String() string {
 		builder.WriteString("site_id=")
 		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("dns_servers=")
+	builder.WriteString(fmt.Sprintf("%v", _m.DNSServers))
+	builder.WriteString(", ")
+	builder.WriteString("domain=")
+	builder.WriteString(_m.Domain)
+	builder.WriteString(", ")
+	builder.WriteString("lease_seconds=")
+	builder.WriteString(fmt.Sprintf("%v", _m.LeaseSeconds))
 	builder.WriteByte(')')
 	return builder.String()
 }
@@ -293,6 +348,30 @@ func (_m *Network) appendNamedAllocations(name string, edges ...*IPAllocation) {
 		_m.Edges.namedAllocations[name] = []*IPAllocation{}
 	} else {
 		_m.Edges.namedAllocations[name] = append(_m.Edges.namedAllocations[name], edges...)
+	}
+}
+
+// NamedLeases returns the Leases named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Network) NamedLeases(name string) ([]*Lease, error) {
+	if _m.Edges.namedLeases == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedLeases[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Network) appendNamedLeases(name string, edges ...*Lease) {
+	if _m.Edges.namedLeases == nil {
+		_m.Edges.namedLeases = make(map[string][]*Lease)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedLeases[name] = []*Lease{}
+	} else {
+		_m.Edges.namedLeases[name] = append(_m.Edges.namedLeases[name], edges...)
 	}
 }
 

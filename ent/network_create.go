@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/site"
 )
@@ -119,6 +120,40 @@ func (_c *NetworkCreate) SetNillableSiteID(v *int) *NetworkCreate {
 	return _c
 }
 
+// SetDNSServers sets the "dns_servers" field.
+func (_c *NetworkCreate) SetDNSServers(v []string) *NetworkCreate {
+	_c.mutation.SetDNSServers(v)
+	return _c
+}
+
+// SetDomain sets the "domain" field.
+func (_c *NetworkCreate) SetDomain(v string) *NetworkCreate {
+	_c.mutation.SetDomain(v)
+	return _c
+}
+
+// SetNillableDomain sets the "domain" field if the given value is not nil.
+func (_c *NetworkCreate) SetNillableDomain(v *string) *NetworkCreate {
+	if v != nil {
+		_c.SetDomain(*v)
+	}
+	return _c
+}
+
+// SetLeaseSeconds sets the "lease_seconds" field.
+func (_c *NetworkCreate) SetLeaseSeconds(v int) *NetworkCreate {
+	_c.mutation.SetLeaseSeconds(v)
+	return _c
+}
+
+// SetNillableLeaseSeconds sets the "lease_seconds" field if the given value is not nil.
+func (_c *NetworkCreate) SetNillableLeaseSeconds(v *int) *NetworkCreate {
+	if v != nil {
+		_c.SetLeaseSeconds(*v)
+	}
+	return _c
+}
+
 // SetSite sets the "site" edge to the Site entity.
 func (_c *NetworkCreate) SetSite(v *Site) *NetworkCreate {
 	return _c.SetSiteID(v.ID)
@@ -152,6 +187,21 @@ func (_c *NetworkCreate) AddAllocations(v ...*IPAllocation) *NetworkCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddAllocationIDs(ids...)
+}
+
+// AddLeaseIDs adds the "leases" edge to the Lease entity by IDs.
+func (_c *NetworkCreate) AddLeaseIDs(ids ...int) *NetworkCreate {
+	_c.mutation.AddLeaseIDs(ids...)
+	return _c
+}
+
+// AddLeases adds the "leases" edges to the Lease entity.
+func (_c *NetworkCreate) AddLeases(v ...*Lease) *NetworkCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddLeaseIDs(ids...)
 }
 
 // Mutation returns the NetworkMutation object of the builder.
@@ -233,6 +283,11 @@ func (_c *NetworkCreate) check() error {
 			return &ValidationError{Name: "vlan", err: fmt.Errorf(`ent: validator failed for field "Network.vlan": %w`, err)}
 		}
 	}
+	if v, ok := _c.mutation.LeaseSeconds(); ok {
+		if err := network.LeaseSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "lease_seconds", err: fmt.Errorf(`ent: validator failed for field "Network.lease_seconds": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -287,6 +342,18 @@ func (_c *NetworkCreate) createSpec() (*Network, *sqlgraph.CreateSpec) {
 		_spec.SetField(network.FieldDescription, field.TypeString, value)
 		_node.Description = value
 	}
+	if value, ok := _c.mutation.DNSServers(); ok {
+		_spec.SetField(network.FieldDNSServers, field.TypeJSON, value)
+		_node.DNSServers = value
+	}
+	if value, ok := _c.mutation.Domain(); ok {
+		_spec.SetField(network.FieldDomain, field.TypeString, value)
+		_node.Domain = value
+	}
+	if value, ok := _c.mutation.LeaseSeconds(); ok {
+		_spec.SetField(network.FieldLeaseSeconds, field.TypeInt, value)
+		_node.LeaseSeconds = value
+	}
 	if nodes := _c.mutation.SiteIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -329,6 +396,22 @@ func (_c *NetworkCreate) createSpec() (*Network, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(ipallocation.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.LeasesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   network.LeasesTable,
+			Columns: []string{network.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

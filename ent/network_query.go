@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/predicate"
 	"github.com/prybar/prybar/ent/site"
@@ -30,10 +31,12 @@ type NetworkQuery struct {
 	withSite             *SiteQuery
 	withRanges           *IPRangeQuery
 	withAllocations      *IPAllocationQuery
+	withLeases           *LeaseQuery
 	loadTotal            []func(context.Context, []*Network) error
 	modifiers            []func(*sql.Selector)
 	withNamedRanges      map[string]*IPRangeQuery
 	withNamedAllocations map[string]*IPAllocationQuery
+	withNamedLeases      map[string]*LeaseQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -129,6 +132,28 @@ func (_q *NetworkQuery) QueryAllocations() *IPAllocationQuery {
 			sqlgraph.From(network.Table, network.FieldID, selector),
 			sqlgraph.To(ipallocation.Table, ipallocation.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, network.AllocationsTable, network.AllocationsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryLeases chains the current query on the "leases" edge.
+func (_q *NetworkQuery) QueryLeases() *LeaseQuery {
+	query := (&LeaseClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(network.Table, network.FieldID, selector),
+			sqlgraph.To(lease.Table, lease.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, network.LeasesTable, network.LeasesColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -331,6 +356,7 @@ func (_q *NetworkQuery) Clone() *NetworkQuery {
 		withSite:        _q.withSite.Clone(),
 		withRanges:      _q.withRanges.Clone(),
 		withAllocations: _q.withAllocations.Clone(),
+		withLeases:      _q.withLeases.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -368,6 +394,17 @@ func (_q *NetworkQuery) WithAllocations(opts ...func(*IPAllocationQuery)) *Netwo
 		opt(query)
 	}
 	_q.withAllocations = query
+	return _q
+}
+
+// WithLeases tells the query-builder to eager-load the nodes that are connected to
+// the "leases" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *NetworkQuery) WithLeases(opts ...func(*LeaseQuery)) *NetworkQuery {
+	query := (&LeaseClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withLeases = query
 	return _q
 }
 
@@ -449,10 +486,11 @@ func (_q *NetworkQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Netw
 	var (
 		nodes       = []*Network{}
 		_spec       = _q.querySpec()
-		loadedTypes = [3]bool{
+		loadedTypes = [4]bool{
 			_q.withSite != nil,
 			_q.withRanges != nil,
 			_q.withAllocations != nil,
+			_q.withLeases != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -496,6 +534,13 @@ func (_q *NetworkQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Netw
 			return nil, err
 		}
 	}
+	if query := _q.withLeases; query != nil {
+		if err := _q.loadLeases(ctx, query, nodes,
+			func(n *Network) { n.Edges.Leases = []*Lease{} },
+			func(n *Network, e *Lease) { n.Edges.Leases = append(n.Edges.Leases, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedRanges {
 		if err := _q.loadRanges(ctx, query, nodes,
 			func(n *Network) { n.appendNamedRanges(name) },
@@ -507,6 +552,13 @@ func (_q *NetworkQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Netw
 		if err := _q.loadAllocations(ctx, query, nodes,
 			func(n *Network) { n.appendNamedAllocations(name) },
 			func(n *Network, e *IPAllocation) { n.appendNamedAllocations(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedLeases {
+		if err := _q.loadLeases(ctx, query, nodes,
+			func(n *Network) { n.appendNamedLeases(name) },
+			func(n *Network, e *Lease) { n.appendNamedLeases(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -595,6 +647,36 @@ func (_q *NetworkQuery) loadAllocations(ctx context.Context, query *IPAllocation
 	}
 	query.Where(predicate.IPAllocation(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(network.AllocationsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.NetworkID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "network_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *NetworkQuery) loadLeases(ctx context.Context, query *LeaseQuery, nodes []*Network, init func(*Network), assign func(*Network, *Lease)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[int]*Network)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(lease.FieldNetworkID)
+	}
+	query.Where(predicate.Lease(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(network.LeasesColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {
@@ -758,6 +840,20 @@ func (_q *NetworkQuery) WithNamedAllocations(name string, opts ...func(*IPAlloca
 		_q.withNamedAllocations = make(map[string]*IPAllocationQuery)
 	}
 	_q.withNamedAllocations[name] = query
+	return _q
+}
+
+// WithNamedLeases tells the query-builder to eager-load the nodes that are connected to the "leases"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *NetworkQuery) WithNamedLeases(name string, opts ...func(*LeaseQuery)) *NetworkQuery {
+	query := (&LeaseClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedLeases == nil {
+		_q.withNamedLeases = make(map[string]*LeaseQuery)
+	}
+	_q.withNamedLeases[name] = query
 	return _q
 }
 

@@ -10,9 +10,11 @@ import (
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"entgo.io/ent/dialect/sql/sqljson"
 	"entgo.io/ent/schema/field"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/predicate"
 	"github.com/prybar/prybar/ent/site"
@@ -153,6 +155,71 @@ func (_u *NetworkUpdate) ClearSiteID() *NetworkUpdate {
 	return _u
 }
 
+// SetDNSServers sets the "dns_servers" field.
+func (_u *NetworkUpdate) SetDNSServers(v []string) *NetworkUpdate {
+	_u.mutation.SetDNSServers(v)
+	return _u
+}
+
+// AppendDNSServers appends value to the "dns_servers" field.
+func (_u *NetworkUpdate) AppendDNSServers(v []string) *NetworkUpdate {
+	_u.mutation.AppendDNSServers(v)
+	return _u
+}
+
+// ClearDNSServers clears the value of the "dns_servers" field.
+func (_u *NetworkUpdate) ClearDNSServers() *NetworkUpdate {
+	_u.mutation.ClearDNSServers()
+	return _u
+}
+
+// SetDomain sets the "domain" field.
+func (_u *NetworkUpdate) SetDomain(v string) *NetworkUpdate {
+	_u.mutation.SetDomain(v)
+	return _u
+}
+
+// SetNillableDomain sets the "domain" field if the given value is not nil.
+func (_u *NetworkUpdate) SetNillableDomain(v *string) *NetworkUpdate {
+	if v != nil {
+		_u.SetDomain(*v)
+	}
+	return _u
+}
+
+// ClearDomain clears the value of the "domain" field.
+func (_u *NetworkUpdate) ClearDomain() *NetworkUpdate {
+	_u.mutation.ClearDomain()
+	return _u
+}
+
+// SetLeaseSeconds sets the "lease_seconds" field.
+func (_u *NetworkUpdate) SetLeaseSeconds(v int) *NetworkUpdate {
+	_u.mutation.ResetLeaseSeconds()
+	_u.mutation.SetLeaseSeconds(v)
+	return _u
+}
+
+// SetNillableLeaseSeconds sets the "lease_seconds" field if the given value is not nil.
+func (_u *NetworkUpdate) SetNillableLeaseSeconds(v *int) *NetworkUpdate {
+	if v != nil {
+		_u.SetLeaseSeconds(*v)
+	}
+	return _u
+}
+
+// AddLeaseSeconds adds value to the "lease_seconds" field.
+func (_u *NetworkUpdate) AddLeaseSeconds(v int) *NetworkUpdate {
+	_u.mutation.AddLeaseSeconds(v)
+	return _u
+}
+
+// ClearLeaseSeconds clears the value of the "lease_seconds" field.
+func (_u *NetworkUpdate) ClearLeaseSeconds() *NetworkUpdate {
+	_u.mutation.ClearLeaseSeconds()
+	return _u
+}
+
 // SetSite sets the "site" edge to the Site entity.
 func (_u *NetworkUpdate) SetSite(v *Site) *NetworkUpdate {
 	return _u.SetSiteID(v.ID)
@@ -186,6 +253,21 @@ func (_u *NetworkUpdate) AddAllocations(v ...*IPAllocation) *NetworkUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.AddAllocationIDs(ids...)
+}
+
+// AddLeaseIDs adds the "leases" edge to the Lease entity by IDs.
+func (_u *NetworkUpdate) AddLeaseIDs(ids ...int) *NetworkUpdate {
+	_u.mutation.AddLeaseIDs(ids...)
+	return _u
+}
+
+// AddLeases adds the "leases" edges to the Lease entity.
+func (_u *NetworkUpdate) AddLeases(v ...*Lease) *NetworkUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddLeaseIDs(ids...)
 }
 
 // Mutation returns the NetworkMutation object of the builder.
@@ -239,6 +321,27 @@ func (_u *NetworkUpdate) RemoveAllocations(v ...*IPAllocation) *NetworkUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAllocationIDs(ids...)
+}
+
+// ClearLeases clears all "leases" edges to the Lease entity.
+func (_u *NetworkUpdate) ClearLeases() *NetworkUpdate {
+	_u.mutation.ClearLeases()
+	return _u
+}
+
+// RemoveLeaseIDs removes the "leases" edge to Lease entities by IDs.
+func (_u *NetworkUpdate) RemoveLeaseIDs(ids ...int) *NetworkUpdate {
+	_u.mutation.RemoveLeaseIDs(ids...)
+	return _u
+}
+
+// RemoveLeases removes "leases" edges to Lease entities.
+func (_u *NetworkUpdate) RemoveLeases(v ...*Lease) *NetworkUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveLeaseIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -299,6 +402,11 @@ func (_u *NetworkUpdate) check() error {
 			return &ValidationError{Name: "vlan", err: fmt.Errorf(`ent: validator failed for field "Network.vlan": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.LeaseSeconds(); ok {
+		if err := network.LeaseSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "lease_seconds", err: fmt.Errorf(`ent: validator failed for field "Network.lease_seconds": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -349,6 +457,32 @@ func (_u *NetworkUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.DescriptionCleared() {
 		_spec.ClearField(network.FieldDescription, field.TypeString)
+	}
+	if value, ok := _u.mutation.DNSServers(); ok {
+		_spec.SetField(network.FieldDNSServers, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedDNSServers(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, network.FieldDNSServers, value)
+		})
+	}
+	if _u.mutation.DNSServersCleared() {
+		_spec.ClearField(network.FieldDNSServers, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Domain(); ok {
+		_spec.SetField(network.FieldDomain, field.TypeString, value)
+	}
+	if _u.mutation.DomainCleared() {
+		_spec.ClearField(network.FieldDomain, field.TypeString)
+	}
+	if value, ok := _u.mutation.LeaseSeconds(); ok {
+		_spec.SetField(network.FieldLeaseSeconds, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedLeaseSeconds(); ok {
+		_spec.AddField(network.FieldLeaseSeconds, field.TypeInt, value)
+	}
+	if _u.mutation.LeaseSecondsCleared() {
+		_spec.ClearField(network.FieldLeaseSeconds, field.TypeInt)
 	}
 	if _u.mutation.SiteCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -462,6 +596,51 @@ func (_u *NetworkUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(ipallocation.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   network.LeasesTable,
+			Columns: []string{network.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedLeasesIDs(); len(nodes) > 0 && !_u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   network.LeasesTable,
+			Columns: []string{network.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.LeasesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   network.LeasesTable,
+			Columns: []string{network.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {
@@ -612,6 +791,71 @@ func (_u *NetworkUpdateOne) ClearSiteID() *NetworkUpdateOne {
 	return _u
 }
 
+// SetDNSServers sets the "dns_servers" field.
+func (_u *NetworkUpdateOne) SetDNSServers(v []string) *NetworkUpdateOne {
+	_u.mutation.SetDNSServers(v)
+	return _u
+}
+
+// AppendDNSServers appends value to the "dns_servers" field.
+func (_u *NetworkUpdateOne) AppendDNSServers(v []string) *NetworkUpdateOne {
+	_u.mutation.AppendDNSServers(v)
+	return _u
+}
+
+// ClearDNSServers clears the value of the "dns_servers" field.
+func (_u *NetworkUpdateOne) ClearDNSServers() *NetworkUpdateOne {
+	_u.mutation.ClearDNSServers()
+	return _u
+}
+
+// SetDomain sets the "domain" field.
+func (_u *NetworkUpdateOne) SetDomain(v string) *NetworkUpdateOne {
+	_u.mutation.SetDomain(v)
+	return _u
+}
+
+// SetNillableDomain sets the "domain" field if the given value is not nil.
+func (_u *NetworkUpdateOne) SetNillableDomain(v *string) *NetworkUpdateOne {
+	if v != nil {
+		_u.SetDomain(*v)
+	}
+	return _u
+}
+
+// ClearDomain clears the value of the "domain" field.
+func (_u *NetworkUpdateOne) ClearDomain() *NetworkUpdateOne {
+	_u.mutation.ClearDomain()
+	return _u
+}
+
+// SetLeaseSeconds sets the "lease_seconds" field.
+func (_u *NetworkUpdateOne) SetLeaseSeconds(v int) *NetworkUpdateOne {
+	_u.mutation.ResetLeaseSeconds()
+	_u.mutation.SetLeaseSeconds(v)
+	return _u
+}
+
+// SetNillableLeaseSeconds sets the "lease_seconds" field if the given value is not nil.
+func (_u *NetworkUpdateOne) SetNillableLeaseSeconds(v *int) *NetworkUpdateOne {
+	if v != nil {
+		_u.SetLeaseSeconds(*v)
+	}
+	return _u
+}
+
+// AddLeaseSeconds adds value to the "lease_seconds" field.
+func (_u *NetworkUpdateOne) AddLeaseSeconds(v int) *NetworkUpdateOne {
+	_u.mutation.AddLeaseSeconds(v)
+	return _u
+}
+
+// ClearLeaseSeconds clears the value of the "lease_seconds" field.
+func (_u *NetworkUpdateOne) ClearLeaseSeconds() *NetworkUpdateOne {
+	_u.mutation.ClearLeaseSeconds()
+	return _u
+}
+
 // SetSite sets the "site" edge to the Site entity.
 func (_u *NetworkUpdateOne) SetSite(v *Site) *NetworkUpdateOne {
 	return _u.SetSiteID(v.ID)
@@ -645,6 +889,21 @@ func (_u *NetworkUpdateOne) AddAllocations(v ...*IPAllocation) *NetworkUpdateOne
 		ids[i] = v[i].ID
 	}
 	return _u.AddAllocationIDs(ids...)
+}
+
+// AddLeaseIDs adds the "leases" edge to the Lease entity by IDs.
+func (_u *NetworkUpdateOne) AddLeaseIDs(ids ...int) *NetworkUpdateOne {
+	_u.mutation.AddLeaseIDs(ids...)
+	return _u
+}
+
+// AddLeases adds the "leases" edges to the Lease entity.
+func (_u *NetworkUpdateOne) AddLeases(v ...*Lease) *NetworkUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddLeaseIDs(ids...)
 }
 
 // Mutation returns the NetworkMutation object of the builder.
@@ -698,6 +957,27 @@ func (_u *NetworkUpdateOne) RemoveAllocations(v ...*IPAllocation) *NetworkUpdate
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAllocationIDs(ids...)
+}
+
+// ClearLeases clears all "leases" edges to the Lease entity.
+func (_u *NetworkUpdateOne) ClearLeases() *NetworkUpdateOne {
+	_u.mutation.ClearLeases()
+	return _u
+}
+
+// RemoveLeaseIDs removes the "leases" edge to Lease entities by IDs.
+func (_u *NetworkUpdateOne) RemoveLeaseIDs(ids ...int) *NetworkUpdateOne {
+	_u.mutation.RemoveLeaseIDs(ids...)
+	return _u
+}
+
+// RemoveLeases removes "leases" edges to Lease entities.
+func (_u *NetworkUpdateOne) RemoveLeases(v ...*Lease) *NetworkUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveLeaseIDs(ids...)
 }
 
 // Where appends a list predicates to the NetworkUpdate builder.
@@ -771,6 +1051,11 @@ func (_u *NetworkUpdateOne) check() error {
 			return &ValidationError{Name: "vlan", err: fmt.Errorf(`ent: validator failed for field "Network.vlan": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.LeaseSeconds(); ok {
+		if err := network.LeaseSecondsValidator(v); err != nil {
+			return &ValidationError{Name: "lease_seconds", err: fmt.Errorf(`ent: validator failed for field "Network.lease_seconds": %w`, err)}
+		}
+	}
 	return nil
 }
 
@@ -838,6 +1123,32 @@ func (_u *NetworkUpdateOne) sqlSave(ctx context.Context) (_node *Network, err er
 	}
 	if _u.mutation.DescriptionCleared() {
 		_spec.ClearField(network.FieldDescription, field.TypeString)
+	}
+	if value, ok := _u.mutation.DNSServers(); ok {
+		_spec.SetField(network.FieldDNSServers, field.TypeJSON, value)
+	}
+	if value, ok := _u.mutation.AppendedDNSServers(); ok {
+		_spec.AddModifier(func(u *sql.UpdateBuilder) {
+			sqljson.Append(u, network.FieldDNSServers, value)
+		})
+	}
+	if _u.mutation.DNSServersCleared() {
+		_spec.ClearField(network.FieldDNSServers, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Domain(); ok {
+		_spec.SetField(network.FieldDomain, field.TypeString, value)
+	}
+	if _u.mutation.DomainCleared() {
+		_spec.ClearField(network.FieldDomain, field.TypeString)
+	}
+	if value, ok := _u.mutation.LeaseSeconds(); ok {
+		_spec.SetField(network.FieldLeaseSeconds, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedLeaseSeconds(); ok {
+		_spec.AddField(network.FieldLeaseSeconds, field.TypeInt, value)
+	}
+	if _u.mutation.LeaseSecondsCleared() {
+		_spec.ClearField(network.FieldLeaseSeconds, field.TypeInt)
 	}
 	if _u.mutation.SiteCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -951,6 +1262,51 @@ func (_u *NetworkUpdateOne) sqlSave(ctx context.Context) (_node *Network, err er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(ipallocation.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   network.LeasesTable,
+			Columns: []string{network.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedLeasesIDs(); len(nodes) > 0 && !_u.mutation.LeasesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   network.LeasesTable,
+			Columns: []string{network.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.LeasesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   network.LeasesTable,
+			Columns: []string{network.LeasesColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(lease.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -14,6 +14,7 @@ import (
 	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -252,6 +253,29 @@ func init() {
 	iprangeDescLast := iprangeFields[2].Descriptor()
 	// iprange.LastValidator is a validator for the "last" field. It is called by the builders before save.
 	iprange.LastValidator = iprangeDescLast.Validators[0].(func(string) error)
+	leaseMixin := schema.Lease{}.Mixin()
+	leaseMixinFields0 := leaseMixin[0].Fields()
+	_ = leaseMixinFields0
+	leaseFields := schema.Lease{}.Fields()
+	_ = leaseFields
+	// leaseDescCreatedAt is the schema descriptor for created_at field.
+	leaseDescCreatedAt := leaseMixinFields0[0].Descriptor()
+	// lease.DefaultCreatedAt holds the default value on creation for the created_at field.
+	lease.DefaultCreatedAt = leaseDescCreatedAt.Default.(func() time.Time)
+	// leaseDescUpdatedAt is the schema descriptor for updated_at field.
+	leaseDescUpdatedAt := leaseMixinFields0[1].Descriptor()
+	// lease.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	lease.DefaultUpdatedAt = leaseDescUpdatedAt.Default.(func() time.Time)
+	// lease.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	lease.UpdateDefaultUpdatedAt = leaseDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// leaseDescMAC is the schema descriptor for mac field.
+	leaseDescMAC := leaseFields[0].Descriptor()
+	// lease.MACValidator is a validator for the "mac" field. It is called by the builders before save.
+	lease.MACValidator = leaseDescMAC.Validators[0].(func(string) error)
+	// leaseDescAddress is the schema descriptor for address field.
+	leaseDescAddress := leaseFields[1].Descriptor()
+	// lease.AddressValidator is a validator for the "address" field. It is called by the builders before save.
+	lease.AddressValidator = leaseDescAddress.Validators[0].(func(string) error)
 	machineMixin := schema.Machine{}.Mixin()
 	machineMixinFields0 := machineMixin[0].Fields()
 	_ = machineMixinFields0
@@ -392,6 +416,10 @@ func init() {
 	networkDescVlan := networkFields[3].Descriptor()
 	// network.VlanValidator is a validator for the "vlan" field. It is called by the builders before save.
 	network.VlanValidator = networkDescVlan.Validators[0].(func(int) error)
+	// networkDescLeaseSeconds is the schema descriptor for lease_seconds field.
+	networkDescLeaseSeconds := networkFields[8].Descriptor()
+	// network.LeaseSecondsValidator is a validator for the "lease_seconds" field. It is called by the builders before save.
+	network.LeaseSecondsValidator = networkDescLeaseSeconds.Validators[0].(func(int) error)
 	noderoleMixin := schema.NodeRole{}.Mixin()
 	noderoleMixinFields0 := noderoleMixin[0].Fields()
 	_ = noderoleMixinFields0

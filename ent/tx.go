@@ -32,6 +32,8 @@ type Tx struct {
 	IPAllocation *IPAllocationClient
 	// IPRange is the client for interacting with the IPRange builders.
 	IPRange *IPRangeClient
+	// Lease is the client for interacting with the Lease builders.
+	Lease *LeaseClient
 	// Machine is the client for interacting with the Machine builders.
 	Machine *MachineClient
 	// NIC is the client for interacting with the NIC builders.
@@ -190,6 +192,7 @@ func (tx *Tx) init() {
 	tx.Event = NewEventClient(tx.config)
 	tx.IPAllocation = NewIPAllocationClient(tx.config)
 	tx.IPRange = NewIPRangeClient(tx.config)
+	tx.Lease = NewLeaseClient(tx.config)
 	tx.Machine = NewMachineClient(tx.config)
 	tx.NIC = NewNICClient(tx.config)
 	tx.Network = NewNetworkClient(tx.config)

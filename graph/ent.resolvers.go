@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"fmt"
 
 	"entgo.io/contrib/entgql"
 	"github.com/prybar/prybar/ent"
@@ -50,6 +51,11 @@ func (r *queryResolver) IPAllocations(ctx context.Context, after *entgql.Cursor[
 // IPRanges is the resolver for the ipRanges field.
 func (r *queryResolver) IPRanges(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.IPRangeOrder, where *ent.IPRangeWhereInput) (*ent.IPRangeConnection, error) {
 	return r.client.IPRange.Query().Paginate(ctx, after, first, before, last, ent.WithIPRangeOrder(orderBy), ent.WithIPRangeFilter(where.Filter))
+}
+
+// Leases is the resolver for the leases field.
+func (r *queryResolver) Leases(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.LeaseOrder, where *ent.LeaseWhereInput) (*ent.LeaseConnection, error) {
+	panic(fmt.Errorf("not implemented: Leases - leases"))
 }
 
 // Machines is the resolver for the machines field.

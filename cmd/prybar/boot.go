@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/dhcp"
 	"github.com/prybar/prybar/provision/ipxe"
 	"github.com/prybar/prybar/provision/tftp"
 )
@@ -22,6 +24,8 @@ import (
 // bootFlags are serve's network-boot flags.
 type bootFlags struct {
 	listen, url, tftpListen, tftpRoot, assets string
+	dhcpMode, dhcpIface                       string
+	mainListen                                string // --listen, for the default boot URL
 }
 
 func (b *bootFlags) register(fs *flag.FlagSet) {
@@ -30,6 +34,25 @@ func (b *bootFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.tftpListen, "tftp-listen", "", `TFTP address, e.g. ":69" (default: TFTP off)`)
 	fs.StringVar(&b.tftpRoot, "tftp-root", tftp.DefaultRoot, "directory served over TFTP (the iPXE binaries)")
 	fs.StringVar(&b.assets, "boot-assets", "", "directory of kernels, initrds and images served at /boot/assets/")
+	fs.StringVar(&b.dhcpMode, "dhcp", "off", "DHCP server mode: off, authoritative, proxy or shadow (docs/dhcp.md)")
+	fs.StringVar(&b.dhcpIface, "dhcp-iface", "", "interface the DHCP server listens on")
+}
+
+// scriptURL is the URL DHCP hands iPXE clients: --boot-url, else the boot or main listener.
+func (b *bootFlags) scriptURL() (string, error) {
+	base := b.url
+	if base == "" {
+		addr := b.listen
+		if addr == "" {
+			addr = b.mainListen
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+			return "", fmt.Errorf("--dhcp needs --boot-url: machines cannot reach %q", addr)
+		}
+		base = "http://" + addr
+	}
+	return strings.TrimSuffix(base, "/") + "/boot/ipxe", nil
 }
 
 // startBoot stores the built-in bootenvs and starts the TFTP server and the extra boot listener
@@ -60,7 +83,8 @@ func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFla
 			return nil, nil, fmt.Errorf("--tftp-root: %w", err)
 		}
 		srv, err := tftp.Config{Listen: f.tftpListen, Root: root, Log: log, OnTransfer: func(t tftp.Transfer) {
-			ch := map[string]any{"file": t.File, "bytes": t.Bytes, "duration_ms": t.Duration.Milliseconds(), "client": t.Client.String()}
+			ch := map[string]any{"file": t.File, "bytes": t.Bytes, "duration_ms": t.Duration.Milliseconds(), "client": t.Client.String(),
+				"start": t.Start.UTC().Format(time.RFC3339Nano)}
 			if t.Err != nil {
 				ch["error"] = t.Err.Error()
 			}
@@ -70,6 +94,26 @@ func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFla
 			stop()
 			return nil, nil, err
 		}
+		stops = append(stops, func() { srv.Close() })
+	}
+	mode, err := dhcp.ParseMode(f.dhcpMode)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	if mode != dhcp.Off {
+		script, err := f.scriptURL()
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		srv, err := dhcp.Config{Mode: mode, Interface: f.dhcpIface, Store: st, Log: log,
+			Boot: dhcp.Boot{ScriptURL: script}}.Start(ctx)
+		if err != nil {
+			stop()
+			return nil, nil, fmt.Errorf("dhcp: %w", err)
+		}
+		log.Info("dhcp serving", "mode", mode, "iface", f.dhcpIface, "script", script)
 		stops = append(stops, func() { srv.Close() })
 	}
 	if f.listen != "" {

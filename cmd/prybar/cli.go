@@ -232,6 +232,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	} else if n > 0 {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
+	bootF.mainListen = *listen
 	boot, stopBoot, err := startBoot(ctx, st, log, bootF, st.SecretKey)
 	if err != nil {
 		return err

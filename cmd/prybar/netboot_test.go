@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,16 @@ func (lab *bootLab) waitHTTP(t *testing.T) {
 	t.Fatalf("prybar serve did not come up in the namespace:\n%s", log)
 }
 
+// startRA runs dnsmasq for IPv6 router advertisements only (no DHCP): iPXE waits ~16 s for IPv6
+// autoconfiguration unless one answers, and lifetime 0 offers no route.
+func (lab *bootLab) startRA(t *testing.T) {
+	t.Helper()
+	netlab.NeedCommands(t, "dnsmasq")
+	lab.ns.Start(t, filepath.Join(lab.dir, "ra.log"), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=br0", "--bind-interfaces", "--pid-file="+filepath.Join(lab.dir, "ra.pid"),
+		"--enable-ra", "--dhcp-range=::,constructor:br0,ra-only", "--ra-param=br0,10,0")
+}
+
 // startDnsmasq runs dnsmasq as the DHCP server of the namespace: the machine's reservation, a
 // pool for others, and for iPXE clients (user class "iPXE") the machine's Prybar script URL —
 // what Prybar's own DHCP server hands out, spelled out in dnsmasq's configuration.
@@ -111,6 +122,7 @@ func (lab *bootLab) startDnsmasq(t *testing.T) {
 	netlab.NeedCommands(t, "dnsmasq")
 	lab.ns.Start(t, filepath.Join(lab.dir, "dnsmasq.log"), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--port=0", "--interface=br0", "--bind-interfaces", "--log-dhcp", "--dhcp-leasefile="+filepath.Join(lab.dir, "leases"),
+		"--pid-file="+filepath.Join(lab.dir, "dnsmasq.pid"),
 		"--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,1h",
 		"--dhcp-host="+lab.mac+","+lab.ip+",set:known",
 		"--dhcp-userclass=set:ipxe,iPXE",
@@ -131,11 +143,22 @@ func (lab *bootLab) bootSteps(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	evs, err := st.Client.Event.Query().Where(event.MachineID(lab.machineID), event.KindHasPrefix("boot.")).
+	evs, err := st.Client.Event.Query().Where(event.MachineID(lab.machineID),
+		event.Or(event.KindHasPrefix("boot."), event.KindHasPrefix("lease."), event.KindHasPrefix("dhcp."))).
 		Order(ent.Asc(event.FieldSeq)).All(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each event is written when its transfer ends; the steps' order is that of their starts.
+	start := func(e *ent.Event) time.Time {
+		s, _ := e.Changes["start"].(string)
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return e.Time // a DHCP decision: recorded as it is made
+		}
+		return t
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return start(evs[i]).Before(start(evs[j])) })
 	var out []string
 	for _, e := range evs {
 		s := e.Kind + " " + fmt.Sprint(e.Changes["what"])
@@ -228,5 +251,84 @@ func TestTFTPAndAssetsFromClientNamespace(t *testing.T) {
 	}
 	if got != wantSteps {
 		t.Errorf("the machine's events =\n%s\nwant\n%s", got, wantSteps)
+	}
+}
+
+// needDHCP: the VM tests below use Prybar's own DHCP server (provision/dhcp, `serve --dhcp`).
+func needDHCP(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "-h")
+	cmd.Env = append(os.Environ(), "PRYBAR_TEST_MAIN=1")
+	out, _ := cmd.CombinedOutput()
+	// Not a missing peer but code not merged into this build yet (branch dhcp): skip, saying so,
+	// even under CI. Once provision/dhcp is in, the flag exists and these tests always run.
+	if !strings.Contains(string(out), "-dhcp") {
+		t.Skip("skipping: this build has no DHCP server (serve --dhcp); it comes with provision/dhcp")
+	}
+}
+
+// DHCP from Prybar itself (authoritative): the machine's reservation and, being iPXE, its script
+// URL; then script, kernel, initrd over HTTP. The event log holds the DHCP step before them.
+func TestPXEBootAuthoritative(t *testing.T) {
+	needDHCP(t)
+	lab := newBootLab(t, "--dhcp", "authoritative", "--dhcp-iface", "br0", "--boot-url", "http://10.77.0.1:8080")
+	lab.startRA(t)
+	vm := netlab.StartVM(t, lab.ns, lab.mac, netlab.BIOS)
+	vm.WaitMarker(t, 4*time.Minute)
+	steps := lab.bootSteps(t)
+	t.Logf("the machine's steps:\n%s", strings.Join(steps, "\n"))
+	firstDHCP, script := -1, -1
+	for i, s := range steps {
+		if firstDHCP < 0 && (strings.HasPrefix(s, "lease.") || strings.HasPrefix(s, "dhcp.")) {
+			firstDHCP = i
+		}
+		if script < 0 && strings.HasPrefix(s, "boot.http script") {
+			script = i
+		}
+	}
+	if firstDHCP < 0 || script < firstDHCP {
+		t.Errorf("the machine's events do not show DHCP before the script:\n%s", strings.Join(steps, "\n"))
+	}
+	if got := strings.Join(steps[max(script, 0):], "\n"); got != "boot.http script 200\nboot.http asset discovery/vmlinuz 200\nboot.http asset discovery/initrd 200" {
+		t.Errorf("after DHCP the steps are\n%s\nwant script, kernel, initrd", got)
+	}
+}
+
+// Proxy mode beside a real DHCP server: dnsmasq hands out the addresses (and no boot options),
+// Prybar in proxy mode only the boot information. The VM boots with dnsmasq's address, and Prybar
+// offers no address at all.
+func TestPXEBootProxyBesideDnsmasq(t *testing.T) {
+	needDHCP(t)
+	lab := newBootLab(t, "--dhcp", "proxy", "--dhcp-iface", "br0", "--boot-url", "http://10.77.0.1:8080")
+	netlab.NeedCommands(t, "dnsmasq")
+	lab.ns.Start(t, filepath.Join(lab.dir, "dnsmasq.log"), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+		"--port=0", "--interface=br0", "--bind-interfaces", "--log-dhcp", "--dhcp-leasefile="+filepath.Join(lab.dir, "leases"),
+		"--pid-file="+filepath.Join(lab.dir, "dnsmasq.pid"),
+		"--dhcp-range=10.77.0.100,10.77.0.150,255.255.255.0,1h",
+		"--enable-ra", "--dhcp-range=::,constructor:br0,ra-only", "--ra-param=br0,10,0")
+	vm := netlab.StartVM(t, lab.ns, lab.mac, netlab.BIOS)
+	vm.WaitMarker(t, 4*time.Minute)
+	leases, _ := os.ReadFile(filepath.Join(lab.dir, "leases"))
+	if !strings.Contains(string(leases), lab.mac+" 10.77.0.1") {
+		t.Errorf("dnsmasq's leases lack the VM (%s):\n%s", lab.mac, leases)
+	}
+	st, err := store.Open(context.Background(), lab.db, store.Options{SkipMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.Client.Event.Query().Where(event.KindHasPrefix("lease.")).Count(context.Background()); err != nil || n != 0 {
+		t.Errorf("Prybar in proxy mode recorded %d lease events (%v), want none", n, err)
+	}
+	got := lab.bootSteps(t)
+	var httpSteps []string
+	for _, s := range got {
+		if strings.HasPrefix(s, "boot.http") {
+			httpSteps = append(httpSteps, s)
+		}
+	}
+	want := "boot.http script 200\nboot.http asset discovery/vmlinuz 200\nboot.http asset discovery/initrd 200"
+	if strings.Join(httpSteps, "\n") != want {
+		t.Errorf("the machine's boot steps =\n%s\nwant\n%s", strings.Join(got, "\n"), want)
 	}
 }

@@ -67,6 +67,8 @@ const (
 	EdgeNodeRoles = "node_roles"
 	// EdgeOperations holds the string denoting the operations edge name in mutations.
 	EdgeOperations = "operations"
+	// EdgeLeases holds the string denoting the leases edge name in mutations.
+	EdgeLeases = "leases"
 	// Table holds the table name of the machine in the database.
 	Table = "machines"
 	// RackTable is the table that holds the rack relation/edge.
@@ -118,6 +120,13 @@ const (
 	OperationsInverseTable = "operations"
 	// OperationsColumn is the table column denoting the operations relation/edge.
 	OperationsColumn = "machine_id"
+	// LeasesTable is the table that holds the leases relation/edge.
+	LeasesTable = "leases"
+	// LeasesInverseTable is the table name for the Lease entity.
+	// It exists in this package in order to avoid circular dependency with the "lease" package.
+	LeasesInverseTable = "leases"
+	// LeasesColumn is the table column denoting the leases relation/edge.
+	LeasesColumn = "machine_id"
 )
 
 // Columns holds all SQL columns for machine fields.
@@ -387,6 +396,20 @@ func ByOperations(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newOperationsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByLeasesCount orders the results by leases count.
+func ByLeasesCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newLeasesStep(), opts...)
+	}
+}
+
+// ByLeases orders the results by leases terms.
+func ByLeases(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newLeasesStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newRackStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -434,6 +457,13 @@ func newOperationsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(OperationsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, OperationsTable, OperationsColumn),
+	)
+}
+func newLeasesStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(LeasesInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, LeasesTable, LeasesColumn),
 	)
 }
 

@@ -1141,6 +1141,29 @@ func HasOperationsWith(preds ...predicate.Operation) predicate.Machine {
 	})
 }
 
+// HasLeases applies the HasEdge predicate on the "leases" edge.
+func HasLeases() predicate.Machine {
+	return predicate.Machine(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, LeasesTable, LeasesColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasLeasesWith applies the HasEdge predicate on the "leases" edge with a given conditions (other predicates).
+func HasLeasesWith(preds ...predicate.Lease) predicate.Machine {
+	return predicate.Machine(func(s *sql.Selector) {
+		step := newLeasesStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Machine) predicate.Machine {
 	return predicate.Machine(sql.AndPredicates(predicates...))

@@ -30,12 +30,20 @@ const (
 	FieldDescription = "description"
 	// FieldSiteID holds the string denoting the site_id field in the database.
 	FieldSiteID = "site_id"
+	// FieldDNSServers holds the string denoting the dns_servers field in the database.
+	FieldDNSServers = "dns_servers"
+	// FieldDomain holds the string denoting the domain field in the database.
+	FieldDomain = "domain"
+	// FieldLeaseSeconds holds the string denoting the lease_seconds field in the database.
+	FieldLeaseSeconds = "lease_seconds"
 	// EdgeSite holds the string denoting the site edge name in mutations.
 	EdgeSite = "site"
 	// EdgeRanges holds the string denoting the ranges edge name in mutations.
 	EdgeRanges = "ranges"
 	// EdgeAllocations holds the string denoting the allocations edge name in mutations.
 	EdgeAllocations = "allocations"
+	// EdgeLeases holds the string denoting the leases edge name in mutations.
+	EdgeLeases = "leases"
 	// Table holds the table name of the network in the database.
 	Table = "networks"
 	// SiteTable is the table that holds the site relation/edge.
@@ -59,6 +67,13 @@ const (
 	AllocationsInverseTable = "ip_allocations"
 	// AllocationsColumn is the table column denoting the allocations relation/edge.
 	AllocationsColumn = "network_id"
+	// LeasesTable is the table that holds the leases relation/edge.
+	LeasesTable = "leases"
+	// LeasesInverseTable is the table name for the Lease entity.
+	// It exists in this package in order to avoid circular dependency with the "lease" package.
+	LeasesInverseTable = "leases"
+	// LeasesColumn is the table column denoting the leases relation/edge.
+	LeasesColumn = "network_id"
 )
 
 // Columns holds all SQL columns for network fields.
@@ -72,6 +87,9 @@ var Columns = []string{
 	FieldVlan,
 	FieldDescription,
 	FieldSiteID,
+	FieldDNSServers,
+	FieldDomain,
+	FieldLeaseSeconds,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -99,6 +117,8 @@ var (
 	RouterValidator func(string) error
 	// VlanValidator is a validator for the "vlan" field. It is called by the builders before save.
 	VlanValidator func(int) error
+	// LeaseSecondsValidator is a validator for the "lease_seconds" field. It is called by the builders before save.
+	LeaseSecondsValidator func(int) error
 )
 
 // OrderOption defines the ordering options for the Network queries.
@@ -149,6 +169,16 @@ func BySiteID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSiteID, opts...).ToFunc()
 }
 
+// ByDomain orders the results by the domain field.
+func ByDomain(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDomain, opts...).ToFunc()
+}
+
+// ByLeaseSeconds orders the results by the lease_seconds field.
+func ByLeaseSeconds(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLeaseSeconds, opts...).ToFunc()
+}
+
 // BySiteField orders the results by site field.
 func BySiteField(field string, opts ...sql.OrderTermOption) OrderOption {
 	return func(s *sql.Selector) {
@@ -183,6 +213,20 @@ func ByAllocations(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newAllocationsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByLeasesCount orders the results by leases count.
+func ByLeasesCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newLeasesStep(), opts...)
+	}
+}
+
+// ByLeases orders the results by leases terms.
+func ByLeases(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newLeasesStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newSiteStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -202,5 +246,12 @@ func newAllocationsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(AllocationsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, AllocationsTable, AllocationsColumn),
+	)
+}
+func newLeasesStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(LeasesInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, LeasesTable, LeasesColumn),
 	)
 }

@@ -95,6 +95,16 @@ func SiteID(v int) predicate.Network {
 	return predicate.Network(sql.FieldEQ(FieldSiteID, v))
 }
 
+// Domain applies equality check predicate on the "domain" field. It's identical to DomainEQ.
+func Domain(v string) predicate.Network {
+	return predicate.Network(sql.FieldEQ(FieldDomain, v))
+}
+
+// LeaseSeconds applies equality check predicate on the "lease_seconds" field. It's identical to LeaseSecondsEQ.
+func LeaseSeconds(v int) predicate.Network {
+	return predicate.Network(sql.FieldEQ(FieldLeaseSeconds, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Network {
 	return predicate.Network(sql.FieldEQ(FieldCreatedAt, v))
@@ -535,6 +545,141 @@ func SiteIDNotNil() predicate.Network {
 	return predicate.Network(sql.FieldNotNull(FieldSiteID))
 }
 
+// DNSServersIsNil applies the IsNil predicate on the "dns_servers" field.
+func DNSServersIsNil() predicate.Network {
+	return predicate.Network(sql.FieldIsNull(FieldDNSServers))
+}
+
+// DNSServersNotNil applies the NotNil predicate on the "dns_servers" field.
+func DNSServersNotNil() predicate.Network {
+	return predicate.Network(sql.FieldNotNull(FieldDNSServers))
+}
+
+// DomainEQ applies the EQ predicate on the "domain" field.
+func DomainEQ(v string) predicate.Network {
+	return predicate.Network(sql.FieldEQ(FieldDomain, v))
+}
+
+// DomainNEQ applies the NEQ predicate on the "domain" field.
+func DomainNEQ(v string) predicate.Network {
+	return predicate.Network(sql.FieldNEQ(FieldDomain, v))
+}
+
+// DomainIn applies the In predicate on the "domain" field.
+func DomainIn(vs ...string) predicate.Network {
+	return predicate.Network(sql.FieldIn(FieldDomain, vs...))
+}
+
+// DomainNotIn applies the NotIn predicate on the "domain" field.
+func DomainNotIn(vs ...string) predicate.Network {
+	return predicate.Network(sql.FieldNotIn(FieldDomain, vs...))
+}
+
+// DomainGT applies the GT predicate on the "domain" field.
+func DomainGT(v string) predicate.Network {
+	return predicate.Network(sql.FieldGT(FieldDomain, v))
+}
+
+// DomainGTE applies the GTE predicate on the "domain" field.
+func DomainGTE(v string) predicate.Network {
+	return predicate.Network(sql.FieldGTE(FieldDomain, v))
+}
+
+// DomainLT applies the LT predicate on the "domain" field.
+func DomainLT(v string) predicate.Network {
+	return predicate.Network(sql.FieldLT(FieldDomain, v))
+}
+
+// DomainLTE applies the LTE predicate on the "domain" field.
+func DomainLTE(v string) predicate.Network {
+	return predicate.Network(sql.FieldLTE(FieldDomain, v))
+}
+
+// DomainContains applies the Contains predicate on the "domain" field.
+func DomainContains(v string) predicate.Network {
+	return predicate.Network(sql.FieldContains(FieldDomain, v))
+}
+
+// DomainHasPrefix applies the HasPrefix predicate on the "domain" field.
+func DomainHasPrefix(v string) predicate.Network {
+	return predicate.Network(sql.FieldHasPrefix(FieldDomain, v))
+}
+
+// DomainHasSuffix applies the HasSuffix predicate on the "domain" field.
+func DomainHasSuffix(v string) predicate.Network {
+	return predicate.Network(sql.FieldHasSuffix(FieldDomain, v))
+}
+
+// DomainIsNil applies the IsNil predicate on the "domain" field.
+func DomainIsNil() predicate.Network {
+	return predicate.Network(sql.FieldIsNull(FieldDomain))
+}
+
+// DomainNotNil applies the NotNil predicate on the "domain" field.
+func DomainNotNil() predicate.Network {
+	return predicate.Network(sql.FieldNotNull(FieldDomain))
+}
+
+// DomainEqualFold applies the EqualFold predicate on the "domain" field.
+func DomainEqualFold(v string) predicate.Network {
+	return predicate.Network(sql.FieldEqualFold(FieldDomain, v))
+}
+
+// DomainContainsFold applies the ContainsFold predicate on the "domain" field.
+func DomainContainsFold(v string) predicate.Network {
+	return predicate.Network(sql.FieldContainsFold(FieldDomain, v))
+}
+
+// LeaseSecondsEQ applies the EQ predicate on the "lease_seconds" field.
+func LeaseSecondsEQ(v int) predicate.Network {
+	return predicate.Network(sql.FieldEQ(FieldLeaseSeconds, v))
+}
+
+// LeaseSecondsNEQ applies the NEQ predicate on the "lease_seconds" field.
+func LeaseSecondsNEQ(v int) predicate.Network {
+	return predicate.Network(sql.FieldNEQ(FieldLeaseSeconds, v))
+}
+
+// LeaseSecondsIn applies the In predicate on the "lease_seconds" field.
+func LeaseSecondsIn(vs ...int) predicate.Network {
+	return predicate.Network(sql.FieldIn(FieldLeaseSeconds, vs...))
+}
+
+// LeaseSecondsNotIn applies the NotIn predicate on the "lease_seconds" field.
+func LeaseSecondsNotIn(vs ...int) predicate.Network {
+	return predicate.Network(sql.FieldNotIn(FieldLeaseSeconds, vs...))
+}
+
+// LeaseSecondsGT applies the GT predicate on the "lease_seconds" field.
+func LeaseSecondsGT(v int) predicate.Network {
+	return predicate.Network(sql.FieldGT(FieldLeaseSeconds, v))
+}
+
+// LeaseSecondsGTE applies the GTE predicate on the "lease_seconds" field.
+func LeaseSecondsGTE(v int) predicate.Network {
+	return predicate.Network(sql.FieldGTE(FieldLeaseSeconds, v))
+}
+
+// LeaseSecondsLT applies the LT predicate on the "lease_seconds" field.
+func LeaseSecondsLT(v int) predicate.Network {
+	return predicate.Network(sql.FieldLT(FieldLeaseSeconds, v))
+}
+
+// LeaseSecondsLTE applies the LTE predicate on the "lease_seconds" field.
+func LeaseSecondsLTE(v int) predicate.Network {
+	return predicate.Network(sql.FieldLTE(FieldLeaseSeconds, v))
+}
+
+// LeaseSecondsIsNil applies the IsNil predicate on the "lease_seconds" field.
+func LeaseSecondsIsNil() predicate.Network {
+	return predicate.Network(sql.FieldIsNull(FieldLeaseSeconds))
+}
+
+// LeaseSecondsNotNil applies the NotNil predicate on the "lease_seconds" field.
+func LeaseSecondsNotNil() predicate.Network {
+	return predicate.Network(sql.FieldNotNull(FieldLeaseSeconds))
+}
+
 // HasSite applies the HasEdge predicate on the "site" edge.
 func HasSite() predicate.Network {
 	return predicate.Network(func(s *sql.Selector) {
@@ -596,6 +741,29 @@ func HasAllocations() predicate.Network {
 func HasAllocationsWith(preds ...predicate.IPAllocation) predicate.Network {
 	return predicate.Network(func(s *sql.Selector) {
 		step := newAllocationsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasLeases applies the HasEdge predicate on the "leases" edge.
+func HasLeases() predicate.Network {
+	return predicate.Network(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, LeasesTable, LeasesColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasLeasesWith applies the HasEdge predicate on the "leases" edge with a given conditions (other predicates).
+func HasLeasesWith(preds ...predicate.Lease) predicate.Network {
+	return predicate.Network(func(s *sql.Selector) {
+		step := newLeasesStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

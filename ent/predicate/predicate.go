@@ -33,6 +33,9 @@ type IPAllocation func(*sql.Selector)
 // IPRange is the predicate function for iprange builders.
 type IPRange func(*sql.Selector)
 
+// Lease is the predicate function for lease builders.
+type Lease func(*sql.Selector)
+
 // Machine is the predicate function for machine builders.
 type Machine func(*sql.Selector)
 

@@ -54,6 +54,7 @@ func (Machine) Edges() []ent.Edge {
 		edge.To("allocations", IPAllocation.Type).Annotations(entgql.RelayConnection()),
 		edge.To("node_roles", NodeRole.Type).Annotations(entgql.RelayConnection(), entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
 		edge.To("operations", Operation.Type).Annotations(entgql.RelayConnection(), entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
+		edge.To("leases", Lease.Type).Annotations(entgql.RelayConnection(), entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
 	}
 }
 

@@ -27,6 +27,10 @@ func (Network) Fields() []ent.Field {
 		field.Int("vlan").Optional().Range(0, 4094),
 		field.String("description").Optional(),
 		field.Int("site_id").Optional().Nillable(),
+		// DHCP options handed to clients on this network (provision/dhcp).
+		field.Strings("dns_servers").Optional().Comment("DHCP option 6"),
+		field.String("domain").Optional().Comment("DHCP option 15"),
+		field.Int("lease_seconds").Optional().NonNegative().Comment("DHCP lease time; 0 means the server default"),
 	}
 }
 
@@ -36,6 +40,7 @@ func (Network) Edges() []ent.Edge {
 		edge.From("site", Site.Type).Ref("networks").Field("site_id").Unique(),
 		edge.To("ranges", IPRange.Type).Annotations(entgql.RelayConnection()),
 		edge.To("allocations", IPAllocation.Type).Annotations(entgql.RelayConnection()),
+		edge.To("leases", Lease.Type).Annotations(entgql.RelayConnection(), entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
 	}
 }
 

@@ -2,27 +2,25 @@ package events
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
 )
 
-// ErrNoBuffer is returned by Emit outside Recorder.Tx.
-var ErrNoBuffer = errors.New("events: Emit outside events.Tx")
-
-// Emit records an event that is not a row change — a TFTP transfer, a boot script fetched, a DHCP
-// decision — in the transaction of ctx (which must come from Recorder.Tx); it is appended with
-// the row changes at commit, so it gets a seq like every other event and reaches subscribers.
-// objectType/objectID name what it is about ("machine", 42); when objectType is "machine" the
-// event is located (site, rack, machine) like a machine change. With objectID 0 it is about no
-// stored object (an unknown client) and carries no location.
-func Emit(ctx context.Context, kind, objectType string, objectID int, changes map[string]any) error {
+// Emit appends an event that is not a row change (a DHCP lease decision, a rogue server, a TFTP
+// transfer, a boot script fetched …) to the transaction running under ctx (an events.Tx), so it
+// commits with that transaction's writes and gets a seq like every other event.
+// objectType/objectID name what it is about. machineID, when not nil, places the event on that
+// machine and, like a change of the machine, on its rack and site; nil leaves it unlocated.
+func Emit(ctx context.Context, kind, objectType string, objectID int, machineID *int, changes map[string]any) error {
 	buf, _ := ctx.Value(bufferKey).(*buffer)
 	if buf == nil {
-		return ErrNoBuffer
+		return fmt.Errorf("%w: emit %s", ErrNoTx, kind)
 	}
-	p := &pending{kind: kind, objectType: objectType, objectID: objectID, changes: changes,
-		at: time.Now(), actor: Actor(ctx)}
-	if objectID == 0 {
+	p := &pending{kind: kind, objectType: objectType, objectID: objectID, changes: changes, at: time.Now(), actor: Actor(ctx)}
+	if machineID != nil {
+		// Located at flush, with the other events, as the machine is.
+		p.locType, p.locID = "machine", *machineID
+	} else {
 		p.located = true
 	}
 	buf.add(p)

@@ -35,7 +35,8 @@ func locateAll(ctx context.Context, tx *ent.Tx, evs []*pending) error {
 	byType := map[string][]int{}
 	for _, p := range evs {
 		if !p.located {
-			byType[p.objectType] = append(byType[p.objectType], p.objectID)
+			typ, id := p.locateBy()
+			byType[typ] = append(byType[typ], id)
 		}
 	}
 	found := map[string]map[int]location{}
@@ -48,10 +49,18 @@ func locateAll(ctx context.Context, tx *ent.Tx, evs []*pending) error {
 	}
 	for _, p := range evs {
 		if !p.located {
-			p.loc, p.located = found[p.objectType][p.objectID], true
+			typ, id := p.locateBy()
+			p.loc, p.located = found[typ][id], true
 		}
 	}
 	return nil
+}
+
+func (p *pending) locateBy() (string, int) {
+	if p.locType != "" {
+		return p.locType, p.locID
+	}
+	return p.objectType, p.objectID
 }
 
 type pair struct {

@@ -45,9 +45,13 @@ type pending struct {
 	objectID         int
 	loc              location
 	located          bool
-	changes          map[string]any
-	at               time.Time
-	actor            string
+	// locType/locID, when set, are what the event is located by (Emit's machine) instead of
+	// objectType/objectID.
+	locType string
+	locID   int
+	changes map[string]any
+	at      time.Time
+	actor   string
 }
 
 type buffer struct {

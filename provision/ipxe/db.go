@@ -124,7 +124,7 @@ func (db *DB) Done(ctx context.Context, id int, env string) (bool, error) {
 			return err
 		}
 		flipped = true
-		return events.Emit(ctx, "boot.done", "machine", id, map[string]any{"bootenv": env, "next": Local})
+		return events.Emit(ctx, "boot.done", "machine", id, &id, map[string]any{"bootenv": env, "next": Local})
 	})
 	return flipped, err
 }
@@ -132,12 +132,12 @@ func (db *DB) Done(ctx context.Context, id int, env string) (bool, error) {
 // Record implements Backend. A failure to record is logged, not returned: the machine must still
 // get its file.
 func (db *DB) Record(ctx context.Context, kind string, machineID int, changes map[string]any) {
-	typ := "machine"
+	typ, mid := "machine", &machineID
 	if machineID == 0 {
-		typ = "boot"
+		typ, mid = "boot", nil
 	}
 	err := db.Store.Tx(events.WithActor(context.WithoutCancel(ctx), "boot"), func(ctx context.Context, tx *ent.Tx) error {
-		return events.Emit(ctx, kind, typ, machineID, changes)
+		return events.Emit(ctx, kind, typ, machineID, mid, changes)
 	})
 	if err != nil && db.Log != nil {
 		db.Log.Error("record boot event", "kind", kind, "machine", machineID, "err", err)

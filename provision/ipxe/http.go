@@ -47,6 +47,8 @@ type Handler struct {
 	BaseURL string
 	Log     *slog.Logger
 	Now     func() time.Time
+
+	recent recentBoots
 }
 
 // OpenAssets opens dir as the asset root: paths resolve inside it and symbolic links leading out
@@ -174,7 +176,7 @@ func (h *Handler) script(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	n, _ := w.Write([]byte(script))
-	ch := map[string]any{"path": r.URL.Path, "what": "script", "status": status, "bytes": n,
+	ch := map[string]any{"path": r.URL.Path, "what": "script", "status": status, "bytes": n, "start": start.UTC().Format(time.RFC3339Nano),
 		"client": clientAddr(r).String(), "duration_ms": time.Since(start).Milliseconds()}
 	if mac != "" {
 		ch["mac"] = mac
@@ -185,7 +187,18 @@ func (h *Handler) script(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		ch["error"] = err.Error()
 	}
+	h.recent.put(clientAddr(r), machineID, h.now())
 	h.Backend.Record(r.Context(), "boot.http", machineID, ch)
+}
+
+// machineAt attributes a request from addr: the machine with that allocation, else the machine
+// that fetched a script from addr lately.
+func (h *Handler) machineAt(r *http.Request) int {
+	a := clientAddr(r)
+	if id := h.Backend.MachineByIP(r.Context(), a); id != 0 {
+		return id
+	}
+	return h.recent.get(a, h.now())
 }
 
 func (h *Handler) template(w http.ResponseWriter, r *http.Request, name string) {
@@ -245,7 +258,7 @@ func (h *Handler) asset(w http.ResponseWriter, r *http.Request, p string) {
 	start := time.Now()
 	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
 	err := h.serveAsset(cw, r, p)
-	ch := map[string]any{"path": r.URL.Path, "what": "asset", "asset": p, "status": cw.status, "bytes": cw.n,
+	ch := map[string]any{"path": r.URL.Path, "what": "asset", "asset": p, "status": cw.status, "bytes": cw.n, "start": start.UTC().Format(time.RFC3339Nano),
 		"client": clientAddr(r).String(), "duration_ms": time.Since(start).Milliseconds()}
 	if rg := r.Header.Get("Range"); rg != "" {
 		ch["range"] = rg
@@ -253,7 +266,7 @@ func (h *Handler) asset(w http.ResponseWriter, r *http.Request, p string) {
 	if err != nil {
 		ch["error"] = err.Error()
 	}
-	h.Backend.Record(context.WithoutCancel(r.Context()), "boot.http", h.Backend.MachineByIP(r.Context(), clientAddr(r)), ch)
+	h.Backend.Record(context.WithoutCancel(r.Context()), "boot.http", h.machineAt(r), ch)
 }
 
 func (h *Handler) serveAsset(w http.ResponseWriter, r *http.Request, p string) error {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -295,4 +297,66 @@ func TestAssetsWithCurl(t *testing.T) {
 	if err != nil || n != 6 {
 		t.Errorf("asset events of the machine = %d, %v; want 6", n, err)
 	}
+}
+
+// clientFrom returns an HTTP client whose connections come from local address ip (any 127/8
+// address is local on Linux), to play a machine at another address.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// A machine with no allocation for its address (a pool lease, or another DHCP server's address in
+// proxy mode): the asset fetches that follow its script from the same address are its events.
+func TestAssetsAttributedAfterScript(t *testing.T) {
+	b := newBootEnv(t)
+	var other int
+	if err := b.st.Tx(context.Background(), func(ctx context.Context, tx *ent.Tx) error {
+		m, err := tx.Machine.Create().SetName("web02.a01.ams1.example").Save(ctx)
+		if err != nil {
+			return err
+		}
+		other = m.ID
+		return tx.NIC.Create().SetMAC("52:54:00:00:00:02").SetMachineID(m.ID).Exec(ctx)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(c *http.Client, path string) {
+		resp, err := c.Get(b.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	fetch(clientFrom("127.0.0.3"), "/boot/assets/discovery/vmlinuz") // nobody's: no script from .3
+	fetch(clientFrom("127.0.0.2"), "/boot/ipxe?mac=52:54:00:00:00:02")
+	fetch(clientFrom("127.0.0.2"), "/boot/assets/discovery/vmlinuz")
+	var evs []*ent.Event
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		evs, _ = b.st.Client.Event.Query().Where(event.Kind("boot.http")).Order(ent.Asc(event.FieldSeq)).All(context.Background())
+		if len(evs) >= 3 {
+			break
+		}
+	}
+	// Each event is written when its request ends; the order of the steps is that of their starts.
+	sort.SliceStable(evs, func(i, j int) bool { return startOf(evs[i]).Before(startOf(evs[j])) })
+	var got []string
+	for _, e := range evs {
+		id := 0
+		if e.MachineID != nil {
+			id = *e.MachineID
+		}
+		got = append(got, fmt.Sprintf("%v %v %d", e.Changes["what"], e.Changes["client"], id))
+	}
+	want := []string{"asset 127.0.0.3 0", fmt.Sprintf("script 127.0.0.2 %d", other), fmt.Sprintf("asset 127.0.0.2 %d", other)}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+func startOf(e *ent.Event) time.Time {
+	s, _ := e.Changes["start"].(string)
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
 }

@@ -31,6 +31,7 @@ type Transfer struct {
 	Client   netip.Addr
 	File     string // the name the client asked for
 	Bytes    int64  // bytes sent
+	Start    time.Time
 	Duration time.Duration
 	Err      error // nil when the whole file was sent
 }
@@ -118,7 +119,7 @@ type handler struct{ cfg Config }
 
 func (h *handler) ServeTFTP(w tftp.ReadRequest) {
 	start := time.Now()
-	t := Transfer{File: w.Name()}
+	t := Transfer{File: w.Name(), Start: start}
 	if a, ok := netip.AddrFromSlice(w.Addr().IP); ok {
 		t.Client = a.Unmap()
 	}

@@ -1,0 +1,645 @@
+// Package dhcp is Prybar's DHCPv4 server. The Handler is pure: a request plus what the inventory
+// knows (an Inventory snapshot and the in-memory lease table) gives a reply or nothing, the lease
+// changes to persist and the events to record. It touches no socket and no database, so it is
+// table-tested without a network (CoreDHCP's shape). The Server owns the socket, keeps the lease
+// table in the database and writes it in group commits: an ACK leaves only after the batch that
+// holds its lease has committed.
+package dhcp
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+// Mode is how the server answers.
+type Mode string
+
+// The modes of `serve --dhcp`.
+const (
+	// Off runs no DHCP server.
+	Off Mode = "off"
+	// Authoritative hands out addresses and boot information.
+	Authoritative Mode = "authoritative"
+	// Proxy answers only PXE clients, with boot information and no address (another server
+	// addresses them).
+	Proxy Mode = "proxy"
+	// Shadow decides as Authoritative would but sends nothing: the decisions become events.
+	Shadow Mode = "shadow"
+)
+
+// ParseMode reads a --dhcp value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.ToLower(s)); m {
+	case Off, Authoritative, Proxy, Shadow:
+		return m, nil
+	}
+	return "", fmt.Errorf("dhcp mode %q: want off, authoritative, proxy or shadow", s)
+}
+
+// Network is what the handler needs of an inventory Network.
+type Network struct {
+	ID        int
+	Name      string
+	Prefix    netip.Prefix
+	Router    netip.Addr
+	DNS       []netip.Addr
+	Domain    string
+	LeaseTime time.Duration // 0: the handler's default
+	// Pools are the ranges (first, last inclusive) marked for discovery (IPRange purpose DHCP).
+	Pools [][2]netip.Addr
+}
+
+// Reservation is a known NIC's address (an IPAllocation of its machine on the network).
+type Reservation struct {
+	NetworkID int
+	Addr      netip.Addr
+	MachineID int
+}
+
+// Inventory is a snapshot of the inventory the handler decides from.
+type Inventory struct {
+	Networks []Network
+	// Reservations by MAC (lower-case, colon separated), one per network the machine has an address on.
+	Reservations map[string][]Reservation
+	// Machines maps a known NIC's MAC to its machine, reservation or not.
+	Machines map[string]int
+	// Allocated holds every allocated address per network: the pool never hands them out.
+	Allocated map[int]map[netip.Addr]bool
+}
+
+func (inv *Inventory) network(ip netip.Addr) *Network {
+	for i := range inv.Networks {
+		if inv.Networks[i].Prefix.Contains(ip) {
+			return &inv.Networks[i]
+		}
+	}
+	return nil
+}
+
+func (inv *Inventory) reservation(mac string, netID int) (Reservation, bool) {
+	for _, r := range inv.Reservations[mac] {
+		if r.NetworkID == netID {
+			return r, true
+		}
+	}
+	return Reservation{}, false
+}
+
+// State of a lease.
+type State string
+
+// Lease states, as stored (ent lease.State).
+const (
+	Offered  State = "OFFERED"
+	Bound    State = "BOUND"
+	Released State = "RELEASED"
+	Expired  State = "EXPIRED"
+	Declined State = "DECLINED"
+)
+
+// Lease is one address's DHCP state.
+type Lease struct {
+	NetworkID int
+	Addr      netip.Addr
+	MAC       string
+	State     State
+	Expires   time.Time
+	ClientID  string
+	Hostname  string
+	MachineID int // 0: unknown machine
+}
+
+// holds reports whether the lease keeps its address from other clients at now.
+func (l *Lease) holds(now time.Time) bool {
+	switch l.State {
+	case Offered, Bound, Declined:
+		return now.Before(l.Expires)
+	}
+	return false
+}
+
+type addrKey struct {
+	net  int
+	addr netip.Addr
+}
+
+type macKey struct {
+	net int
+	mac string
+}
+
+// Leases is the in-memory lease table. The Server loads it from the database at start and is its
+// only writer; every change the handler makes is returned in Result.Changed to be persisted.
+type Leases struct {
+	byAddr map[addrKey]*Lease
+	byMAC  map[macKey]*Lease
+	cursor map[addrKey]netip.Addr // per pool (keyed by its first address): where the last search stopped
+}
+
+// NewLeases builds a table from stored leases.
+func NewLeases(ls []Lease) *Leases {
+	t := &Leases{byAddr: map[addrKey]*Lease{}, byMAC: map[macKey]*Lease{}, cursor: map[addrKey]netip.Addr{}}
+	for i := range ls {
+		t.put(&ls[i])
+	}
+	return t
+}
+
+func (t *Leases) put(l *Lease) {
+	k := addrKey{l.NetworkID, l.Addr}
+	if old := t.byAddr[k]; old != nil && old.MAC != l.MAC {
+		if t.byMAC[macKey{old.NetworkID, old.MAC}] == old {
+			delete(t.byMAC, macKey{old.NetworkID, old.MAC})
+		}
+	}
+	t.byAddr[k] = l
+	if l.State != Declined { // a declined address is no longer its client's
+		t.byMAC[macKey{l.NetworkID, l.MAC}] = l
+	} else if t.byMAC[macKey{l.NetworkID, l.MAC}] == l {
+		delete(t.byMAC, macKey{l.NetworkID, l.MAC})
+	}
+}
+
+// All returns a copy of every lease.
+func (t *Leases) All() []Lease {
+	out := make([]Lease, 0, len(t.byAddr))
+	for _, l := range t.byAddr {
+		out = append(out, *l)
+	}
+	return out
+}
+
+// Get returns the lease of an address.
+func (t *Leases) Get(netID int, a netip.Addr) (Lease, bool) {
+	l := t.byAddr[addrKey{netID, a}]
+	if l == nil {
+		return Lease{}, false
+	}
+	return *l, true
+}
+
+// Event is something to record in the event log.
+type Event struct {
+	Kind      string // lease.offered, lease.bound, lease.released, lease.expired, lease.declined, dhcp.pool_exhausted, dhcp.rogue, dhcp.shadow
+	MAC       string
+	Addr      netip.Addr
+	NetworkID int
+	MachineID int
+	Data      map[string]any
+}
+
+// Boot is where PXE clients find their boot files.
+type Boot struct {
+	// Server is the TFTP server (siaddr, option 66); zero: the DHCP server's own address.
+	Server netip.Addr
+	// ScriptURL is the base of the per-machine iPXE script (e.g. "http://10.0.0.1:8081/boot/ipxe"):
+	// an iPXE client gets ScriptURL + "?mac=<mac>". Empty: iPXE clients get no boot file.
+	ScriptURL string
+	// Files overrides the boot file per client architecture (option 93).
+	Files map[iana.Arch]string
+}
+
+// DefaultBootFiles are the iPXE builds per architecture, as Debian's ipxe package names them (the
+// arm64 one is not in Debian's package: put an arm64 build of that name in the TFTP root).
+var DefaultBootFiles = map[iana.Arch]string{
+	iana.INTEL_X86PC:     "undionly.kpxe",
+	iana.EFI_IA32:        "ipxe.efi",
+	iana.EFI_BC:          "ipxe.efi",
+	iana.EFI_X86_64:      "ipxe.efi",
+	iana.EFI_ARM64:       "ipxe-arm64.efi",
+	iana.EFI_X86_64_HTTP: "ipxe.efi",
+	iana.EFI_ARM64_HTTP:  "ipxe-arm64.efi",
+	iana.EFI_X86_HTTP:    "ipxe.efi",
+}
+
+// Handler decides replies. Fields are read-only while Handle runs; Handle itself is not safe for
+// concurrent use (the Server calls it from one goroutine).
+type Handler struct {
+	Mode Mode
+	// ServerID is the server's address on the interface: option 54, and the network served to
+	// clients that are not relayed.
+	ServerID netip.Addr
+	Boot     Boot
+	Inv      *Inventory
+	Leases   *Leases
+	// LeaseTime is the default lease time (networks may override); OfferHold how long an offer
+	// keeps its address; Quarantine how long a declined address stays out of the pool.
+	LeaseTime, OfferHold, Quarantine time.Duration
+}
+
+// Result is the handler's decision for one request.
+type Result struct {
+	Reply *dhcpv4.DHCPv4 // nil: no answer
+	// Dest is where Reply goes: the relay (port 67), the client's ciaddr (68) or broadcast (68).
+	Dest *net.UDPAddr
+	// Changed are leases to persist before Reply may be sent (Commit true) or lazily (offers).
+	Changed []Lease
+	Commit  bool
+	Events  []Event
+}
+
+func (h *Handler) leaseTime(n *Network) time.Duration {
+	if n.LeaseTime > 0 {
+		return n.LeaseTime
+	}
+	if h.LeaseTime > 0 {
+		return h.LeaseTime
+	}
+	return time.Hour
+}
+
+func ip4(a netip.Addr) net.IP { return net.IP(a.AsSlice()) }
+
+func addrOf(ip net.IP) netip.Addr {
+	a, ok := netip.AddrFromSlice(ip.To4())
+	if !ok || a.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// Handle decides the answer to req at time now.
+func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
+	var r Result
+	if req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
+		return r
+	}
+	mac := req.ClientHWAddr.String()
+	giaddr := addrOf(req.GatewayIPAddr)
+	from := h.ServerID
+	if giaddr.IsValid() {
+		from = giaddr
+	}
+	var n *Network
+	if h.Inv != nil {
+		n = h.Inv.network(from)
+	}
+	mt := req.MessageType()
+	if h.Mode == Proxy {
+		return h.proxy(req, mt, mac)
+	}
+	if n == nil {
+		return r // not a network we serve
+	}
+	machine := 0
+	if h.Inv != nil {
+		machine = h.Inv.Machines[mac]
+	}
+	switch mt {
+	case dhcpv4.MessageTypeDiscover:
+		l, exhausted := h.pick(n, mac, now)
+		if l == nil {
+			if exhausted {
+				r.Events = append(r.Events, Event{Kind: "dhcp.pool_exhausted", MAC: mac, NetworkID: n.ID, MachineID: machine,
+					Data: map[string]any{"network": n.Name}})
+			}
+			return r
+		}
+		l.State, l.Expires, l.MachineID = Offered, now.Add(h.offerHold()), machine
+		l.ClientID, l.Hostname = clientID(req), req.HostName()
+		if old, ok := h.Leases.byAddr[addrKey{n.ID, l.Addr}]; ok && old.State == Bound && old.MAC == mac && old.Expires.After(now) {
+			// A bound client that rediscovers keeps its binding: the offer does not shorten it.
+			l.State, l.Expires = Bound, old.Expires
+		}
+		h.Leases.put(l)
+		r.Changed = append(r.Changed, *l)
+		r.Events = append(r.Events, h.leaseEvent("lease.offered", l))
+		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, n, l.Addr, mac)
+	case dhcpv4.MessageTypeRequest:
+		if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != h.ServerID {
+			// The client chose another server: our offer is void.
+			if l := h.Leases.byMAC[macKey{n.ID, mac}]; l != nil && l.State == Offered {
+				l.State, l.Expires = Released, now
+				r.Changed = append(r.Changed, *l)
+			}
+			return r
+		}
+		want := addrOf(req.RequestedIPAddress())
+		if !want.IsValid() {
+			want = addrOf(req.ClientIPAddr)
+		}
+		if !want.IsValid() || !n.Prefix.Contains(want) || !h.mayHave(n, mac, want, now) {
+			r.Reply = h.nak(req, mac)
+			return r
+		}
+		l := h.Leases.byAddr[addrKey{n.ID, want}]
+		if l == nil || l.MAC != mac {
+			l = &Lease{NetworkID: n.ID, Addr: want, MAC: mac}
+		} else {
+			c := *l
+			l = &c
+		}
+		l.State, l.Expires, l.MachineID = Bound, now.Add(h.leaseTime(n)), machine
+		l.ClientID, l.Hostname = clientID(req), req.HostName()
+		h.Leases.put(l)
+		r.Changed, r.Commit = append(r.Changed, *l), true
+		r.Events = append(r.Events, h.leaseEvent("lease.bound", l))
+		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, n, want, mac)
+	case dhcpv4.MessageTypeDecline:
+		a := addrOf(req.RequestedIPAddress())
+		l := h.Leases.byAddr[addrKey{n.ID, a}]
+		if l == nil || l.MAC != mac {
+			return r
+		}
+		c := *l
+		c.State, c.Expires = Declined, now.Add(h.quarantine())
+		h.Leases.put(&c)
+		r.Changed, r.Commit = append(r.Changed, c), true
+		r.Events = append(r.Events, h.leaseEvent("lease.declined", &c))
+	case dhcpv4.MessageTypeRelease:
+		a := addrOf(req.ClientIPAddr)
+		l := h.Leases.byAddr[addrKey{n.ID, a}]
+		if l == nil || l.MAC != mac || l.State != Bound {
+			return r
+		}
+		c := *l
+		c.State, c.Expires = Released, now
+		h.Leases.put(&c)
+		r.Changed, r.Commit = append(r.Changed, c), true
+		r.Events = append(r.Events, h.leaseEvent("lease.released", &c))
+	case dhcpv4.MessageTypeInform:
+		ci := addrOf(req.ClientIPAddr)
+		if !ci.IsValid() {
+			return r
+		}
+		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, n, netip.Addr{}, mac)
+		r.Reply.Options.Del(dhcpv4.OptionIPAddressLeaseTime) // RFC 2131: no lease time in an INFORM ACK
+	default:
+		return r
+	}
+	if r.Reply != nil {
+		r.Dest = dest(req, r.Reply)
+	}
+	return r
+}
+
+func (h *Handler) offerHold() time.Duration {
+	if h.OfferHold > 0 {
+		return h.OfferHold
+	}
+	return 30 * time.Second
+}
+
+func (h *Handler) quarantine() time.Duration {
+	if h.Quarantine > 0 {
+		return h.Quarantine
+	}
+	return 10 * time.Minute
+}
+
+func (h *Handler) leaseEvent(kind string, l *Lease) Event {
+	return Event{Kind: kind, MAC: l.MAC, Addr: l.Addr, NetworkID: l.NetworkID, MachineID: l.MachineID,
+		Data: map[string]any{"mac": l.MAC, "address": l.Addr.String(), "expires": l.Expires.UTC().Format(time.RFC3339)}}
+}
+
+// mayHave reports whether mac may be bound to a (REQUEST): its reservation, its own lease, or a
+// free pool address (a client rebooting after the server lost an unsaved offer).
+func (h *Handler) mayHave(n *Network, mac string, a netip.Addr, now time.Time) bool {
+	if res, ok := h.Inv.reservation(mac, n.ID); ok {
+		return res.Addr == a
+	}
+	if h.Inv.Allocated[n.ID][a] {
+		return false
+	}
+	if l := h.Leases.byAddr[addrKey{n.ID, a}]; l != nil {
+		if l.MAC == mac && l.State != Declined {
+			return true
+		}
+		if l.holds(now) {
+			return false
+		}
+	}
+	return inPools(n, a)
+}
+
+func inPools(n *Network, a netip.Addr) bool {
+	for _, p := range n.Pools {
+		if p[0].Compare(a) <= 0 && a.Compare(p[1]) <= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses the address to offer mac: its reservation, its current lease, or the next free pool
+// address. exhausted is true when the pool has none left.
+func (h *Handler) pick(n *Network, mac string, now time.Time) (l *Lease, exhausted bool) {
+	if res, ok := h.Inv.reservation(mac, n.ID); ok {
+		if cur := h.Leases.byAddr[addrKey{n.ID, res.Addr}]; cur != nil && cur.MAC != mac && cur.holds(now) {
+			return nil, false // a stale dynamic lease or a quarantine still holds it
+		}
+		return &Lease{NetworkID: n.ID, Addr: res.Addr, MAC: mac}, false
+	}
+	if cur := h.Leases.byMAC[macKey{n.ID, mac}]; cur != nil && cur.State != Declined && inPools(n, cur.Addr) &&
+		!h.Inv.Allocated[n.ID][cur.Addr] {
+		c := *cur
+		return &c, false
+	}
+	for _, p := range n.Pools {
+		k := addrKey{n.ID, p[0]}
+		start := p[0]
+		if c, ok := h.Leases.cursor[k]; ok && p[0].Compare(c) <= 0 && c.Compare(p[1]) <= 0 {
+			start = c
+		}
+		a := start
+		for {
+			if h.free(n, a, now) {
+				next := a.Next()
+				if next.Compare(p[1]) > 0 {
+					next = p[0]
+				}
+				h.Leases.cursor[k] = next
+				return &Lease{NetworkID: n.ID, Addr: a, MAC: mac}, false
+			}
+			a = a.Next()
+			if a.Compare(p[1]) > 0 || !a.IsValid() {
+				a = p[0]
+			}
+			if a == start {
+				break
+			}
+		}
+	}
+	return nil, true
+}
+
+func (h *Handler) free(n *Network, a netip.Addr, now time.Time) bool {
+	if a == n.Router || a == h.ServerID || a == n.Prefix.Addr() || h.Inv.Allocated[n.ID][a] {
+		return false
+	}
+	l := h.Leases.byAddr[addrKey{n.ID, a}]
+	return l == nil || !l.holds(now)
+}
+
+// Expire marks the leases past their time EXPIRED and returns them with their events.
+func (h *Handler) Expire(now time.Time) ([]Lease, []Event) {
+	var ls []Lease
+	var evs []Event
+	for _, l := range h.Leases.byAddr {
+		if (l.State == Bound || l.State == Offered || l.State == Declined) && !now.Before(l.Expires) {
+			c := *l
+			c.State = Expired
+			h.Leases.put(&c)
+			ls = append(ls, c)
+			if l.State == Bound {
+				evs = append(evs, h.leaseEvent("lease.expired", &c))
+			}
+		}
+	}
+	return ls, evs
+}
+
+func clientID(req *dhcpv4.DHCPv4) string {
+	if b := req.GetOneOption(dhcpv4.OptionClientIdentifier); len(b) > 0 {
+		return fmt.Sprintf("%x", b)
+	}
+	return ""
+}
+
+// isPXE reports whether the client asks for a boot file: a PXE ROM (vendor class PXEClient, or an
+// architecture option) or iPXE.
+func isPXE(req *dhcpv4.DHCPv4) bool {
+	return strings.HasPrefix(req.ClassIdentifier(), "PXEClient") || len(req.ClientArch()) > 0 || isIPXE(req)
+}
+
+func isIPXE(req *dhcpv4.DHCPv4) bool {
+	// iPXE sends option 77 as the plain string "iPXE" (not RFC 3004 length-prefixed).
+	return bytes.Equal(req.GetOneOption(dhcpv4.OptionUserClassInformation), []byte("iPXE"))
+}
+
+// bootFile is the file (or URL) this client should load next.
+func (h *Handler) bootFile(req *dhcpv4.DHCPv4, mac string) string {
+	if isIPXE(req) {
+		if h.Boot.ScriptURL == "" {
+			return ""
+		}
+		return h.Boot.ScriptURL + "?mac=" + mac
+	}
+	arch := iana.INTEL_X86PC
+	if as := req.ClientArch(); len(as) > 0 {
+		arch = as[0]
+	}
+	if f, ok := h.Boot.Files[arch]; ok {
+		return f
+	}
+	return DefaultBootFiles[arch]
+}
+
+func (h *Handler) addBoot(resp, req *dhcpv4.DHCPv4, mac string) {
+	if !isPXE(req) {
+		return
+	}
+	f := h.bootFile(req, mac)
+	if f == "" {
+		return
+	}
+	srv := h.Boot.Server
+	if !srv.IsValid() {
+		srv = h.ServerID
+	}
+	resp.ServerIPAddr = ip4(srv)
+	resp.BootFileName = f
+	resp.UpdateOption(dhcpv4.OptTFTPServerName(srv.String()))
+	resp.UpdateOption(dhcpv4.OptBootFileName(f))
+	if strings.HasPrefix(req.ClassIdentifier(), "PXEClient") {
+		resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+	}
+	// iPXE's encapsulated options (175): 176 "no-pxedhcp" = 1 stops it waiting ~3 s for ProxyDHCP.
+	resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{176, 1, 1}))
+}
+
+func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, yiaddr netip.Addr, mac string) *dhcpv4.DHCPv4 {
+	resp, err := dhcpv4.NewReplyFromRequest(req,
+		dhcpv4.WithMessageType(mt),
+		dhcpv4.WithServerIP(ip4(h.ServerID)),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(ip4(h.ServerID))),
+	)
+	if err != nil {
+		return nil
+	}
+	resp.ServerIPAddr = net.IPv4zero
+	if yiaddr.IsValid() {
+		resp.YourIPAddr = ip4(yiaddr)
+	}
+	if n != nil {
+		resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(n.Prefix.Bits(), 32)))
+		if n.Router.IsValid() {
+			resp.UpdateOption(dhcpv4.OptRouter(ip4(n.Router)))
+		}
+		if len(n.DNS) > 0 {
+			ips := make([]net.IP, len(n.DNS))
+			for i, d := range n.DNS {
+				ips[i] = ip4(d)
+			}
+			resp.UpdateOption(dhcpv4.OptDNS(ips...))
+		}
+		if n.Domain != "" {
+			resp.UpdateOption(dhcpv4.OptDomainName(n.Domain))
+		}
+		if yiaddr.IsValid() {
+			resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(h.leaseTime(n)))
+		}
+	}
+	if ri := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); ri != nil {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, ri))
+	}
+	h.addBoot(resp, req, mac)
+	return resp
+}
+
+func (h *Handler) nak(req *dhcpv4.DHCPv4, _ string) *dhcpv4.DHCPv4 {
+	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(ip4(h.ServerID))))
+	if err != nil {
+		return nil
+	}
+	resp.ClientIPAddr, resp.YourIPAddr = net.IPv4zero, net.IPv4zero
+	if ri := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); ri != nil {
+		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, ri))
+	}
+	resp.SetBroadcast()
+	return resp
+}
+
+// proxy answers PXE clients with boot information only (RFC 4578 proxyDHCP): no address.
+func (h *Handler) proxy(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, mac string) Result {
+	var r Result
+	if !isPXE(req) {
+		return r
+	}
+	switch mt {
+	case dhcpv4.MessageTypeDiscover:
+		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, nil, netip.Addr{}, mac)
+	case dhcpv4.MessageTypeRequest:
+		if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != h.ServerID {
+			return r
+		}
+		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, nil, netip.Addr{}, mac)
+	default:
+		return r
+	}
+	if r.Reply != nil {
+		// A proxy offer must say PXEClient or PXE ROMs ignore it.
+		r.Reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+		r.Dest = dest(req, r.Reply)
+	}
+	return r
+}
+
+// dest follows RFC 2131 4.1: the relay, else the client's address, else broadcast.
+func dest(req, resp *dhcpv4.DHCPv4) *net.UDPAddr {
+	if gi := addrOf(req.GatewayIPAddr); gi.IsValid() {
+		return &net.UDPAddr{IP: ip4(gi), Port: dhcpv4.ServerPort}
+	}
+	if ci := addrOf(req.ClientIPAddr); ci.IsValid() && resp.MessageType() != dhcpv4.MessageTypeNak {
+		return &net.UDPAddr{IP: ip4(ci), Port: dhcpv4.ClientPort}
+	}
+	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}

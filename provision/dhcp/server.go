@@ -1,0 +1,403 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+
+	"github.com/prybar/prybar/internal/events"
+	"github.com/prybar/prybar/internal/store"
+)
+
+// Config starts a Server.
+type Config struct {
+	Mode Mode
+	// Interface is where the server listens (SO_BINDTODEVICE); its first IPv4 address is the
+	// server identifier unless ServerIP is set.
+	Interface string
+	ServerIP  netip.Addr
+	Store     *store.Store
+	Boot      Boot
+	// Conn, when set, is used instead of opening port 67 on Interface (tests open it inside a
+	// network namespace). RogueConn likewise replaces the port-68 listener that sees other
+	// servers' offers; without either, rogue detection is off.
+	Conn, RogueConn net.PacketConn
+	// LeaseTime, OfferHold, Quarantine: see Handler. Zero picks 1 h, 30 s, 10 min.
+	LeaseTime, OfferHold, Quarantine time.Duration
+	// BatchMax bounds the packets handled per transaction (group commit); default 512.
+	BatchMax int
+	// Refresh is how often the inventory snapshot is reloaded; default 5 s.
+	Refresh time.Duration
+	Log     *slog.Logger
+}
+
+// Status is what `dhcp { … }` reports.
+type Status struct {
+	Mode      Mode
+	Interface string
+	Leases    int // addresses currently held (offered, bound or quarantined)
+	Received  uint64
+	Answered  uint64
+	Malformed uint64 // packets that did not parse: dropped, never answered
+	Failed    uint64 // batches whose commit failed (their ACKs were not sent)
+}
+
+// PoolUse is the use of one network's discovery pools.
+type PoolUse struct {
+	NetworkID  int
+	Network    string
+	Used, Free int
+}
+
+// Server is a running DHCP server.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	conn   net.PacketConn
+	mu     sync.Mutex // guards h (the worker holds it while handling a batch)
+	h      *Handler
+	in     chan packet
+	done   chan struct{}
+	cancel context.CancelFunc
+
+	received, answered, malformed, failed atomic.Uint64
+	rogueSeen                             map[netip.Addr]time.Time
+}
+
+type packet struct {
+	data  []byte
+	peer  net.Addr
+	rogue bool
+}
+
+// Start loads the leases and the inventory, opens the socket and serves until ctx ends or Close.
+func (c Config) Start(ctx context.Context) (*Server, error) {
+	if c.Mode == Off || c.Mode == "" {
+		return nil, errors.New("dhcp: mode is off")
+	}
+	if c.Store == nil {
+		return nil, errors.New("dhcp: no store")
+	}
+	if c.BatchMax <= 0 {
+		c.BatchMax = 512
+	}
+	if c.Refresh <= 0 {
+		c.Refresh = 5 * time.Second
+	}
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	sid := c.ServerIP
+	if !sid.IsValid() {
+		var err error
+		if sid, err = ifaceAddr(c.Interface); err != nil {
+			return nil, err
+		}
+	}
+	inv, err := LoadInventory(ctx, c.Store)
+	if err != nil {
+		return nil, err
+	}
+	leases, err := LoadLeases(ctx, c.Store)
+	if err != nil {
+		return nil, err
+	}
+	conn := c.Conn
+	if conn == nil {
+		uc, err := server4.NewIPv4UDPConn(c.Interface, &net.UDPAddr{Port: dhcpv4.ServerPort})
+		if err != nil {
+			return nil, fmt.Errorf("dhcp: listen on %s:67: %w", c.Interface, err)
+		}
+		conn = uc
+		if c.RogueConn == nil && c.Mode != Shadow {
+			if rc, err := server4.NewIPv4UDPConn(c.Interface, &net.UDPAddr{Port: dhcpv4.ClientPort}); err == nil {
+				c.RogueConn = rc
+			} else {
+				log.Warn("dhcp: rogue-server detection off (cannot listen on port 68)", "err", err)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Server{cfg: c, log: log, conn: conn, in: make(chan packet, 4096), done: make(chan struct{}), cancel: cancel,
+		rogueSeen: map[netip.Addr]time.Time{},
+		h: &Handler{Mode: c.Mode, ServerID: sid, Boot: c.Boot, Inv: inv, Leases: NewLeases(leases),
+			LeaseTime: c.LeaseTime, OfferHold: c.OfferHold, Quarantine: c.Quarantine}}
+	go s.read(conn, false)
+	if c.RogueConn != nil {
+		go s.read(c.RogueConn, true)
+	}
+	go s.refresh(ctx)
+	go s.work(ctx)
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+		if c.RogueConn != nil {
+			c.RogueConn.Close()
+		}
+	}()
+	log.Info("dhcp: serving", "mode", c.Mode, "interface", c.Interface, "server", sid, "networks", len(inv.Networks), "leases", len(leases))
+	return s, nil
+}
+
+func ifaceAddr(name string) (netip.Addr, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcp: interface %q: %w", name, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcp: interface %q: %w", name, err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if v, ok := netip.AddrFromSlice(ipn.IP.To4()); ok && ipn.IP.To4() != nil {
+				return v, nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("dhcp: interface %q has no IPv4 address", name)
+}
+
+// Close stops the server and waits for the batch in hand to finish.
+func (s *Server) Close() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+// Status reports counters and the number of held leases.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	now, held := time.Now(), 0
+	for _, l := range s.h.Leases.byAddr {
+		if l.holds(now) {
+			held++
+		}
+	}
+	s.mu.Unlock()
+	return Status{Mode: s.cfg.Mode, Interface: s.cfg.Interface, Leases: held, Received: s.received.Load(),
+		Answered: s.answered.Load(), Malformed: s.malformed.Load(), Failed: s.failed.Load()}
+}
+
+// PoolUse reports, per network with a discovery pool, how many pool addresses are held and free.
+func (s *Server) PoolUse() []PoolUse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	var out []PoolUse
+	for i := range s.h.Inv.Networks {
+		n := &s.h.Inv.Networks[i]
+		if len(n.Pools) == 0 {
+			continue
+		}
+		u := PoolUse{NetworkID: n.ID, Network: n.Name}
+		for _, p := range n.Pools {
+			for a := p[0]; a.IsValid() && a.Compare(p[1]) <= 0; a = a.Next() {
+				if s.h.free(n, a, now) {
+					u.Free++
+				} else {
+					u.Used++
+				}
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+func (s *Server) read(conn net.PacketConn, rogue bool) {
+	for {
+		buf := make([]byte, 1500)
+		n, peer, err := conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("dhcp: read", "err", err)
+			continue
+		}
+		select {
+		case s.in <- packet{data: buf[:n], peer: peer, rogue: rogue}:
+		default: // the worker is behind: drop, as a loaded server must; the client retries
+		}
+	}
+}
+
+func (s *Server) refresh(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			inv, err := LoadInventory(ctx, s.cfg.Store)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("dhcp: reload inventory", "err", err)
+				}
+				continue
+			}
+			s.mu.Lock()
+			s.h.Inv = inv
+			s.mu.Unlock()
+		}
+	}
+}
+
+type outgoing struct {
+	reply  *dhcpv4.DHCPv4
+	dest   *net.UDPAddr
+	commit bool
+}
+
+// work is the one goroutine that runs the handler. It takes every packet waiting (up to
+// BatchMax), handles them, writes all their lease changes and events in one transaction, and
+// only then sends the replies: an ACK never leaves before its lease is durable.
+func (s *Server) work(ctx context.Context) {
+	defer close(s.done)
+	expire := time.NewTicker(time.Second)
+	defer expire.Stop()
+	batch := make([]packet, 0, s.cfg.BatchMax)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case <-expire.C:
+			s.mu.Lock()
+			ls, evs := s.h.Expire(time.Now())
+			s.mu.Unlock()
+			if len(ls) > 0 {
+				if err := s.persist(ctx, ls, evs); err != nil && ctx.Err() == nil {
+					s.log.Warn("dhcp: persist expiry", "err", err)
+				}
+			}
+			continue
+		case p := <-s.in:
+			batch = append(batch, p)
+		}
+	drain:
+		for len(batch) < s.cfg.BatchMax {
+			select {
+			case p := <-s.in:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		s.handleBatch(ctx, batch)
+	}
+}
+
+func (s *Server) handleBatch(ctx context.Context, batch []packet) {
+	var (
+		changed []Lease
+		evs     []Event
+		out     []outgoing
+	)
+	now := time.Now()
+	s.mu.Lock()
+	for _, p := range batch {
+		s.received.Add(1)
+		req, err := dhcpv4.FromBytes(p.data)
+		if err != nil || req.OpCode == 0 {
+			s.malformed.Add(1)
+			continue
+		}
+		if p.rogue || req.OpCode == dhcpv4.OpcodeBootReply {
+			if ev, ok := s.rogue(req, now); ok {
+				evs = append(evs, ev)
+			}
+			continue
+		}
+		r := s.h.Handle(req, now)
+		changed = append(changed, r.Changed...)
+		evs = append(evs, r.Events...)
+		if r.Reply == nil {
+			continue
+		}
+		if s.cfg.Mode == Shadow {
+			evs = append(evs, Event{Kind: "dhcp.shadow", MAC: req.ClientHWAddr.String(), Addr: addrOf(r.Reply.YourIPAddr),
+				Data: map[string]any{"mac": req.ClientHWAddr.String(), "reply": r.Reply.MessageType().String(),
+					"address": r.Reply.YourIPAddr.String(), "bootfile": r.Reply.BootFileName, "to": r.Dest.String()}})
+			continue
+		}
+		out = append(out, outgoing{reply: r.Reply, dest: r.Dest, commit: r.Commit})
+	}
+	s.mu.Unlock()
+	committed := true
+	if len(changed) > 0 || len(evs) > 0 {
+		if err := s.persist(ctx, changed, evs); err != nil {
+			committed = false
+			s.failed.Add(1)
+			if ctx.Err() == nil {
+				s.log.Error("dhcp: lease batch not committed: its acknowledgements are withheld", "err", err, "packets", len(batch))
+			}
+		}
+	}
+	for _, o := range out {
+		if o.commit && !committed {
+			continue
+		}
+		if _, err := s.conn.WriteTo(o.reply.ToBytes(), o.dest); err != nil {
+			s.log.Debug("dhcp: send", "to", o.dest, "err", err)
+			continue
+		}
+		s.answered.Add(1)
+	}
+}
+
+// rogue turns an OFFER from another server into a dhcp.rogue event, once per server per hour.
+func (s *Server) rogue(req *dhcpv4.DHCPv4, now time.Time) (Event, bool) {
+	if req.MessageType() != dhcpv4.MessageTypeOffer {
+		return Event{}, false
+	}
+	sid := addrOf(req.ServerIdentifier())
+	if !sid.IsValid() {
+		sid = addrOf(req.ServerIPAddr)
+	}
+	if !sid.IsValid() || sid == s.h.ServerID {
+		return Event{}, false
+	}
+	if last, ok := s.rogueSeen[sid]; ok && now.Sub(last) < time.Hour {
+		return Event{}, false
+	}
+	s.rogueSeen[sid] = now
+	return Event{Kind: "dhcp.rogue", Addr: addrOf(req.YourIPAddr), Data: map[string]any{
+		"server": sid.String(), "offered": req.YourIPAddr.String(), "client": req.ClientHWAddr.String()}}, true
+}
+
+func (s *Server) persist(ctx context.Context, ls []Lease, evs []Event) error {
+	ctx = events.WithActor(ctx, "dhcp")
+	return s.cfg.Store.Events.Tx(ctx, func(ctx context.Context, tx *entTx) error {
+		if err := saveLeases(ctx, tx, s.cfg.Store.Dialect, ls); err != nil {
+			return err
+		}
+		for _, e := range evs {
+			var mid *int
+			if e.MachineID != 0 {
+				m := e.MachineID
+				mid = &m
+			}
+			obj, id := "dhcp", e.NetworkID
+			if mid != nil {
+				obj, id = "machine", *mid
+			}
+			if err := events.Emit(ctx, e.Kind, obj, id, mid, e.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
