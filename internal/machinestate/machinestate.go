@@ -74,6 +74,9 @@ func AfterTransition(ctx context.Context, tx *ent.Tx, before map[int]nodestate.S
 	ids := make([]int, 0, len(after))
 	var errorEdge []int
 	for id, to := range after {
+		if keepsState(before[id], to) {
+			continue
+		}
 		ids = append(ids, id)
 		if to == nodestate.Error || before[id] == nodestate.Error {
 			errorEdge = append(errorEdge, id)
@@ -91,6 +94,21 @@ func AfterTransition(ctx context.Context, tx *ent.Tx, before map[int]nodestate.S
 		return err
 	}
 	return Sync(ctx, tx, ms)
+}
+
+// keepsState reports a node-role change that cannot change its machine's derived state, so the
+// hot path (a run starting, a child unblocking) costs no queries. Both ends count as "work
+// pending" (BUSY) and neither is ERROR or BLOCKED, so the ERROR rows and the BUSY row of Derive
+// see the same answer before and after. (TODO → BLOCKED is not here: ParentFailed makes it, and
+// it can turn a machine ERROR.)
+func keepsState(from, to nodestate.State) bool {
+	switch {
+	case from == nodestate.Todo && to == nodestate.Transition, // Start
+		from == nodestate.Blocked && to == nodestate.Todo,    // ParentsActive: its parents are ACTIVE, so no ERROR ancestor held it
+		from == nodestate.Transition && to == nodestate.Todo: // Recover (idempotent)
+		return true
+	}
+	return false
 }
 
 // machinesOf returns the distinct machines of the node-roles ids.
