@@ -40,9 +40,6 @@ type Options struct {
 	Elector gocron.Elector
 	// Owner names this scheduler instance on the runs it claims (default host-pid-random).
 	Owner string
-	// DecryptPassword turns a stored BMC password into the cleartext executors need; nil passes
-	// the stored value through.
-	DecryptPassword func(stored string) (string, error)
 	// Log receives the runner's messages (default slog.Default()).
 	Log *slog.Logger
 }

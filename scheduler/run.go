@@ -23,6 +23,7 @@ import (
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
 	"github.com/prybar/prybar/internal/events"
+	oobbmc "github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/scheduler/executor"
 	"github.com/prybar/prybar/scheduler/nodestate"
 )
@@ -380,8 +381,12 @@ func snapshot(in executor.Input) map[string]any {
 	}
 }
 
-// inputFromRun rebuilds an executor input from a recorded run (for Verifier after a crash).
-func inputFromRun(r *ent.Run) executor.Input {
+// inputFromRun rebuilds an executor input from a recorded run (for Verifier after a crash). The
+// snapshot holds no secrets, so the machine — and with it the BMC and its opened password — is
+// read from the database as it is now: a verifier asking a BMC whether an interrupted power-on
+// happened needs the same endpoint the run had. A BMC password that cannot be opened is returned
+// as an error for that run only.
+func (a *Annealer) inputFromRun(ctx context.Context, r *ent.Run) (executor.Input, error) {
 	in := executor.Input{RunID: r.ID, NodeRoleID: r.NodeRoleID, Attempt: r.Attempt}
 	if s, ok := r.Input["role"].(string); ok {
 		in.Role = s
@@ -394,7 +399,27 @@ func inputFromRun(r *ent.Run) executor.Input {
 	}
 	in.Attrs, _ = r.Input["attrs"].(map[string]any)
 	in.Injected, _ = r.Input["injected"].(map[string]any)
-	return in
+	if in.Machine.ID == 0 {
+		nr, err := a.st.Client.NodeRole.Get(ctx, r.NodeRoleID)
+		if err != nil {
+			return in, err
+		}
+		in.Machine.ID = nr.MachineID
+	}
+	var machines map[int]executor.Machine
+	var bmcErrs map[int]error
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		var err error
+		machines, bmcErrs, err = a.machineInfo(ctx, tx, []int{in.Machine.ID})
+		return err
+	})
+	if err != nil {
+		return in, err
+	}
+	if m, ok := machines[in.Machine.ID]; ok {
+		in.Machine = m
+	}
+	return in, bmcErrs[in.Machine.ID]
 }
 
 // machineInfo copies what executors need of each machine.
@@ -421,17 +446,13 @@ func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (out 
 			return nil, nil, err
 		}
 		for _, b := range bmcs {
-			pw := b.Password
-			if a.opts.DecryptPassword != nil && pw != "" {
-				var derr error
-				if pw, derr = a.opts.DecryptPassword(pw); derr != nil {
-					bmcErrs[b.MachineID] = fmt.Errorf("BMC password of machine %d cannot be opened (is --secret-key-file the key it was sealed with?): %w", b.MachineID, derr)
-					pw = ""
-				}
+			ep, err := oobbmc.FromRecord(b, a.st.SecretKey)
+			if err != nil {
+				bmcErrs[b.MachineID] = err
+				ep.Password = ""
 			}
 			m := out[b.MachineID]
-			m.BMC = &executor.BMC{Protocol: string(b.Protocol), Address: b.Address, Port: b.Port, Scheme: b.Scheme,
-				Insecure: b.Insecure, Username: b.Username, Password: pw}
+			m.BMC = &ep
 			out[b.MachineID] = m
 		}
 	}

@@ -25,7 +25,6 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/prybar/prybar/internal/events"
-	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/scheduler"
@@ -47,9 +46,7 @@ func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
 // newAnnealer builds the annealer for st (PostgreSQL: with leader election) and loads the
 // built-in roles (and PRYBAR_ROLES) into the database. It does not start it.
 func newAnnealer(ctx context.Context, st *store.Store, log *slog.Logger) (*scheduler.Annealer, error) {
-	opts := scheduler.Options{Log: log, DecryptPassword: func(stored string) (string, error) {
-		return secret.OpenIfSealed(st.SecretKey, stored)
-	}}
+	opts := scheduler.Options{Log: log}
 	if v := os.Getenv("PRYBAR_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

@@ -30,7 +30,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/ipmi"
@@ -70,9 +69,6 @@ type Dialer func(ep bmc.Endpoint) (bmc.Controller, error)
 type Config struct {
 	// Store receives discovered inventory (machine fields, NICs, disks, alive). Nil skips writing.
 	Store *store.Store
-	// SecretKey opens BMC passwords that reach the executor still sealed (enc:v1:…). Defaults to
-	// Store.SecretKey. The annealer normally hands over decrypted passwords already.
-	SecretKey []byte
 	// RunTimeout is what Timeout reports (default 2m); the scheduler bounds each run with it.
 	RunTimeout time.Duration
 	// SettleTimeout bounds the wait for a power post-condition (default 60s).
@@ -129,9 +125,6 @@ func New(cfg Config) *Executor {
 	}
 	if cfg.CycleOffWindow <= 0 {
 		cfg.CycleOffWindow = 10 * time.Second
-	}
-	if cfg.SecretKey == nil && cfg.Store != nil {
-		cfg.SecretKey = cfg.Store.SecretKey
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -267,10 +260,9 @@ func endpointOf(in executor.Input) (bmc.Endpoint, error) {
 			port = 443
 		}
 	}
-	return bmc.Endpoint{
-		Protocol: proto, Address: b.Address, Port: port, Username: b.Username, Password: b.Password,
-		Insecure: b.Insecure, Scheme: b.Scheme,
-	}, nil
+	ep := *b
+	ep.Protocol, ep.Port = proto, port
+	return ep, nil
 }
 
 func (e *Executor) dial(ep bmc.Endpoint) (bmc.Controller, error) {
@@ -364,9 +356,6 @@ func (e *Executor) Run(ctx context.Context, in executor.Input) (res executor.Res
 	ep, err := endpointOf(in)
 	if err != nil {
 		return res, err
-	}
-	if ep.Password, err = secret.OpenIfSealed(e.cfg.SecretKey, ep.Password); err != nil {
-		return res, fmt.Errorf("oob: BMC password of machine %q: %w", in.Machine.Name, err)
 	}
 	unlock, err := e.lock(ctx, "bmc:"+ep.Key())
 	if err != nil {
@@ -588,9 +577,6 @@ func (e *Executor) Applied(ctx context.Context, in executor.Input) (bool, map[st
 		}
 		ep, err := endpointOf(in)
 		if err != nil {
-			return false, nil, err
-		}
-		if ep.Password, err = secret.OpenIfSealed(e.cfg.SecretKey, ep.Password); err != nil {
 			return false, nil, err
 		}
 		unlock, err := e.lock(ctx, "bmc:"+ep.Key())

@@ -20,6 +20,7 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	oobbmc "github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/scheduler/executor"
 )
 
@@ -164,11 +165,12 @@ func (r *Runner) input(ctx context.Context, id int, action string, params map[st
 		// A bare boot-device operation only sets the override; it does not reboot.
 		attrs["boot"] = false
 	}
+	ep, err := oobbmc.FromRecord(b, r.st.SecretKey)
+	if err != nil {
+		return executor.Input{}, err
+	}
 	return executor.Input{
 		NodeRoleID: 0, Attempt: 1, Role: "operation:" + op.Action, Attrs: attrs,
-		Machine: executor.Machine{ID: m.ID, Name: m.Name, BMC: &executor.BMC{
-			Protocol: string(b.Protocol), Address: b.Address, Port: b.Port, Scheme: b.Scheme,
-			Insecure: b.Insecure, Username: b.Username, Password: b.Password,
-		}},
+		Machine: executor.Machine{ID: m.ID, Name: m.Name, BMC: &ep},
 	}, nil
 }

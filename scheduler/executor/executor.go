@@ -10,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/prybar/prybar/provision/bmc"
 )
 
 // Input is everything a run may read: the node-role's layered attributes and what it asked for
@@ -31,16 +33,10 @@ type Machine struct {
 	BMC  *BMC // nil when the machine has none
 }
 
-// BMC describes how to reach the machine's management controller. Password is decrypted.
-type BMC struct {
-	Protocol string // "redfish" or "ipmi"
-	Address  string
-	Port     int
-	Scheme   string
-	Insecure bool
-	Username string
-	Password string
-}
+// BMC describes how to reach the machine's management controller, password already opened. It
+// is the protocol-neutral bmc.Endpoint itself (one type end to end: the database record is
+// converted once, by bmc.FromRecord, and the Redfish and IPMI clients take the same value).
+type BMC = bmc.Endpoint
 
 // Result is what a run produced. Output becomes the node-role's wall (visible to children).
 type Result struct {
