@@ -24,10 +24,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prybar/prybar/internal/store"
@@ -59,6 +62,31 @@ const (
 	OutputInventory = "inventory" // map: see InventoryOutput
 )
 
+// ErrUnreachable fails a run whose BMC stopped answering at the network level while the executor
+// waited for a power post-condition (Config.MaxUnreachable consecutive failures).
+var ErrUnreachable = errors.New("BMC unreachable")
+
+// unreachable reports whether err means the BMC could not be reached at all — as opposed to a BMC
+// that answered with an error. It looks at the network error types, so it holds for both
+// protocols without knowing their clients' error wrapping.
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &op), errors.As(err, &dns),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &ne) && ne.Timeout():
+		return true
+	}
+	return false
+}
+
 // ErrNoBMC fails a run on a machine without a BMC record.
 var ErrNoBMC = errors.New("oob: machine has no BMC")
 
@@ -75,6 +103,12 @@ type Config struct {
 	SettleTimeout time.Duration
 	// PollInterval is the power-state polling period (default 1s).
 	PollInterval time.Duration
+	// MaxUnreachable is how many consecutive power-state reads that fail to reach the BMC at all
+	// (connection refused or reset, dial or read timeout) end the wait for a power
+	// post-condition with ErrUnreachable, instead of polling a dead BMC until SettleTimeout
+	// (default 5). Errors the BMC answers with (5xx, unreadable state) do not count: a BMC
+	// mid-transition answers badly and then recovers.
+	MaxUnreachable int
 	// CycleOffWindow is how long, after a power cycle, the executor looks for the off phase
 	// before accepting "on" as the end state (default 10s). See waitCycle.
 	CycleOffWindow time.Duration
@@ -122,6 +156,9 @@ func New(cfg Config) *Executor {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.MaxUnreachable <= 0 {
+		cfg.MaxUnreachable = 5
 	}
 	if cfg.CycleOffWindow <= 0 {
 		cfg.CycleOffWindow = 10 * time.Second
@@ -453,6 +490,7 @@ func (e *Executor) poll(ctx context.Context, ctl bmc.Controller, want bmc.PowerS
 	deadline := time.Now().Add(d)
 	var last bmc.PowerState
 	var lastErr error
+	lost := 0 // consecutive reads that did not reach the BMC
 	for {
 		st, err := ctl.PowerState(ctx)
 		if err == nil && st == want {
@@ -461,6 +499,13 @@ func (e *Executor) poll(ctx context.Context, ctl bmc.Controller, want bmc.PowerS
 		last, lastErr = st, err
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("oob: waiting for power %s: %w", want, ctx.Err())
+		}
+		if unreachable(err) {
+			if lost++; lost >= e.cfg.MaxUnreachable {
+				return false, fmt.Errorf("oob: %w: %d consecutive power-state reads failed while waiting for power %s (last: %v)", ErrUnreachable, lost, want, err)
+			}
+		} else {
+			lost = 0
 		}
 		if !time.Now().Add(e.cfg.PollInterval).Before(deadline) {
 			if lastErr != nil {
