@@ -1,6 +1,8 @@
 package main
 
 import (
+	"entgo.io/ent/dialect"
+
 	"context"
 	"errors"
 	"flag"
@@ -128,12 +130,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ops := operation.New(st, bmcExec, log)
-	if n, err := ops.Recover(ctx); err != nil {
+	// On SQLite this is the only server, so every operation another process left unfinished is
+	// dead and settled now; on PostgreSQL replicas may be running theirs, so only old ones are.
+	if n, err := ops.Recover(ctx, st.Dialect != dialect.Postgres); err != nil {
 		return fmt.Errorf("recover operations: %w", err)
 	} else if n > 0 {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
-	defer ops.Wait()
+	// Deferred calls run last-first: operations are cancelled and recorded first (a dead BMC must
+	// not hold the shutdown), then the scheduler stops and releases leadership.
+	defer ops.Shutdown()
 	api := graph.Options{Annealer: annealer, Operations: ops}
 	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log, API: api}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
