@@ -71,7 +71,12 @@ type Annealer struct {
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
 	started   bool
-	stats     counters
+	// termCtx is the parent of the runs claimed in the current leadership term; losing the
+	// leadership cancels it (termCancel), so a deposed leader stops its runs at once.
+	termCtx    context.Context
+	termCancel context.CancelFunc
+	term       uint64
+	stats      counters
 }
 
 type counters struct {

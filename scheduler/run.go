@@ -91,6 +91,16 @@ func (a *Annealer) Start(ctx context.Context) error {
 	a.sched = s
 	a.cancel = func() {
 		cancel()
+		if r, ok := a.opts.Elector.(interface{ Resign() }); ok {
+			// Several servers: release leadership first and cancel the runs — a follower takes
+			// over at its next sweep and recovers them, instead of waiting for this one to drain
+			// (a run polling a slow BMC held the whole fleet's annealing for a minute). The
+			// runs' fence fails from now on, so none of them acts or records behind the
+			// follower's back.
+			r.Resign()
+			cancelRuns()
+			return
+		}
 		a.runsIdle(5 * time.Second)
 		cancelRuns()
 	}
@@ -168,6 +178,19 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 		last = time.Now()
 		ok, term := a.isLeader(ctx)
 		a.leading.Store(ok)
+		a.mu.Lock()
+		if a.termCancel != nil && (!ok || term != a.term) {
+			// Leadership lost (or lost and won again): the runs of the old term are another
+			// leader's business now. Cancel them; recovery decides their fate.
+			a.termCancel()
+			a.termCtx, a.termCancel = nil, nil
+		}
+		if ok && a.termCtx == nil {
+			a.term = term
+			a.termCtx, a.termCancel = context.WithCancel(executor.WithFence(runCtx, a.fence))
+		}
+		termCtx := a.termCtx
+		a.mu.Unlock()
 		if !ok {
 			continue
 		}
@@ -182,7 +205,7 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 			a.log.Warn("annealer: automatic retries", "err", err)
 		}
 		for ctx.Err() == nil {
-			n, err := a.claim(ctx, runCtx)
+			n, err := a.claim(ctx, termCtx)
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, errLostRace) {
 					a.log.Error("annealer: claim", "err", err)
@@ -195,6 +218,23 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 		}
 	}
 }
+
+// fence returns nil when this process may act for its runs: it still holds the leadership. With
+// an elector that can check its lock on the spot (leader.Elector.Check) the check is a round trip
+// to PostgreSQL, made right before each external effect and each completion; without an elector
+// (SQLite, one server) there is nothing to fence.
+func (a *Annealer) fence(ctx context.Context) error {
+	if a.opts.Elector == nil {
+		return nil
+	}
+	if c, ok := a.opts.Elector.(interface{ Check(context.Context) error }); ok {
+		return c.Check(ctx)
+	}
+	return nil
+}
+
+// errFenced: a batch of results was not recorded because this process lost its leadership.
+var errFenced = errors.New("scheduler: leadership lost; results left to the new leader's recovery")
 
 // retryDue re-queues node-roles whose automatic retry is due.
 func (a *Annealer) retryDue(ctx context.Context) error {
@@ -579,6 +619,10 @@ func (a *Annealer) record(ctx context.Context, batch []result) {
 		if err == nil {
 			return
 		}
+		if errors.Is(err, errFenced) {
+			a.log.Warn("annealer: not recording run results: leadership lost", "runs", len(batch))
+			return
+		}
 		if attempt >= 20 {
 			a.log.Error("annealer: giving up recording run results; recovery will handle them", "runs", len(batch), "err", err)
 			return
@@ -591,6 +635,11 @@ func (a *Annealer) record(ctx context.Context, batch []result) {
 // complete is the end of runs: TRANSITION → ACTIVE or ERROR, in one transaction for the batch.
 func (a *Annealer) complete(ctx context.Context, batch []result) error {
 	return a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		// Fence: a deposed leader records no completion (its runs belong to the new leader's
+		// recovery). Checked inside the transaction, before any write.
+		if err := a.fence(ctx); err != nil {
+			return fmt.Errorf("%w: %v", errFenced, err)
+		}
 		now := time.Now()
 		runIDs := make([]int, len(batch))
 		for i, r := range batch {

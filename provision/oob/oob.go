@@ -431,6 +431,9 @@ func (e *Executor) Run(ctx context.Context, in executor.Input) (res executor.Res
 	case ActionBootDevice:
 		err = e.bootDevice(ctx, ctl, req, out, logf)
 	case ActionResetBMC:
+		if err = executor.Fence(ctx); err != nil {
+			break
+		}
 		if err = ctl.ResetBMC(ctx); err == nil {
 			logf("BMC reset requested")
 			out["bmc_reset"] = true
@@ -465,6 +468,9 @@ func (e *Executor) powerTo(ctx context.Context, ctl bmc.Controller, act bmc.Powe
 		out["power"] = string(cur)
 		out["changed"] = false
 		return nil
+	}
+	if err := executor.Fence(ctx); err != nil {
+		return err
 	}
 	if err := ctl.Power(ctx, act); err != nil {
 		return fmt.Errorf("oob: power %s: %w", act, err)
@@ -534,6 +540,9 @@ func (e *Executor) cycle(ctx context.Context, ctl bmc.Controller, out map[string
 		logf("machine is off; powering on instead of cycling")
 		return e.powerTo(ctx, ctl, bmc.ActionOn, bmc.PowerOn, out, logf)
 	}
+	if err := executor.Fence(ctx); err != nil {
+		return err
+	}
 	if err := ctl.Power(ctx, bmc.ActionCycle); err != nil {
 		return fmt.Errorf("oob: power cycle: %w", err)
 	}
@@ -574,6 +583,9 @@ func (e *Executor) bootDevice(ctx context.Context, ctl bmc.Controller, req reque
 		return err
 	}
 	opts := bmc.BootOptions{Persistent: req.persistent, EFI: req.efi}
+	if err := executor.Fence(ctx); err != nil {
+		return err
+	}
 	if err := ctl.SetBootDevice(ctx, req.device, opts); err != nil {
 		if errors.Is(err, redfish.ErrOverrideIgnored) {
 			return fmt.Errorf("oob: the BMC accepted the boot override to %s but it did not take (read back unchanged): %w", req.device, err)
@@ -590,6 +602,9 @@ func (e *Executor) bootDevice(ctx context.Context, ctl bmc.Controller, req reque
 	}
 	if cur == bmc.PowerOff {
 		return e.powerTo(ctx, ctl, bmc.ActionOn, bmc.PowerOn, out, logf)
+	}
+	if err := executor.Fence(ctx); err != nil {
+		return err
 	}
 	if err := ctl.Power(ctx, bmc.ActionCycle); err != nil {
 		return fmt.Errorf("oob: power cycle to boot from %s: %w", req.device, err)

@@ -6,6 +6,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -68,6 +69,33 @@ type Verifier interface {
 	// Applied reports whether the effect of the interrupted run in already took place; out is the
 	// output to record when it did.
 	Applied(ctx context.Context, in Input) (applied bool, out map[string]any, err error)
+}
+
+type fenceKey struct{}
+
+// WithFence returns ctx carrying fence, which the annealer installs on every run's context.
+func WithFence(ctx context.Context, fence func(context.Context) error) context.Context {
+	return context.WithValue(ctx, fenceKey{}, fence)
+}
+
+// ErrFenced is wrapped by Fence's error: this process no longer leads and must not act.
+var ErrFenced = errors.New("fenced: this scheduler lost its leadership; another one owns the run now")
+
+// Fence must be called by an executor right before each external effect (a power action, a boot
+// override, a write to the world). It returns nil when the run may act, or an error wrapping
+// ErrFenced when the process that claimed the run has lost its leadership — the new leader has
+// taken the run over, and acting now would apply the effect twice. Outside the annealer (tests,
+// tracked operations) there is no fence and it returns ctx.Err().
+func Fence(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if f, ok := ctx.Value(fenceKey{}).(func(context.Context) error); ok && f != nil {
+		if err := f(ctx); err != nil {
+			return fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+	}
+	return nil
 }
 
 // Registry maps executor names to executors.
