@@ -614,6 +614,42 @@ func (a *Annealer) record(ctx context.Context, batch []result) {
 		a.release(jobs)
 		a.Wake()
 	}()
+	// Runs whose executor writes records (executor.Committer) are completed one per transaction:
+	// a record that cannot be written fails that run alone, not the whole batch.
+	var plain []result
+	for _, r := range batch {
+		if _, ok := r.job.exec.(executor.Committer); ok && r.err == nil {
+			a.recordOne(ctx, r)
+			continue
+		}
+		plain = append(plain, r)
+	}
+	if len(plain) == 0 {
+		return
+	}
+	a.recordBatch(ctx, plain)
+}
+
+// commitError is an executor's Commit failing: the run fails instead of succeeding.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return "recording the run's results: " + e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+func (a *Annealer) recordOne(ctx context.Context, r result) {
+	err := a.complete(ctx, []result{r})
+	var ce *commitError
+	if errors.As(err, &ce) {
+		r.err, r.res.Private = ce, nil
+		a.recordBatch(ctx, []result{r})
+		return
+	}
+	if err != nil {
+		a.recordBatch(ctx, []result{r}) // retries transient errors
+	}
+}
+
+func (a *Annealer) recordBatch(ctx context.Context, batch []result) {
 	for attempt := 1; ; attempt++ {
 		err := a.complete(ctx, batch)
 		if err == nil {
@@ -708,6 +744,14 @@ func (a *Annealer) complete(ctx context.Context, batch []result) error {
 					return err
 				} else if n != len(part) {
 					return errLostRace
+				}
+			}
+		}
+		// Records the executors found (inventory), in this transaction: with the success or not at all.
+		for _, r := range ok {
+			if c, isC := r.job.exec.(executor.Committer); isC {
+				if err := c.Commit(ctx, tx, r.job.in, r.res); err != nil {
+					return &commitError{err}
 				}
 			}
 		}

@@ -39,7 +39,7 @@ func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
 	return executor.NewRegistry(
 		executor.Noop{},
 		&executor.Test{EffectsFile: os.Getenv("PRYBAR_TEST_EFFECTS"), IsIdempotent: idem},
-		oob.New(oob.Config{Store: st, Log: log}),
+		oob.New(oob.Config{Log: log}),
 	)
 }
 

@@ -16,8 +16,9 @@
 //   - The controller is always closed (Redfish logout), also on error and on timeout: leaked
 //     sessions fill the BMC's session table and lock operators out.
 //
-// Inventory is written by the executor itself (in its own store transaction) when Config.Store is
-// set, so the discovery role is self-contained; see ApplyInventory for the mapping.
+// Inventory is returned, never written here: Run puts the typed inventory in Result.Private, and
+// the annealer calls Commit (executor.Committer) in the transaction that records the run's
+// success; see ApplyInventory for the mapping.
 package oob
 
 import (
@@ -33,7 +34,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/ipmi"
 	"github.com/prybar/prybar/provision/redfish"
@@ -95,8 +95,6 @@ type Dialer func(ep bmc.Endpoint) (bmc.Controller, error)
 
 // Config configures the executor. The zero value works (no store: inventory is only reported).
 type Config struct {
-	// Store receives discovered inventory (machine fields, NICs, disks, alive). Nil skips writing.
-	Store *store.Store
 	// RunTimeout is what Timeout reports (default 2m); the scheduler bounds each run with it.
 	RunTimeout time.Duration
 	// SettleTimeout bounds the wait for a power post-condition (default 60s).
@@ -142,8 +140,9 @@ type Executor struct {
 }
 
 var (
-	_ executor.Executor = (*Executor)(nil)
-	_ executor.Verifier = (*Executor)(nil)
+	_ executor.Executor  = (*Executor)(nil)
+	_ executor.Verifier  = (*Executor)(nil)
+	_ executor.Committer = (*Executor)(nil)
 )
 
 // New returns the executor.
@@ -419,7 +418,7 @@ func (e *Executor) Run(ctx context.Context, in executor.Input) (res executor.Res
 
 	switch req.action {
 	case ActionInventory:
-		err = e.inventory(ctx, ctl, in, out, res.Output, logf)
+		err = e.inventory(ctx, ctl, out, res.Output, &res.Private, logf)
 	case ActionPowerOn:
 		err = e.powerTo(ctx, ctl, bmc.ActionOn, bmc.PowerOn, out, logf)
 	case ActionPowerOff:
@@ -625,11 +624,8 @@ func (e *Executor) Applied(ctx context.Context, in executor.Input) (bool, map[st
 	}
 	switch req.action {
 	case ActionInventory:
-		res, err := e.Run(ctx, in)
-		if err != nil {
-			return false, nil, err
-		}
-		return true, res.Output, nil
+		// Reading is harmless: re-queue, and the re-run records the inventory with its success.
+		return false, nil, nil
 	case ActionPowerOn, ActionPowerOff, ActionPowerSoft:
 		want := bmc.PowerOff
 		if req.action == ActionPowerOn {

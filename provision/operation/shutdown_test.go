@@ -78,7 +78,7 @@ func TestShutdownCancelsAndRecordsOperations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec := oob.New(oob.Config{Store: st, PollInterval: 50 * time.Millisecond, SettleTimeout: time.Minute})
+	exec := oob.New(oob.Config{PollInterval: 50 * time.Millisecond, SettleTimeout: time.Minute})
 	r := ops.New(st, exec, apitest.Quiet())
 	op, err := r.Start(ctx, machineID, "power-off", nil)
 	if err != nil {

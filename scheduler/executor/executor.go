@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/provision/bmc"
 )
 
@@ -43,6 +44,17 @@ type BMC = bmc.Endpoint
 type Result struct {
 	Output map[string]any
 	Log    string
+	// Private is handed back to the executor's Commit (see Committer) and never recorded; the
+	// bmc executor carries the typed inventory it read in it.
+	Private any
+}
+
+// Committer is implemented by executors whose successful run produces records (the bmc
+// executor's hardware inventory: machine fields, NICs, disks). Executors never write the database
+// themselves: the annealer calls Commit inside the transaction that records the run's success, so
+// the run and what it found commit together or not at all. A Commit error fails the run.
+type Committer interface {
+	Commit(ctx context.Context, tx *ent.Tx, in Input, res Result) error
 }
 
 // Executor turns a node-role plus its input into effects and output.
