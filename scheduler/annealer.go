@@ -40,9 +40,6 @@ type Options struct {
 	Elector gocron.Elector
 	// Owner names this scheduler instance on the runs it claims (default host-pid-random).
 	Owner string
-	// DecryptPassword turns a stored BMC password into the cleartext executors need; nil passes
-	// the stored value through.
-	DecryptPassword func(stored string) (string, error)
 	// Log receives the runner's messages (default slog.Default()).
 	Log *slog.Logger
 }
@@ -74,7 +71,12 @@ type Annealer struct {
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
 	started   bool
-	stats     counters
+	// termCtx is the parent of the runs claimed in the current leadership term; losing the
+	// leadership cancels it (termCancel), so a deposed leader stops its runs at once.
+	termCtx    context.Context
+	termCancel context.CancelFunc
+	term       uint64
+	stats      counters
 }
 
 type counters struct {

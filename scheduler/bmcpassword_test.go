@@ -1,8 +1,8 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/ent/role"
+	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/scheduler/executor"
 )
 
@@ -23,20 +24,26 @@ func (fakeOOB) OutOfBand() bool { return true }
 // A BMC password that cannot be opened fails that machine's out-of-band run with a clear message;
 // every other machine, and in-band roles on the same machine, go on.
 func TestUnopenableBMCPasswordFailsOnlyItsMachine(t *testing.T) {
-	e := newEnv(t, "", Options{DecryptPassword: func(stored string) (string, error) {
-		if strings.HasPrefix(stored, "sealed-with-another-key") {
-			return "", errors.New("cannot decrypt")
-		}
-		return stored, nil
-	}})
+	e := newEnv(t, "", Options{})
+	// The store's key opens passwords (bmc.FromRecord, the one unsealing path); the hook that
+	// seals on write is not installed here, so the test can store a value sealed with another key.
+	e.st.SecretKey = bytes.Repeat([]byte{1}, 32)
+	other, err := secret.Seal(bytes.Repeat([]byte{2}, 32), "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := secret.Seal(e.st.SecretKey, "fine")
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.a.Registry().Register(fakeOOB{})
 	ctx := context.Background()
 	ms := e.machines(3, "pw")
-	err := e.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err = e.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		for i, m := range ms {
-			pw := "fine"
+			pw := good
 			if i == 0 {
-				pw = "sealed-with-another-key"
+				pw = other
 			}
 			if err := tx.BMC.Create().SetMachineID(m).SetProtocol(bmc.ProtocolIPMI).SetAddress("127.0.0.1").SetPassword(pw).Exec(ctx); err != nil {
 				return err

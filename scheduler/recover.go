@@ -94,7 +94,12 @@ func (a *Annealer) Recover(ctx context.Context) (RecoverResult, error) {
 				continue
 			}
 			vctx, cancel := context.WithTimeout(ctx, ex.Timeout())
-			applied, out, err := v.Applied(vctx, inputFromRun(r))
+			in, err := a.inputFromRun(vctx, r)
+			var applied bool
+			var out map[string]any
+			if err == nil {
+				applied, out, err = v.Applied(vctx, in)
+			}
 			cancel()
 			switch {
 			case err != nil:

@@ -23,6 +23,7 @@ import (
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
 	"github.com/prybar/prybar/internal/events"
+	oobbmc "github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/scheduler/executor"
 	"github.com/prybar/prybar/scheduler/nodestate"
 )
@@ -90,6 +91,16 @@ func (a *Annealer) Start(ctx context.Context) error {
 	a.sched = s
 	a.cancel = func() {
 		cancel()
+		if r, ok := a.opts.Elector.(interface{ Resign() }); ok {
+			// Several servers: release leadership first and cancel the runs — a follower takes
+			// over at its next sweep and recovers them, instead of waiting for this one to drain
+			// (a run polling a slow BMC held the whole fleet's annealing for a minute). The
+			// runs' fence fails from now on, so none of them acts or records behind the
+			// follower's back.
+			r.Resign()
+			cancelRuns()
+			return
+		}
 		a.runsIdle(5 * time.Second)
 		cancelRuns()
 	}
@@ -167,6 +178,19 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 		last = time.Now()
 		ok, term := a.isLeader(ctx)
 		a.leading.Store(ok)
+		a.mu.Lock()
+		if a.termCancel != nil && (!ok || term != a.term) {
+			// Leadership lost (or lost and won again): the runs of the old term are another
+			// leader's business now. Cancel them; recovery decides their fate.
+			a.termCancel()
+			a.termCtx, a.termCancel = nil, nil
+		}
+		if ok && a.termCtx == nil {
+			a.term = term
+			a.termCtx, a.termCancel = context.WithCancel(executor.WithFence(runCtx, a.fence))
+		}
+		termCtx := a.termCtx
+		a.mu.Unlock()
 		if !ok {
 			continue
 		}
@@ -181,7 +205,7 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 			a.log.Warn("annealer: automatic retries", "err", err)
 		}
 		for ctx.Err() == nil {
-			n, err := a.claim(ctx, runCtx)
+			n, err := a.claim(ctx, termCtx)
 			if err != nil {
 				if ctx.Err() == nil && !errors.Is(err, errLostRace) {
 					a.log.Error("annealer: claim", "err", err)
@@ -194,6 +218,23 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 		}
 	}
 }
+
+// fence returns nil when this process may act for its runs: it still holds the leadership. With
+// an elector that can check its lock on the spot (leader.Elector.Check) the check is a round trip
+// to PostgreSQL, made right before each external effect and each completion; without an elector
+// (SQLite, one server) there is nothing to fence.
+func (a *Annealer) fence(ctx context.Context) error {
+	if a.opts.Elector == nil {
+		return nil
+	}
+	if c, ok := a.opts.Elector.(interface{ Check(context.Context) error }); ok {
+		return c.Check(ctx)
+	}
+	return nil
+}
+
+// errFenced: a batch of results was not recorded because this process lost its leadership.
+var errFenced = errors.New("scheduler: leadership lost; results left to the new leader's recovery")
 
 // retryDue re-queues node-roles whose automatic retry is due.
 func (a *Annealer) retryDue(ctx context.Context) error {
@@ -380,8 +421,12 @@ func snapshot(in executor.Input) map[string]any {
 	}
 }
 
-// inputFromRun rebuilds an executor input from a recorded run (for Verifier after a crash).
-func inputFromRun(r *ent.Run) executor.Input {
+// inputFromRun rebuilds an executor input from a recorded run (for Verifier after a crash). The
+// snapshot holds no secrets, so the machine — and with it the BMC and its opened password — is
+// read from the database as it is now: a verifier asking a BMC whether an interrupted power-on
+// happened needs the same endpoint the run had. A BMC password that cannot be opened is returned
+// as an error for that run only.
+func (a *Annealer) inputFromRun(ctx context.Context, r *ent.Run) (executor.Input, error) {
 	in := executor.Input{RunID: r.ID, NodeRoleID: r.NodeRoleID, Attempt: r.Attempt}
 	if s, ok := r.Input["role"].(string); ok {
 		in.Role = s
@@ -394,7 +439,27 @@ func inputFromRun(r *ent.Run) executor.Input {
 	}
 	in.Attrs, _ = r.Input["attrs"].(map[string]any)
 	in.Injected, _ = r.Input["injected"].(map[string]any)
-	return in
+	if in.Machine.ID == 0 {
+		nr, err := a.st.Client.NodeRole.Get(ctx, r.NodeRoleID)
+		if err != nil {
+			return in, err
+		}
+		in.Machine.ID = nr.MachineID
+	}
+	var machines map[int]executor.Machine
+	var bmcErrs map[int]error
+	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		var err error
+		machines, bmcErrs, err = a.machineInfo(ctx, tx, []int{in.Machine.ID})
+		return err
+	})
+	if err != nil {
+		return in, err
+	}
+	if m, ok := machines[in.Machine.ID]; ok {
+		in.Machine = m
+	}
+	return in, bmcErrs[in.Machine.ID]
 }
 
 // machineInfo copies what executors need of each machine.
@@ -421,17 +486,13 @@ func (a *Annealer) machineInfo(ctx context.Context, tx *ent.Tx, ids []int) (out 
 			return nil, nil, err
 		}
 		for _, b := range bmcs {
-			pw := b.Password
-			if a.opts.DecryptPassword != nil && pw != "" {
-				var derr error
-				if pw, derr = a.opts.DecryptPassword(pw); derr != nil {
-					bmcErrs[b.MachineID] = fmt.Errorf("BMC password of machine %d cannot be opened (is --secret-key-file the key it was sealed with?): %w", b.MachineID, derr)
-					pw = ""
-				}
+			ep, err := oobbmc.FromRecord(b, a.st.SecretKey)
+			if err != nil {
+				bmcErrs[b.MachineID] = err
+				ep.Password = ""
 			}
 			m := out[b.MachineID]
-			m.BMC = &executor.BMC{Protocol: string(b.Protocol), Address: b.Address, Port: b.Port, Scheme: b.Scheme,
-				Insecure: b.Insecure, Username: b.Username, Password: pw, SystemID: b.SystemID}
+			m.BMC = &ep
 			out[b.MachineID] = m
 		}
 	}
@@ -553,9 +614,49 @@ func (a *Annealer) record(ctx context.Context, batch []result) {
 		a.release(jobs)
 		a.Wake()
 	}()
+	// Runs whose executor writes records (executor.Committer) are completed one per transaction:
+	// a record that cannot be written fails that run alone, not the whole batch.
+	var plain []result
+	for _, r := range batch {
+		if _, ok := r.job.exec.(executor.Committer); ok && r.err == nil {
+			a.recordOne(ctx, r)
+			continue
+		}
+		plain = append(plain, r)
+	}
+	if len(plain) == 0 {
+		return
+	}
+	a.recordBatch(ctx, plain)
+}
+
+// commitError is an executor's Commit failing: the run fails instead of succeeding.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return "recording the run's results: " + e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+func (a *Annealer) recordOne(ctx context.Context, r result) {
+	err := a.complete(ctx, []result{r})
+	var ce *commitError
+	if errors.As(err, &ce) {
+		r.err, r.res.Private = ce, nil
+		a.recordBatch(ctx, []result{r})
+		return
+	}
+	if err != nil {
+		a.recordBatch(ctx, []result{r}) // retries transient errors
+	}
+}
+
+func (a *Annealer) recordBatch(ctx context.Context, batch []result) {
 	for attempt := 1; ; attempt++ {
 		err := a.complete(ctx, batch)
 		if err == nil {
+			return
+		}
+		if errors.Is(err, errFenced) {
+			a.log.Warn("annealer: not recording run results: leadership lost", "runs", len(batch))
 			return
 		}
 		if attempt >= 20 {
@@ -570,6 +671,11 @@ func (a *Annealer) record(ctx context.Context, batch []result) {
 // complete is the end of runs: TRANSITION → ACTIVE or ERROR, in one transaction for the batch.
 func (a *Annealer) complete(ctx context.Context, batch []result) error {
 	return a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		// Fence: a deposed leader records no completion (its runs belong to the new leader's
+		// recovery). Checked inside the transaction, before any write.
+		if err := a.fence(ctx); err != nil {
+			return fmt.Errorf("%w: %v", errFenced, err)
+		}
 		now := time.Now()
 		runIDs := make([]int, len(batch))
 		for i, r := range batch {
@@ -638,6 +744,14 @@ func (a *Annealer) complete(ctx context.Context, batch []result) error {
 					return err
 				} else if n != len(part) {
 					return errLostRace
+				}
+			}
+		}
+		// Records the executors found (inventory), in this transaction: with the success or not at all.
+		for _, r := range ok {
+			if c, isC := r.job.exec.(executor.Committer); isC {
+				if err := c.Commit(ctx, tx, r.job.in, r.res); err != nil {
+					return &commitError{err}
 				}
 			}
 		}

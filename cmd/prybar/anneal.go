@@ -24,7 +24,6 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/prybar/prybar/internal/events"
-	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/provision/redfish"
@@ -41,7 +40,7 @@ func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
 	return executor.NewRegistry(
 		executor.Noop{},
 		&executor.Test{EffectsFile: os.Getenv("PRYBAR_TEST_EFFECTS"), IsIdempotent: idem},
-		oob.New(oob.Config{Store: st, Log: log,
+		oob.New(oob.Config{Log: log,
 			// Every Redfish session the executor opens is journalled, so a crash cannot leak it.
 			RedfishOptions: []redfish.Option{redfish.WithSessionJournal(sessionjournal.New(st, log))}}),
 	)
@@ -50,9 +49,7 @@ func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
 // newAnnealer builds the annealer for st (PostgreSQL: with leader election) and loads the
 // built-in roles (and PRYBAR_ROLES) into the database. It does not start it.
 func newAnnealer(ctx context.Context, st *store.Store, log *slog.Logger) (*scheduler.Annealer, error) {
-	opts := scheduler.Options{Log: log, DecryptPassword: func(stored string) (string, error) {
-		return secret.OpenIfSealed(st.SecretKey, stored)
-	}}
+	opts := scheduler.Options{Log: log}
 	if v := os.Getenv("PRYBAR_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"entgo.io/ent/dialect"
+
 	"context"
 	"errors"
 	"flag"
@@ -227,7 +229,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ops := operation.New(st, bmcExec, log)
-	if n, err := ops.Recover(ctx); err != nil {
+	// On SQLite this is the only server, so every operation another process left unfinished is
+	// dead and settled now; on PostgreSQL replicas may be running theirs, so only old ones are.
+	if n, err := ops.Recover(ctx, st.Dialect != dialect.Postgres); err != nil {
 		return fmt.Errorf("recover operations: %w", err)
 	} else if n > 0 {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
@@ -248,9 +252,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// tracked operations and the annealer's runs are waited for, each step logged with how long it
 	// took, so an operator sees what a slow shutdown waited on.
 	drainStart := time.Now()
-	log.Info("shutdown: HTTP drained; waiting for operations in flight", "http_error", errString(serveErr))
+	// Operations in flight are cancelled and recorded (ABANDONED with the reason), not waited
+	// out: one polling a dead BMC must not hold the shutdown, nor the leadership it keeps.
+	log.Info("shutdown: HTTP drained; cancelling operations in flight", "http_error", errString(serveErr))
 	step := time.Now()
-	ops.Wait()
+	ops.Shutdown()
 	log.Info("shutdown: operations drained", "took", time.Since(step).Round(time.Millisecond))
 	step = time.Now()
 	log.Info("shutdown: stopping the annealer (waits for its runs in flight)")

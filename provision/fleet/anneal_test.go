@@ -104,9 +104,8 @@ func annealSetup(t *testing.T, ctx context.Context, f *fleet.Fleet, cat *catalog
 	}
 	e := fastExec(st)
 	a := scheduler.New(st, executor.NewRegistry(executor.Noop{}, e), scheduler.Options{
-		Log:             slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Sweep:           100 * time.Millisecond,
-		DecryptPassword: func(s string) (string, error) { return secret.OpenIfSealed(key, s) },
+		Log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Sweep: 100 * time.Millisecond,
 	})
 	if _, err := a.LoadRoles(ctx, cat); err != nil {
 		t.Fatal(err)

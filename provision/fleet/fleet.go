@@ -72,7 +72,8 @@ func (b *BMC) Endpoint() bmc.Endpoint {
 
 // ExecutorBMC returns the BMC as an executor input carries it.
 func (b *BMC) ExecutorBMC() *executor.BMC {
-	return &executor.BMC{Protocol: b.Protocol, Address: b.Address, Port: b.Port, Scheme: b.Scheme, Username: b.Username, Password: b.Password}
+	ep := b.Endpoint()
+	return &ep
 }
 
 // Fleet is a running set of simulated BMCs.

@@ -13,6 +13,7 @@ import (
 	"github.com/prybar/prybar/internal/apitest"
 	"github.com/prybar/prybar/internal/secret"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/fleet"
 	"github.com/prybar/prybar/provision/ipmi"
 	"github.com/prybar/prybar/provision/oob"
@@ -42,7 +43,7 @@ func startFleet(t testing.TB, n int, share float64, delay time.Duration) *fleet.
 
 func fastExec(st *store.Store) *oob.Executor {
 	return oob.New(oob.Config{
-		Store: st, SettleTimeout: 20 * time.Second, PollInterval: 10 * time.Millisecond, CycleOffWindow: 2 * time.Second,
+		SettleTimeout: 20 * time.Second, PollInterval: 10 * time.Millisecond, CycleOffWindow: 2 * time.Second,
 		RedfishOptions: []redfish.Option{redfish.WithRetry(4, 10*time.Millisecond), redfish.WithTimeout(10 * time.Second)},
 		IPMIOptions:    []ipmi.Option{ipmi.WithCipherSuite(3), ipmi.WithTimeout(2 * time.Second)},
 	})
@@ -129,18 +130,24 @@ func TestRegisterAndDiscover(t *testing.T) {
 		if !secret.IsSealed(m.Edges.Bmc.Password) {
 			t.Fatalf("BMC password stored unsealed")
 		}
-		// The executor gets the record as stored (sealed password) and opens it itself.
-		in := executor.Input{Machine: executor.Machine{ID: m.ID, Name: m.Name, BMC: &executor.BMC{
-			Protocol: string(m.Edges.Bmc.Protocol), Address: m.Edges.Bmc.Address, Port: m.Edges.Bmc.Port,
-			Scheme: m.Edges.Bmc.Scheme, Username: m.Edges.Bmc.Username, Password: m.Edges.Bmc.Password,
-		}}}
+		// The record as stored (sealed password) goes through the one conversion the annealer uses.
+		ep, err := bmc.FromRecord(m.Edges.Bmc, st.SecretKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := executor.Input{Machine: executor.Machine{ID: m.ID, Name: m.Name, BMC: &ep}}
 		for _, a := range []string{"inventory", "power-on", "inventory"} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				in := in
 				in.Attrs = map[string]any{"action": a}
-				if res, err := e.Run(ctx, in); err != nil {
+				res, err := e.Run(ctx, in)
+				if err == nil {
+					// What the annealer does with the success: commit the inventory.
+					err = st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error { return e.Commit(ctx, tx, in, res) })
+				}
+				if err != nil {
 					errs <- err
 					t.Log(res.Log)
 				}

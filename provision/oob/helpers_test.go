@@ -58,13 +58,22 @@ func (f *rfBMC) systemPath(t testing.TB) string {
 
 func fastConfig(st *store.Store) oob.Config {
 	return oob.Config{
-		Store:          st,
 		SettleTimeout:  10 * time.Second,
 		PollInterval:   10 * time.Millisecond,
 		CycleOffWindow: 2 * time.Second,
 		RedfishOptions: []redfish.Option{redfish.WithRetry(6, 5*time.Millisecond), redfish.WithPowerPoll(10*time.Millisecond, 5*time.Second), redfish.WithTimeout(5 * time.Second)},
 		IPMIOptions:    []ipmi.Option{ipmi.WithCipherSuite(3), ipmi.WithTimeout(2 * time.Second)},
 	}
+}
+
+// runCommit runs in and, on success, commits what it found the way the annealer does: Commit in
+// a store transaction.
+func runCommit(ctx context.Context, e *oob.Executor, st *store.Store, in executor.Input) (executor.Result, error) {
+	res, err := e.Run(ctx, in)
+	if err != nil {
+		return res, err
+	}
+	return res, st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error { return e.Commit(ctx, tx, in, res) })
 }
 
 func openStore(t testing.TB) *store.Store {

@@ -23,7 +23,7 @@ type Inventorier interface {
 	Inventory(ctx context.Context) (*redfish.Inventory, error)
 }
 
-func (e *Executor) inventory(ctx context.Context, ctl bmc.Controller, in executor.Input, out, output map[string]any, logf func(string, ...any)) error {
+func (e *Executor) inventory(ctx context.Context, ctl bmc.Controller, out, output map[string]any, private *any, logf func(string, ...any)) error {
 	// The power state is part of discovery, and a BMC that cannot report it is not healthy enough
 	// to be called discovered.
 	cur, err := state(ctx, ctl)
@@ -44,16 +44,21 @@ func (e *Executor) inventory(ctx context.Context, ctl bmc.Controller, in executo
 	}
 	inv.PowerState = cur
 	output[OutputInventory] = InventoryOutput(inv)
-	if e.cfg.Store == nil {
+	*private = inv
+	return nil
+}
+
+// Commit implements executor.Committer: the annealer calls it inside the transaction that records
+// an inventory run's success, and it writes the inventory onto the machine (ApplyInventory).
+// Other actions have nothing to write.
+func (e *Executor) Commit(ctx context.Context, tx *ent.Tx, in executor.Input, res executor.Result) error {
+	inv, ok := res.Private.(*redfish.Inventory)
+	if !ok || inv == nil {
 		return nil
 	}
-	err = e.cfg.Store.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
-		return ApplyInventory(ctx, tx, in.Machine.ID, inv)
-	})
-	if err != nil {
+	if err := ApplyInventory(ctx, tx, in.Machine.ID, inv); err != nil {
 		return fmt.Errorf("oob: record inventory of machine %q: %w", in.Machine.Name, err)
 	}
-	logf("inventory recorded on machine %d", in.Machine.ID)
 	return nil
 }
 

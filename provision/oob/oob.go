@@ -16,22 +16,24 @@
 //   - The controller is always closed (Redfish logout), also on error and on timeout: leaked
 //     sessions fill the BMC's session table and lock operators out.
 //
-// Inventory is written by the executor itself (in its own store transaction) when Config.Store is
-// set, so the discovery role is self-contained; see ApplyInventory for the mapping.
+// Inventory is returned, never written here: Run puts the typed inventory in Result.Private, and
+// the annealer calls Commit (executor.Committer) in the transaction that records the run's
+// success; see ApplyInventory for the mapping.
 package oob
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/prybar/prybar/internal/secret"
-	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/provision/ipmi"
 	"github.com/prybar/prybar/provision/redfish"
@@ -60,6 +62,31 @@ const (
 	OutputInventory = "inventory" // map: see InventoryOutput
 )
 
+// ErrUnreachable fails a run whose BMC stopped answering at the network level while the executor
+// waited for a power post-condition (Config.MaxUnreachable consecutive failures).
+var ErrUnreachable = errors.New("BMC unreachable")
+
+// unreachable reports whether err means the BMC could not be reached at all — as opposed to a BMC
+// that answered with an error. It looks at the network error types, so it holds for both
+// protocols without knowing their clients' error wrapping.
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &op), errors.As(err, &dns),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EHOSTUNREACH),
+		errors.Is(err, syscall.ENETUNREACH), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &ne) && ne.Timeout():
+		return true
+	}
+	return false
+}
+
 // ErrNoBMC fails a run on a machine without a BMC record.
 var ErrNoBMC = errors.New("oob: machine has no BMC")
 
@@ -68,17 +95,18 @@ type Dialer func(ep bmc.Endpoint) (bmc.Controller, error)
 
 // Config configures the executor. The zero value works (no store: inventory is only reported).
 type Config struct {
-	// Store receives discovered inventory (machine fields, NICs, disks, alive). Nil skips writing.
-	Store *store.Store
-	// SecretKey opens BMC passwords that reach the executor still sealed (enc:v1:…). Defaults to
-	// Store.SecretKey. The annealer normally hands over decrypted passwords already.
-	SecretKey []byte
 	// RunTimeout is what Timeout reports (default 2m); the scheduler bounds each run with it.
 	RunTimeout time.Duration
 	// SettleTimeout bounds the wait for a power post-condition (default 60s).
 	SettleTimeout time.Duration
 	// PollInterval is the power-state polling period (default 1s).
 	PollInterval time.Duration
+	// MaxUnreachable is how many consecutive power-state reads that fail to reach the BMC at all
+	// (connection refused or reset, dial or read timeout) end the wait for a power
+	// post-condition with ErrUnreachable, instead of polling a dead BMC until SettleTimeout
+	// (default 5). Errors the BMC answers with (5xx, unreadable state) do not count: a BMC
+	// mid-transition answers badly and then recovers.
+	MaxUnreachable int
 	// CycleOffWindow is how long, after a power cycle, the executor looks for the off phase
 	// before accepting "on" as the end state (default 10s). See waitCycle.
 	CycleOffWindow time.Duration
@@ -112,8 +140,9 @@ type Executor struct {
 }
 
 var (
-	_ executor.Executor = (*Executor)(nil)
-	_ executor.Verifier = (*Executor)(nil)
+	_ executor.Executor  = (*Executor)(nil)
+	_ executor.Verifier  = (*Executor)(nil)
+	_ executor.Committer = (*Executor)(nil)
 )
 
 // New returns the executor.
@@ -127,11 +156,11 @@ func New(cfg Config) *Executor {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
+	if cfg.MaxUnreachable <= 0 {
+		cfg.MaxUnreachable = 5
+	}
 	if cfg.CycleOffWindow <= 0 {
 		cfg.CycleOffWindow = 10 * time.Second
-	}
-	if cfg.SecretKey == nil && cfg.Store != nil {
-		cfg.SecretKey = cfg.Store.SecretKey
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -267,10 +296,9 @@ func endpointOf(in executor.Input) (bmc.Endpoint, error) {
 			port = 443
 		}
 	}
-	return bmc.Endpoint{
-		Protocol: proto, Address: b.Address, Port: port, Username: b.Username, Password: b.Password,
-		Insecure: b.Insecure, Scheme: b.Scheme, SystemID: b.SystemID,
-	}, nil
+	ep := *b
+	ep.Protocol, ep.Port = proto, port
+	return ep, nil
 }
 
 func (e *Executor) dial(ep bmc.Endpoint) (bmc.Controller, error) {
@@ -378,9 +406,6 @@ func (e *Executor) Run(ctx context.Context, in executor.Input) (res executor.Res
 	if err != nil {
 		return res, err
 	}
-	if ep.Password, err = secret.OpenIfSealed(e.cfg.SecretKey, ep.Password); err != nil {
-		return res, fmt.Errorf("oob: BMC password of machine %q: %w", in.Machine.Name, err)
-	}
 	unlock, err := e.lock(ctx, "bmc:"+ep.Key())
 	if err != nil {
 		return res, err
@@ -406,7 +431,7 @@ func (e *Executor) Run(ctx context.Context, in executor.Input) (res executor.Res
 
 	switch req.action {
 	case ActionInventory:
-		err = e.inventory(ctx, ctl, in, out, res.Output, logf)
+		err = e.inventory(ctx, ctl, out, res.Output, &res.Private, logf)
 	case ActionPowerOn:
 		err = e.powerTo(ctx, ctl, bmc.ActionOn, bmc.PowerOn, out, logf)
 	case ActionPowerOff:
@@ -418,6 +443,9 @@ func (e *Executor) Run(ctx context.Context, in executor.Input) (res executor.Res
 	case ActionBootDevice:
 		err = e.bootDevice(ctx, ctl, req, out, logf)
 	case ActionResetBMC:
+		if err = executor.Fence(ctx); err != nil {
+			break
+		}
 		if err = ctl.ResetBMC(ctx); err == nil {
 			logf("BMC reset requested")
 			out["bmc_reset"] = true
@@ -453,6 +481,9 @@ func (e *Executor) powerTo(ctx context.Context, ctl bmc.Controller, act bmc.Powe
 		out["changed"] = false
 		return nil
 	}
+	if err := executor.Fence(ctx); err != nil {
+		return err
+	}
 	if err := ctl.Power(ctx, act); err != nil {
 		return fmt.Errorf("oob: power %s: %w", act, err)
 	}
@@ -477,6 +508,7 @@ func (e *Executor) poll(ctx context.Context, ctl bmc.Controller, want bmc.PowerS
 	deadline := time.Now().Add(d)
 	var last bmc.PowerState
 	var lastErr error
+	lost := 0 // consecutive reads that did not reach the BMC
 	for {
 		st, err := ctl.PowerState(ctx)
 		if err == nil && st == want {
@@ -485,6 +517,13 @@ func (e *Executor) poll(ctx context.Context, ctl bmc.Controller, want bmc.PowerS
 		last, lastErr = st, err
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("oob: waiting for power %s: %w", want, ctx.Err())
+		}
+		if unreachable(err) {
+			if lost++; lost >= e.cfg.MaxUnreachable {
+				return false, fmt.Errorf("oob: %w: %d consecutive power-state reads failed while waiting for power %s (last: %v)", ErrUnreachable, lost, want, err)
+			}
+		} else {
+			lost = 0
 		}
 		if !time.Now().Add(e.cfg.PollInterval).Before(deadline) {
 			if lastErr != nil {
@@ -512,6 +551,9 @@ func (e *Executor) cycle(ctx context.Context, ctl bmc.Controller, out map[string
 	if cur == bmc.PowerOff {
 		logf("machine is off; powering on instead of cycling")
 		return e.powerTo(ctx, ctl, bmc.ActionOn, bmc.PowerOn, out, logf)
+	}
+	if err := executor.Fence(ctx); err != nil {
+		return err
 	}
 	if err := ctl.Power(ctx, bmc.ActionCycle); err != nil {
 		return fmt.Errorf("oob: power cycle: %w", err)
@@ -553,6 +595,9 @@ func (e *Executor) bootDevice(ctx context.Context, ctl bmc.Controller, req reque
 		return err
 	}
 	opts := bmc.BootOptions{Persistent: req.persistent, EFI: req.efi, Mode: req.mode}
+	if err := executor.Fence(ctx); err != nil {
+		return err
+	}
 	if err := ctl.SetBootDevice(ctx, req.device, opts); err != nil {
 		if errors.Is(err, redfish.ErrOverrideIgnored) {
 			return fmt.Errorf("oob: the BMC accepted the boot override to %s but it did not take (read back unchanged): %w", req.device, err)
@@ -569,6 +614,9 @@ func (e *Executor) bootDevice(ctx context.Context, ctl bmc.Controller, req reque
 	}
 	if cur == bmc.PowerOff {
 		return e.powerTo(ctx, ctl, bmc.ActionOn, bmc.PowerOn, out, logf)
+	}
+	if err := executor.Fence(ctx); err != nil {
+		return err
 	}
 	if err := ctl.Power(ctx, bmc.ActionCycle); err != nil {
 		return fmt.Errorf("oob: power cycle to boot from %s: %w", req.device, err)
@@ -589,11 +637,8 @@ func (e *Executor) Applied(ctx context.Context, in executor.Input) (bool, map[st
 	}
 	switch req.action {
 	case ActionInventory:
-		res, err := e.Run(ctx, in)
-		if err != nil {
-			return false, nil, err
-		}
-		return true, res.Output, nil
+		// Reading is harmless: re-queue, and the re-run records the inventory with its success.
+		return false, nil, nil
 	case ActionPowerOn, ActionPowerOff, ActionPowerSoft:
 		want := bmc.PowerOff
 		if req.action == ActionPowerOn {
@@ -601,9 +646,6 @@ func (e *Executor) Applied(ctx context.Context, in executor.Input) (bool, map[st
 		}
 		ep, err := endpointOf(in)
 		if err != nil {
-			return false, nil, err
-		}
-		if ep.Password, err = secret.OpenIfSealed(e.cfg.SecretKey, ep.Password); err != nil {
 			return false, nil, err
 		}
 		unlock, err := e.lock(ctx, "bmc:"+ep.Key())

@@ -32,7 +32,7 @@ func TestInventoryLandsOnMachine(t *testing.T) {
 			id := newMachine(t, st, "node1.example.com")
 			e := oob.New(fastConfig(st))
 			ctx := ctxT(t)
-			res, err := e.Run(ctx, input(id, "node1.example.com", f.bmc, map[string]any{"action": "inventory"}))
+			res, err := runCommit(ctx, e, st, input(id, "node1.example.com", f.bmc, map[string]any{"action": "inventory"}))
 			if err != nil {
 				t.Fatalf("run: %v\nlog:\n%s", err, res.Log)
 			}
@@ -132,7 +132,7 @@ func TestInventoryLandsOnMachine(t *testing.T) {
 			}
 
 			// Running discovery again updates in place: no duplicate NICs or disks.
-			if _, err := e.Run(ctx, input(id, "node1.example.com", f.bmc, map[string]any{"action": "inventory"})); err != nil {
+			if _, err := runCommit(ctx, e, st, input(id, "node1.example.com", f.bmc, map[string]any{"action": "inventory"})); err != nil {
 				t.Fatal(err)
 			}
 			if n, _ := st.Client.NIC.Query().Count(ctx); n != len(wantMACs) {
@@ -153,10 +153,10 @@ func TestInventoryMACConflict(t *testing.T) {
 	b := newMachine(t, st, "b.example.com")
 	e := oob.New(fastConfig(st))
 	ctx := ctxT(t)
-	if _, err := e.Run(ctx, input(a, "a.example.com", f.bmc, map[string]any{"action": "inventory"})); err != nil {
+	if _, err := runCommit(ctx, e, st, input(a, "a.example.com", f.bmc, map[string]any{"action": "inventory"})); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.Run(ctx, input(b, "b.example.com", f.bmc, map[string]any{"action": "inventory"}))
+	_, err := runCommit(ctx, e, st, input(b, "b.example.com", f.bmc, map[string]any{"action": "inventory"}))
 	if err == nil || !strings.Contains(err.Error(), "recorded on machine") {
 		t.Fatalf("err = %v, want a MAC conflict", err)
 	}
@@ -306,7 +306,7 @@ func TestFlakyBMC(t *testing.T) {
 	e := oob.New(fastConfig(st))
 	ctx := ctxT(t)
 	for _, a := range []string{"inventory", "power-off", "power-on", "power-cycle", "boot-device"} {
-		if res, err := e.Run(ctx, input(id, "flaky.example.com", f.bmc, map[string]any{"action": a})); err != nil {
+		if res, err := runCommit(ctx, e, st, input(id, "flaky.example.com", f.bmc, map[string]any{"action": a})); err != nil {
 			t.Fatalf("%s: %v\n%s", a, err, res.Log)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	oobbmc "github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/scheduler/executor"
 )
 
@@ -39,6 +40,11 @@ type Runner struct {
 	log   *slog.Logger
 	owner string
 	wg    sync.WaitGroup
+
+	// base is the parent of every operation's context; Shutdown cancels it so operations in
+	// flight stop at once (a dead BMC must not hold a stopping server for the settle timeout).
+	base     context.Context
+	shutdown context.CancelFunc
 }
 
 // New returns a runner that performs operations with exec (the "bmc" executor).
@@ -47,22 +53,38 @@ func New(st *store.Store, exec executor.Executor, log *slog.Logger) *Runner {
 		log = slog.New(slog.DiscardHandler)
 	}
 	host, _ := os.Hostname()
-	return &Runner{st: st, exec: exec, log: log, owner: fmt.Sprintf("%s/%d", host, os.Getpid())}
+	base, cancel := context.WithCancel(context.Background())
+	return &Runner{st: st, exec: exec, log: log, owner: fmt.Sprintf("%s/%d", host, os.Getpid()), base: base, shutdown: cancel}
 }
 
-// Recover marks operations left PENDING or RUNNING by a dead server as ABANDONED: whether their
-// effect happened is unknown, so they are not re-run behind the operator's back. Operations owned
-// by this process are never touched; with several replicas only those older than the executor's
-// timeout are considered dead.
-func (r *Runner) Recover(ctx context.Context) (int, error) {
-	cutoff := time.Now().Add(-2 * r.exec.Timeout())
+// Shutdown cancels the operations in flight, waits until each has recorded its end (ABANDONED
+// with the reason "cancelled: the server shut down …"), and returns. The executor returns
+// promptly on cancellation, so this takes about one BMC request, not the settle timeout.
+func (r *Runner) Shutdown() {
+	r.shutdown()
+	r.wg.Wait()
+}
+
+// Recover settles operations left PENDING or RUNNING by a server that stopped: they become
+// ABANDONED, because whether their effect happened is unknown and they are not re-run behind the
+// operator's back. Operations owned by this process are never touched.
+//
+// sole says this process is the only server that could be running operations (SQLite: one
+// server per database; PostgreSQL: the caller holds the scheduler's leadership and replicas do not
+// run operations without it). Then every other owner's operation is dead and settled at once,
+// whatever its age — a quick restart no longer leaves them RUNNING for minutes. Without sole (a
+// replica that may share the database with live servers) only those older than twice the
+// executor's timeout are settled.
+func (r *Runner) Recover(ctx context.Context, sole bool) (int, error) {
 	var n int
 	err := r.st.Tx(events.WithActor(ctx, "operations"), func(ctx context.Context, tx *ent.Tx) error {
+		u := tx.Operation.Update().
+			Where(operation.StateIn(operation.StatePENDING, operation.StateRUNNING), operation.Or(operation.OwnerNEQ(r.owner), operation.OwnerIsNil()))
+		if !sole {
+			u.Where(operation.CreatedAtLT(time.Now().Add(-2 * r.exec.Timeout())))
+		}
 		var err error
-		n, err = tx.Operation.Update().
-			Where(operation.StateIn(operation.StatePENDING, operation.StateRUNNING), operation.OwnerNEQ(r.owner),
-				operation.CreatedAtLT(cutoff)).
-			SetState(operation.StateABANDONED).SetFinishedAt(time.Now()).
+		n, err = u.SetState(operation.StateABANDONED).SetFinishedAt(time.Now()).
 			SetMessage("abandoned: the server running it stopped; check the machine before retrying").
 			Save(ctx)
 		return err
@@ -103,8 +125,8 @@ func (r *Runner) Start(ctx context.Context, machineID int, action string, params
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		// The request that started it ends now; the operation must not.
-		r.run(events.WithActor(context.Background(), events.Actor(ctx)), op.ID, execAction, params)
+		// The request that started it ends now; the operation must not — only Shutdown ends it.
+		r.run(events.WithActor(r.base, events.Actor(ctx)), op.ID, execAction, params)
 	}()
 	return op, nil
 }
@@ -134,9 +156,14 @@ func (r *Runner) run(ctx context.Context, id int, action string, params map[stri
 	runCtx, cancel := context.WithTimeout(ctx, r.exec.Timeout())
 	res, err := r.exec.Run(runCtx, in)
 	cancel()
+	cancelled := ctx.Err() != nil
+	// Record with a context that survives Shutdown: the end must be written.
+	ctx = context.WithoutCancel(ctx)
 	r.update(ctx, id, func(u *ent.OperationUpdateOne) {
 		u.SetFinishedAt(time.Now()).SetLog(res.Log).SetResult(res.Output)
-		if err != nil {
+		if cancelled {
+			u.SetState(operation.StateABANDONED).SetMessage(fmt.Sprintf("cancelled: the server shut down while %s was in progress (%v); check the machine before retrying", action, err))
+		} else if err != nil {
 			u.SetState(operation.StateFAILED).SetMessage(err.Error())
 		} else {
 			u.SetState(operation.StateSUCCEEDED).SetMessage(action + " done")
@@ -164,11 +191,12 @@ func (r *Runner) input(ctx context.Context, id int, action string, params map[st
 		// A bare boot-device operation only sets the override; it does not reboot.
 		attrs["boot"] = false
 	}
+	ep, err := oobbmc.FromRecord(b, r.st.SecretKey)
+	if err != nil {
+		return executor.Input{}, err
+	}
 	return executor.Input{
 		NodeRoleID: 0, Attempt: 1, Role: "operation:" + op.Action, Attrs: attrs,
-		Machine: executor.Machine{ID: m.ID, Name: m.Name, BMC: &executor.BMC{
-			Protocol: string(b.Protocol), Address: b.Address, Port: b.Port, Scheme: b.Scheme,
-			Insecure: b.Insecure, Username: b.Username, Password: b.Password, SystemID: b.SystemID,
-		}},
+		Machine: executor.Machine{ID: m.ID, Name: m.Name, BMC: &ep},
 	}, nil
 }

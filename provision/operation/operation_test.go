@@ -49,7 +49,7 @@ func TestPowerActionAndBootDeviceAsTrackedOperations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec := oob.New(oob.Config{Store: st, PollInterval: 50 * time.Millisecond, SettleTimeout: 10 * time.Second, CycleOffWindow: time.Second})
+	exec := oob.New(oob.Config{PollInterval: 50 * time.Millisecond, SettleTimeout: 10 * time.Second, CycleOffWindow: time.Second})
 	runner := operation.New(st, exec, apitest.Quiet())
 	srv := apitest.ServeWith(t, st, graph.Options{Operations: runner})
 

@@ -6,10 +6,14 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/provision/bmc"
 )
 
 // Input is everything a run may read: the node-role's layered attributes and what it asked for
@@ -31,22 +35,26 @@ type Machine struct {
 	BMC  *BMC // nil when the machine has none
 }
 
-// BMC describes how to reach the machine's management controller. Password is decrypted.
-type BMC struct {
-	Protocol string // "redfish" or "ipmi"
-	Address  string
-	Port     int
-	Scheme   string
-	Insecure bool
-	Username string
-	Password string
-	SystemID string // redfish: the ComputerSystem Id when the BMC manages several
-}
+// BMC describes how to reach the machine's management controller, password already opened. It
+// is the protocol-neutral bmc.Endpoint itself (one type end to end: the database record is
+// converted once, by bmc.FromRecord, and the Redfish and IPMI clients take the same value).
+type BMC = bmc.Endpoint
 
 // Result is what a run produced. Output becomes the node-role's wall (visible to children).
 type Result struct {
 	Output map[string]any
 	Log    string
+	// Private is handed back to the executor's Commit (see Committer) and never recorded; the
+	// bmc executor carries the typed inventory it read in it.
+	Private any
+}
+
+// Committer is implemented by executors whose successful run produces records (the bmc
+// executor's hardware inventory: machine fields, NICs, disks). Executors never write the database
+// themselves: the annealer calls Commit inside the transaction that records the run's success, so
+// the run and what it found commit together or not at all. A Commit error fails the run.
+type Committer interface {
+	Commit(ctx context.Context, tx *ent.Tx, in Input, res Result) error
 }
 
 // Executor turns a node-role plus its input into effects and output.
@@ -73,6 +81,33 @@ type Verifier interface {
 	// Applied reports whether the effect of the interrupted run in already took place; out is the
 	// output to record when it did.
 	Applied(ctx context.Context, in Input) (applied bool, out map[string]any, err error)
+}
+
+type fenceKey struct{}
+
+// WithFence returns ctx carrying fence, which the annealer installs on every run's context.
+func WithFence(ctx context.Context, fence func(context.Context) error) context.Context {
+	return context.WithValue(ctx, fenceKey{}, fence)
+}
+
+// ErrFenced is wrapped by Fence's error: this process no longer leads and must not act.
+var ErrFenced = errors.New("fenced: this scheduler lost its leadership; another one owns the run now")
+
+// Fence must be called by an executor right before each external effect (a power action, a boot
+// override, a write to the world). It returns nil when the run may act, or an error wrapping
+// ErrFenced when the process that claimed the run has lost its leadership — the new leader has
+// taken the run over, and acting now would apply the effect twice. Outside the annealer (tests,
+// tracked operations) there is no fence and it returns ctx.Err().
+func Fence(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if f, ok := ctx.Value(fenceKey{}).(func(context.Context) error); ok && f != nil {
+		if err := f(ctx); err != nil {
+			return fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+	}
+	return nil
 }
 
 // Registry maps executor names to executors.

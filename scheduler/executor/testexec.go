@@ -91,6 +91,9 @@ func (t *Test) Run(ctx context.Context, in Input) (Result, error) {
 		if t.EffectsFile == "" {
 			return Result{Log: log.String()}, errors.New("test executor: effect set but no effects file configured")
 		}
+		if err := Fence(ctx); err != nil {
+			return Result{Log: log.String() + "fenced before the effect\n"}, err
+		}
 		line := fmt.Sprintf("%d %d %s\n", in.NodeRoleID, in.RunID, eff)
 		if err := t.appendLine(line); err != nil {
 			return Result{Log: log.String()}, err

@@ -93,7 +93,30 @@ func (e *Elector) Leading() bool {
 	return e.conn != nil
 }
 
-// Resign releases the lock by closing its connection (tests use it to simulate a dying leader).
+// Check is the fence: it returns nil only when this elector holds the lock at this moment, which it
+// confirms with a round trip on the lock's own connection. A process that stalled (SIGSTOP, a long
+// GC pause, a partition) and lost the connection meanwhile learns it here before it acts: the
+// annealer calls Check before every external effect and before recording completions, so a
+// deposed leader applies nothing and records nothing once a follower may have taken over.
+func (e *Elector) Check(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.conn == nil {
+		return ErrNotLeader
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := e.conn.Ping(pctx); err != nil {
+		e.conn.Close(context.Background())
+		e.conn = nil
+		return fmt.Errorf("%w: the lock connection is gone (%v)", ErrNotLeader, err)
+	}
+	return nil
+}
+
+// Resign releases the lock by closing its connection: a stopping server calls it first, so a
+// follower takes over at its next attempt instead of after the stopping one has drained (tests
+// also use it to simulate a dying leader).
 func (e *Elector) Resign() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
