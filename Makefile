@@ -6,7 +6,7 @@ LISTEN   ?= 127.0.0.1:8080
 PKGS     := ./...
 NPM      ?= npm
 
-.PHONY: all build frontend run test test-go lint vet fmt-check generate check-generate bench clean
+.PHONY: all build frontend run test test-go fuzz-short bench-dhcp lint vet fmt-check generate check-generate bench clean
 
 all: build
 
@@ -24,11 +24,20 @@ build: frontend
 run: build
 	./$(BIN) serve --db $(DB) --listen $(LISTEN) --fixtures demo
 
-test: fmt-check vet lint test-go
+test: fmt-check vet lint test-go fuzz-short
 	@if [ -f frontend/package.json ] && command -v $(NPM) >/dev/null; then cd frontend && $(NPM) test; fi
 
 test-go:
 	$(GO) test -count=1 -timeout 25m $(PKGS)
+
+# Each fuzz target runs for a bounded few seconds on top of its committed seed corpus (testdata/fuzz).
+FUZZTIME ?= 5s
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./provision/dhcp/
+
+# DHCP benchmark (not a test): perfdhcp as a relay against Prybar, Kea and dnsmasq; needs root.
+bench-dhcp:
+	./provision/dhcp/bench/run.sh
 
 vet:
 	$(GO) vet $(PKGS)

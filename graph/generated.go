@@ -118,6 +118,22 @@ type ComplexityRoot struct {
 		NodeRole func(childComplexity int) int
 	}
 
+	DHCPPoolUse struct {
+		Free    func(childComplexity int) int
+		Network func(childComplexity int) int
+		Used    func(childComplexity int) int
+	}
+
+	DHCPStatus struct {
+		Answered  func(childComplexity int) int
+		Interface func(childComplexity int) int
+		Leases    func(childComplexity int) int
+		Malformed func(childComplexity int) int
+		Mode      func(childComplexity int) int
+		PoolUse   func(childComplexity int) int
+		Received  func(childComplexity int) int
+	}
+
 	DeletePayload struct {
 		DeletedID func(childComplexity int) int
 		Errors    func(childComplexity int) int
@@ -531,6 +547,7 @@ type ComplexityRoot struct {
 		Attributes    func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.AttributeOrder, where *ent.AttributeWhereInput) int
 		Bmcs          func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.BMCOrder, where *ent.BMCWhereInput) int
 		Deployments   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DeploymentOrder, where *ent.DeploymentWhereInput) int
+		Dhcp          func(childComplexity int) int
 		Disks         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
 		Events        func(childComplexity int, after *int, first *int, filter *model.EventFilter) int
 		IPAllocations func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.IPAllocationOrder, where *ent.IPAllocationWhereInput) int
@@ -765,6 +782,7 @@ type QueryResolver interface {
 	Runs(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.RunOrder, where *ent.RunWhereInput) (*ent.RunConnection, error)
 	Sites(ctx context.Context, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.SiteOrder, where *ent.SiteWhereInput) (*ent.SiteConnection, error)
 	Annealer(ctx context.Context) (*model.AnnealerStatus, error)
+	Dhcp(ctx context.Context) (*model.DHCPStatus, error)
 	Machine(ctx context.Context, name string) (*ent.Machine, error)
 	Site(ctx context.Context, name string) (*ent.Site, error)
 	NicByMac(ctx context.Context, mac string) (*ent.NIC, error)
@@ -1028,6 +1046,68 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BindRolePayload.NodeRole(childComplexity), true
+
+	case "DHCPPoolUse.free":
+		if e.ComplexityRoot.DHCPPoolUse.Free == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPPoolUse.Free(childComplexity), true
+	case "DHCPPoolUse.network":
+		if e.ComplexityRoot.DHCPPoolUse.Network == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPPoolUse.Network(childComplexity), true
+	case "DHCPPoolUse.used":
+		if e.ComplexityRoot.DHCPPoolUse.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPPoolUse.Used(childComplexity), true
+
+	case "DHCPStatus.answered":
+		if e.ComplexityRoot.DHCPStatus.Answered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Answered(childComplexity), true
+	case "DHCPStatus.interface":
+		if e.ComplexityRoot.DHCPStatus.Interface == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Interface(childComplexity), true
+	case "DHCPStatus.leases":
+		if e.ComplexityRoot.DHCPStatus.Leases == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Leases(childComplexity), true
+	case "DHCPStatus.malformed":
+		if e.ComplexityRoot.DHCPStatus.Malformed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Malformed(childComplexity), true
+	case "DHCPStatus.mode":
+		if e.ComplexityRoot.DHCPStatus.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Mode(childComplexity), true
+	case "DHCPStatus.poolUse":
+		if e.ComplexityRoot.DHCPStatus.PoolUse == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.PoolUse(childComplexity), true
+	case "DHCPStatus.received":
+		if e.ComplexityRoot.DHCPStatus.Received == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Received(childComplexity), true
 
 	case "DeletePayload.deletedID":
 		if e.ComplexityRoot.DeletePayload.DeletedID == nil {
@@ -3001,6 +3081,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Deployments(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].(*ent.DeploymentOrder), args["where"].(*ent.DeploymentWhereInput)), true
+	case "Query.dhcp":
+		if e.ComplexityRoot.Query.Dhcp == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Dhcp(childComplexity), true
 	case "Query.disks":
 		if e.ComplexityRoot.Query.Disks == nil {
 			break
@@ -3937,7 +4023,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "annealer.graphqls" "ent.graphqls" "inventory.graphqls"
+//go:embed "annealer.graphqls" "dhcp.graphqls" "ent.graphqls" "inventory.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -3950,6 +4036,7 @@ func sourceData(filename string) string {
 
 var sources = []*ast.Source{
 	{Name: "annealer.graphqls", Input: sourceData("annealer.graphqls"), BuiltIn: false},
+	{Name: "dhcp.graphqls", Input: sourceData("dhcp.graphqls"), BuiltIn: false},
 	{Name: "ent.graphqls", Input: sourceData("ent.graphqls"), BuiltIn: false},
 	{Name: "inventory.graphqls", Input: sourceData("inventory.graphqls"), BuiltIn: false},
 }
@@ -4087,6 +4174,38 @@ func (ec *executionContext) childFields_BindRolePayload(ctx context.Context, fie
 		return ec.fieldContext_BindRolePayload_errors(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BindRolePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DHCPPoolUse(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "network":
+		return ec.fieldContext_DHCPPoolUse_network(ctx, field)
+	case "used":
+		return ec.fieldContext_DHCPPoolUse_used(ctx, field)
+	case "free":
+		return ec.fieldContext_DHCPPoolUse_free(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DHCPPoolUse", field.Name)
+}
+
+func (ec *executionContext) childFields_DHCPStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "mode":
+		return ec.fieldContext_DHCPStatus_mode(ctx, field)
+	case "interface":
+		return ec.fieldContext_DHCPStatus_interface(ctx, field)
+	case "leases":
+		return ec.fieldContext_DHCPStatus_leases(ctx, field)
+	case "received":
+		return ec.fieldContext_DHCPStatus_received(ctx, field)
+	case "answered":
+		return ec.fieldContext_DHCPStatus_answered(ctx, field)
+	case "malformed":
+		return ec.fieldContext_DHCPStatus_malformed(ctx, field)
+	case "poolUse":
+		return ec.fieldContext_DHCPStatus_poolUse(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DHCPStatus", field.Name)
 }
 
 func (ec *executionContext) childFields_DeletePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -8814,6 +8933,254 @@ func (ec *executionContext) fieldContext_BindRolePayload_errors(_ context.Contex
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_DomainError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DHCPPoolUse_network(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPPoolUse_network(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Network, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Network) graphql.Marshaler {
+			return ec.marshalNNetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPPoolUse_network(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DHCPPoolUse",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Network(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DHCPPoolUse_used(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPPoolUse_used(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Used, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPPoolUse_used(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPPoolUse", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPPoolUse_free(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPPoolUse_free(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Free, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPPoolUse_free(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPPoolUse", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_mode(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_mode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Mode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_mode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "String")
+}
+
+func (ec *executionContext) _DHCPStatus_interface(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_interface(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Interface, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_interface(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "String")
+}
+
+func (ec *executionContext) _DHCPStatus_leases(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_leases(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Leases, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_leases(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_received(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_received(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Received, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_received(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_answered(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_answered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Answered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_answered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_malformed(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_malformed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Malformed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_malformed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_poolUse(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_poolUse(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PoolUse, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DHCPPoolUse) graphql.Marshaler {
+			return ec.marshalNDHCPPoolUse2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUseᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_poolUse(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DHCPStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DHCPPoolUse(ctx, field)
 		},
 	}
 	return fc, nil
@@ -17576,6 +17943,38 @@ func (ec *executionContext) fieldContext_Query_annealer(_ context.Context, field
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_AnnealerStatus(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_dhcp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_dhcp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Dhcp(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DHCPStatus) graphql.Marshaler {
+			return ec.marshalNDHCPStatus2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_dhcp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DHCPStatus(ctx, field)
 		},
 	}
 	return fc, nil
@@ -37251,6 +37650,112 @@ func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.Select
 	return out
 }
 
+var dHCPPoolUseImplementors = []string{"DHCPPoolUse"}
+
+func (ec *executionContext) _DHCPPoolUse(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPPoolUse) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPPoolUseImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DHCPPoolUse")
+		case "network":
+			out.Values[i] = ec._DHCPPoolUse_network(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "used":
+			out.Values[i] = ec._DHCPPoolUse_used(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "free":
+			out.Values[i] = ec._DHCPPoolUse_free(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dHCPStatusImplementors = []string{"DHCPStatus"}
+
+func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DHCPStatus")
+		case "mode":
+			out.Values[i] = ec._DHCPStatus_mode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "interface":
+			out.Values[i] = ec._DHCPStatus_interface(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "leases":
+			out.Values[i] = ec._DHCPStatus_leases(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "received":
+			out.Values[i] = ec._DHCPStatus_received(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "answered":
+			out.Values[i] = ec._DHCPStatus_answered(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "malformed":
+			out.Values[i] = ec._DHCPStatus_malformed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "poolUse":
+			out.Values[i] = ec._DHCPStatus_poolUse(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deletePayloadImplementors = []string{"DeletePayload"}
 
 func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeletePayload) graphql.Marshaler {
@@ -40123,6 +40628,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_annealer(ctx, field)
 				})
+		case "dhcp":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_dhcp(ctx, field)
+				})
 		case "machine":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -41680,6 +42191,38 @@ func (ec *executionContext) unmarshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCur
 
 func (ec *executionContext) marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, sel ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNDHCPPoolUse2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUseᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DHCPPoolUse) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDHCPPoolUse2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUse(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDHCPPoolUse2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUse(ctx context.Context, sel ast.SelectionSet, v *model.DHCPPoolUse) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DHCPPoolUse!")
+		return graphql.Null
+	}
+	return ec._DHCPPoolUse(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDHCPStatus2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPStatus(ctx context.Context, sel ast.SelectionSet, v *model.DHCPStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DHCPStatus!")
+		return graphql.Null
+	}
+	return ec._DHCPStatus(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNDeletePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeletePayload(ctx context.Context, sel ast.SelectionSet, v *model.DeletePayload) graphql.Marshaler {

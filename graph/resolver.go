@@ -4,6 +4,7 @@ package graph
 
 import (
 	"context"
+	"github.com/prybar/prybar/provision/dhcp"
 	"log/slog"
 
 	"github.com/prybar/prybar/ent"
@@ -22,6 +23,7 @@ type Resolver struct {
 	log      *slog.Logger
 	annealer *scheduler.Annealer
 	ops      Operations
+	dhcp     *dhcp.Server
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer
@@ -29,6 +31,8 @@ type Resolver struct {
 type Options struct {
 	Annealer   *scheduler.Annealer
 	Operations Operations
+	// DHCP is the running DHCP server, for the dhcp status query; nil when off.
+	DHCP *dhcp.Server
 }
 
 // Operations starts tracked ad-hoc operations on machines (power, boot device).
@@ -43,7 +47,7 @@ func NewResolver(st *store.Store, log *slog.Logger, opts Options) *Resolver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations}
+	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, dhcp: opts.DHCP}
 }
 
 func (r *Resolver) startOperation(ctx context.Context, machineID int, action string, params map[string]any) (*model.OperationPayload, error) {

@@ -94,6 +94,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fix := fs.String("fixtures", "", `fixture file to load at start ("demo" for the built-in demo)`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords at rest (default prybar.key next to a SQLite database, else in the working directory; created 0600 when absent)")
+	dhcpF := addDHCPFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -134,7 +135,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
 	defer ops.Wait()
-	api := graph.Options{Annealer: annealer, Operations: ops}
+	dhcpSrv, err := startDHCP(ctx, dhcpF, st, log)
+	if err != nil {
+		return err
+	}
+	if dhcpSrv != nil {
+		defer dhcpSrv.Close()
+	}
+	api := graph.Options{Annealer: annealer, Operations: ops, DHCP: dhcpSrv}
 	return httpserver.Serve(ctx, httpserver.Config{Listen: *listen, Store: st, Log: log, API: api}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)
