@@ -70,6 +70,11 @@ func newNetns(t *testing.T) *netns {
 // created in. The thread that entered the namespace is never unlocked, so Go discards it.
 func (ns *netns) listen(t *testing.T, dev string, port int) net.PacketConn {
 	t.Helper()
+	return listenIn(t, ns.name, dev, port)
+}
+
+func listenIn(t *testing.T, nsName, dev string, port int) net.PacketConn {
+	t.Helper()
 	type res struct {
 		c   net.PacketConn
 		err error
@@ -77,7 +82,7 @@ func (ns *netns) listen(t *testing.T, dev string, port int) net.PacketConn {
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns.name)
+		f, err := os.Open("/var/run/netns/" + nsName)
 		if err != nil {
 			ch <- res{err: err}
 			return
@@ -92,7 +97,7 @@ func (ns *netns) listen(t *testing.T, dev string, port int) net.PacketConn {
 	}()
 	r := <-ch
 	if r.err != nil {
-		t.Fatalf("listen in %s: %v", ns.name, r.err)
+		t.Fatalf("listen in %s: %v", nsName, r.err)
 	}
 	return r.c
 }
@@ -235,11 +240,19 @@ func TestMalformedPacketsDroppedAndCounted(t *testing.T) {
 	seed(t, st)
 	srv := start(t, ns, st, dhcp.Authoritative)
 	// Broadcast garbage from the client end, as a broken client on the wire would. The client end
-	// needs its own source address, or the server end drops the packets as martians.
-	if out, err := exec.Command("ip", "-n", ns.name, "addr", "add", "10.77.0.2/24", "dev", "vc").CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
+	// moves to a namespace of its own with an address: within one namespace the server end would
+	// drop packets from a local source address as martians.
+	peer := ns.name + "-c"
+	for _, args := range [][]string{{"netns", "add", peer}, {"-n", ns.name, "link", "set", "vc", "netns", peer},
+		{"-n", peer, "addr", "add", "10.77.0.2/24", "dev", "vc"}, {"-n", peer, "link", "set", "vc", "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+		if args[0] == "netns" {
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", peer).Run() })
+		}
 	}
-	c := ns.listen(t, "vc", 0)
+	c := listenIn(t, peer, "vc", 0)
 	defer c.Close()
 	for i := 0; i < 3; i++ {
 		if _, err := c.WriteTo([]byte("\x01\x01\x06garbage"), &net.UDPAddr{IP: net.IPv4bcast, Port: 67}); err != nil {
