@@ -1,4 +1,7 @@
-package dhcp_test
+// The DHCP server against real clients (busybox udhcpc) in network
+// namespaces the tests create. It is apart from provision/dhcp so that the fuzz build of that
+// package stays small.
+package nettest_test
 
 import (
 	"context"
