@@ -90,7 +90,7 @@ for srv in $SERVERS; do
 		drop=$(run_rate "$rate")
 		kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""
 		printf '%-8s rate %6d/s  drops %s%%\n' "$srv" "$rate" "$drop"
-		[ "$drop" = 100.000 ] && { echo "--- $srv log:"; tail -5 "$work/server.log" "$work/kea.log" 2>/dev/null; }
+		[ "$drop" = 100.000 ] && { echo "--- $srv log:"; tail -5 "$work/server.log" "$work/kea.log" 2>/dev/null || true; }
 		if awk -v d="$drop" -v m="$MAXDROP" 'BEGIN{exit !(d<=m)}'; then best[$srv]=$rate; else break; fi
 	done
 done
