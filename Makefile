@@ -6,7 +6,7 @@ LISTEN   ?= 127.0.0.1:8080
 PKGS     := ./...
 NPM      ?= npm
 
-.PHONY: all build frontend run test test-go fuzz-short lint vet fmt-check generate check-generate bench bench-topology bench-fanout clean
+.PHONY: all build frontend run test test-go fuzz-short bench-dhcp lint vet fmt-check generate check-generate bench bench-topology bench-fanout clean
 
 all: build
 
@@ -30,10 +30,16 @@ test: fmt-check vet lint test-go fuzz-short
 test-go:
 	$(GO) test -count=1 -timeout 25m $(PKGS)
 
-# Every fuzz target for a few seconds each (the seed corpora in testdata/fuzz run in test-go too).
+# Every fuzz target for a bounded few seconds on top of its committed seed corpus (testdata/fuzz;
+# the corpora also run in test-go).
 FUZZTIME ?= 5s
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./provision/tftp/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./provision/dhcp/
+
+# DHCP benchmark (not a test): perfdhcp as a relay against Prybar, Kea and dnsmasq; needs root.
+bench-dhcp:
+	./provision/dhcp/bench/run.sh
 
 vet:
 	$(GO) vet $(PKGS)

@@ -15,6 +15,7 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/dhcp"
 	"github.com/prybar/prybar/provision/ipxe"
 	"github.com/prybar/prybar/provision/redfish"
 	"github.com/prybar/prybar/scheduler"
@@ -31,6 +32,7 @@ type Resolver struct {
 	// redfishOpts configure the Redfish clients of queries that ask a BMC (bmcSystems).
 	redfishOpts []redfish.Option
 	boot        *ipxe.Handler
+	dhcp        *dhcp.Server
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer
@@ -43,6 +45,8 @@ type Options struct {
 	RedfishOptions []redfish.Option
 	// Boot renders bootScript previews (its backend and base URL; its token key is not used).
 	Boot *ipxe.Handler
+	// DHCP is the running DHCP server, for the dhcp status query; nil when off.
+	DHCP *dhcp.Server
 }
 
 // Operations starts tracked ad-hoc operations on machines (power, boot device).
@@ -57,7 +61,7 @@ func NewResolver(st *store.Store, log *slog.Logger, opts Options) *Resolver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, redfishOpts: opts.RedfishOptions, boot: opts.Boot}
+	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, redfishOpts: opts.RedfishOptions, boot: opts.Boot, dhcp: opts.DHCP}
 }
 
 func (r *Resolver) startOperation(ctx context.Context, machineID int, action string, params map[string]any) (*model.OperationPayload, error) {

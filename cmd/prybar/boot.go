@@ -16,7 +16,6 @@ import (
 
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
-	"github.com/prybar/prybar/provision/dhcp"
 	"github.com/prybar/prybar/provision/ipxe"
 	"github.com/prybar/prybar/provision/tftp"
 )
@@ -24,7 +23,6 @@ import (
 // bootFlags are serve's network-boot flags.
 type bootFlags struct {
 	listen, url, tftpListen, tftpRoot, assets string
-	dhcpMode, dhcpIface                       string
 	mainListen                                string // --listen, for the default boot URL
 }
 
@@ -34,8 +32,6 @@ func (b *bootFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.tftpListen, "tftp-listen", "", `TFTP address, e.g. ":69" (default: TFTP off)`)
 	fs.StringVar(&b.tftpRoot, "tftp-root", tftp.DefaultRoot, "directory served over TFTP (the iPXE binaries)")
 	fs.StringVar(&b.assets, "boot-assets", "", "directory of kernels, initrds and images served at /boot/assets/")
-	fs.StringVar(&b.dhcpMode, "dhcp", "off", "DHCP server mode: off, authoritative, proxy or shadow (docs/dhcp.md)")
-	fs.StringVar(&b.dhcpIface, "dhcp-iface", "", "interface the DHCP server listens on")
 }
 
 // scriptURL is the URL DHCP hands iPXE clients: --boot-url, else the boot or main listener.
@@ -94,26 +90,6 @@ func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFla
 			stop()
 			return nil, nil, err
 		}
-		stops = append(stops, func() { srv.Close() })
-	}
-	mode, err := dhcp.ParseMode(f.dhcpMode)
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
-	if mode != dhcp.Off {
-		script, err := f.scriptURL()
-		if err != nil {
-			stop()
-			return nil, nil, err
-		}
-		srv, err := dhcp.Config{Mode: mode, Interface: f.dhcpIface, Store: st, Log: log,
-			Boot: dhcp.Boot{ScriptURL: script}}.Start(ctx)
-		if err != nil {
-			stop()
-			return nil, nil, fmt.Errorf("dhcp: %w", err)
-		}
-		log.Info("dhcp serving", "mode", mode, "iface", f.dhcpIface, "script", script)
 		stops = append(stops, func() { srv.Close() })
 	}
 	if f.listen != "" {

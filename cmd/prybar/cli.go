@@ -169,6 +169,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("secret-key-file", "", "key sealing BMC passwords at rest (default prybar.key next to a SQLite database, else in the working directory; created 0600 when absent)")
 	var bootF bootFlags
 	bootF.register(fs)
+	dhcpF := addDHCPFlags(fs)
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -242,7 +243,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer stopBoot()
-	api := graph.Options{Annealer: annealer, Operations: ops, Boot: boot, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
+	dhcpSrv, err := startDHCP(ctx, dhcpF, bootF, st, log)
+	if err != nil {
+		return err
+	}
+	if dhcpSrv != nil {
+		defer dhcpSrv.Close()
+	}
+	api := graph.Options{Annealer: annealer, Operations: ops, Boot: boot, DHCP: dhcpSrv, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
 	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)

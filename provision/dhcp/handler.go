@@ -162,7 +162,7 @@ func (t *Leases) put(l *Lease) {
 	t.byAddr[k] = l
 	if l.State != Declined { // a declined address is no longer its client's
 		t.byMAC[macKey{l.NetworkID, l.MAC}] = l
-	} else if t.byMAC[macKey{l.NetworkID, l.MAC}] == l {
+	} else if cur := t.byMAC[macKey{l.NetworkID, l.MAC}]; cur != nil && cur.Addr == l.Addr {
 		delete(t.byMAC, macKey{l.NetworkID, l.MAC})
 	}
 }

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/dhcp"
+)
+
+// dhcpFlags are serve's DHCP flags (kept apart so the serve command grows by three lines).
+type dhcpFlags struct {
+	mode, iface, serverIP, scriptURL *string
+}
+
+func addDHCPFlags(fs *flag.FlagSet) dhcpFlags {
+	return dhcpFlags{
+		mode:      fs.String("dhcp", "off", "DHCP server mode: off, authoritative, proxy (boot information only) or shadow (decide and record, send nothing)"),
+		iface:     fs.String("dhcp-iface", "", "interface the DHCP server listens on (required unless --dhcp off)"),
+		serverIP:  fs.String("dhcp-server-ip", "", "server identifier and TFTP server address (default: the interface's first IPv4 address)"),
+		scriptURL: fs.String("dhcp-boot-url", "", "URL of the per-machine iPXE script handed to iPXE clients (?mac= is appended; default: --boot-url/boot/ipxe)"),
+	}
+}
+
+// startDHCP starts the DHCP server the flags ask for; nil when --dhcp off.
+// The script URL defaults to the boot HTTP server's (--boot-url, else the boot or main listener).
+func startDHCP(ctx context.Context, f dhcpFlags, boot bootFlags, st *store.Store, log *slog.Logger) (*dhcp.Server, error) {
+	mode, err := dhcp.ParseMode(*f.mode)
+	if err != nil {
+		return nil, err
+	}
+	if mode == dhcp.Off {
+		return nil, nil
+	}
+	if *f.iface == "" {
+		return nil, fmt.Errorf("--dhcp %s needs --dhcp-iface", mode)
+	}
+	script := *f.scriptURL
+	if script == "" {
+		if script, err = boot.scriptURL(); err != nil {
+			return nil, err
+		}
+	}
+	cfg := dhcp.Config{Mode: mode, Interface: *f.iface, Store: st, Log: log, Boot: dhcp.Boot{ScriptURL: script}}
+	if *f.serverIP != "" {
+		if cfg.ServerIP, err = netip.ParseAddr(*f.serverIP); err != nil || !cfg.ServerIP.Is4() {
+			return nil, fmt.Errorf("--dhcp-server-ip %q: not an IPv4 address", *f.serverIP)
+		}
+	}
+	srv, err := cfg.Start(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	log.Info("dhcp serving", "mode", mode, "iface", *f.iface, "script", script)
+	return srv, nil
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# make bench-dhcp: perfdhcp acting as a relay (for DHCPv4 it always is: giaddr = its address, port 67; -A is v6-only) sends full DORA exchanges for
+# CLIENTS distinct clients to, in turn, Prybar (authoritative, SQLite, leases persisted), Kea
+# (kea-dhcp4, memfile) and dnsmasq, all on this machine, in two network namespaces joined by a
+# veth pair. For each server it climbs a rate ladder and reports the highest rate whose drops stay
+# at or under MAXDROP percent. Needs root. Not a test: it prints numbers for docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+CLIENTS=${CLIENTS:-50000}
+RATES=${RATES:-"2000 5000 8000 10000 12000 15000 20000"}
+MAXDROP=${MAXDROP:-0.1}
+SERVERS=${SERVERS:-"prybar kea dnsmasq"}
+id=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
+S=prybar-dhcp-bs-$id C=prybar-dhcp-bc-$id
+work=$(mktemp -d)
+pid=""
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	ip netns del "$S" 2>/dev/null || true
+	ip netns del "$C" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+for t in ip perfdhcp kea-dhcp4 dnsmasq; do command -v $t >/dev/null || { echo "bench-dhcp: $t missing"; exit 1; }; done
+case " $SERVERS " in *" prybar "*) go build -o "$work/prybar" ./cmd/prybar ;; esac
+
+ip netns add "$S"; ip netns add "$C"
+ip -n "$S" link add vs type veth peer name vc netns "$C"
+ip -n "$S" addr add 10.88.0.1/16 dev vs; ip -n "$C" addr add 10.88.0.2/16 dev vc
+for n in "$S" "$C"; do ip -n "$n" link set lo up; done
+ip -n "$S" link set vs up; ip -n "$C" link set vc up
+
+cat > "$work/fixture.yaml" <<YAML
+networks:
+  - name: bench
+    cidr: 10.88.0.0/16
+    router: 10.88.0.1
+    ranges:
+      - {name: pool, first: 10.88.1.0, last: 10.88.255.254, purpose: dhcp}
+YAML
+
+start_server() { # $1 = server; sets pid
+	rm -f "$work"/*.db* "$work"/leases*
+	case $1 in
+	prybar)
+		"$work/prybar" fixtures load --db "$work/p.db" --secret-key-file "$work/k" "$work/fixture.yaml" >/dev/null
+		ip netns exec "$S" "$work/prybar" serve --db "$work/p.db" --secret-key-file "$work/k" --listen 127.0.0.1:0 \
+			--log-level warn --dhcp authoritative --dhcp-iface vs >"$work/server.log" 2>&1 &
+		;;
+	kea)
+		cat > "$work/kea.json" <<JSON
+{"Dhcp4": {"interfaces-config": {"interfaces": ["vs"], "dhcp-socket-type": "udp"},
+ "lease-database": {"type": "memfile", "persist": true, "name": "$work/leases.csv", "lfc-interval": 0},
+ "valid-lifetime": 3600, "authoritative": true,
+ "subnet4": [{"id": 1, "subnet": "10.88.0.0/16", "pools": [{"pool": "10.88.1.0 - 10.88.255.254"}],
+   "option-data": [{"name": "routers", "data": "10.88.0.1"}]}],
+ "loggers": [{"name": "kea-dhcp4", "severity": "ERROR", "output_options": [{"output": "$work/kea.log"}]}]}}
+JSON
+		ip netns exec "$S" kea-dhcp4 -c "$work/kea.json" >"$work/server.log" 2>&1 &
+		;;
+	dnsmasq)
+		ip netns exec "$S" dnsmasq -d -k --port=0 --interface=vs --bind-interfaces --dhcp-authoritative --no-ping \
+			--dhcp-range=10.88.1.0,10.88.255.254,1h --dhcp-lease-max=200000 --dhcp-leasefile="$work/leases.dnsmasq" \
+			--pid-file="$work/dnsmasq.pid" >"$work/server.log" 2>&1 &
+		;;
+	esac
+	pid=$!
+	sleep 3
+}
+
+# drop% of the whole exchange: 100 * (1 - ACKs received / DISCOVERs sent)
+run_rate() { # $1 rate → prints drop percentage
+	local secs=$(( CLIENTS / $1 + 10 ))
+	local out
+	out=$(timeout $((secs + 30)) ip netns exec "$C" perfdhcp -4 -l vc -r "$1" -R "$CLIENTS" -n "$CLIENTS" \
+		-p "$secs" -W 2000000 10.88.0.1 2>&1 || true)
+	echo "$out" > "$work/perfdhcp.$1.log"
+	echo "$out" | awk '
+		/^\*\*\*Statistics for/ {sec++}
+		/^sent packets:/ {s[sec]=$3}
+		/^received packets:/ {r[sec]=$3}
+		END { if (s[1]+0 == 0) {print "100"; exit} ; printf "%.3f\n", 100*(1 - r[2]/s[1]) }'
+}
+
+declare -A best
+for srv in $SERVERS; do
+	best[$srv]=0
+	for rate in $RATES; do
+		start_server "$srv"
+		drop=$(run_rate "$rate")
+		kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""
+		printf '%-8s rate %6d/s  drops %s%%\n' "$srv" "$rate" "$drop"
+		[ "$drop" = 100.000 ] && { echo "--- $srv log:"; tail -5 "$work/server.log" "$work/kea.log" 2>/dev/null || true; }
+		if awk -v d="$drop" -v m="$MAXDROP" 'BEGIN{exit !(d<=m)}'; then best[$srv]=$rate; else break; fi
+	done
+done
+echo
+echo "| server | highest DORA/s with <= ${MAXDROP}% drops ($CLIENTS clients, relayed) |"
+echo "| --- | --- |"
+for srv in $SERVERS; do echo "| $srv | ${best[$srv]} |"; done
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

@@ -1,0 +1,319 @@
+package dhcp
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
+)
+
+var (
+	t0       = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	knownMAC = "52:54:00:00:00:01"
+)
+
+func a(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func testHandler() *Handler {
+	inv := &Inventory{
+		Networks: []Network{
+			{ID: 1, Name: "admin", Prefix: netip.MustParsePrefix("10.0.0.0/24"), Router: a("10.0.0.254"),
+				DNS: []netip.Addr{a("10.0.0.53")}, Domain: "lab.example", LeaseTime: 2 * time.Hour,
+				Pools: [][2]netip.Addr{{a("10.0.0.100"), a("10.0.0.102")}}},
+			{ID: 2, Name: "rack2", Prefix: netip.MustParsePrefix("10.2.0.0/24"), Router: a("10.2.0.1"),
+				Pools: [][2]netip.Addr{{a("10.2.0.50"), a("10.2.0.59")}}},
+		},
+		Reservations: map[string][]Reservation{knownMAC: {{NetworkID: 1, Addr: a("10.0.0.10"), MachineID: 7}}},
+		Machines:     map[string]int{knownMAC: 7},
+		Allocated:    map[int]map[netip.Addr]bool{1: {a("10.0.0.10"): true, a("10.0.0.101"): true}},
+	}
+	return &Handler{Mode: Authoritative, ServerID: a("10.0.0.1"), Inv: inv, Leases: NewLeases(nil),
+		Boot: Boot{ScriptURL: "http://10.0.0.1:8081/boot/ipxe"}}
+}
+
+func discover(t *testing.T, mac string, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
+	t.Helper()
+	hw, _ := net.ParseMAC(mac)
+	m, err := dhcpv4.NewDiscovery(hw, mods...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func request(t *testing.T, offer *dhcpv4.DHCPv4, mac string) *dhcpv4.DHCPv4 {
+	t.Helper()
+	hw, _ := net.ParseMAC(mac)
+	m, err := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)),
+		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(offer.ServerIdentifier())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.GatewayIPAddr = offer.GatewayIPAddr
+	return m
+}
+
+func roundTrip(t *testing.T, m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+	t.Helper()
+	// Through the wire format, as the server sees it.
+	out, err := dhcpv4.FromBytes(m.ToBytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestKnownMACGetsReservationWithNetworkOptions(t *testing.T) {
+	h := testHandler()
+	r := h.Handle(discover(t, knownMAC), t0)
+	if r.Reply == nil {
+		t.Fatal("no offer")
+	}
+	o := roundTrip(t, r.Reply)
+	if o.MessageType() != dhcpv4.MessageTypeOffer || !o.YourIPAddr.Equal(net.ParseIP("10.0.0.10")) {
+		t.Fatalf("got %s %s, want OFFER 10.0.0.10", o.MessageType(), o.YourIPAddr)
+	}
+	if got := net.IP(o.SubnetMask()).String(); got != "255.255.255.0" {
+		t.Errorf("mask %s", got)
+	}
+	if rt := o.Router(); len(rt) != 1 || !rt[0].Equal(net.ParseIP("10.0.0.254")) {
+		t.Errorf("router %v", rt)
+	}
+	if d := o.DNS(); len(d) != 1 || !d[0].Equal(net.ParseIP("10.0.0.53")) {
+		t.Errorf("dns %v", d)
+	}
+	if o.DomainName() != "lab.example" || o.IPAddressLeaseTime(0) != 2*time.Hour {
+		t.Errorf("domain %q lease %s", o.DomainName(), o.IPAddressLeaseTime(0))
+	}
+	if len(r.Events) != 1 || r.Events[0].Kind != "lease.offered" || r.Events[0].MachineID != 7 {
+		t.Errorf("events %+v", r.Events)
+	}
+	// REQUEST → ACK, lease bound and to be committed before the ACK leaves.
+	ack := h.Handle(roundTrip(t, request(t, o, knownMAC)), t0.Add(time.Second))
+	if ack.Reply == nil || ack.Reply.MessageType() != dhcpv4.MessageTypeAck || !ack.Commit {
+		t.Fatalf("ack %+v", ack)
+	}
+	l, ok := h.Leases.Get(1, a("10.0.0.10"))
+	if !ok || l.State != Bound || l.MAC != knownMAC || l.MachineID != 7 || !l.Expires.Equal(t0.Add(time.Second+2*time.Hour)) {
+		t.Errorf("lease %+v", l)
+	}
+	if ack.Events[0].Kind != "lease.bound" {
+		t.Errorf("events %+v", ack.Events)
+	}
+}
+
+func TestUnknownMACGetsPoolAddressSkippingAllocated(t *testing.T) {
+	h := testHandler()
+	var got []string
+	for _, mac := range []string{"02:00:00:00:00:01", "02:00:00:00:00:02"} {
+		r := h.Handle(discover(t, mac), t0)
+		if r.Reply == nil {
+			t.Fatalf("%s: no offer", mac)
+		}
+		got = append(got, r.Reply.YourIPAddr.String())
+	}
+	// .101 is allocated to a machine: the pool skips it.
+	if got[0] != "10.0.0.100" || got[1] != "10.0.0.102" {
+		t.Fatalf("offers %v, want [10.0.0.100 10.0.0.102]", got)
+	}
+	// The same client asking again keeps its address.
+	if r := h.Handle(discover(t, "02:00:00:00:00:01"), t0); r.Reply.YourIPAddr.String() != "10.0.0.100" {
+		t.Errorf("rediscover got %s", r.Reply.YourIPAddr)
+	}
+}
+
+func TestArchitecturePicksBootFile(t *testing.T) {
+	for _, tc := range []struct {
+		arch iana.Arch
+		want string
+	}{
+		{0, "undionly.kpxe"}, {7, "ipxe.efi"}, {9, "ipxe.efi"}, {11, "ipxe-arm64.efi"},
+	} {
+		h := testHandler()
+		r := h.Handle(roundTrip(t, discover(t, "02:00:00:00:00:09",
+			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:0000")),
+			dhcpv4.WithOption(dhcpv4.OptClientArch(tc.arch)))), t0)
+		if r.Reply == nil {
+			t.Fatalf("arch %d: no offer", tc.arch)
+		}
+		o := roundTrip(t, r.Reply)
+		if o.BootFileName != tc.want || o.BootFileNameOption() != tc.want {
+			t.Errorf("arch %d: file %q / option 67 %q, want %q", tc.arch, o.BootFileName, o.BootFileNameOption(), tc.want)
+		}
+		if !o.ServerIPAddr.Equal(net.ParseIP("10.0.0.1")) || o.TFTPServerName() != "10.0.0.1" {
+			t.Errorf("arch %d: siaddr %s option 66 %q", tc.arch, o.ServerIPAddr, o.TFTPServerName())
+		}
+		if b := o.GetOneOption(dhcpv4.GenericOptionCode(175)); string(b) != "\xb0\x01\x01" {
+			t.Errorf("arch %d: option 175 = %x, want b00101 (no-pxedhcp)", tc.arch, b)
+		}
+	}
+}
+
+func TestIPXEUserClassGetsScriptURL(t *testing.T) {
+	h := testHandler()
+	r := h.Handle(roundTrip(t, discover(t, knownMAC,
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
+		dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))), t0)
+	want := "http://10.0.0.1:8081/boot/ipxe?mac=" + knownMAC
+	if r.Reply == nil || r.Reply.BootFileName != want {
+		t.Fatalf("boot file %v, want %s", r.Reply, want)
+	}
+	// A client that is not PXE gets no boot file at all.
+	r = h.Handle(discover(t, "02:00:00:00:00:05"), t0)
+	if r.Reply.BootFileName != "" || r.Reply.GetOneOption(dhcpv4.GenericOptionCode(175)) != nil {
+		t.Errorf("plain client got boot file %q", r.Reply.BootFileName)
+	}
+}
+
+func TestRelayedRequestServedFromRelayNetworkToRelay(t *testing.T) {
+	h := testHandler()
+	d := discover(t, "02:00:00:00:00:21", dhcpv4.WithOption(dhcpv4.OptRelayAgentInfo(
+		dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(1), []byte("port7")))))
+	d.GatewayIPAddr = net.ParseIP("10.2.0.1").To4()
+	d.HopCount = 1
+	r := h.Handle(roundTrip(t, d), t0)
+	if r.Reply == nil {
+		t.Fatal("no offer")
+	}
+	o := roundTrip(t, r.Reply)
+	if o.YourIPAddr.String() != "10.2.0.50" {
+		t.Errorf("offered %s, want 10.2.0.50 from the relay's network", o.YourIPAddr)
+	}
+	if r.Dest.String() != "10.2.0.1:67" {
+		t.Errorf("sent to %s, want the relay 10.2.0.1:67", r.Dest)
+	}
+	if !o.GatewayIPAddr.Equal(net.ParseIP("10.2.0.1")) {
+		t.Errorf("giaddr %s", o.GatewayIPAddr)
+	}
+	ri := o.RelayAgentInfo()
+	if ri == nil || string(ri.Get(dhcpv4.GenericOptionCode(1))) != "port7" {
+		t.Errorf("option 82 not echoed: %v", ri)
+	}
+	if rt := o.Router(); len(rt) != 1 || rt[0].String() != "10.2.0.1" {
+		t.Errorf("router %v", rt)
+	}
+	// A relay from a network we do not serve: nothing.
+	d.GatewayIPAddr = net.ParseIP("192.168.9.1").To4()
+	if r := h.Handle(roundTrip(t, d), t0); r.Reply != nil {
+		t.Errorf("answered a relay from an unknown network")
+	}
+}
+
+func TestDeclineQuarantinesAddress(t *testing.T) {
+	h := testHandler()
+	mac1, mac2 := "02:00:00:00:00:31", "02:00:00:00:00:32"
+	o := h.Handle(discover(t, mac1), t0).Reply
+	h.Handle(roundTrip(t, request(t, o, mac1)), t0)
+	hw, _ := net.ParseMAC(mac1)
+	dec, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeDecline),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(o.YourIPAddr)))
+	r := h.Handle(roundTrip(t, dec), t0.Add(time.Second))
+	if r.Reply != nil || !r.Commit || len(r.Events) != 1 || r.Events[0].Kind != "lease.declined" {
+		t.Fatalf("decline result %+v", r)
+	}
+	if l, _ := h.Leases.Get(1, addrOf(o.YourIPAddr)); l.State != Declined {
+		t.Errorf("state %s", l.State)
+	}
+	o2 := h.Handle(discover(t, mac2), t0.Add(2*time.Second)).Reply
+	if o2 == nil || o2.YourIPAddr.Equal(o.YourIPAddr) {
+		t.Fatalf("next client offered the declined address %v", o2)
+	}
+	// The declining client itself does not get it back either.
+	if o3 := h.Handle(discover(t, mac1), t0.Add(3*time.Second)).Reply; o3 != nil && o3.YourIPAddr.Equal(o.YourIPAddr) {
+		t.Errorf("declining client re-offered %s", o3.YourIPAddr)
+	}
+}
+
+func TestReleaseFreesAndExpiryFrees(t *testing.T) {
+	h := testHandler()
+	mac := "02:00:00:00:00:41"
+	o := h.Handle(discover(t, mac), t0).Reply
+	h.Handle(roundTrip(t, request(t, o, mac)), t0)
+	hw, _ := net.ParseMAC(mac)
+	rel, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRelease),
+		dhcpv4.WithClientIP(o.YourIPAddr))
+	r := h.Handle(roundTrip(t, rel), t0.Add(time.Minute))
+	if len(r.Events) != 1 || r.Events[0].Kind != "lease.released" {
+		t.Fatalf("events %+v", r.Events)
+	}
+	if l, _ := h.Leases.Get(1, addrOf(o.YourIPAddr)); l.State != Released {
+		t.Errorf("state %s", l.State)
+	}
+	// Bind another, let it run out.
+	mac2 := "02:00:00:00:00:42"
+	o2 := h.Handle(discover(t, mac2), t0).Reply
+	h.Handle(roundTrip(t, request(t, o2, mac2)), t0)
+	ls, evs := h.Expire(t0.Add(3 * time.Hour))
+	if len(ls) != 1 || ls[0].State != Expired || len(evs) != 1 || evs[0].Kind != "lease.expired" {
+		t.Errorf("expire: %+v %+v", ls, evs)
+	}
+}
+
+func TestRenewalExtendsAndInformAnswered(t *testing.T) {
+	h := testHandler()
+	o := h.Handle(discover(t, knownMAC), t0).Reply
+	h.Handle(roundTrip(t, request(t, o, knownMAC)), t0)
+	hw, _ := net.ParseMAC(knownMAC)
+	renew, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(o.YourIPAddr))
+	r := h.Handle(roundTrip(t, renew), t0.Add(time.Hour))
+	if r.Reply == nil || r.Reply.MessageType() != dhcpv4.MessageTypeAck || r.Dest.String() != "10.0.0.10:68" {
+		t.Fatalf("renewal %+v", r)
+	}
+	if l, _ := h.Leases.Get(1, a("10.0.0.10")); !l.Expires.Equal(t0.Add(3 * time.Hour)) {
+		t.Errorf("renewal did not extend: expires %s", l.Expires)
+	}
+	inf, _ := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeInform),
+		dhcpv4.WithClientIP(net.ParseIP("10.0.0.77")))
+	r = h.Handle(roundTrip(t, inf), t0)
+	if r.Reply == nil || r.Reply.MessageType() != dhcpv4.MessageTypeAck || !r.Reply.YourIPAddr.IsUnspecified() ||
+		r.Reply.Options.Has(dhcpv4.OptionIPAddressLeaseTime) || r.Reply.DomainName() != "lab.example" {
+		t.Errorf("inform reply %v", r.Reply)
+	}
+	// A request for someone else's address is refused.
+	other, _ := net.ParseMAC("02:00:00:00:00:51")
+	steal, _ := dhcpv4.New(dhcpv4.WithHwAddr(other), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.10"))))
+	if r := h.Handle(roundTrip(t, steal), t0); r.Reply == nil || r.Reply.MessageType() != dhcpv4.MessageTypeNak {
+		t.Errorf("stealing request got %v, want NAK", r.Reply)
+	}
+}
+
+func TestExhaustedPoolNoOfferAndEvent(t *testing.T) {
+	h := testHandler()
+	for i, mac := range []string{"02:00:00:00:00:61", "02:00:00:00:00:62"} {
+		if r := h.Handle(discover(t, mac), t0); r.Reply == nil {
+			t.Fatalf("client %d: no offer", i)
+		}
+	}
+	r := h.Handle(discover(t, "02:00:00:00:00:63"), t0)
+	if r.Reply != nil {
+		t.Fatalf("offered %s from an exhausted pool", r.Reply.YourIPAddr)
+	}
+	if len(r.Events) != 1 || r.Events[0].Kind != "dhcp.pool_exhausted" {
+		t.Fatalf("events %+v", r.Events)
+	}
+	// Once the offers lapse the pool has room again.
+	if r := h.Handle(discover(t, "02:00:00:00:00:63"), t0.Add(time.Minute)); r.Reply == nil {
+		t.Errorf("no offer after the held offers expired")
+	}
+}
+
+func TestProxyModeBootInfoOnly(t *testing.T) {
+	h := testHandler()
+	h.Mode = Proxy
+	if r := h.Handle(discover(t, "02:00:00:00:00:71"), t0); r.Reply != nil {
+		t.Fatal("proxy answered a non-PXE client")
+	}
+	r := h.Handle(roundTrip(t, discover(t, "02:00:00:00:00:71",
+		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)))), t0)
+	if r.Reply == nil || !r.Reply.YourIPAddr.IsUnspecified() || r.Reply.BootFileName != "undionly.kpxe" ||
+		r.Reply.ClassIdentifier() != "PXEClient" || len(r.Changed) != 0 {
+		t.Fatalf("proxy offer %v", r.Reply)
+	}
+}
