@@ -24,6 +24,7 @@ import (
 	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/ipallocation"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/ent/lease"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/network"
 	"github.com/prybar/prybar/ent/nic"
@@ -60,6 +61,8 @@ type Client struct {
 	IPAllocation *IPAllocationClient
 	// IPRange is the client for interacting with the IPRange builders.
 	IPRange *IPRangeClient
+	// Lease is the client for interacting with the Lease builders.
+	Lease *LeaseClient
 	// Machine is the client for interacting with the Machine builders.
 	Machine *MachineClient
 	// NIC is the client for interacting with the NIC builders.
@@ -98,6 +101,7 @@ func (c *Client) init() {
 	c.Event = NewEventClient(c.config)
 	c.IPAllocation = NewIPAllocationClient(c.config)
 	c.IPRange = NewIPRangeClient(c.config)
+	c.Lease = NewLeaseClient(c.config)
 	c.Machine = NewMachineClient(c.config)
 	c.NIC = NewNICClient(c.config)
 	c.Network = NewNetworkClient(c.config)
@@ -208,6 +212,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Event:        NewEventClient(cfg),
 		IPAllocation: NewIPAllocationClient(cfg),
 		IPRange:      NewIPRangeClient(cfg),
+		Lease:        NewLeaseClient(cfg),
 		Machine:      NewMachineClient(cfg),
 		NIC:          NewNICClient(cfg),
 		Network:      NewNetworkClient(cfg),
@@ -245,6 +250,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Event:        NewEventClient(cfg),
 		IPAllocation: NewIPAllocationClient(cfg),
 		IPRange:      NewIPRangeClient(cfg),
+		Lease:        NewLeaseClient(cfg),
 		Machine:      NewMachineClient(cfg),
 		NIC:          NewNICClient(cfg),
 		Network:      NewNetworkClient(cfg),
@@ -284,7 +290,7 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk, c.Event,
-		c.IPAllocation, c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole,
+		c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network, c.NodeRole,
 		c.Operation, c.Rack, c.Role, c.Run, c.Site,
 	} {
 		n.Use(hooks...)
@@ -296,7 +302,7 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk, c.Event,
-		c.IPAllocation, c.IPRange, c.Machine, c.NIC, c.Network, c.NodeRole,
+		c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network, c.NodeRole,
 		c.Operation, c.Rack, c.Role, c.Run, c.Site,
 	} {
 		n.Intercept(interceptors...)
@@ -324,6 +330,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.IPAllocation.mutate(ctx, m)
 	case *IPRangeMutation:
 		return c.IPRange.mutate(ctx, m)
+	case *LeaseMutation:
+		return c.Lease.mutate(ctx, m)
 	case *MachineMutation:
 		return c.Machine.mutate(ctx, m)
 	case *NICMutation:
@@ -1672,6 +1680,171 @@ func (c *IPRangeClient) mutate(ctx context.Context, m *IPRangeMutation) (Value, 
 	}
 }
 
+// LeaseClient is a client for the Lease schema.
+type LeaseClient struct {
+	config
+}
+
+// NewLeaseClient returns a client for the Lease from the given config.
+func NewLeaseClient(c config) *LeaseClient {
+	return &LeaseClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `lease.Hooks(f(g(h())))`.
+func (c *LeaseClient) Use(hooks ...Hook) {
+	c.hooks.Lease = append(c.hooks.Lease, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `lease.Intercept(f(g(h())))`.
+func (c *LeaseClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Lease = append(c.inters.Lease, interceptors...)
+}
+
+// Create returns a builder for creating a Lease entity.
+func (c *LeaseClient) Create() *LeaseCreate {
+	mutation := newLeaseMutation(c.config, OpCreate)
+	return &LeaseCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Lease entities.
+func (c *LeaseClient) CreateBulk(builders ...*LeaseCreate) *LeaseCreateBulk {
+	return &LeaseCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *LeaseClient) MapCreateBulk(slice any, setFunc func(*LeaseCreate, int)) *LeaseCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &LeaseCreateBulk{err: fmt.Errorf("calling to LeaseClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*LeaseCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &LeaseCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Lease.
+func (c *LeaseClient) Update() *LeaseUpdate {
+	mutation := newLeaseMutation(c.config, OpUpdate)
+	return &LeaseUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *LeaseClient) UpdateOne(_m *Lease) *LeaseUpdateOne {
+	mutation := newLeaseMutation(c.config, OpUpdateOne, withLease(_m))
+	return &LeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *LeaseClient) UpdateOneID(id int) *LeaseUpdateOne {
+	mutation := newLeaseMutation(c.config, OpUpdateOne, withLeaseID(id))
+	return &LeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Lease.
+func (c *LeaseClient) Delete() *LeaseDelete {
+	mutation := newLeaseMutation(c.config, OpDelete)
+	return &LeaseDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *LeaseClient) DeleteOne(_m *Lease) *LeaseDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *LeaseClient) DeleteOneID(id int) *LeaseDeleteOne {
+	builder := c.Delete().Where(lease.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &LeaseDeleteOne{builder}
+}
+
+// Query returns a query builder for Lease.
+func (c *LeaseClient) Query() *LeaseQuery {
+	return &LeaseQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeLease},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Lease entity by its id.
+func (c *LeaseClient) Get(ctx context.Context, id int) (*Lease, error) {
+	return c.Query().Where(lease.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *LeaseClient) GetX(ctx context.Context, id int) *Lease {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryNetwork queries the network edge of a Lease.
+func (c *LeaseClient) QueryNetwork(_m *Lease) *NetworkQuery {
+	query := (&NetworkClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(lease.Table, lease.FieldID, id),
+			sqlgraph.To(network.Table, network.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, lease.NetworkTable, lease.NetworkColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryMachine queries the machine edge of a Lease.
+func (c *LeaseClient) QueryMachine(_m *Lease) *MachineQuery {
+	query := (&MachineClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(lease.Table, lease.FieldID, id),
+			sqlgraph.To(machine.Table, machine.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, lease.MachineTable, lease.MachineColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *LeaseClient) Hooks() []Hook {
+	return c.hooks.Lease
+}
+
+// Interceptors returns the client interceptors.
+func (c *LeaseClient) Interceptors() []Interceptor {
+	return c.inters.Lease
+}
+
+func (c *LeaseClient) mutate(ctx context.Context, m *LeaseMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&LeaseCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&LeaseUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&LeaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&LeaseDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Lease mutation op: %q", m.Op())
+	}
+}
+
 // MachineClient is a client for the Machine schema.
 type MachineClient struct {
 	config
@@ -1885,6 +2058,22 @@ func (c *MachineClient) QueryOperations(_m *Machine) *OperationQuery {
 			sqlgraph.From(machine.Table, machine.FieldID, id),
 			sqlgraph.To(operation.Table, operation.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, machine.OperationsTable, machine.OperationsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryLeases queries the leases edge of a Machine.
+func (c *MachineClient) QueryLeases(_m *Machine) *LeaseQuery {
+	query := (&LeaseClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(machine.Table, machine.FieldID, id),
+			sqlgraph.To(lease.Table, lease.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, machine.LeasesTable, machine.LeasesColumn),
 		)
 		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
 		return fromV, nil
@@ -2215,6 +2404,22 @@ func (c *NetworkClient) QueryAllocations(_m *Network) *IPAllocationQuery {
 			sqlgraph.From(network.Table, network.FieldID, id),
 			sqlgraph.To(ipallocation.Table, ipallocation.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, network.AllocationsTable, network.AllocationsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryLeases queries the leases edge of a Network.
+func (c *NetworkClient) QueryLeases(_m *Network) *LeaseQuery {
+	query := (&LeaseClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(network.Table, network.FieldID, id),
+			sqlgraph.To(lease.Table, lease.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, network.LeasesTable, network.LeasesColumn),
 		)
 		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
 		return fromV, nil
@@ -3257,12 +3462,12 @@ func (c *SiteClient) mutate(ctx context.Context, m *SiteMutation) (Value, error)
 type (
 	hooks struct {
 		Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event, IPAllocation,
-		IPRange, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
+		IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
 		Site []ent.Hook
 	}
 	inters struct {
 		Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event, IPAllocation,
-		IPRange, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
+		IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
 		Site []ent.Interceptor
 	}
 )

@@ -43,6 +43,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Attribute() AttributeResolver
 	Bootenv() BootenvResolver
 	Deployment() DeploymentResolver
 	Mutation() MutationResolver
@@ -68,8 +69,10 @@ type ComplexityRoot struct {
 		ID          func(childComplexity int) int
 		Layer       func(childComplexity int) int
 		Name        func(childComplexity int) int
+		Path        func(childComplexity int) int
 		Role        func(childComplexity int) int
 		Schema      func(childComplexity int) int
+		Values      func(childComplexity int, first *int) int
 		Writable    func(childComplexity int) int
 	}
 
@@ -82,6 +85,14 @@ type ComplexityRoot struct {
 	AttributeEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	AttributeValue struct {
+		Deployment func(childComplexity int) int
+		Layer      func(childComplexity int) int
+		NodeRole   func(childComplexity int) int
+		Proposed   func(childComplexity int) int
+		Value      func(childComplexity int) int
 	}
 
 	BMC struct {
@@ -155,6 +166,22 @@ type ComplexityRoot struct {
 		Name          func(childComplexity int) int
 		Source        func(childComplexity int) int
 		TemplateNames func(childComplexity int) int
+	}
+
+	DHCPPoolUse struct {
+		Free    func(childComplexity int) int
+		Network func(childComplexity int) int
+		Used    func(childComplexity int) int
+	}
+
+	DHCPStatus struct {
+		Answered  func(childComplexity int) int
+		Interface func(childComplexity int) int
+		Leases    func(childComplexity int) int
+		Malformed func(childComplexity int) int
+		Mode      func(childComplexity int) int
+		PoolUse   func(childComplexity int) int
+		Received  func(childComplexity int) int
 	}
 
 	DeletePayload struct {
@@ -393,6 +420,7 @@ type ComplexityRoot struct {
 		CreateRack         func(childComplexity int, input ent.CreateRackInput) int
 		CreateSite         func(childComplexity int, input ent.CreateSiteInput) int
 		DeleteBmc          func(childComplexity int, id int) int
+		DeleteDeployment   func(childComplexity int, id int) int
 		DeleteDisk         func(childComplexity int, id int) int
 		DeleteIPAllocation func(childComplexity int, id int) int
 		DeleteIPRange      func(childComplexity int, id int) int
@@ -574,6 +602,7 @@ type ComplexityRoot struct {
 		BootScript    func(childComplexity int, machineID int) int
 		Bootenvs      func(childComplexity int) int
 		Deployments   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DeploymentOrder, where *ent.DeploymentWhereInput) int
+		Dhcp          func(childComplexity int) int
 		Disks         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
 		Events        func(childComplexity int, after *int, first *int, filter *model.EventFilter) int
 		IPAllocations func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.IPAllocationOrder, where *ent.IPAllocationWhereInput) int
@@ -750,6 +779,10 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type AttributeResolver interface {
+	Path(ctx context.Context, obj *ent.Attribute) (string, error)
+	Values(ctx context.Context, obj *ent.Attribute, first *int) ([]*model.AttributeValue, error)
+}
 type BootenvResolver interface {
 	TemplateNames(ctx context.Context, obj *ent.Bootenv) ([]string, error)
 }
@@ -787,6 +820,7 @@ type MutationResolver interface {
 	BindRole(ctx context.Context, machineID int, role string, deploymentID *int) (*model.BindRolePayload, error)
 	UnbindRole(ctx context.Context, nodeRoleID int) (*model.UnbindRolePayload, error)
 	CreateDeployment(ctx context.Context, name string, parentID *int) (*model.DeploymentPayload, error)
+	DeleteDeployment(ctx context.Context, id int) (*model.DeletePayload, error)
 	CommitDeployment(ctx context.Context, id int) (*model.DeploymentPayload, error)
 	ProposeDeployment(ctx context.Context, id int) (*model.DeploymentPayload, error)
 	CommitNodeRole(ctx context.Context, id int) (*model.NodeRolePayload, error)
@@ -820,6 +854,7 @@ type QueryResolver interface {
 	BmcSystems(ctx context.Context, bmcID int) (*model.BMCSystemsPayload, error)
 	Bootenvs(ctx context.Context) ([]*ent.Bootenv, error)
 	BootScript(ctx context.Context, machineID int) (*model.BootScriptPreview, error)
+	Dhcp(ctx context.Context) (*model.DHCPStatus, error)
 	Machine(ctx context.Context, name string) (*ent.Machine, error)
 	Site(ctx context.Context, name string) (*ent.Site, error)
 	NicByMac(ctx context.Context, mac string) (*ent.NIC, error)
@@ -908,6 +943,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Attribute.Name(childComplexity), true
+	case "Attribute.path":
+		if e.ComplexityRoot.Attribute.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Attribute.Path(childComplexity), true
 	case "Attribute.role":
 		if e.ComplexityRoot.Attribute.Role == nil {
 			break
@@ -920,6 +961,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Attribute.Schema(childComplexity), true
+	case "Attribute.values":
+		if e.ComplexityRoot.Attribute.Values == nil {
+			break
+		}
+
+		args, err := ec.field_Attribute_values_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Attribute.Values(childComplexity, args["first"].(*int)), true
 	case "Attribute.writable":
 		if e.ComplexityRoot.Attribute.Writable == nil {
 			break
@@ -958,6 +1010,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AttributeEdge.Node(childComplexity), true
+
+	case "AttributeValue.deployment":
+		if e.ComplexityRoot.AttributeValue.Deployment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Deployment(childComplexity), true
+	case "AttributeValue.layer":
+		if e.ComplexityRoot.AttributeValue.Layer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Layer(childComplexity), true
+	case "AttributeValue.nodeRole":
+		if e.ComplexityRoot.AttributeValue.NodeRole == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.NodeRole(childComplexity), true
+	case "AttributeValue.proposed":
+		if e.ComplexityRoot.AttributeValue.Proposed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Proposed(childComplexity), true
+	case "AttributeValue.value":
+		if e.ComplexityRoot.AttributeValue.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AttributeValue.Value(childComplexity), true
 
 	case "BMC.address":
 		if e.ComplexityRoot.BMC.Address == nil {
@@ -1243,6 +1326,68 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Bootenv.TemplateNames(childComplexity), true
+
+	case "DHCPPoolUse.free":
+		if e.ComplexityRoot.DHCPPoolUse.Free == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPPoolUse.Free(childComplexity), true
+	case "DHCPPoolUse.network":
+		if e.ComplexityRoot.DHCPPoolUse.Network == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPPoolUse.Network(childComplexity), true
+	case "DHCPPoolUse.used":
+		if e.ComplexityRoot.DHCPPoolUse.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPPoolUse.Used(childComplexity), true
+
+	case "DHCPStatus.answered":
+		if e.ComplexityRoot.DHCPStatus.Answered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Answered(childComplexity), true
+	case "DHCPStatus.interface":
+		if e.ComplexityRoot.DHCPStatus.Interface == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Interface(childComplexity), true
+	case "DHCPStatus.leases":
+		if e.ComplexityRoot.DHCPStatus.Leases == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Leases(childComplexity), true
+	case "DHCPStatus.malformed":
+		if e.ComplexityRoot.DHCPStatus.Malformed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Malformed(childComplexity), true
+	case "DHCPStatus.mode":
+		if e.ComplexityRoot.DHCPStatus.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Mode(childComplexity), true
+	case "DHCPStatus.poolUse":
+		if e.ComplexityRoot.DHCPStatus.PoolUse == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.PoolUse(childComplexity), true
+	case "DHCPStatus.received":
+		if e.ComplexityRoot.DHCPStatus.Received == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Received(childComplexity), true
 
 	case "DeletePayload.deletedID":
 		if e.ComplexityRoot.DeletePayload.DeletedID == nil {
@@ -2300,6 +2445,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteBmc(childComplexity, args["id"].(int)), true
+	case "Mutation.deleteDeployment":
+		if e.ComplexityRoot.Mutation.DeleteDeployment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteDeployment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteDeployment(childComplexity, args["id"].(int)), true
 	case "Mutation.deleteDisk":
 		if e.ComplexityRoot.Mutation.DeleteDisk == nil {
 			break
@@ -3255,6 +3411,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Deployments(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].(*ent.DeploymentOrder), args["where"].(*ent.DeploymentWhereInput)), true
+	case "Query.dhcp":
+		if e.ComplexityRoot.Query.Dhcp == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Dhcp(childComplexity), true
 	case "Query.disks":
 		if e.ComplexityRoot.Query.Disks == nil {
 			break
@@ -4204,7 +4366,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "annealer.graphqls" "bmc.graphqls" "boot.graphqls" "ent.graphqls" "inventory.graphqls"
+//go:embed "annealer.graphqls" "bmc.graphqls" "boot.graphqls" "dhcp.graphqls" "ent.graphqls" "inventory.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -4219,6 +4381,7 @@ var sources = []*ast.Source{
 	{Name: "annealer.graphqls", Input: sourceData("annealer.graphqls"), BuiltIn: false},
 	{Name: "bmc.graphqls", Input: sourceData("bmc.graphqls"), BuiltIn: false},
 	{Name: "boot.graphqls", Input: sourceData("boot.graphqls"), BuiltIn: false},
+	{Name: "dhcp.graphqls", Input: sourceData("dhcp.graphqls"), BuiltIn: false},
 	{Name: "ent.graphqls", Input: sourceData("ent.graphqls"), BuiltIn: false},
 	{Name: "inventory.graphqls", Input: sourceData("inventory.graphqls"), BuiltIn: false},
 }
@@ -4262,6 +4425,10 @@ func (ec *executionContext) childFields_Attribute(ctx context.Context, field gra
 		return ec.fieldContext_Attribute_writable(ctx, field)
 	case "layer":
 		return ec.fieldContext_Attribute_layer(ctx, field)
+	case "path":
+		return ec.fieldContext_Attribute_path(ctx, field)
+	case "values":
+		return ec.fieldContext_Attribute_values(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Attribute", field.Name)
 }
@@ -4286,6 +4453,22 @@ func (ec *executionContext) childFields_AttributeEdge(ctx context.Context, field
 		return ec.fieldContext_AttributeEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AttributeEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AttributeValue(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "layer":
+		return ec.fieldContext_AttributeValue_layer(ctx, field)
+	case "nodeRole":
+		return ec.fieldContext_AttributeValue_nodeRole(ctx, field)
+	case "deployment":
+		return ec.fieldContext_AttributeValue_deployment(ctx, field)
+	case "proposed":
+		return ec.fieldContext_AttributeValue_proposed(ctx, field)
+	case "value":
+		return ec.fieldContext_AttributeValue_value(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AttributeValue", field.Name)
 }
 
 func (ec *executionContext) childFields_BMC(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4432,6 +4615,38 @@ func (ec *executionContext) childFields_Bootenv(ctx context.Context, field graph
 		return ec.fieldContext_Bootenv_source(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Bootenv", field.Name)
+}
+
+func (ec *executionContext) childFields_DHCPPoolUse(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "network":
+		return ec.fieldContext_DHCPPoolUse_network(ctx, field)
+	case "used":
+		return ec.fieldContext_DHCPPoolUse_used(ctx, field)
+	case "free":
+		return ec.fieldContext_DHCPPoolUse_free(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DHCPPoolUse", field.Name)
+}
+
+func (ec *executionContext) childFields_DHCPStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "mode":
+		return ec.fieldContext_DHCPStatus_mode(ctx, field)
+	case "interface":
+		return ec.fieldContext_DHCPStatus_interface(ctx, field)
+	case "leases":
+		return ec.fieldContext_DHCPStatus_leases(ctx, field)
+	case "received":
+		return ec.fieldContext_DHCPStatus_received(ctx, field)
+	case "answered":
+		return ec.fieldContext_DHCPStatus_answered(ctx, field)
+	case "malformed":
+		return ec.fieldContext_DHCPStatus_malformed(ctx, field)
+	case "poolUse":
+		return ec.fieldContext_DHCPStatus_poolUse(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DHCPStatus", field.Name)
 }
 
 func (ec *executionContext) childFields_DeletePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5576,6 +5791,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Attribute_values_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Deployment_nodeRoles_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6161,6 +6390,20 @@ func (ec *executionContext) field_Mutation_createSite_args(ctx context.Context, 
 }
 
 func (ec *executionContext) field_Mutation_deleteBMC_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteDeployment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
@@ -8550,6 +8793,73 @@ func (ec *executionContext) fieldContext_Attribute_layer(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("Attribute", field, false, false, "AttributeLayer")
 }
 
+func (ec *executionContext) _Attribute_path(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Attribute_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Attribute().Path(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Attribute_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Attribute", field, true, true, "String")
+}
+
+func (ec *executionContext) _Attribute_values(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Attribute_values(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Attribute().Values(ctx, obj, fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AttributeValue) graphql.Marshaler {
+			return ec.marshalNAttributeValue2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValueᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Attribute_values(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Attribute",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AttributeValue(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Attribute_values_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _AttributeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8690,6 +9000,139 @@ func (ec *executionContext) _AttributeEdge_cursor(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_AttributeEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AttributeEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _AttributeValue_layer(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_layer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Layer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_layer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttributeValue", field, false, false, "String")
+}
+
+func (ec *executionContext) _AttributeValue_nodeRole(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_nodeRole(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NodeRole, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.NodeRole) graphql.Marshaler {
+			return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_nodeRole(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AttributeValue",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NodeRole(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AttributeValue_deployment(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_deployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deployment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Deployment) graphql.Marshaler {
+			return ec.marshalNDeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_deployment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AttributeValue",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Deployment(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AttributeValue_proposed(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_proposed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Proposed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_proposed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttributeValue", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AttributeValue_value(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AttributeValue_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v any) graphql.Marshaler {
+			return ec.marshalOAny2interface(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AttributeValue_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AttributeValue", field, false, false, "Any")
 }
 
 func (ec *executionContext) _BMC_id(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
@@ -9838,6 +10281,254 @@ func (ec *executionContext) _Bootenv_source(ctx context.Context, field graphql.C
 }
 func (ec *executionContext) fieldContext_Bootenv_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Bootenv", field, false, false, "String")
+}
+
+func (ec *executionContext) _DHCPPoolUse_network(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPPoolUse_network(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Network, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Network) graphql.Marshaler {
+			return ec.marshalNNetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPPoolUse_network(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DHCPPoolUse",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Network(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DHCPPoolUse_used(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPPoolUse_used(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Used, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPPoolUse_used(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPPoolUse", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPPoolUse_free(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPPoolUse_free(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Free, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPPoolUse_free(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPPoolUse", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_mode(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_mode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Mode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_mode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "String")
+}
+
+func (ec *executionContext) _DHCPStatus_interface(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_interface(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Interface, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_interface(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "String")
+}
+
+func (ec *executionContext) _DHCPStatus_leases(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_leases(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Leases, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_leases(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_received(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_received(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Received, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_received(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_answered(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_answered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Answered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_answered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_malformed(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_malformed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Malformed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_malformed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_poolUse(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_poolUse(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PoolUse, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DHCPPoolUse) graphql.Marshaler {
+			return ec.marshalNDHCPPoolUse2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUseᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_poolUse(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DHCPStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DHCPPoolUse(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _DeletePayload_deletedID(ctx context.Context, field graphql.CollectedField, obj *model.DeletePayload) (ret graphql.Marshaler) {
@@ -14887,6 +15578,50 @@ func (ec *executionContext) fieldContext_Mutation_createDeployment(ctx context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_deleteDeployment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteDeployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteDeployment(ctx, fc.Args["id"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeletePayload) graphql.Marshaler {
+			return ec.marshalNDeletePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeletePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteDeployment(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeletePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteDeployment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_commitDeployment(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18762,6 +19497,38 @@ func (ec *executionContext) fieldContext_Query_bootScript(ctx context.Context, f
 	if fc.Args, err = ec.field_Query_bootScript_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_dhcp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_dhcp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Dhcp(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DHCPStatus) graphql.Marshaler {
+			return ec.marshalNDHCPStatus2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_dhcp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DHCPStatus(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -38271,43 +39038,55 @@ func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet
 		case "id":
 			out.Values[i] = ec._Attribute_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "name":
 			out.Values[i] = ec._Attribute_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "description":
 			out.Values[i] = ec._Attribute_description(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "role":
 			out.Values[i] = ec._Attribute_role(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "schema":
 			out.Values[i] = ec._Attribute_schema(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "default":
 			out.Values[i] = ec._Attribute_default(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "writable":
 			out.Values[i] = ec._Attribute_writable(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "layer":
 			out.Values[i] = ec._Attribute_layer(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "path":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Attribute_path(ctx, field, obj)
+				})
+		case "values":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Attribute_values(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -38387,6 +39166,59 @@ func (ec *executionContext) _AttributeEdge(ctx context.Context, sel ast.Selectio
 		case "cursor":
 			out.Values[i] = ec._AttributeEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var attributeValueImplementors = []string{"AttributeValue"}
+
+func (ec *executionContext) _AttributeValue(ctx context.Context, sel ast.SelectionSet, obj *model.AttributeValue) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, attributeValueImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AttributeValue")
+		case "layer":
+			out.Values[i] = ec._AttributeValue_layer(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodeRole":
+			out.Values[i] = ec._AttributeValue_nodeRole(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "deployment":
+			out.Values[i] = ec._AttributeValue_deployment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "proposed":
+			out.Values[i] = ec._AttributeValue_proposed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "value":
+			out.Values[i] = ec._AttributeValue_value(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -38872,6 +39704,112 @@ func (ec *executionContext) _Bootenv(ctx context.Context, sel ast.SelectionSet, 
 			out.Values[i] = ec._Bootenv_source(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dHCPPoolUseImplementors = []string{"DHCPPoolUse"}
+
+func (ec *executionContext) _DHCPPoolUse(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPPoolUse) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPPoolUseImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DHCPPoolUse")
+		case "network":
+			out.Values[i] = ec._DHCPPoolUse_network(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "used":
+			out.Values[i] = ec._DHCPPoolUse_used(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "free":
+			out.Values[i] = ec._DHCPPoolUse_free(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dHCPStatusImplementors = []string{"DHCPStatus"}
+
+func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DHCPStatus")
+		case "mode":
+			out.Values[i] = ec._DHCPStatus_mode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "interface":
+			out.Values[i] = ec._DHCPStatus_interface(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "leases":
+			out.Values[i] = ec._DHCPStatus_leases(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "received":
+			out.Values[i] = ec._DHCPStatus_received(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "answered":
+			out.Values[i] = ec._DHCPStatus_answered(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "malformed":
+			out.Values[i] = ec._DHCPStatus_malformed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "poolUse":
+			out.Values[i] = ec._DHCPStatus_poolUse(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -40593,6 +41531,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "deleteDeployment":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteDeployment(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "commitDeployment":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_commitDeployment(ctx, field)
@@ -41786,6 +42731,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_bootScript(ctx, field)
+				})
+		case "dhcp":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_dhcp(ctx, field)
 				})
 		case "machine":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -43247,6 +44198,30 @@ func (ec *executionContext) marshalNAttributeOrderField2ᚖgithubᚗcomᚋprybar
 	return v
 }
 
+func (ec *executionContext) marshalNAttributeValue2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValueᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AttributeValue) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAttributeValue2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValue(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAttributeValue2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValue(ctx context.Context, sel ast.SelectionSet, v *model.AttributeValue) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AttributeValue!")
+		return graphql.Null
+	}
+	return ec._AttributeValue(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNAttributeWhereInput2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAttributeWhereInput(ctx context.Context, v any) (*ent.AttributeWhereInput, error) {
 	res, err := ec.unmarshalInputAttributeWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
@@ -43446,6 +44421,38 @@ func (ec *executionContext) unmarshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCur
 
 func (ec *executionContext) marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, sel ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNDHCPPoolUse2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUseᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DHCPPoolUse) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDHCPPoolUse2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUse(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDHCPPoolUse2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUse(ctx context.Context, sel ast.SelectionSet, v *model.DHCPPoolUse) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DHCPPoolUse!")
+		return graphql.Null
+	}
+	return ec._DHCPPoolUse(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDHCPStatus2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPStatus(ctx context.Context, sel ast.SelectionSet, v *model.DHCPStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DHCPStatus!")
+		return graphql.Null
+	}
+	return ec._DHCPStatus(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNDeletePayload2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeletePayload(ctx context.Context, sel ast.SelectionSet, v *model.DeletePayload) graphql.Marshaler {

@@ -253,6 +253,57 @@ var (
 			},
 		},
 	}
+	// LeasesColumns holds the columns for the "leases" table.
+	LeasesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "mac", Type: field.TypeString},
+		{Name: "address", Type: field.TypeString},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"OFFERED", "BOUND", "RELEASED", "EXPIRED", "DECLINED"}},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "client_id", Type: field.TypeString, Nullable: true},
+		{Name: "hostname", Type: field.TypeString, Nullable: true},
+		{Name: "machine_id", Type: field.TypeInt, Nullable: true},
+		{Name: "network_id", Type: field.TypeInt},
+	}
+	// LeasesTable holds the schema information for the "leases" table.
+	LeasesTable = &schema.Table{
+		Name:       "leases",
+		Columns:    LeasesColumns,
+		PrimaryKey: []*schema.Column{LeasesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "leases_machines_leases",
+				Columns:    []*schema.Column{LeasesColumns[9]},
+				RefColumns: []*schema.Column{MachinesColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+			{
+				Symbol:     "leases_networks_leases",
+				Columns:    []*schema.Column{LeasesColumns[10]},
+				RefColumns: []*schema.Column{NetworksColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "lease_network_id_address",
+				Unique:  true,
+				Columns: []*schema.Column{LeasesColumns[10], LeasesColumns[4]},
+			},
+			{
+				Name:    "lease_mac",
+				Unique:  false,
+				Columns: []*schema.Column{LeasesColumns[3]},
+			},
+			{
+				Name:    "lease_machine_id",
+				Unique:  false,
+				Columns: []*schema.Column{LeasesColumns[9]},
+			},
+		},
+	}
 	// MachinesColumns holds the columns for the "machines" table.
 	MachinesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -334,6 +385,9 @@ var (
 		{Name: "router", Type: field.TypeString, Nullable: true},
 		{Name: "vlan", Type: field.TypeInt, Nullable: true},
 		{Name: "description", Type: field.TypeString, Nullable: true},
+		{Name: "dns_servers", Type: field.TypeJSON, Nullable: true},
+		{Name: "domain", Type: field.TypeString, Nullable: true},
+		{Name: "lease_seconds", Type: field.TypeInt, Nullable: true},
 		{Name: "site_id", Type: field.TypeInt, Nullable: true},
 	}
 	// NetworksTable holds the schema information for the "networks" table.
@@ -344,7 +398,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "networks_sites_networks",
-				Columns:    []*schema.Column{NetworksColumns[8]},
+				Columns:    []*schema.Column{NetworksColumns[11]},
 				RefColumns: []*schema.Column{SitesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -579,6 +633,7 @@ var (
 		EventsTable,
 		IPAllocationsTable,
 		IPRangesTable,
+		LeasesTable,
 		MachinesTable,
 		NicsTable,
 		NetworksTable,
@@ -627,6 +682,11 @@ func init() {
 	IPRangesTable.ForeignKeys[0].RefTable = NetworksTable
 	IPRangesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(25769803776),
+	}
+	LeasesTable.ForeignKeys[0].RefTable = MachinesTable
+	LeasesTable.ForeignKeys[1].RefTable = NetworksTable
+	LeasesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(77309411328),
 	}
 	MachinesTable.ForeignKeys[0].RefTable = RacksTable
 	MachinesTable.Annotation = &entsql.Annotation{

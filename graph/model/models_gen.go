@@ -87,6 +87,26 @@ type BootScriptPreview struct {
 	Error *string `json:"error,omitempty"`
 }
 
+// Use of one network's discovery pools (IP ranges of purpose DHCP).
+type DHCPPoolUse struct {
+	Network *ent.Network `json:"network"`
+	Used    int          `json:"used"`
+	Free    int          `json:"free"`
+}
+
+// The DHCP server as `serve --dhcp` started it. mode is OFF when none runs.
+type DHCPStatus struct {
+	Mode      string  `json:"mode"`
+	Interface *string `json:"interface,omitempty"`
+	// Addresses currently held: offered, bound or quarantined.
+	Leases   int `json:"leases"`
+	Received int `json:"received"`
+	Answered int `json:"answered"`
+	// Packets that did not parse: dropped, never answered.
+	Malformed int            `json:"malformed"`
+	PoolUse   []*DHCPPoolUse `json:"poolUse"`
+}
+
 // Result of a delete: the id deleted, or errors.
 type DeletePayload struct {
 	DeletedID *int            `json:"deletedID,omitempty"`
