@@ -626,7 +626,7 @@ func (e *Executor) bootDevice(ctx context.Context, ctl bmc.Controller, req reque
 }
 
 // Applied implements executor.Verifier for runs interrupted by a crash. Idempotent actions are
-// checked (power-on/off/soft: is the state there?) or simply redone (inventory: reading twice is
+// checked (power-on/off/soft: is the state there?) or re-queued (inventory: reading twice is
 // harmless). For power-cycle, boot-device and reset-bmc the effect cannot be told from the BMC
 // afterwards (an on machine may or may not have rebooted), so Applied returns an error and the
 // node-role is left for an operator rather than rebooted a second time.
