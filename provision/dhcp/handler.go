@@ -326,7 +326,9 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 			want = addrOf(req.ClientIPAddr)
 		}
 		if !want.IsValid() || !n.Prefix.Contains(want) || !h.mayHave(n, mac, want, now) {
-			r.Reply = h.nak(req, mac)
+			if r.Reply = h.nak(req, mac); r.Reply != nil {
+				r.Dest = dest(req, r.Reply)
+			}
 			return r
 		}
 		l := h.Leases.byAddr[addrKey{n.ID, want}]

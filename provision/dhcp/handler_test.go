@@ -278,8 +278,9 @@ func TestRenewalExtendsAndInformAnswered(t *testing.T) {
 	other, _ := net.ParseMAC("02:00:00:00:00:51")
 	steal, _ := dhcpv4.New(dhcpv4.WithHwAddr(other), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
 		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.10"))))
-	if r := h.Handle(roundTrip(t, steal), t0); r.Reply == nil || r.Reply.MessageType() != dhcpv4.MessageTypeNak {
-		t.Errorf("stealing request got %v, want NAK", r.Reply)
+	if r := h.Handle(roundTrip(t, steal), t0); r.Reply == nil || r.Reply.MessageType() != dhcpv4.MessageTypeNak ||
+		r.Dest.String() != "255.255.255.255:68" {
+		t.Errorf("stealing request got %v to %v, want a broadcast NAK", r.Reply, r.Dest)
 	}
 }
 
