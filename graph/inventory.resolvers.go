@@ -155,7 +155,15 @@ func (r *mutationResolver) CreateNetwork(ctx context.Context, input ent.CreateNe
 // UpdateNetwork is the resolver for the updateNetwork field.
 func (r *mutationResolver) UpdateNetwork(ctx context.Context, id int, input ent.UpdateNetworkInput) (*model.NetworkPayload, error) {
 	v, errs, err := write(ctx, r.Resolver, func(ctx context.Context, tx *ent.Tx) (*ent.Network, error) {
-		return tx.Network.UpdateOneID(id).SetInput(input).Save(ctx)
+		// entgql v0.7.0's generated SetInput appends input.DNSServers when AppendDNSServers is
+		// given (losing the values to append), so the append is applied here instead.
+		appendDNS := input.AppendDNSServers
+		input.AppendDNSServers = nil
+		u := tx.Network.UpdateOneID(id).SetInput(input)
+		if appendDNS != nil {
+			u.AppendDNSServers(appendDNS)
+		}
+		return u.Save(ctx)
 	})
 	return &model.NetworkPayload{Network: v, Errors: errs}, err
 }

@@ -61,15 +61,25 @@ func textHook(next ent.Mutator) ent.Mutator {
 		}
 		for _, f := range m.Fields() {
 			v, _ := m.Field(f)
-			s, ok := v.(string)
-			if !ok {
-				continue
-			}
 			max, ok := maxLen[f]
 			if !ok {
 				max = DefaultMaxLen
 			}
-			if err := CheckText(domain.GraphQLName(f), s, max); err != nil {
+			var vals []string
+			switch v := v.(type) {
+			case string:
+				vals = []string{v}
+			case []string:
+				vals = v
+			}
+			for _, s := range vals {
+				if err := CheckText(domain.GraphQLName(f), s, max); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if nm, ok := m.(*ent.NetworkMutation); ok {
+			if err := checkDNSServers(nm); err != nil {
 				return nil, err
 			}
 		}
@@ -181,4 +191,26 @@ var bounds = map[string][]bound{
 	"NIC":     {{"speed_mbps", 0, 10_000_000}},
 	"Disk":    {{"size_bytes", 0, maxInt64}},
 	"Network": {{"vlan", 0, 4094}},
+}
+
+// checkDNSServers requires every DNS server a network hands out over DHCP (set or appended) to be
+// an IP address: a name or garbage there would be sent to every client as option 6.
+func checkDNSServers(m *ent.NetworkMutation) error {
+	check := func(field string, vals []string) error {
+		for _, v := range vals {
+			if _, err := netip.ParseAddr(v); err != nil {
+				return domain.Errorf(field, domain.Invalid, "%q is not an IP address", v)
+			}
+		}
+		return nil
+	}
+	if v, ok := m.DNSServers(); ok {
+		if err := check("dnsServers", v); err != nil {
+			return err
+		}
+	}
+	if v, ok := m.AppendedDNSServers(); ok {
+		return check("appendDNSServers", v)
+	}
+	return nil
 }

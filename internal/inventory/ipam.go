@@ -12,8 +12,9 @@ import (
 	"github.com/prybar/prybar/internal/domain"
 )
 
-// IPAM rules. A network is a real subnet: at least /8 (IPv4) or /16 (IPv6), not multicast,
-// loopback or unspecified space, and it overlaps no other network of its site (networks without a
+// IPAM rules. A network is a real subnet: at least /8 (IPv4) or /16 (IPv6), not multicast or
+// unspecified space (loopback is allowed on purpose: simulators, labs and the boot tests model their
+// networks on 127.0.0.0/8), and it overlaps no other network of its site (networks without a
 // site form one group). Its router, ranges and allocations lie inside it and never on the network
 // or broadcast address — except in /31 and /32 (IPv4) and /127 and /128 (IPv6), point-to-point
 // links where every address is a host (RFC 3021). IPv6 has no broadcast; its all-zero host address
@@ -34,8 +35,6 @@ func checkPrefix(p netip.Prefix) error {
 		return domain.Errorf("cidr", domain.Invalid, "%s is the unspecified (\"this network\") range", p)
 	case a.IsMulticast():
 		return domain.Errorf("cidr", domain.Invalid, "%s is multicast space", p)
-	case a.IsLoopback():
-		return domain.Errorf("cidr", domain.Invalid, "%s is loopback space", p)
 	}
 	return nil
 }

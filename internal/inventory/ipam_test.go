@@ -32,7 +32,7 @@ func TestHostAddresses(t *testing.T) {
 
 func TestCheckPrefix(t *testing.T) {
 	for p, ok := range map[string]bool{"0.0.0.0/0": false, "::/0": false, "10.0.0.0/8": true, "8.0.0.0/7": false,
-		"224.0.0.0/24": false, "127.0.0.0/8": false, "0.0.0.0/8": false, "fd00::/16": true, "fd00::/15": false, "10.1.2.3/32": true} {
+		"224.0.0.0/24": false, "127.0.0.0/8": true, "0.0.0.0/8": false, "fd00::/16": true, "fd00::/15": false, "10.1.2.3/32": true} {
 		if err := checkPrefix(netip.MustParsePrefix(p)); (err == nil) != ok {
 			t.Errorf("checkPrefix(%s) = %v, want ok=%v", p, err, ok)
 		}

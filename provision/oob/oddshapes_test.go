@@ -36,7 +36,7 @@ func TestInventoryOfOddShapesIsRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := &executor.BMC{Protocol: "REDFISH", Address: sim.Host, Port: sim.Port, Scheme: "http", Username: redfishsimtest.User, Password: redfishsimtest.Password}
-	res, err := oob.New(fastConfig(st)).Run(ctxT(t), input(id, "odd.example.com", b, map[string]any{"action": "inventory"}))
+	res, err := runCommit(ctxT(t), oob.New(fastConfig(st)), st, input(id, "odd.example.com", b, map[string]any{"action": "inventory"}))
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, res.Log)
 	}
