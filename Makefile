@@ -54,7 +54,7 @@ fmt-check:
 # Regenerates ent (ent/, graph/ent.graphqls) and gqlgen (graph/generated.go, graph/model).
 generate:
 	$(GO) run -mod=mod ./ent/entc.go
-	$(GO) tool gqlgen generate
+	$(GO) run ./internal/gqlgenerate
 
 # CI: generated code must be exactly what `make generate` produces.
 check-generate: generate
