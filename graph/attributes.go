@@ -2,7 +2,6 @@ package graph
 
 import (
 	"context"
-	"strings"
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/noderole"
@@ -22,7 +21,6 @@ func (r *Resolver) attributeValues(ctx context.Context, a *ent.Attribute, first 
 		first = maxAttributeValues
 	}
 	roleName, pointer := scheduler.SplitAttributeName(a.Name)
-	parts := pointerParts(pointer)
 	out := []*model.AttributeValue{}
 	nrs, err := r.client.NodeRole.Query().Where(noderole.HasRoleWith(role.Name(roleName))).
 		WithDeployment().Order(ent.Asc(noderole.FieldID)).All(ctx)
@@ -38,7 +36,7 @@ func (r *Resolver) attributeValues(ctx context.Context, a *ent.Attribute, first 
 		if proposed {
 			data = nr.ProposedData
 		}
-		if v, ok := lookup(data, parts); ok {
+		if v, ok := scheduler.LookupAttribute(data, pointer); ok {
 			out = append(out, &model.AttributeValue{Layer: "NODEROLE", NodeRole: nr, Deployment: nr.Edges.Deployment, Proposed: proposed, Value: v})
 		}
 	}
@@ -51,34 +49,9 @@ func (r *Resolver) attributeValues(ctx context.Context, a *ent.Attribute, first 
 			break
 		}
 		rd, _ := d.RoleData[roleName].(map[string]any)
-		if v, ok := lookup(rd, parts); ok {
+		if v, ok := scheduler.LookupAttribute(rd, pointer); ok {
 			out = append(out, &model.AttributeValue{Layer: "DEPLOYMENT", Deployment: d, Proposed: false, Value: v})
 		}
 	}
 	return out, nil
-}
-
-func pointerParts(p string) []string {
-	if p == "" || p == "/" {
-		return nil
-	}
-	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	for i, s := range parts {
-		parts[i] = strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~")
-	}
-	return parts
-}
-
-func lookup(m map[string]any, parts []string) (any, bool) {
-	var cur any = m
-	for _, p := range parts {
-		mm, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = mm[p]; !ok {
-			return nil, false
-		}
-	}
-	return cur, len(parts) > 0
 }

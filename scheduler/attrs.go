@@ -290,6 +290,17 @@ func sub(m map[string]any, key string) map[string]any {
 	return v
 }
 
+// LookupAttribute returns the value at an attribute path (JSON pointer such as "/boot/device", or
+// dotted) in m; false when the path is malformed or nothing is set there. The API lists attribute
+// values with it, so paths resolve exactly as the annealer resolves them.
+func LookupAttribute(m map[string]any, path string) (any, bool) {
+	parts, err := parsePath(path)
+	if err != nil {
+		return nil, false
+	}
+	return getPath(m, parts)
+}
+
 func getPath(m map[string]any, parts []string) (any, bool) {
 	var cur any = m
 	for _, p := range parts {
