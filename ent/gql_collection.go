@@ -3005,6 +3005,11 @@ func (_q *OperationQuery) collectField(ctx context.Context, oneNode bool, opCtx 
 				selectedFields = append(selectedFields, operation.FieldOwner)
 				fieldSeen[operation.FieldOwner] = struct{}{}
 			}
+		case "ownerEpoch":
+			if _, ok := fieldSeen[operation.FieldOwnerEpoch]; !ok {
+				selectedFields = append(selectedFields, operation.FieldOwnerEpoch)
+				fieldSeen[operation.FieldOwnerEpoch] = struct{}{}
+			}
 		case "createdAt":
 			if _, ok := fieldSeen[operation.FieldCreatedAt]; !ok {
 				selectedFields = append(selectedFields, operation.FieldCreatedAt)
@@ -3674,6 +3679,11 @@ func (_q *RunQuery) collectField(ctx context.Context, oneNode bool, opCtx *graph
 			if _, ok := fieldSeen[run.FieldOwner]; !ok {
 				selectedFields = append(selectedFields, run.FieldOwner)
 				fieldSeen[run.FieldOwner] = struct{}{}
+			}
+		case "leaderEpoch":
+			if _, ok := fieldSeen[run.FieldLeaderEpoch]; !ok {
+				selectedFields = append(selectedFields, run.FieldLeaderEpoch)
+				fieldSeen[run.FieldLeaderEpoch] = struct{}{}
 			}
 		case "nodeRoleID":
 			if _, ok := fieldSeen[run.FieldNodeRoleID]; !ok {

@@ -6646,6 +6646,18 @@ type OperationWhereInput struct {
 	OwnerEqualFold    *string  `json:"ownerEqualFold,omitempty"`
 	OwnerContainsFold *string  `json:"ownerContainsFold,omitempty"`
 
+	// "owner_epoch" field predicates.
+	OwnerEpoch       *int  `json:"ownerEpoch,omitempty"`
+	OwnerEpochNEQ    *int  `json:"ownerEpochNEQ,omitempty"`
+	OwnerEpochIn     []int `json:"ownerEpochIn,omitempty"`
+	OwnerEpochNotIn  []int `json:"ownerEpochNotIn,omitempty"`
+	OwnerEpochGT     *int  `json:"ownerEpochGT,omitempty"`
+	OwnerEpochGTE    *int  `json:"ownerEpochGTE,omitempty"`
+	OwnerEpochLT     *int  `json:"ownerEpochLT,omitempty"`
+	OwnerEpochLTE    *int  `json:"ownerEpochLTE,omitempty"`
+	OwnerEpochIsNil  bool  `json:"ownerEpochIsNil,omitempty"`
+	OwnerEpochNotNil bool  `json:"ownerEpochNotNil,omitempty"`
+
 	// "created_at" field predicates.
 	CreatedAt      *time.Time  `json:"createdAt,omitempty"`
 	CreatedAtNEQ   *time.Time  `json:"createdAtNEQ,omitempty"`
@@ -6971,6 +6983,36 @@ func (i *OperationWhereInput) P() (predicate.Operation, error) {
 	}
 	if i.OwnerContainsFold != nil {
 		predicates = append(predicates, operation.OwnerContainsFold(*i.OwnerContainsFold))
+	}
+	if i.OwnerEpoch != nil {
+		predicates = append(predicates, operation.OwnerEpochEQ(*i.OwnerEpoch))
+	}
+	if i.OwnerEpochNEQ != nil {
+		predicates = append(predicates, operation.OwnerEpochNEQ(*i.OwnerEpochNEQ))
+	}
+	if len(i.OwnerEpochIn) > 0 {
+		predicates = append(predicates, operation.OwnerEpochIn(i.OwnerEpochIn...))
+	}
+	if len(i.OwnerEpochNotIn) > 0 {
+		predicates = append(predicates, operation.OwnerEpochNotIn(i.OwnerEpochNotIn...))
+	}
+	if i.OwnerEpochGT != nil {
+		predicates = append(predicates, operation.OwnerEpochGT(*i.OwnerEpochGT))
+	}
+	if i.OwnerEpochGTE != nil {
+		predicates = append(predicates, operation.OwnerEpochGTE(*i.OwnerEpochGTE))
+	}
+	if i.OwnerEpochLT != nil {
+		predicates = append(predicates, operation.OwnerEpochLT(*i.OwnerEpochLT))
+	}
+	if i.OwnerEpochLTE != nil {
+		predicates = append(predicates, operation.OwnerEpochLTE(*i.OwnerEpochLTE))
+	}
+	if i.OwnerEpochIsNil {
+		predicates = append(predicates, operation.OwnerEpochIsNil())
+	}
+	if i.OwnerEpochNotNil {
+		predicates = append(predicates, operation.OwnerEpochNotNil())
 	}
 	if i.CreatedAt != nil {
 		predicates = append(predicates, operation.CreatedAtEQ(*i.CreatedAt))
@@ -8270,6 +8312,18 @@ type RunWhereInput struct {
 	OwnerEqualFold    *string  `json:"ownerEqualFold,omitempty"`
 	OwnerContainsFold *string  `json:"ownerContainsFold,omitempty"`
 
+	// "leader_epoch" field predicates.
+	LeaderEpoch       *int  `json:"leaderEpoch,omitempty"`
+	LeaderEpochNEQ    *int  `json:"leaderEpochNEQ,omitempty"`
+	LeaderEpochIn     []int `json:"leaderEpochIn,omitempty"`
+	LeaderEpochNotIn  []int `json:"leaderEpochNotIn,omitempty"`
+	LeaderEpochGT     *int  `json:"leaderEpochGT,omitempty"`
+	LeaderEpochGTE    *int  `json:"leaderEpochGTE,omitempty"`
+	LeaderEpochLT     *int  `json:"leaderEpochLT,omitempty"`
+	LeaderEpochLTE    *int  `json:"leaderEpochLTE,omitempty"`
+	LeaderEpochIsNil  bool  `json:"leaderEpochIsNil,omitempty"`
+	LeaderEpochNotNil bool  `json:"leaderEpochNotNil,omitempty"`
+
 	// "node_role_id" field predicates.
 	NodeRoleID      *int  `json:"nodeRoleID,omitempty"`
 	NodeRoleIDNEQ   *int  `json:"nodeRoleIDNEQ,omitempty"`
@@ -8669,6 +8723,36 @@ func (i *RunWhereInput) P() (predicate.Run, error) {
 	}
 	if i.OwnerContainsFold != nil {
 		predicates = append(predicates, run.OwnerContainsFold(*i.OwnerContainsFold))
+	}
+	if i.LeaderEpoch != nil {
+		predicates = append(predicates, run.LeaderEpochEQ(*i.LeaderEpoch))
+	}
+	if i.LeaderEpochNEQ != nil {
+		predicates = append(predicates, run.LeaderEpochNEQ(*i.LeaderEpochNEQ))
+	}
+	if len(i.LeaderEpochIn) > 0 {
+		predicates = append(predicates, run.LeaderEpochIn(i.LeaderEpochIn...))
+	}
+	if len(i.LeaderEpochNotIn) > 0 {
+		predicates = append(predicates, run.LeaderEpochNotIn(i.LeaderEpochNotIn...))
+	}
+	if i.LeaderEpochGT != nil {
+		predicates = append(predicates, run.LeaderEpochGT(*i.LeaderEpochGT))
+	}
+	if i.LeaderEpochGTE != nil {
+		predicates = append(predicates, run.LeaderEpochGTE(*i.LeaderEpochGTE))
+	}
+	if i.LeaderEpochLT != nil {
+		predicates = append(predicates, run.LeaderEpochLT(*i.LeaderEpochLT))
+	}
+	if i.LeaderEpochLTE != nil {
+		predicates = append(predicates, run.LeaderEpochLTE(*i.LeaderEpochLTE))
+	}
+	if i.LeaderEpochIsNil {
+		predicates = append(predicates, run.LeaderEpochIsNil())
+	}
+	if i.LeaderEpochNotNil {
+		predicates = append(predicates, run.LeaderEpochNotNil())
 	}
 	if i.NodeRoleID != nil {
 		predicates = append(predicates, run.NodeRoleIDEQ(*i.NodeRoleID))

@@ -15307,6 +15307,8 @@ type OperationMutation struct {
 	result         *map[string]interface{}
 	log            *string
 	owner          *string
+	owner_epoch    *int
+	addowner_epoch *int
 	created_at     *time.Time
 	started_at     *time.Time
 	finished_at    *time.Time
@@ -15733,6 +15735,76 @@ func (m *OperationMutation) ResetOwner() {
 	delete(m.clearedFields, operation.FieldOwner)
 }
 
+// SetOwnerEpoch sets the "owner_epoch" field.
+func (m *OperationMutation) SetOwnerEpoch(i int) {
+	m.owner_epoch = &i
+	m.addowner_epoch = nil
+}
+
+// OwnerEpoch returns the value of the "owner_epoch" field in the mutation.
+func (m *OperationMutation) OwnerEpoch() (r int, exists bool) {
+	v := m.owner_epoch
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOwnerEpoch returns the old "owner_epoch" field's value of the Operation entity.
+// If the Operation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OperationMutation) OldOwnerEpoch(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOwnerEpoch is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOwnerEpoch requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOwnerEpoch: %w", err)
+	}
+	return oldValue.OwnerEpoch, nil
+}
+
+// AddOwnerEpoch adds i to the "owner_epoch" field.
+func (m *OperationMutation) AddOwnerEpoch(i int) {
+	if m.addowner_epoch != nil {
+		*m.addowner_epoch += i
+	} else {
+		m.addowner_epoch = &i
+	}
+}
+
+// AddedOwnerEpoch returns the value that was added to the "owner_epoch" field in this mutation.
+func (m *OperationMutation) AddedOwnerEpoch() (r int, exists bool) {
+	v := m.addowner_epoch
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearOwnerEpoch clears the value of the "owner_epoch" field.
+func (m *OperationMutation) ClearOwnerEpoch() {
+	m.owner_epoch = nil
+	m.addowner_epoch = nil
+	m.clearedFields[operation.FieldOwnerEpoch] = struct{}{}
+}
+
+// OwnerEpochCleared returns if the "owner_epoch" field was cleared in this mutation.
+func (m *OperationMutation) OwnerEpochCleared() bool {
+	_, ok := m.clearedFields[operation.FieldOwnerEpoch]
+	return ok
+}
+
+// ResetOwnerEpoch resets all changes to the "owner_epoch" field.
+func (m *OperationMutation) ResetOwnerEpoch() {
+	m.owner_epoch = nil
+	m.addowner_epoch = nil
+	delete(m.clearedFields, operation.FieldOwnerEpoch)
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (m *OperationMutation) SetCreatedAt(t time.Time) {
 	m.created_at = &t
@@ -15964,7 +16036,7 @@ func (m *OperationMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *OperationMutation) Fields() []string {
-	fields := make([]string, 0, 11)
+	fields := make([]string, 0, 12)
 	if m.action != nil {
 		fields = append(fields, operation.FieldAction)
 	}
@@ -15985,6 +16057,9 @@ func (m *OperationMutation) Fields() []string {
 	}
 	if m.owner != nil {
 		fields = append(fields, operation.FieldOwner)
+	}
+	if m.owner_epoch != nil {
+		fields = append(fields, operation.FieldOwnerEpoch)
 	}
 	if m.created_at != nil {
 		fields = append(fields, operation.FieldCreatedAt)
@@ -16020,6 +16095,8 @@ func (m *OperationMutation) Field(name string) (ent.Value, bool) {
 		return m.Log()
 	case operation.FieldOwner:
 		return m.Owner()
+	case operation.FieldOwnerEpoch:
+		return m.OwnerEpoch()
 	case operation.FieldCreatedAt:
 		return m.CreatedAt()
 	case operation.FieldStartedAt:
@@ -16051,6 +16128,8 @@ func (m *OperationMutation) OldField(ctx context.Context, name string) (ent.Valu
 		return m.OldLog(ctx)
 	case operation.FieldOwner:
 		return m.OldOwner(ctx)
+	case operation.FieldOwnerEpoch:
+		return m.OldOwnerEpoch(ctx)
 	case operation.FieldCreatedAt:
 		return m.OldCreatedAt(ctx)
 	case operation.FieldStartedAt:
@@ -16117,6 +16196,13 @@ func (m *OperationMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetOwner(v)
 		return nil
+	case operation.FieldOwnerEpoch:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOwnerEpoch(v)
+		return nil
 	case operation.FieldCreatedAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -16153,6 +16239,9 @@ func (m *OperationMutation) SetField(name string, value ent.Value) error {
 // this mutation.
 func (m *OperationMutation) AddedFields() []string {
 	var fields []string
+	if m.addowner_epoch != nil {
+		fields = append(fields, operation.FieldOwnerEpoch)
+	}
 	return fields
 }
 
@@ -16161,6 +16250,8 @@ func (m *OperationMutation) AddedFields() []string {
 // was not set, or was not defined in the schema.
 func (m *OperationMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
+	case operation.FieldOwnerEpoch:
+		return m.AddedOwnerEpoch()
 	}
 	return nil, false
 }
@@ -16170,6 +16261,13 @@ func (m *OperationMutation) AddedField(name string) (ent.Value, bool) {
 // type.
 func (m *OperationMutation) AddField(name string, value ent.Value) error {
 	switch name {
+	case operation.FieldOwnerEpoch:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddOwnerEpoch(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Operation numeric field %s", name)
 }
@@ -16192,6 +16290,9 @@ func (m *OperationMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(operation.FieldOwner) {
 		fields = append(fields, operation.FieldOwner)
+	}
+	if m.FieldCleared(operation.FieldOwnerEpoch) {
+		fields = append(fields, operation.FieldOwnerEpoch)
 	}
 	if m.FieldCleared(operation.FieldStartedAt) {
 		fields = append(fields, operation.FieldStartedAt)
@@ -16228,6 +16329,9 @@ func (m *OperationMutation) ClearField(name string) error {
 	case operation.FieldOwner:
 		m.ClearOwner()
 		return nil
+	case operation.FieldOwnerEpoch:
+		m.ClearOwnerEpoch()
+		return nil
 	case operation.FieldStartedAt:
 		m.ClearStartedAt()
 		return nil
@@ -16262,6 +16366,9 @@ func (m *OperationMutation) ResetField(name string) error {
 		return nil
 	case operation.FieldOwner:
 		m.ResetOwner()
+		return nil
+	case operation.FieldOwnerEpoch:
+		m.ResetOwnerEpoch()
 		return nil
 	case operation.FieldCreatedAt:
 		m.ResetCreatedAt()
@@ -19089,6 +19196,8 @@ type RunMutation struct {
 	started_at       *time.Time
 	finished_at      *time.Time
 	owner            *string
+	leader_epoch     *int
+	addleader_epoch  *int
 	clearedFields    map[string]struct{}
 	node_role        *int
 	clearednode_role bool
@@ -19723,6 +19832,76 @@ func (m *RunMutation) ResetOwner() {
 	delete(m.clearedFields, run.FieldOwner)
 }
 
+// SetLeaderEpoch sets the "leader_epoch" field.
+func (m *RunMutation) SetLeaderEpoch(i int) {
+	m.leader_epoch = &i
+	m.addleader_epoch = nil
+}
+
+// LeaderEpoch returns the value of the "leader_epoch" field in the mutation.
+func (m *RunMutation) LeaderEpoch() (r int, exists bool) {
+	v := m.leader_epoch
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaderEpoch returns the old "leader_epoch" field's value of the Run entity.
+// If the Run object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RunMutation) OldLeaderEpoch(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaderEpoch is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaderEpoch requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaderEpoch: %w", err)
+	}
+	return oldValue.LeaderEpoch, nil
+}
+
+// AddLeaderEpoch adds i to the "leader_epoch" field.
+func (m *RunMutation) AddLeaderEpoch(i int) {
+	if m.addleader_epoch != nil {
+		*m.addleader_epoch += i
+	} else {
+		m.addleader_epoch = &i
+	}
+}
+
+// AddedLeaderEpoch returns the value that was added to the "leader_epoch" field in this mutation.
+func (m *RunMutation) AddedLeaderEpoch() (r int, exists bool) {
+	v := m.addleader_epoch
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearLeaderEpoch clears the value of the "leader_epoch" field.
+func (m *RunMutation) ClearLeaderEpoch() {
+	m.leader_epoch = nil
+	m.addleader_epoch = nil
+	m.clearedFields[run.FieldLeaderEpoch] = struct{}{}
+}
+
+// LeaderEpochCleared returns if the "leader_epoch" field was cleared in this mutation.
+func (m *RunMutation) LeaderEpochCleared() bool {
+	_, ok := m.clearedFields[run.FieldLeaderEpoch]
+	return ok
+}
+
+// ResetLeaderEpoch resets all changes to the "leader_epoch" field.
+func (m *RunMutation) ResetLeaderEpoch() {
+	m.leader_epoch = nil
+	m.addleader_epoch = nil
+	delete(m.clearedFields, run.FieldLeaderEpoch)
+}
+
 // SetNodeRoleID sets the "node_role_id" field.
 func (m *RunMutation) SetNodeRoleID(i int) {
 	m.node_role = &i
@@ -19820,7 +19999,7 @@ func (m *RunMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *RunMutation) Fields() []string {
-	fields := make([]string, 0, 12)
+	fields := make([]string, 0, 13)
 	if m.executor != nil {
 		fields = append(fields, run.FieldExecutor)
 	}
@@ -19853,6 +20032,9 @@ func (m *RunMutation) Fields() []string {
 	}
 	if m.owner != nil {
 		fields = append(fields, run.FieldOwner)
+	}
+	if m.leader_epoch != nil {
+		fields = append(fields, run.FieldLeaderEpoch)
 	}
 	if m.node_role != nil {
 		fields = append(fields, run.FieldNodeRoleID)
@@ -19887,6 +20069,8 @@ func (m *RunMutation) Field(name string) (ent.Value, bool) {
 		return m.FinishedAt()
 	case run.FieldOwner:
 		return m.Owner()
+	case run.FieldLeaderEpoch:
+		return m.LeaderEpoch()
 	case run.FieldNodeRoleID:
 		return m.NodeRoleID()
 	}
@@ -19920,6 +20104,8 @@ func (m *RunMutation) OldField(ctx context.Context, name string) (ent.Value, err
 		return m.OldFinishedAt(ctx)
 	case run.FieldOwner:
 		return m.OldOwner(ctx)
+	case run.FieldLeaderEpoch:
+		return m.OldLeaderEpoch(ctx)
 	case run.FieldNodeRoleID:
 		return m.OldNodeRoleID(ctx)
 	}
@@ -20008,6 +20194,13 @@ func (m *RunMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetOwner(v)
 		return nil
+	case run.FieldLeaderEpoch:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaderEpoch(v)
+		return nil
 	case run.FieldNodeRoleID:
 		v, ok := value.(int)
 		if !ok {
@@ -20029,6 +20222,9 @@ func (m *RunMutation) AddedFields() []string {
 	if m.addexit_status != nil {
 		fields = append(fields, run.FieldExitStatus)
 	}
+	if m.addleader_epoch != nil {
+		fields = append(fields, run.FieldLeaderEpoch)
+	}
 	return fields
 }
 
@@ -20041,6 +20237,8 @@ func (m *RunMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedAttempt()
 	case run.FieldExitStatus:
 		return m.AddedExitStatus()
+	case run.FieldLeaderEpoch:
+		return m.AddedLeaderEpoch()
 	}
 	return nil, false
 }
@@ -20063,6 +20261,13 @@ func (m *RunMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddExitStatus(v)
+		return nil
+	case run.FieldLeaderEpoch:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLeaderEpoch(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Run numeric field %s", name)
@@ -20092,6 +20297,9 @@ func (m *RunMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(run.FieldOwner) {
 		fields = append(fields, run.FieldOwner)
+	}
+	if m.FieldCleared(run.FieldLeaderEpoch) {
+		fields = append(fields, run.FieldLeaderEpoch)
 	}
 	return fields
 }
@@ -20127,6 +20335,9 @@ func (m *RunMutation) ClearField(name string) error {
 		return nil
 	case run.FieldOwner:
 		m.ClearOwner()
+		return nil
+	case run.FieldLeaderEpoch:
+		m.ClearLeaderEpoch()
 		return nil
 	}
 	return fmt.Errorf("unknown Run nullable field %s", name)
@@ -20168,6 +20379,9 @@ func (m *RunMutation) ResetField(name string) error {
 		return nil
 	case run.FieldOwner:
 		m.ResetOwner()
+		return nil
+	case run.FieldLeaderEpoch:
+		m.ResetLeaderEpoch()
 		return nil
 	case run.FieldNodeRoleID:
 		m.ResetNodeRoleID()

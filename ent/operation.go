@@ -33,6 +33,8 @@ type Operation struct {
 	Log string `json:"log,omitempty"`
 	// server instance running it
 	Owner string `json:"owner,omitempty"`
+	// PostgreSQL: the owning server instance's number, whose liveness lock it holds while it lives; an operation whose owner no longer holds it is settled by any server
+	OwnerEpoch *int `json:"owner_epoch,omitempty"`
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// StartedAt holds the value of the "started_at" field.
@@ -76,7 +78,7 @@ func (*Operation) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case operation.FieldParams, operation.FieldResult:
 			values[i] = new([]byte)
-		case operation.FieldID, operation.FieldMachineID:
+		case operation.FieldID, operation.FieldOwnerEpoch, operation.FieldMachineID:
 			values[i] = new(sql.NullInt64)
 		case operation.FieldAction, operation.FieldState, operation.FieldMessage, operation.FieldLog, operation.FieldOwner:
 			values[i] = new(sql.NullString)
@@ -148,6 +150,13 @@ func (_m *Operation) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field owner", values[i])
 			} else if value.Valid {
 				_m.Owner = value.String
+			}
+		case operation.FieldOwnerEpoch:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field owner_epoch", values[i])
+			} else if value.Valid {
+				_m.OwnerEpoch = new(int)
+				*_m.OwnerEpoch = int(value.Int64)
 			}
 		case operation.FieldCreatedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -236,6 +245,11 @@ func (_m *Operation) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("owner=")
 	builder.WriteString(_m.Owner)
+	builder.WriteString(", ")
+	if v := _m.OwnerEpoch; v != nil {
+		builder.WriteString("owner_epoch=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("created_at=")
 	builder.WriteString(_m.CreatedAt.Format(time.ANSIC))

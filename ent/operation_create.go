@@ -95,6 +95,20 @@ func (_c *OperationCreate) SetNillableOwner(v *string) *OperationCreate {
 	return _c
 }
 
+// SetOwnerEpoch sets the "owner_epoch" field.
+func (_c *OperationCreate) SetOwnerEpoch(v int) *OperationCreate {
+	_c.mutation.SetOwnerEpoch(v)
+	return _c
+}
+
+// SetNillableOwnerEpoch sets the "owner_epoch" field if the given value is not nil.
+func (_c *OperationCreate) SetNillableOwnerEpoch(v *int) *OperationCreate {
+	if v != nil {
+		_c.SetOwnerEpoch(*v)
+	}
+	return _c
+}
+
 // SetCreatedAt sets the "created_at" field.
 func (_c *OperationCreate) SetCreatedAt(v time.Time) *OperationCreate {
 	_c.mutation.SetCreatedAt(v)
@@ -268,6 +282,10 @@ func (_c *OperationCreate) createSpec() (*Operation, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Owner(); ok {
 		_spec.SetField(operation.FieldOwner, field.TypeString, value)
 		_node.Owner = value
+	}
+	if value, ok := _c.mutation.OwnerEpoch(); ok {
+		_spec.SetField(operation.FieldOwnerEpoch, field.TypeInt, value)
+		_node.OwnerEpoch = &value
 	}
 	if value, ok := _c.mutation.CreatedAt(); ok {
 		_spec.SetField(operation.FieldCreatedAt, field.TypeTime, value)

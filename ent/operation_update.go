@@ -142,6 +142,33 @@ func (_u *OperationUpdate) ClearOwner() *OperationUpdate {
 	return _u
 }
 
+// SetOwnerEpoch sets the "owner_epoch" field.
+func (_u *OperationUpdate) SetOwnerEpoch(v int) *OperationUpdate {
+	_u.mutation.ResetOwnerEpoch()
+	_u.mutation.SetOwnerEpoch(v)
+	return _u
+}
+
+// SetNillableOwnerEpoch sets the "owner_epoch" field if the given value is not nil.
+func (_u *OperationUpdate) SetNillableOwnerEpoch(v *int) *OperationUpdate {
+	if v != nil {
+		_u.SetOwnerEpoch(*v)
+	}
+	return _u
+}
+
+// AddOwnerEpoch adds value to the "owner_epoch" field.
+func (_u *OperationUpdate) AddOwnerEpoch(v int) *OperationUpdate {
+	_u.mutation.AddOwnerEpoch(v)
+	return _u
+}
+
+// ClearOwnerEpoch clears the value of the "owner_epoch" field.
+func (_u *OperationUpdate) ClearOwnerEpoch() *OperationUpdate {
+	_u.mutation.ClearOwnerEpoch()
+	return _u
+}
+
 // SetStartedAt sets the "started_at" field.
 func (_u *OperationUpdate) SetStartedAt(v time.Time) *OperationUpdate {
 	_u.mutation.SetStartedAt(v)
@@ -305,6 +332,15 @@ func (_u *OperationUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.OwnerCleared() {
 		_spec.ClearField(operation.FieldOwner, field.TypeString)
+	}
+	if value, ok := _u.mutation.OwnerEpoch(); ok {
+		_spec.SetField(operation.FieldOwnerEpoch, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedOwnerEpoch(); ok {
+		_spec.AddField(operation.FieldOwnerEpoch, field.TypeInt, value)
+	}
+	if _u.mutation.OwnerEpochCleared() {
+		_spec.ClearField(operation.FieldOwnerEpoch, field.TypeInt)
 	}
 	if value, ok := _u.mutation.StartedAt(); ok {
 		_spec.SetField(operation.FieldStartedAt, field.TypeTime, value)
@@ -478,6 +514,33 @@ func (_u *OperationUpdateOne) SetNillableOwner(v *string) *OperationUpdateOne {
 // ClearOwner clears the value of the "owner" field.
 func (_u *OperationUpdateOne) ClearOwner() *OperationUpdateOne {
 	_u.mutation.ClearOwner()
+	return _u
+}
+
+// SetOwnerEpoch sets the "owner_epoch" field.
+func (_u *OperationUpdateOne) SetOwnerEpoch(v int) *OperationUpdateOne {
+	_u.mutation.ResetOwnerEpoch()
+	_u.mutation.SetOwnerEpoch(v)
+	return _u
+}
+
+// SetNillableOwnerEpoch sets the "owner_epoch" field if the given value is not nil.
+func (_u *OperationUpdateOne) SetNillableOwnerEpoch(v *int) *OperationUpdateOne {
+	if v != nil {
+		_u.SetOwnerEpoch(*v)
+	}
+	return _u
+}
+
+// AddOwnerEpoch adds value to the "owner_epoch" field.
+func (_u *OperationUpdateOne) AddOwnerEpoch(v int) *OperationUpdateOne {
+	_u.mutation.AddOwnerEpoch(v)
+	return _u
+}
+
+// ClearOwnerEpoch clears the value of the "owner_epoch" field.
+func (_u *OperationUpdateOne) ClearOwnerEpoch() *OperationUpdateOne {
+	_u.mutation.ClearOwnerEpoch()
 	return _u
 }
 
@@ -674,6 +737,15 @@ func (_u *OperationUpdateOne) sqlSave(ctx context.Context) (_node *Operation, er
 	}
 	if _u.mutation.OwnerCleared() {
 		_spec.ClearField(operation.FieldOwner, field.TypeString)
+	}
+	if value, ok := _u.mutation.OwnerEpoch(); ok {
+		_spec.SetField(operation.FieldOwnerEpoch, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedOwnerEpoch(); ok {
+		_spec.AddField(operation.FieldOwnerEpoch, field.TypeInt, value)
+	}
+	if _u.mutation.OwnerEpochCleared() {
+		_spec.ClearField(operation.FieldOwnerEpoch, field.TypeInt)
 	}
 	if value, ok := _u.mutation.StartedAt(); ok {
 		_spec.SetField(operation.FieldStartedAt, field.TypeTime, value)

@@ -41,6 +41,8 @@ type Run struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// scheduler instance that claimed the run
 	Owner string `json:"owner,omitempty"`
+	// leader epoch under which the run was claimed (PostgreSQL: the scheduler lock's epoch; 0 on SQLite); a completion from an older epoch is refused
+	LeaderEpoch int `json:"leader_epoch,omitempty"`
 	// NodeRoleID holds the value of the "node_role_id" field.
 	NodeRoleID int `json:"node_role_id,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
@@ -78,7 +80,7 @@ func (*Run) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case run.FieldInput, run.FieldOutput:
 			values[i] = new([]byte)
-		case run.FieldID, run.FieldAttempt, run.FieldExitStatus, run.FieldNodeRoleID:
+		case run.FieldID, run.FieldAttempt, run.FieldExitStatus, run.FieldLeaderEpoch, run.FieldNodeRoleID:
 			values[i] = new(sql.NullInt64)
 		case run.FieldExecutor, run.FieldStatus, run.FieldLog, run.FieldError, run.FieldOwner:
 			values[i] = new(sql.NullString)
@@ -177,6 +179,12 @@ func (_m *Run) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Owner = value.String
 			}
+		case run.FieldLeaderEpoch:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field leader_epoch", values[i])
+			} else if value.Valid {
+				_m.LeaderEpoch = int(value.Int64)
+			}
 		case run.FieldNodeRoleID:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
 				return fmt.Errorf("unexpected type %T for field node_role_id", values[i])
@@ -260,6 +268,9 @@ func (_m *Run) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("owner=")
 	builder.WriteString(_m.Owner)
+	builder.WriteString(", ")
+	builder.WriteString("leader_epoch=")
+	builder.WriteString(fmt.Sprintf("%v", _m.LeaderEpoch))
 	builder.WriteString(", ")
 	builder.WriteString("node_role_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.NodeRoleID))

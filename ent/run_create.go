@@ -151,6 +151,20 @@ func (_c *RunCreate) SetNillableOwner(v *string) *RunCreate {
 	return _c
 }
 
+// SetLeaderEpoch sets the "leader_epoch" field.
+func (_c *RunCreate) SetLeaderEpoch(v int) *RunCreate {
+	_c.mutation.SetLeaderEpoch(v)
+	return _c
+}
+
+// SetNillableLeaderEpoch sets the "leader_epoch" field if the given value is not nil.
+func (_c *RunCreate) SetNillableLeaderEpoch(v *int) *RunCreate {
+	if v != nil {
+		_c.SetLeaderEpoch(*v)
+	}
+	return _c
+}
+
 // SetNodeRoleID sets the "node_role_id" field.
 func (_c *RunCreate) SetNodeRoleID(v int) *RunCreate {
 	_c.mutation.SetNodeRoleID(v)
@@ -305,6 +319,10 @@ func (_c *RunCreate) createSpec() (*Run, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Owner(); ok {
 		_spec.SetField(run.FieldOwner, field.TypeString, value)
 		_node.Owner = value
+	}
+	if value, ok := _c.mutation.LeaderEpoch(); ok {
+		_spec.SetField(run.FieldLeaderEpoch, field.TypeInt, value)
+		_node.LeaderEpoch = value
 	}
 	if nodes := _c.mutation.NodeRoleIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

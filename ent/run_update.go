@@ -224,6 +224,33 @@ func (_u *RunUpdate) ClearOwner() *RunUpdate {
 	return _u
 }
 
+// SetLeaderEpoch sets the "leader_epoch" field.
+func (_u *RunUpdate) SetLeaderEpoch(v int) *RunUpdate {
+	_u.mutation.ResetLeaderEpoch()
+	_u.mutation.SetLeaderEpoch(v)
+	return _u
+}
+
+// SetNillableLeaderEpoch sets the "leader_epoch" field if the given value is not nil.
+func (_u *RunUpdate) SetNillableLeaderEpoch(v *int) *RunUpdate {
+	if v != nil {
+		_u.SetLeaderEpoch(*v)
+	}
+	return _u
+}
+
+// AddLeaderEpoch adds value to the "leader_epoch" field.
+func (_u *RunUpdate) AddLeaderEpoch(v int) *RunUpdate {
+	_u.mutation.AddLeaderEpoch(v)
+	return _u
+}
+
+// ClearLeaderEpoch clears the value of the "leader_epoch" field.
+func (_u *RunUpdate) ClearLeaderEpoch() *RunUpdate {
+	_u.mutation.ClearLeaderEpoch()
+	return _u
+}
+
 // SetNodeRoleID sets the "node_role_id" field.
 func (_u *RunUpdate) SetNodeRoleID(v int) *RunUpdate {
 	_u.mutation.SetNodeRoleID(v)
@@ -371,6 +398,15 @@ func (_u *RunUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.OwnerCleared() {
 		_spec.ClearField(run.FieldOwner, field.TypeString)
+	}
+	if value, ok := _u.mutation.LeaderEpoch(); ok {
+		_spec.SetField(run.FieldLeaderEpoch, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedLeaderEpoch(); ok {
+		_spec.AddField(run.FieldLeaderEpoch, field.TypeInt, value)
+	}
+	if _u.mutation.LeaderEpochCleared() {
+		_spec.ClearField(run.FieldLeaderEpoch, field.TypeInt)
 	}
 	if _u.mutation.NodeRoleCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -617,6 +653,33 @@ func (_u *RunUpdateOne) ClearOwner() *RunUpdateOne {
 	return _u
 }
 
+// SetLeaderEpoch sets the "leader_epoch" field.
+func (_u *RunUpdateOne) SetLeaderEpoch(v int) *RunUpdateOne {
+	_u.mutation.ResetLeaderEpoch()
+	_u.mutation.SetLeaderEpoch(v)
+	return _u
+}
+
+// SetNillableLeaderEpoch sets the "leader_epoch" field if the given value is not nil.
+func (_u *RunUpdateOne) SetNillableLeaderEpoch(v *int) *RunUpdateOne {
+	if v != nil {
+		_u.SetLeaderEpoch(*v)
+	}
+	return _u
+}
+
+// AddLeaderEpoch adds value to the "leader_epoch" field.
+func (_u *RunUpdateOne) AddLeaderEpoch(v int) *RunUpdateOne {
+	_u.mutation.AddLeaderEpoch(v)
+	return _u
+}
+
+// ClearLeaderEpoch clears the value of the "leader_epoch" field.
+func (_u *RunUpdateOne) ClearLeaderEpoch() *RunUpdateOne {
+	_u.mutation.ClearLeaderEpoch()
+	return _u
+}
+
 // SetNodeRoleID sets the "node_role_id" field.
 func (_u *RunUpdateOne) SetNodeRoleID(v int) *RunUpdateOne {
 	_u.mutation.SetNodeRoleID(v)
@@ -794,6 +857,15 @@ func (_u *RunUpdateOne) sqlSave(ctx context.Context) (_node *Run, err error) {
 	}
 	if _u.mutation.OwnerCleared() {
 		_spec.ClearField(run.FieldOwner, field.TypeString)
+	}
+	if value, ok := _u.mutation.LeaderEpoch(); ok {
+		_spec.SetField(run.FieldLeaderEpoch, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedLeaderEpoch(); ok {
+		_spec.AddField(run.FieldLeaderEpoch, field.TypeInt, value)
+	}
+	if _u.mutation.LeaderEpochCleared() {
+		_spec.ClearField(run.FieldLeaderEpoch, field.TypeInt)
 	}
 	if _u.mutation.NodeRoleCleared() {
 		edge := &sqlgraph.EdgeSpec{

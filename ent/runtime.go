@@ -450,7 +450,7 @@ func init() {
 	operationFields := schema.Operation{}.Fields()
 	_ = operationFields
 	// operationDescCreatedAt is the schema descriptor for created_at field.
-	operationDescCreatedAt := operationFields[7].Descriptor()
+	operationDescCreatedAt := operationFields[8].Descriptor()
 	// operation.DefaultCreatedAt holds the default value on creation for the created_at field.
 	operation.DefaultCreatedAt = operationDescCreatedAt.Default.(func() time.Time)
 	rackMixin := schema.Rack{}.Mixin()

@@ -565,6 +565,7 @@ type ComplexityRoot struct {
 		MachineID  func(childComplexity int) int
 		Message    func(childComplexity int) int
 		Owner      func(childComplexity int) int
+		OwnerEpoch func(childComplexity int) int
 		Params     func(childComplexity int) int
 		Result     func(childComplexity int) int
 		StartedAt  func(childComplexity int) int
@@ -695,20 +696,21 @@ type ComplexityRoot struct {
 	}
 
 	Run struct {
-		Attempt    func(childComplexity int) int
-		Error      func(childComplexity int) int
-		Executor   func(childComplexity int) int
-		ExitStatus func(childComplexity int) int
-		FinishedAt func(childComplexity int) int
-		ID         func(childComplexity int) int
-		Input      func(childComplexity int) int
-		Log        func(childComplexity int) int
-		NodeRole   func(childComplexity int) int
-		NodeRoleID func(childComplexity int) int
-		Output     func(childComplexity int) int
-		Owner      func(childComplexity int) int
-		StartedAt  func(childComplexity int) int
-		Status     func(childComplexity int) int
+		Attempt     func(childComplexity int) int
+		Error       func(childComplexity int) int
+		Executor    func(childComplexity int) int
+		ExitStatus  func(childComplexity int) int
+		FinishedAt  func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Input       func(childComplexity int) int
+		LeaderEpoch func(childComplexity int) int
+		Log         func(childComplexity int) int
+		NodeRole    func(childComplexity int) int
+		NodeRoleID  func(childComplexity int) int
+		Output      func(childComplexity int) int
+		Owner       func(childComplexity int) int
+		StartedAt   func(childComplexity int) int
+		Status      func(childComplexity int) int
 	}
 
 	RunConnection struct {
@@ -3249,6 +3251,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Operation.Owner(childComplexity), true
+	case "Operation.ownerEpoch":
+		if e.ComplexityRoot.Operation.OwnerEpoch == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Operation.OwnerEpoch(childComplexity), true
 	case "Operation.params":
 		if e.ComplexityRoot.Operation.Params == nil {
 			break
@@ -3964,6 +3972,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Run.Input(childComplexity), true
+	case "Run.leaderEpoch":
+		if e.ComplexityRoot.Run.LeaderEpoch == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Run.LeaderEpoch(childComplexity), true
 	case "Run.log":
 		if e.ComplexityRoot.Run.Log == nil {
 			break
@@ -5323,6 +5337,8 @@ func (ec *executionContext) childFields_Operation(ctx context.Context, field gra
 		return ec.fieldContext_Operation_log(ctx, field)
 	case "owner":
 		return ec.fieldContext_Operation_owner(ctx, field)
+	case "ownerEpoch":
+		return ec.fieldContext_Operation_ownerEpoch(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Operation_createdAt(ctx, field)
 	case "startedAt":
@@ -5549,6 +5565,8 @@ func (ec *executionContext) childFields_Run(ctx context.Context, field graphql.C
 		return ec.fieldContext_Run_finishedAt(ctx, field)
 	case "owner":
 		return ec.fieldContext_Run_owner(ctx, field)
+	case "leaderEpoch":
+		return ec.fieldContext_Run_leaderEpoch(ctx, field)
 	case "nodeRoleID":
 		return ec.fieldContext_Run_nodeRoleID(ctx, field)
 	case "nodeRole":
@@ -18135,6 +18153,29 @@ func (ec *executionContext) fieldContext_Operation_owner(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("Operation", field, false, false, "String")
 }
 
+func (ec *executionContext) _Operation_ownerEpoch(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Operation_ownerEpoch(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OwnerEpoch, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Operation_ownerEpoch(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Operation", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Operation_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21249,6 +21290,29 @@ func (ec *executionContext) _Run_owner(ctx context.Context, field graphql.Collec
 }
 func (ec *executionContext) fieldContext_Run_owner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Run", field, false, false, "String")
+}
+
+func (ec *executionContext) _Run_leaderEpoch(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Run_leaderEpoch(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LeaderEpoch, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalOInt2int(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Run_leaderEpoch(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Run", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Run_nodeRoleID(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
@@ -33834,7 +33898,7 @@ func (ec *executionContext) unmarshalInputOperationWhereInput(ctx context.Contex
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "action", "actionNEQ", "actionIn", "actionNotIn", "actionGT", "actionGTE", "actionLT", "actionLTE", "actionContains", "actionHasPrefix", "actionHasSuffix", "actionEqualFold", "actionContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "message", "messageNEQ", "messageIn", "messageNotIn", "messageGT", "messageGTE", "messageLT", "messageLTE", "messageContains", "messageHasPrefix", "messageHasSuffix", "messageIsNil", "messageNotNil", "messageEqualFold", "messageContainsFold", "log", "logNEQ", "logIn", "logNotIn", "logGT", "logGTE", "logLT", "logLTE", "logContains", "logHasPrefix", "logHasSuffix", "logIsNil", "logNotNil", "logEqualFold", "logContainsFold", "owner", "ownerNEQ", "ownerIn", "ownerNotIn", "ownerGT", "ownerGTE", "ownerLT", "ownerLTE", "ownerContains", "ownerHasPrefix", "ownerHasSuffix", "ownerIsNil", "ownerNotNil", "ownerEqualFold", "ownerContainsFold", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "startedAt", "startedAtNEQ", "startedAtIn", "startedAtNotIn", "startedAtGT", "startedAtGTE", "startedAtLT", "startedAtLTE", "startedAtIsNil", "startedAtNotNil", "finishedAt", "finishedAtNEQ", "finishedAtIn", "finishedAtNotIn", "finishedAtGT", "finishedAtGTE", "finishedAtLT", "finishedAtLTE", "finishedAtIsNil", "finishedAtNotNil", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "hasMachine", "hasMachineWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "action", "actionNEQ", "actionIn", "actionNotIn", "actionGT", "actionGTE", "actionLT", "actionLTE", "actionContains", "actionHasPrefix", "actionHasSuffix", "actionEqualFold", "actionContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "message", "messageNEQ", "messageIn", "messageNotIn", "messageGT", "messageGTE", "messageLT", "messageLTE", "messageContains", "messageHasPrefix", "messageHasSuffix", "messageIsNil", "messageNotNil", "messageEqualFold", "messageContainsFold", "log", "logNEQ", "logIn", "logNotIn", "logGT", "logGTE", "logLT", "logLTE", "logContains", "logHasPrefix", "logHasSuffix", "logIsNil", "logNotNil", "logEqualFold", "logContainsFold", "owner", "ownerNEQ", "ownerIn", "ownerNotIn", "ownerGT", "ownerGTE", "ownerLT", "ownerLTE", "ownerContains", "ownerHasPrefix", "ownerHasSuffix", "ownerIsNil", "ownerNotNil", "ownerEqualFold", "ownerContainsFold", "ownerEpoch", "ownerEpochNEQ", "ownerEpochIn", "ownerEpochNotIn", "ownerEpochGT", "ownerEpochGTE", "ownerEpochLT", "ownerEpochLTE", "ownerEpochIsNil", "ownerEpochNotNil", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "startedAt", "startedAtNEQ", "startedAtIn", "startedAtNotIn", "startedAtGT", "startedAtGTE", "startedAtLT", "startedAtLTE", "startedAtIsNil", "startedAtNotNil", "finishedAt", "finishedAtNEQ", "finishedAtIn", "finishedAtNotIn", "finishedAtGT", "finishedAtGTE", "finishedAtLT", "finishedAtLTE", "finishedAtIsNil", "finishedAtNotNil", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "hasMachine", "hasMachineWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -34352,6 +34416,76 @@ func (ec *executionContext) unmarshalInputOperationWhereInput(ctx context.Contex
 				return it, err
 			}
 			it.OwnerContainsFold = data
+		case "ownerEpoch":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpoch"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpoch = data
+		case "ownerEpochNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochNEQ = data
+		case "ownerEpochIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochIn = data
+		case "ownerEpochNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochNotIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochNotIn = data
+		case "ownerEpochGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochGT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochGT = data
+		case "ownerEpochGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochGTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochGTE = data
+		case "ownerEpochLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochLT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochLT = data
+		case "ownerEpochLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochLTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochLTE = data
+		case "ownerEpochIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochIsNil = data
+		case "ownerEpochNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerEpochNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerEpochNotNil = data
 		case "createdAt":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAt"))
 			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
@@ -36240,7 +36374,7 @@ func (ec *executionContext) unmarshalInputRunWhereInput(ctx context.Context, obj
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "executor", "executorNEQ", "executorIn", "executorNotIn", "executorGT", "executorGTE", "executorLT", "executorLTE", "executorContains", "executorHasPrefix", "executorHasSuffix", "executorEqualFold", "executorContainsFold", "attempt", "attemptNEQ", "attemptIn", "attemptNotIn", "attemptGT", "attemptGTE", "attemptLT", "attemptLTE", "status", "statusNEQ", "statusIn", "statusNotIn", "log", "logNEQ", "logIn", "logNotIn", "logGT", "logGTE", "logLT", "logLTE", "logContains", "logHasPrefix", "logHasSuffix", "logIsNil", "logNotNil", "logEqualFold", "logContainsFold", "error", "errorNEQ", "errorIn", "errorNotIn", "errorGT", "errorGTE", "errorLT", "errorLTE", "errorContains", "errorHasPrefix", "errorHasSuffix", "errorIsNil", "errorNotNil", "errorEqualFold", "errorContainsFold", "exitStatus", "exitStatusNEQ", "exitStatusIn", "exitStatusNotIn", "exitStatusGT", "exitStatusGTE", "exitStatusLT", "exitStatusLTE", "exitStatusIsNil", "exitStatusNotNil", "startedAt", "startedAtNEQ", "startedAtIn", "startedAtNotIn", "startedAtGT", "startedAtGTE", "startedAtLT", "startedAtLTE", "finishedAt", "finishedAtNEQ", "finishedAtIn", "finishedAtNotIn", "finishedAtGT", "finishedAtGTE", "finishedAtLT", "finishedAtLTE", "finishedAtIsNil", "finishedAtNotNil", "owner", "ownerNEQ", "ownerIn", "ownerNotIn", "ownerGT", "ownerGTE", "ownerLT", "ownerLTE", "ownerContains", "ownerHasPrefix", "ownerHasSuffix", "ownerIsNil", "ownerNotNil", "ownerEqualFold", "ownerContainsFold", "nodeRoleID", "nodeRoleIDNEQ", "nodeRoleIDIn", "nodeRoleIDNotIn", "hasNodeRole", "hasNodeRoleWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "executor", "executorNEQ", "executorIn", "executorNotIn", "executorGT", "executorGTE", "executorLT", "executorLTE", "executorContains", "executorHasPrefix", "executorHasSuffix", "executorEqualFold", "executorContainsFold", "attempt", "attemptNEQ", "attemptIn", "attemptNotIn", "attemptGT", "attemptGTE", "attemptLT", "attemptLTE", "status", "statusNEQ", "statusIn", "statusNotIn", "log", "logNEQ", "logIn", "logNotIn", "logGT", "logGTE", "logLT", "logLTE", "logContains", "logHasPrefix", "logHasSuffix", "logIsNil", "logNotNil", "logEqualFold", "logContainsFold", "error", "errorNEQ", "errorIn", "errorNotIn", "errorGT", "errorGTE", "errorLT", "errorLTE", "errorContains", "errorHasPrefix", "errorHasSuffix", "errorIsNil", "errorNotNil", "errorEqualFold", "errorContainsFold", "exitStatus", "exitStatusNEQ", "exitStatusIn", "exitStatusNotIn", "exitStatusGT", "exitStatusGTE", "exitStatusLT", "exitStatusLTE", "exitStatusIsNil", "exitStatusNotNil", "startedAt", "startedAtNEQ", "startedAtIn", "startedAtNotIn", "startedAtGT", "startedAtGTE", "startedAtLT", "startedAtLTE", "finishedAt", "finishedAtNEQ", "finishedAtIn", "finishedAtNotIn", "finishedAtGT", "finishedAtGTE", "finishedAtLT", "finishedAtLTE", "finishedAtIsNil", "finishedAtNotNil", "owner", "ownerNEQ", "ownerIn", "ownerNotIn", "ownerGT", "ownerGTE", "ownerLT", "ownerLTE", "ownerContains", "ownerHasPrefix", "ownerHasSuffix", "ownerIsNil", "ownerNotNil", "ownerEqualFold", "ownerContainsFold", "leaderEpoch", "leaderEpochNEQ", "leaderEpochIn", "leaderEpochNotIn", "leaderEpochGT", "leaderEpochGTE", "leaderEpochLT", "leaderEpochLTE", "leaderEpochIsNil", "leaderEpochNotNil", "nodeRoleID", "nodeRoleIDNEQ", "nodeRoleIDIn", "nodeRoleIDNotIn", "hasNodeRole", "hasNodeRoleWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -37010,6 +37144,76 @@ func (ec *executionContext) unmarshalInputRunWhereInput(ctx context.Context, obj
 				return it, err
 			}
 			it.OwnerContainsFold = data
+		case "leaderEpoch":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpoch"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpoch = data
+		case "leaderEpochNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochNEQ"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochNEQ = data
+		case "leaderEpochIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochIn = data
+		case "leaderEpochNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochNotIn"))
+			data, err := ec.unmarshalOInt2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochNotIn = data
+		case "leaderEpochGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochGT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochGT = data
+		case "leaderEpochGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochGTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochGTE = data
+		case "leaderEpochLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochLT"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochLT = data
+		case "leaderEpochLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochLTE"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochLTE = data
+		case "leaderEpochIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochIsNil = data
+		case "leaderEpochNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("leaderEpochNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LeaderEpochNotNil = data
 		case "nodeRoleID":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nodeRoleID"))
 			data, err := ec.unmarshalOID2ᚖint(ctx, v)
@@ -42338,6 +42542,11 @@ func (ec *executionContext) _Operation(ctx context.Context, sel ast.SelectionSet
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "ownerEpoch":
+			out.Values[i] = ec._Operation_ownerEpoch(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "createdAt":
 			out.Values[i] = ec._Operation_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -43281,6 +43490,11 @@ func (ec *executionContext) _Run(ctx context.Context, sel ast.SelectionSet, obj 
 			}
 		case "owner":
 			out.Values[i] = ec._Run_owner(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "leaderEpoch":
+			out.Values[i] = ec._Run_leaderEpoch(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

@@ -76,7 +76,11 @@ type Annealer struct {
 	termCtx    context.Context
 	termCancel context.CancelFunc
 	term       uint64
-	stats      counters
+	// epoch is the leader epoch of the current term (leader.Elector: the number bumped in the
+	// database on each acquisition; 0 without an elector). Runs are stamped with it, and claims
+	// and completions are refused when the database holds a newer one.
+	epoch int64
+	stats counters
 }
 
 type counters struct {

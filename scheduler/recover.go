@@ -57,7 +57,10 @@ func (a *Annealer) Recover(ctx context.Context) (RecoverResult, error) {
 	a.mu.Lock()
 	mine := map[int]bool{}
 	for _, r := range lastRun {
-		if a.running[r.ID] {
+		// In flight here and claimed in this term: a run this process claimed under an older
+		// epoch (leadership lost and won again) is recovered like anyone's — its completion
+		// would be refused.
+		if a.running[r.ID] && int64(r.LeaderEpoch) == a.epoch {
 			mine[r.NodeRoleID] = true
 		}
 	}

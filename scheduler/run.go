@@ -25,6 +25,7 @@ import (
 	"github.com/prybar/prybar/internal/events"
 	oobbmc "github.com/prybar/prybar/provision/bmc"
 	"github.com/prybar/prybar/scheduler/executor"
+	"github.com/prybar/prybar/scheduler/leader"
 	"github.com/prybar/prybar/scheduler/nodestate"
 )
 
@@ -38,7 +39,8 @@ type job struct {
 	key         string
 	timeout     time.Duration
 	policy      nodestate.RetryPolicy
-	attempts    int // failed attempts before this run
+	attempts    int   // failed attempts before this run
+	epoch       int64 // leader epoch the run was claimed under
 }
 
 // result is a finished job.
@@ -130,6 +132,25 @@ func (a *Annealer) Stop() {
 	a.leading.Store(false)
 }
 
+// Resign gives up the leadership at once, for good, and cancels the runs of the current term (they
+// stay in TRANSITION for the next leader's recovery). A stopping server calls it as soon as it is
+// told to stop, before it drains HTTP and operations, so a follower takes over at its next sweep.
+// Without an elector that can resign (SQLite: one server) it does nothing; Stop drains as before.
+func (a *Annealer) Resign() {
+	r, ok := a.opts.Elector.(interface{ Resign() })
+	if !ok {
+		return
+	}
+	r.Resign()
+	a.leading.Store(false)
+	a.mu.Lock()
+	if a.termCancel != nil {
+		a.termCancel()
+		a.termCtx, a.termCancel = nil, nil
+	}
+	a.mu.Unlock()
+}
+
 // runsIdle waits until no run is in flight, or d passes.
 func (a *Annealer) runsIdle(d time.Duration) {
 	deadline := time.Now().Add(d)
@@ -145,17 +166,53 @@ func (a *Annealer) runsIdle(d time.Duration) {
 }
 
 // isLeader asks the elector; without one this process always leads.
-func (a *Annealer) isLeader(ctx context.Context) (bool, uint64) {
+func (a *Annealer) isLeader(ctx context.Context) (bool, uint64, int64) {
 	if a.opts.Elector == nil {
-		return true, 1
+		return true, 1, 0
 	}
 	if err := a.opts.Elector.IsLeader(ctx); err != nil {
-		return false, 0
+		return false, 0, 0
+	}
+	var epoch int64
+	if e, ok := a.opts.Elector.(epochElector); ok {
+		epoch = e.Epoch()
 	}
 	if t, ok := a.opts.Elector.(interface{ Term() uint64 }); ok {
-		return true, t.Term()
+		return true, t.Term(), epoch
 	}
-	return true, 1
+	return true, 1, epoch
+}
+
+// epochElector is an elector with a leader epoch kept in the database (leader.Elector).
+type epochElector interface {
+	Epoch() int64
+	Key() int64
+}
+
+// errStaleEpoch: the database holds a newer leader epoch than the one a write was made under.
+var errStaleEpoch = errors.New("scheduler: a newer leader epoch exists")
+
+// currentEpoch reads the leader epoch inside tx and share-locks it until tx ends (PostgreSQL with
+// an epoch elector; otherwise it returns want): a new leader's bump of the epoch waits for this
+// transaction, so what tx writes is either ordered before the new leader's recovery, or — when
+// the bump came first — refused by the caller because the epoch differs.
+func (a *Annealer) currentEpoch(ctx context.Context, tx *ent.Tx, want int64) (int64, error) {
+	e, ok := a.opts.Elector.(epochElector)
+	if !ok || a.st.Dialect != "postgres" {
+		return want, nil
+	}
+	rows, err := tx.QueryContext(ctx, leader.EpochForShare, e.Key())
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var cur int64
+	if rows.Next() {
+		if err := rows.Scan(&cur); err != nil {
+			return 0, err
+		}
+	}
+	return cur, rows.Err()
 }
 
 func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
@@ -176,7 +233,7 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 			}
 		}
 		last = time.Now()
-		ok, term := a.isLeader(ctx)
+		ok, term, epoch := a.isLeader(ctx)
 		a.leading.Store(ok)
 		a.mu.Lock()
 		if a.termCancel != nil && (!ok || term != a.term) {
@@ -186,7 +243,7 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 			a.termCtx, a.termCancel = nil, nil
 		}
 		if ok && a.termCtx == nil {
-			a.term = term
+			a.term, a.epoch = term, epoch
 			a.termCtx, a.termCancel = context.WithCancel(executor.WithFence(runCtx, a.fence))
 		}
 		termCtx := a.termCtx
@@ -207,7 +264,7 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 		for ctx.Err() == nil {
 			n, err := a.claim(ctx, termCtx)
 			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, errLostRace) {
+				if ctx.Err() == nil && !errors.Is(err, errLostRace) && !errors.Is(err, errStaleEpoch) {
 					a.log.Error("annealer: claim", "err", err)
 				}
 				break
@@ -228,7 +285,18 @@ func (a *Annealer) fence(ctx context.Context) error {
 		return nil
 	}
 	if c, ok := a.opts.Elector.(interface{ Check(context.Context) error }); ok {
-		return c.Check(ctx)
+		err := c.Check(ctx)
+		if err != nil {
+			// Lost: cancel the term's runs now rather than at the claim loop's next round, so
+			// runs waiting on a BMC stop too.
+			a.mu.Lock()
+			if a.termCancel != nil {
+				a.termCancel()
+				a.termCtx, a.termCancel = nil, nil
+			}
+			a.mu.Unlock()
+		}
+		return err
 	}
 	return nil
 }
@@ -272,6 +340,7 @@ func machineIdle() predicate.NodeRole {
 // claim starts up to one batch of runs and returns how many it started.
 func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 	a.mu.Lock()
+	epoch := a.epoch
 	capacity := min(a.opts.Concurrency-a.inflight, a.opts.BatchSize)
 	keyBusy := make(map[string]int, len(a.keyBusy))
 	for k, v := range a.keyBusy {
@@ -288,6 +357,13 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 	var jobs []*job
 	err = a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		jobs = nil
+		// A leader deposed since its last check claims nothing: the new leader's recovery would
+		// not see runs claimed after it.
+		if cur, err := a.currentEpoch(ctx, tx, epoch); err != nil {
+			return err
+		} else if cur != epoch {
+			return fmt.Errorf("%w: claim under epoch %d, current %d", errStaleEpoch, epoch, cur)
+		}
 		now := time.Now()
 		cands, err := tx.NodeRole.Query().Where(
 			noderole.StateEQ(noderole.StateTODO),
@@ -343,7 +419,7 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			j := &job{nrID: c.ID, attempts: c.Attempts, policy: retryPolicy(ri.Role), execName: ri.Executor}
+			j := &job{nrID: c.ID, attempts: c.Attempts, policy: retryPolicy(ri.Role), execName: ri.Executor, epoch: epoch}
 			j.in = executor.Input{NodeRoleID: c.ID, Attempt: c.Attempts + 1, Machine: machines[c.MachineID],
 				Role: ri.Name, Attrs: attrs, Injected: inj}
 			j.exec, j.execErr = a.reg.Get(ri.Executor)
@@ -381,7 +457,7 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 			builders := make([]*ent.RunCreate, len(part))
 			for i, j := range part {
 				builders[i] = tx.Run.Create().SetNodeRoleID(j.nrID).SetExecutor(j.execName).SetAttempt(j.in.Attempt).
-					SetOwner(a.opts.Owner).SetStartedAt(now).SetInput(snapshot(j.in))
+					SetOwner(a.opts.Owner).SetLeaderEpoch(int(epoch)).SetStartedAt(now).SetInput(snapshot(j.in))
 			}
 			runs, err := tx.Run.CreateBulk(builders...).Save(ctx)
 			if err != nil {
@@ -676,6 +752,26 @@ func (a *Annealer) complete(ctx context.Context, batch []result) error {
 		if err := a.fence(ctx); err != nil {
 			return fmt.Errorf("%w: %v", errFenced, err)
 		}
+		// And the epoch: completions of runs claimed under an older epoch than the database's are
+		// refused (the run belongs to the new leader's recovery), and the epoch row stays
+		// share-locked until this transaction ends, so no new leader starts in between.
+		a.mu.Lock()
+		mine := a.epoch
+		a.mu.Unlock()
+		cur, err := a.currentEpoch(ctx, tx, mine)
+		if err != nil {
+			return err
+		}
+		if cur != mine {
+			return fmt.Errorf("%w: epoch %d is current, this process led %d", errFenced, cur, mine)
+		}
+		batch = slices.DeleteFunc(slices.Clone(batch), func(r result) bool {
+			if r.job.epoch != cur {
+				a.log.Warn("annealer: refusing the completion of a run of an older leader epoch", "run", r.job.runID, "run_epoch", r.job.epoch, "epoch", cur)
+				return true
+			}
+			return false
+		})
 		now := time.Now()
 		runIDs := make([]int, len(batch))
 		for i, r := range batch {

@@ -100,6 +100,13 @@ func startScheduler(ctx context.Context, st *store.Store, log *slog.Logger) (a *
 	if err := a.Start(ctx); err != nil {
 		return nil, nil, err
 	}
+	// SIGTERM: leadership is released the moment the server is told to stop, not after HTTP and
+	// operations have drained, so another replica takes over at its next sweep.
+	go func() {
+		<-ctx.Done()
+		a.Resign()
+		log.Info("shutdown: scheduler leadership released")
+	}()
 	log.Info("annealer started", "executors", a.Registry().Names(), "dialect", st.Dialect)
 	return a, a.Stop, nil
 }

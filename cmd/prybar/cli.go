@@ -25,6 +25,7 @@ import (
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/provision/operation"
+	"github.com/prybar/prybar/scheduler/leader"
 	"github.com/prybar/prybar/provision/redfish"
 	"github.com/prybar/prybar/provision/redfish/sessionjournal"
 )
@@ -230,8 +231,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ops := operation.New(st, bmcExec, log)
+	if st.Dialect == dialect.Postgres {
+		// Replicas: this server's number and liveness lock. Operations carry the number; any
+		// server settles those whose owner no longer holds its lock (killed, crashed, cut off),
+		// at start-up below and every few seconds after (ops.Watch).
+		inst, err := leader.Register(ctx, st.DSN, operation.DefaultOwner())
+		if err != nil {
+			return err
+		}
+		defer inst.Close()
+		ops.SetInstance(inst)
+		go ops.Watch(ctx, 3*time.Second)
+	}
 	// On SQLite this is the only server, so every operation another process left unfinished is
-	// dead and settled now; on PostgreSQL replicas may be running theirs, so only old ones are.
+	// dead and settled now; on PostgreSQL those whose owner is dead are.
 	if n, err := ops.Recover(ctx, st.Dialect != dialect.Postgres); err != nil {
 		return fmt.Errorf("recover operations: %w", err)
 	} else if n > 0 {

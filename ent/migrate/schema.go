@@ -471,6 +471,7 @@ var (
 		{Name: "result", Type: field.TypeJSON, Nullable: true},
 		{Name: "log", Type: field.TypeString, Nullable: true, Size: 2147483647},
 		{Name: "owner", Type: field.TypeString, Nullable: true},
+		{Name: "owner_epoch", Type: field.TypeInt, Nullable: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "started_at", Type: field.TypeTime, Nullable: true},
 		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
@@ -484,7 +485,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "operations_machines_operations",
-				Columns:    []*schema.Column{OperationsColumns[11]},
+				Columns:    []*schema.Column{OperationsColumns[12]},
 				RefColumns: []*schema.Column{MachinesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -566,6 +567,7 @@ var (
 		{Name: "started_at", Type: field.TypeTime},
 		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
 		{Name: "owner", Type: field.TypeString, Nullable: true},
+		{Name: "leader_epoch", Type: field.TypeInt, Nullable: true},
 		{Name: "node_role_id", Type: field.TypeInt},
 	}
 	// RunsTable holds the schema information for the "runs" table.
@@ -576,7 +578,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "runs_node_roles_runs",
-				Columns:    []*schema.Column{RunsColumns[12]},
+				Columns:    []*schema.Column{RunsColumns[13]},
 				RefColumns: []*schema.Column{NodeRolesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},

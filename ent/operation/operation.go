@@ -31,6 +31,8 @@ const (
 	FieldLog = "log"
 	// FieldOwner holds the string denoting the owner field in the database.
 	FieldOwner = "owner"
+	// FieldOwnerEpoch holds the string denoting the owner_epoch field in the database.
+	FieldOwnerEpoch = "owner_epoch"
 	// FieldCreatedAt holds the string denoting the created_at field in the database.
 	FieldCreatedAt = "created_at"
 	// FieldStartedAt holds the string denoting the started_at field in the database.
@@ -62,6 +64,7 @@ var Columns = []string{
 	FieldResult,
 	FieldLog,
 	FieldOwner,
+	FieldOwnerEpoch,
 	FieldCreatedAt,
 	FieldStartedAt,
 	FieldFinishedAt,
@@ -143,6 +146,11 @@ func ByLog(opts ...sql.OrderTermOption) OrderOption {
 // ByOwner orders the results by the owner field.
 func ByOwner(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldOwner, opts...).ToFunc()
+}
+
+// ByOwnerEpoch orders the results by the owner_epoch field.
+func ByOwnerEpoch(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldOwnerEpoch, opts...).ToFunc()
 }
 
 // ByCreatedAt orders the results by the created_at field.

@@ -75,6 +75,11 @@ func Owner(v string) predicate.Operation {
 	return predicate.Operation(sql.FieldEQ(FieldOwner, v))
 }
 
+// OwnerEpoch applies equality check predicate on the "owner_epoch" field. It's identical to OwnerEpochEQ.
+func OwnerEpoch(v int) predicate.Operation {
+	return predicate.Operation(sql.FieldEQ(FieldOwnerEpoch, v))
+}
+
 // CreatedAt applies equality check predicate on the "created_at" field. It's identical to CreatedAtEQ.
 func CreatedAt(v time.Time) predicate.Operation {
 	return predicate.Operation(sql.FieldEQ(FieldCreatedAt, v))
@@ -423,6 +428,56 @@ func OwnerEqualFold(v string) predicate.Operation {
 // OwnerContainsFold applies the ContainsFold predicate on the "owner" field.
 func OwnerContainsFold(v string) predicate.Operation {
 	return predicate.Operation(sql.FieldContainsFold(FieldOwner, v))
+}
+
+// OwnerEpochEQ applies the EQ predicate on the "owner_epoch" field.
+func OwnerEpochEQ(v int) predicate.Operation {
+	return predicate.Operation(sql.FieldEQ(FieldOwnerEpoch, v))
+}
+
+// OwnerEpochNEQ applies the NEQ predicate on the "owner_epoch" field.
+func OwnerEpochNEQ(v int) predicate.Operation {
+	return predicate.Operation(sql.FieldNEQ(FieldOwnerEpoch, v))
+}
+
+// OwnerEpochIn applies the In predicate on the "owner_epoch" field.
+func OwnerEpochIn(vs ...int) predicate.Operation {
+	return predicate.Operation(sql.FieldIn(FieldOwnerEpoch, vs...))
+}
+
+// OwnerEpochNotIn applies the NotIn predicate on the "owner_epoch" field.
+func OwnerEpochNotIn(vs ...int) predicate.Operation {
+	return predicate.Operation(sql.FieldNotIn(FieldOwnerEpoch, vs...))
+}
+
+// OwnerEpochGT applies the GT predicate on the "owner_epoch" field.
+func OwnerEpochGT(v int) predicate.Operation {
+	return predicate.Operation(sql.FieldGT(FieldOwnerEpoch, v))
+}
+
+// OwnerEpochGTE applies the GTE predicate on the "owner_epoch" field.
+func OwnerEpochGTE(v int) predicate.Operation {
+	return predicate.Operation(sql.FieldGTE(FieldOwnerEpoch, v))
+}
+
+// OwnerEpochLT applies the LT predicate on the "owner_epoch" field.
+func OwnerEpochLT(v int) predicate.Operation {
+	return predicate.Operation(sql.FieldLT(FieldOwnerEpoch, v))
+}
+
+// OwnerEpochLTE applies the LTE predicate on the "owner_epoch" field.
+func OwnerEpochLTE(v int) predicate.Operation {
+	return predicate.Operation(sql.FieldLTE(FieldOwnerEpoch, v))
+}
+
+// OwnerEpochIsNil applies the IsNil predicate on the "owner_epoch" field.
+func OwnerEpochIsNil() predicate.Operation {
+	return predicate.Operation(sql.FieldIsNull(FieldOwnerEpoch))
+}
+
+// OwnerEpochNotNil applies the NotNil predicate on the "owner_epoch" field.
+func OwnerEpochNotNil() predicate.Operation {
+	return predicate.Operation(sql.FieldNotNull(FieldOwnerEpoch))
 }
 
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.

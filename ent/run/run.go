@@ -39,6 +39,8 @@ const (
 	FieldFinishedAt = "finished_at"
 	// FieldOwner holds the string denoting the owner field in the database.
 	FieldOwner = "owner"
+	// FieldLeaderEpoch holds the string denoting the leader_epoch field in the database.
+	FieldLeaderEpoch = "leader_epoch"
 	// FieldNodeRoleID holds the string denoting the node_role_id field in the database.
 	FieldNodeRoleID = "node_role_id"
 	// EdgeNodeRole holds the string denoting the node_role edge name in mutations.
@@ -68,6 +70,7 @@ var Columns = []string{
 	FieldStartedAt,
 	FieldFinishedAt,
 	FieldOwner,
+	FieldLeaderEpoch,
 	FieldNodeRoleID,
 }
 
@@ -167,6 +170,11 @@ func ByFinishedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByOwner orders the results by the owner field.
 func ByOwner(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldOwner, opts...).ToFunc()
+}
+
+// ByLeaderEpoch orders the results by the leader_epoch field.
+func ByLeaderEpoch(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLeaderEpoch, opts...).ToFunc()
 }
 
 // ByNodeRoleID orders the results by the node_role_id field.

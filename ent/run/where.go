@@ -95,6 +95,11 @@ func Owner(v string) predicate.Run {
 	return predicate.Run(sql.FieldEQ(FieldOwner, v))
 }
 
+// LeaderEpoch applies equality check predicate on the "leader_epoch" field. It's identical to LeaderEpochEQ.
+func LeaderEpoch(v int) predicate.Run {
+	return predicate.Run(sql.FieldEQ(FieldLeaderEpoch, v))
+}
+
 // NodeRoleID applies equality check predicate on the "node_role_id" field. It's identical to NodeRoleIDEQ.
 func NodeRoleID(v int) predicate.Run {
 	return predicate.Run(sql.FieldEQ(FieldNodeRoleID, v))
@@ -608,6 +613,56 @@ func OwnerEqualFold(v string) predicate.Run {
 // OwnerContainsFold applies the ContainsFold predicate on the "owner" field.
 func OwnerContainsFold(v string) predicate.Run {
 	return predicate.Run(sql.FieldContainsFold(FieldOwner, v))
+}
+
+// LeaderEpochEQ applies the EQ predicate on the "leader_epoch" field.
+func LeaderEpochEQ(v int) predicate.Run {
+	return predicate.Run(sql.FieldEQ(FieldLeaderEpoch, v))
+}
+
+// LeaderEpochNEQ applies the NEQ predicate on the "leader_epoch" field.
+func LeaderEpochNEQ(v int) predicate.Run {
+	return predicate.Run(sql.FieldNEQ(FieldLeaderEpoch, v))
+}
+
+// LeaderEpochIn applies the In predicate on the "leader_epoch" field.
+func LeaderEpochIn(vs ...int) predicate.Run {
+	return predicate.Run(sql.FieldIn(FieldLeaderEpoch, vs...))
+}
+
+// LeaderEpochNotIn applies the NotIn predicate on the "leader_epoch" field.
+func LeaderEpochNotIn(vs ...int) predicate.Run {
+	return predicate.Run(sql.FieldNotIn(FieldLeaderEpoch, vs...))
+}
+
+// LeaderEpochGT applies the GT predicate on the "leader_epoch" field.
+func LeaderEpochGT(v int) predicate.Run {
+	return predicate.Run(sql.FieldGT(FieldLeaderEpoch, v))
+}
+
+// LeaderEpochGTE applies the GTE predicate on the "leader_epoch" field.
+func LeaderEpochGTE(v int) predicate.Run {
+	return predicate.Run(sql.FieldGTE(FieldLeaderEpoch, v))
+}
+
+// LeaderEpochLT applies the LT predicate on the "leader_epoch" field.
+func LeaderEpochLT(v int) predicate.Run {
+	return predicate.Run(sql.FieldLT(FieldLeaderEpoch, v))
+}
+
+// LeaderEpochLTE applies the LTE predicate on the "leader_epoch" field.
+func LeaderEpochLTE(v int) predicate.Run {
+	return predicate.Run(sql.FieldLTE(FieldLeaderEpoch, v))
+}
+
+// LeaderEpochIsNil applies the IsNil predicate on the "leader_epoch" field.
+func LeaderEpochIsNil() predicate.Run {
+	return predicate.Run(sql.FieldIsNull(FieldLeaderEpoch))
+}
+
+// LeaderEpochNotNil applies the NotNil predicate on the "leader_epoch" field.
+func LeaderEpochNotNil() predicate.Run {
+	return predicate.Run(sql.FieldNotNull(FieldLeaderEpoch))
 }
 
 // NodeRoleIDEQ applies the EQ predicate on the "node_role_id" field.

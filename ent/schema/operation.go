@@ -27,6 +27,8 @@ func (Operation) Fields() []ent.Field {
 		field.JSON("result", map[string]any{}).Optional().Annotations(entgql.Type("Map")),
 		field.Text("log").Optional(),
 		field.String("owner").Optional().Comment("server instance running it"),
+		field.Int("owner_epoch").Optional().Nillable().
+			Comment("PostgreSQL: the owning server instance's number, whose liveness lock it holds while it lives; an operation whose owner no longer holds it is settled by any server"),
 		field.Time("created_at").Default(time.Now).Immutable().Annotations(entgql.OrderField("CREATED_AT")),
 		field.Time("started_at").Optional().Nillable(),
 		field.Time("finished_at").Optional().Nillable(),

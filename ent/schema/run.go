@@ -28,6 +28,8 @@ func (Run) Fields() []ent.Field {
 		field.Time("started_at").Default(time.Now).Annotations(entgql.OrderField("STARTED_AT")),
 		field.Time("finished_at").Optional().Nillable(),
 		field.String("owner").Optional().Comment("scheduler instance that claimed the run"),
+		field.Int("leader_epoch").Optional().
+			Comment("leader epoch under which the run was claimed (PostgreSQL: the scheduler lock's epoch; 0 on SQLite); a completion from an older epoch is refused"),
 		field.Int("node_role_id"),
 	}
 }
