@@ -25,9 +25,9 @@ import (
 	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/provision/operation"
-	"github.com/prybar/prybar/scheduler/leader"
 	"github.com/prybar/prybar/provision/redfish"
 	"github.com/prybar/prybar/provision/redfish/sessionjournal"
+	"github.com/prybar/prybar/scheduler/leader"
 )
 
 // version is set by the linker (-X main.version=…); otherwise the module's build info is used.
