@@ -207,3 +207,85 @@ func TestStopReleasesLeadershipAtOnce(t *testing.T) {
 	}
 	t.Logf("B leads %s after A was told to stop", time.Since(stop).Round(time.Millisecond))
 }
+
+// stale is an elector that, once frozen, answers IsLeader from memory without asking PostgreSQL:
+// a process paused right after a successful check, which acts on that answer when it resumes.
+type stale struct {
+	*leader.Elector
+	frozen atomic.Bool
+}
+
+func (s *stale) IsLeader(ctx context.Context) error {
+	if s.frozen.Load() {
+		return nil
+	}
+	return s.Elector.IsLeader(ctx)
+}
+
+// TestDeposedLeaderClaimsNothing: leader A's lock is dropped and B takes over (a newer epoch), but
+// A still believes it leads — it stalled between its leadership check and its claim. Work
+// committed now must all be done by B: A's claim transaction finds a newer epoch and claims
+// nothing. Before epochs the claim had no fence: A claimed node-roles whose effects its fence then
+// refused, B (whose recovery had already run) never saw them, and they stayed in TRANSITION.
+func TestDeposedLeaderClaimsNothing(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx := context.Background()
+	sa := &stale{Elector: leader.New(dsn)}
+	A := newEnv(t, dsn, Options{Elector: sa, Owner: "A", Sweep: 100 * time.Millisecond})
+	B := newEnv(t, dsn, Options{Elector: leader.New(dsn), Owner: "B", Sweep: 100 * time.Millisecond})
+	A.a.Registry().Register(&executor.Test{EffectsFile: A.effects})
+	B.a.Registry().Register(&executor.Test{EffectsFile: A.effects})
+	const n = 8
+	ms := A.machines(n, "deposed")
+	dep, _ := A.a.CreateDeployment(ctx, "deposed", 0)
+	if _, err := A.a.SetAttribute(ctx, AttrTarget{DeploymentID: dep.ID, Role: "test-step"}, "/effect", "reboot"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := A.a.BindRoles(ctx, ms, "test-step", dep.ID); err != nil {
+		t.Fatal(err)
+	}
+	A.start()
+	leads := func(e *env) bool { s, _ := e.a.Status(ctx); return s.Leader }
+	for deadline := time.Now().Add(10 * time.Second); !leads(A); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("A never led")
+		}
+	}
+	epochA := sa.Epoch()
+	sa.frozen.Store(true)
+	terminateLock(t, A)
+	B.start()
+	for deadline := time.Now().Add(10 * time.Second); !leads(B); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("B did not take over")
+		}
+	}
+	if _, err := A.a.CommitDeployment(ctx, dep.ID); err != nil { // wakes A's claim loop first
+		t.Fatal(err)
+	}
+	B.settle(30 * time.Second)
+	if c, err := A.st.Client.Run.Query().Where(run.Owner("A")).Count(ctx); err != nil || c != 0 {
+		t.Errorf("the deposed leader claimed %d runs (%v), want 0", c, err)
+	}
+	perNR := map[string]int{}
+	for _, l := range effectLines(t, A.effects) {
+		perNR[strings.Fields(l)[0]]++
+	}
+	if len(perNR) != n {
+		t.Errorf("%d node-roles have an effect, want %d", len(perNR), n)
+	}
+	for nr, c := range perNR {
+		if c != 1 {
+			t.Errorf("node-role %s: effect applied %d times", nr, c)
+		}
+	}
+	runs, err := B.st.Client.Run.Query().Where(run.Owner("B")).All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if int64(r.LeaderEpoch) <= epochA {
+			t.Errorf("B's run %d has leader epoch %d, want more than A's %d", r.ID, r.LeaderEpoch, epochA)
+		}
+	}
+}
