@@ -63,9 +63,33 @@ func TestAnnealDiscoverThenPXE200(t *testing.T) {
 	}
 
 	s := f.Stats()
-	if s.MaxPeakConcurrent != 1 || s.MaxPeakSessions != 1 || e.PeakActive() != 1 || s.OpenSessions != 0 {
-		t.Errorf("per BMC: peak concurrent %d, peak sessions %d, executor peak %d, open sessions %d; want 1, 1, 1, 0",
-			s.MaxPeakConcurrent, s.MaxPeakSessions, e.PeakActive(), s.OpenSessions)
+	if s.MaxPeakConcurrent != 1 || e.PeakActive() != 1 {
+		t.Errorf("per BMC: peak concurrent %d, executor peak %d; want 1, 1", s.MaxPeakConcurrent, e.PeakActive())
+	}
+	// Sessions. Under load an IPMI handshake can outlast the client's timeout: the client gives
+	// up and abandons it (it cannot close a session whose handshake it did not finish), and the
+	// BMC — the simulator as a real one — holds it until its 60 s inactivity timeout. Those are
+	// not leaks; a session a client still holds is (go-ipmi keeps it alive, so it never expires).
+	// So: with nothing abandoned, every BMC saw one session at a time and none is open now;
+	// otherwise wait for the observable end state — every session gone — within the inactivity
+	// timeout (plus the simulator's scan tolerance), which only abandoned sessions reach.
+	if s.OpenSessions == 0 && s.MaxPeakSessions != 1 {
+		t.Errorf("peak sessions per BMC %d with no session abandoned; want 1", s.MaxPeakSessions)
+	}
+	if open := s.OpenSessions; open != 0 {
+		waited := time.Now()
+		for deadline := waited.Add(75 * time.Second); f.Stats().OpenSessions != 0; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				for _, b := range f.Stats().BMCs {
+					if b.OpenSessions > 0 {
+						t.Errorf("%s (%s): %d sessions still open 75 s after the anneal: held, not abandoned", b.Name, b.Protocol, b.OpenSessions)
+					}
+				}
+				break
+			}
+		}
+		t.Logf("%d sessions open when the anneal settled (handshakes abandoned under load); all expired after %s",
+			open, time.Since(waited).Round(time.Second))
 	}
 	for _, b := range f.BMCs {
 		if b.Redfish != nil {
