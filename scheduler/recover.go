@@ -117,7 +117,10 @@ func (a *Annealer) Recover(ctx context.Context) (RecoverResult, error) {
 	if len(verdicts) == 0 {
 		return res, nil
 	}
-	err = a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	a.mu.Lock()
+	epoch := a.epoch
+	a.mu.Unlock()
+	err = a.txEpoch(ctx, &epoch, func(ctx context.Context, tx *ent.Tx) error {
 		res = RecoverResult{}
 		now := time.Now()
 		var runIDs []int

@@ -258,7 +258,7 @@ func (a *Annealer) claimLoop(ctx, runCtx context.Context) {
 			}
 			a.recovered.Store(term)
 		}
-		if err := a.retryDue(ctx); err != nil && ctx.Err() == nil {
+		if err := a.retryDue(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, errStaleEpoch) {
 			a.log.Warn("annealer: automatic retries", "err", err)
 		}
 		for ctx.Err() == nil {
@@ -312,7 +312,10 @@ func (a *Annealer) retryDue(ctx context.Context) error {
 	if err != nil || len(ids) == 0 {
 		return err
 	}
-	return a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	a.mu.Lock()
+	epoch := a.epoch
+	a.mu.Unlock()
+	return a.txEpoch(ctx, &epoch, func(ctx context.Context, tx *ent.Tx) error {
 		ids, err := tx.NodeRole.Query().Where(noderole.StateEQ(noderole.StateERROR),
 			noderole.NextAttemptAtNotNil(), noderole.NextAttemptAtLTE(now)).IDs(ctx)
 		if err != nil {
@@ -355,15 +358,10 @@ func (a *Annealer) claim(ctx, runCtx context.Context) (int, error) {
 		return 0, err
 	}
 	var jobs []*job
-	err = a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	// A leader deposed since its last check claims nothing (txEpoch): the new leader's recovery
+	// would not see runs claimed after it.
+	err = a.txEpoch(ctx, &epoch, func(ctx context.Context, tx *ent.Tx) error {
 		jobs = nil
-		// A leader deposed since its last check claims nothing: the new leader's recovery would
-		// not see runs claimed after it.
-		if cur, err := a.currentEpoch(ctx, tx, epoch); err != nil {
-			return err
-		} else if cur != epoch {
-			return fmt.Errorf("%w: claim under epoch %d, current %d", errStaleEpoch, epoch, cur)
-		}
 		now := time.Now()
 		cands, err := tx.NodeRole.Query().Where(
 			noderole.StateEQ(noderole.StateTODO),
@@ -746,25 +744,20 @@ func (a *Annealer) recordBatch(ctx context.Context, batch []result) {
 
 // complete is the end of runs: TRANSITION → ACTIVE or ERROR, in one transaction for the batch.
 func (a *Annealer) complete(ctx context.Context, batch []result) error {
-	return a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	// The epoch: nothing is recorded when the database holds another epoch than this process's
+	// (txEpoch), and the epoch row stays share-locked until this transaction ends, so no new
+	// leader starts in between.
+	a.mu.Lock()
+	cur := a.epoch
+	a.mu.Unlock()
+	err := a.txEpoch(ctx, &cur, func(ctx context.Context, tx *ent.Tx) error {
 		// Fence: a deposed leader records no completion (its runs belong to the new leader's
 		// recovery). Checked inside the transaction, before any write.
 		if err := a.fence(ctx); err != nil {
 			return fmt.Errorf("%w: %v", errFenced, err)
 		}
-		// And the epoch: completions of runs claimed under an older epoch than the database's are
-		// refused (the run belongs to the new leader's recovery), and the epoch row stays
-		// share-locked until this transaction ends, so no new leader starts in between.
-		a.mu.Lock()
-		mine := a.epoch
-		a.mu.Unlock()
-		cur, err := a.currentEpoch(ctx, tx, mine)
-		if err != nil {
-			return err
-		}
-		if cur != mine {
-			return fmt.Errorf("%w: epoch %d is current, this process led %d", errFenced, cur, mine)
-		}
+		// Completions of runs claimed under an older epoch (this process lost the leadership and
+		// won it again meanwhile) are refused: those runs belong to recovery.
 		batch = slices.DeleteFunc(slices.Clone(batch), func(r result) bool {
 			if r.job.epoch != cur {
 				a.log.Warn("annealer: refusing the completion of a run of an older leader epoch", "run", r.job.runID, "run_epoch", r.job.epoch, "epoch", cur)
@@ -927,6 +920,10 @@ func (a *Annealer) complete(ctx context.Context, batch []result) error {
 		_, err = unblockChildren(ctx, tx, okIDs)
 		return err
 	})
+	if errors.Is(err, errStaleEpoch) {
+		return fmt.Errorf("%w: %v", errFenced, err)
+	}
+	return err
 }
 
 func truncate(s string, n int) string {

@@ -278,8 +278,25 @@ const annealLockKey = 0x616e6e65616c
 // would wait forever. The annealer's transactions therefore run one at a time under an advisory
 // lock, as they do under SQLite's single writer. They are short and batched, so this costs little.
 func (a *Annealer) tx(ctx context.Context, fn func(ctx context.Context, tx *ent.Tx) error) error {
+	return a.txEpoch(ctx, nil, fn)
+}
+
+// txEpoch is tx for the leader's own writes (claims, completions): with epoch non-nil it first
+// reads the leader epoch FOR SHARE (before the annealer lock, so a stalled transaction that holds
+// the annealer lock also holds the epoch row, and a new leader's bump finds it and ends it) and
+// refuses with errStaleEpoch when the database holds another epoch than *epoch.
+func (a *Annealer) txEpoch(ctx context.Context, epoch *int64, fn func(ctx context.Context, tx *ent.Tx) error) error {
 	ctx = context.WithValue(ctx, dialectKey{}, a.st.Dialect)
 	return a.st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+		if epoch != nil {
+			cur, err := a.currentEpoch(ctx, tx, *epoch)
+			if err != nil {
+				return err
+			}
+			if cur != *epoch {
+				return fmt.Errorf("%w: this process leads epoch %d, the database holds %d", errStaleEpoch, *epoch, cur)
+			}
+		}
 		if a.st.Dialect == dialect.Postgres {
 			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", annealLockKey); err != nil {
 				return fmt.Errorf("annealer lock: %w", err)

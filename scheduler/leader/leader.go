@@ -130,7 +130,7 @@ func (e *Elector) IsLeader(ctx context.Context) error {
 		return ErrNotLeader
 	}
 	// A new epoch, written on the lock's connection while the lock is held: the only writer.
-	epoch, err := bump(cctx, conn, e.key, e.holder)
+	epoch, err := bump(cctx, conn, e.dsn, e.key, e.holder)
 	if err != nil {
 		conn.Close(context.Background())
 		return fmt.Errorf("leader: new epoch: %w", err)
@@ -140,25 +140,60 @@ func (e *Elector) IsLeader(ctx context.Context) error {
 	return nil
 }
 
-func bump(ctx context.Context, conn *pgx.Conn, key int64, holder string) (int64, error) {
-	var epoch int64
-	err := conn.QueryRow(ctx, bumpEpoch, key, holder).Scan(&epoch)
+func bump(ctx context.Context, conn *pgx.Conn, dsn string, key int64, holder string) (int64, error) {
+	epoch, err := bumpFenced(ctx, conn, dsn, key, holder)
 	if err == nil {
 		return epoch, nil
 	}
 	// First use: create the table. Two electors with different keys may race on CREATE TABLE IF
 	// NOT EXISTS (PostgreSQL can then report a duplicate type); the retry sees the table.
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
 		if _, cerr := conn.Exec(ctx, createEpochTable); cerr != nil {
 			err = cerr
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		if err = conn.QueryRow(ctx, bumpEpoch, key, holder).Scan(&epoch); err == nil {
+		if epoch, err = bumpFenced(ctx, conn, dsn, key, holder); err == nil {
 			return epoch, nil
 		}
 	}
 	return 0, err
+}
+
+// BumpGrace is how long a new leader's epoch bump waits for transactions that hold the epoch row
+// before it ends them.
+var BumpGrace = time.Second
+
+// bumpFenced bumps the epoch. Only leaders' claim and completion transactions lock the epoch row
+// (FOR SHARE, as their first statement), and this process holds the lock now, so a transaction
+// that holds the row past BumpGrace belongs to a deposed leader that stalled mid-transaction
+// (SIGSTOP, a partition): it would block the bump — and the takeover — until that process
+// resumed. Its backend is terminated instead (its transaction rolls back), which is the fence at
+// the database: nothing the stalled leader had begun commits.
+func bumpFenced(ctx context.Context, conn *pgx.Conn, dsn string, key int64, holder string) (int64, error) {
+	type result struct {
+		epoch int64
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = conn.QueryRow(ctx, bumpEpoch, key, holder).Scan(&r.epoch)
+		done <- r
+	}()
+	t := time.NewTimer(BumpGrace)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.epoch, r.err
+	case <-t.C:
+	}
+	if killer, err := pgx.Connect(ctx, dsn); err == nil {
+		_, _ = killer.Exec(ctx, `SELECT pg_terminate_backend(b) FROM unnest(pg_blocking_pids($1)) AS b`, int32(conn.PgConn().PID()))
+		killer.Close(context.Background())
+	}
+	r := <-done // bounded by ctx
+	return r.epoch, r.err
 }
 
 // Term counts the leadership terms this elector has won; the annealer recovers interrupted runs

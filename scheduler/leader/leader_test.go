@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -101,5 +102,44 @@ func TestInstanceLiveness(t *testing.T) {
 	}
 	if err := i1.Check(ctx); err == nil {
 		t.Fatal("a closed instance passes its check")
+	}
+}
+
+// A deposed leader that stalled inside a transaction holding the epoch row (as the annealer's
+// claim and completion transactions do, FOR SHARE) must not block the takeover: the new leader's
+// bump waits BumpGrace, then ends the stalled backend, and its transaction never commits. Without
+// it the follower could not lead until the stalled process resumed (a SIGSTOPped leader: never).
+func TestTakeoverEndsAStalledLeadersTransaction(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx := context.Background()
+	a, b := leader.New(dsn), leader.New(dsn)
+	if err := a.IsLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stalled, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close(ctx)
+	tx, err := stalled.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e int64
+	if err := tx.QueryRow(ctx, leader.EpochForShare, leader.Key).Scan(&e); err != nil || e != a.Epoch() {
+		t.Fatalf("epoch %d (%v), want %d", e, err, a.Epoch())
+	}
+	a.Resign() // the lock is gone; the stalled transaction still holds the row
+	start := time.Now()
+	if err := b.IsLeader(ctx); err != nil {
+		t.Fatalf("the follower cannot lead while a stalled transaction holds the epoch row: %v", err)
+	}
+	defer b.Resign()
+	t.Logf("took over in %s", time.Since(start).Round(time.Millisecond))
+	if b.Epoch() != e+1 {
+		t.Errorf("new epoch %d, want %d", b.Epoch(), e+1)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Error("the stalled leader's transaction committed after the takeover")
 	}
 }
