@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/sys/unix"
 
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
@@ -118,6 +119,7 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dhcp: listen on %s:67: %w", c.Interface, err)
 		}
+		growReadBuffer(uc, log)
 		conn = uc
 		if c.RogueConn == nil && c.Mode != Shadow {
 			if rc, err := server4.NewIPv4UDPConn(c.Interface, &net.UDPAddr{Port: dhcpv4.ClientPort}); err == nil {
@@ -147,6 +149,27 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 	}()
 	log.Info("dhcp: serving", "mode", c.Mode, "interface", c.Interface, "server", sid, "networks", len(inv.Networks), "leases", len(leases))
 	return s, nil
+}
+
+// readBuffer is the receive buffer asked for on port 67. The kernel's default (about 200 KiB,
+// some 500 DHCP packets with their overhead) overflows while the worker commits a batch under a
+// burst; the reader goroutine drains it into s.in, but only when it is scheduled.
+const readBuffer = 8 << 20
+
+// growReadBuffer raises the socket's receive buffer past net.core.rmem_max when allowed (root:
+// SO_RCVBUFFORCE), else as far as rmem_max lets SetReadBuffer go.
+func growReadBuffer(c *net.UDPConn, log *slog.Logger) {
+	if rc, err := c.SyscallConn(); err == nil {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, readBuffer)
+		}); err == nil && serr == nil {
+			return
+		}
+	}
+	if err := c.SetReadBuffer(readBuffer); err != nil {
+		log.Debug("dhcp: receive buffer", "err", err)
+	}
 }
 
 func ifaceAddr(name string) (netip.Addr, error) {
