@@ -32,6 +32,10 @@ type Config struct {
 	// network namespace). RogueConn likewise replaces the port-68 listener that sees other
 	// servers' offers; without either, rogue detection is off.
 	Conn, RogueConn net.PacketConn
+	// PXEConn replaces, in proxy mode, the port-4011 listener: PXE ROMs that took their address
+	// from another server send their boot-server REQUEST there, unicast, and expect the ACK back
+	// at their own address and port.
+	PXEConn net.PacketConn
 	// LeaseTime, OfferHold, Quarantine: see Handler. Zero picks 1 h, 30 s, 10 min.
 	LeaseTime, OfferHold, Quarantine time.Duration
 	// BatchMax bounds the packets handled per transaction (group commit); default 512.
@@ -78,6 +82,7 @@ type packet struct {
 	data  []byte
 	peer  net.Addr
 	rogue bool
+	pxe   bool // from the port-4011 listener: answer to peer through it
 }
 
 // Start loads the leases and the inventory, opens the socket and serves until ctx ends or Close.
@@ -128,15 +133,26 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 				log.Warn("dhcp: rogue-server detection off (cannot listen on port 68)", "err", err)
 			}
 		}
+		if c.PXEConn == nil && c.Mode == Proxy {
+			pc, err := server4.NewIPv4UDPConn(c.Interface, &net.UDPAddr{Port: PXEPort})
+			if err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("dhcp: listen on %s:%d: %w", c.Interface, PXEPort, err)
+			}
+			c.PXEConn = pc
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{cfg: c, log: log, conn: conn, in: make(chan packet, 4096), done: make(chan struct{}), cancel: cancel,
 		rogueSeen: map[netip.Addr]time.Time{},
 		h: &Handler{Mode: c.Mode, ServerID: sid, Boot: c.Boot, Inv: inv, Leases: NewLeases(leases),
 			LeaseTime: c.LeaseTime, OfferHold: c.OfferHold, Quarantine: c.Quarantine}}
-	go s.read(conn, false)
+	go s.read(conn, packet{})
 	if c.RogueConn != nil {
-		go s.read(c.RogueConn, true)
+		go s.read(c.RogueConn, packet{rogue: true})
+	}
+	if c.PXEConn != nil && c.Mode == Proxy {
+		go s.read(c.PXEConn, packet{pxe: true})
 	}
 	go s.refresh(ctx)
 	go s.work(ctx)
@@ -145,6 +161,9 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 		conn.Close()
 		if c.RogueConn != nil {
 			c.RogueConn.Close()
+		}
+		if c.PXEConn != nil {
+			c.PXEConn.Close()
 		}
 	}()
 	log.Info("dhcp: serving", "mode", c.Mode, "interface", c.Interface, "server", sid, "networks", len(inv.Networks), "leases", len(leases))
@@ -201,22 +220,17 @@ func (s *Server) Close() error {
 // Status reports counters and the number of held leases.
 func (s *Server) Status() Status {
 	s.mu.Lock()
-	now, held := time.Now(), 0
-	for _, l := range s.h.Leases.byAddr {
-		if l.holds(now) {
-			held++
-		}
-	}
+	held := s.h.Leases.held
 	s.mu.Unlock()
 	return Status{Mode: s.cfg.Mode, Interface: s.cfg.Interface, Leases: held, Received: s.received.Load(),
 		Answered: s.answered.Load(), Malformed: s.malformed.Load(), Failed: s.failed.Load()}
 }
 
-// PoolUse reports, per network with a discovery pool, how many pool addresses are held and free.
+// PoolUse reports, per network with a discovery pool, how many pool addresses are held and free,
+// from the counts the lease table keeps (no walk over the addresses).
 func (s *Server) PoolUse() []PoolUse {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
 	var out []PoolUse
 	for i := range s.h.Inv.Networks {
 		n := &s.h.Inv.Networks[i]
@@ -224,21 +238,17 @@ func (s *Server) PoolUse() []PoolUse {
 			continue
 		}
 		u := PoolUse{NetworkID: n.ID, Network: n.Name}
-		for _, p := range n.Pools {
-			for a := p[0]; a.IsValid() && a.Compare(p[1]) <= 0; a = a.Next() {
-				if s.h.free(n, a, now) {
-					u.Free++
-				} else {
-					u.Used++
-				}
-			}
-		}
+		u.Used, u.Free = s.h.PoolUse(n)
 		out = append(out, u)
 	}
 	return out
 }
 
-func (s *Server) read(conn net.PacketConn, rogue bool) {
+// PXEPort is where PXE clients ask a proxy boot server for their boot file (PXE 2.1, RFC 4578).
+const PXEPort = 4011
+
+// read queues what arrives on conn, each packet marked like kind.
+func (s *Server) read(conn net.PacketConn, kind packet) {
 	for {
 		buf := make([]byte, 1500)
 		n, peer, err := conn.ReadFrom(buf)
@@ -250,7 +260,7 @@ func (s *Server) read(conn net.PacketConn, rogue bool) {
 			continue
 		}
 		select {
-		case s.in <- packet{data: buf[:n], peer: peer, rogue: rogue}:
+		case s.in <- packet{data: buf[:n], peer: peer, rogue: kind.rogue, pxe: kind.pxe}:
 		default: // the worker is behind: drop, as a loaded server must; the client retries
 		}
 	}
@@ -280,7 +290,8 @@ func (s *Server) refresh(ctx context.Context) {
 
 type outgoing struct {
 	reply  *dhcpv4.DHCPv4
-	dest   *net.UDPAddr
+	dest   net.Addr
+	conn   net.PacketConn
 	commit bool
 }
 
@@ -356,7 +367,12 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 					"address": r.Reply.YourIPAddr.String(), "bootfile": r.Reply.BootFileName, "to": r.Dest.String()}})
 			continue
 		}
-		out = append(out, outgoing{reply: r.Reply, dest: r.Dest, commit: r.Commit})
+		o := outgoing{reply: r.Reply, dest: r.Dest, conn: s.conn, commit: r.Commit}
+		if p.pxe {
+			// A boot-server REQUEST on 4011 is answered to where it came from, from 4011.
+			o.dest, o.conn = p.peer, s.cfg.PXEConn
+		}
+		out = append(out, o)
 	}
 	s.mu.Unlock()
 	committed := true
@@ -373,7 +389,7 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 		if o.commit && !committed {
 			continue
 		}
-		if _, err := s.conn.WriteTo(o.reply.ToBytes(), o.dest); err != nil {
+		if _, err := o.conn.WriteTo(o.reply.ToBytes(), o.dest); err != nil {
 			s.log.Debug("dhcp: send", "to", o.dest, "err", err)
 			continue
 		}
