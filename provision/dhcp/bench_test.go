@@ -3,6 +3,8 @@ package dhcp_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -75,7 +77,7 @@ func BenchmarkDORA(b *testing.B) {
 	}
 	conn := newMemConn()
 	srv, err := dhcp.Config{Mode: dhcp.Authoritative, Interface: "bench", ServerIP: netip.MustParseAddr("10.88.0.1"),
-		Store: st, Conn: conn, RogueConn: nil}.Start(ctx)
+		Store: st, Conn: conn, Log: quiet}.Start(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -114,3 +116,5 @@ func BenchmarkDORA(b *testing.B) {
 		}
 	}
 }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -15,6 +15,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"golang.org/x/sys/unix"
 
+	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
 )
@@ -40,9 +41,11 @@ type Config struct {
 	LeaseTime, OfferHold, Quarantine time.Duration
 	// BatchMax bounds the packets handled per transaction (group commit); default 512.
 	BatchMax int
-	// Refresh is how often the inventory snapshot is reloaded; default 5 s.
-	Refresh time.Duration
-	Log     *slog.Logger
+	// The inventory snapshot is reloaded when the event log shows a change to a network, range,
+	// NIC or allocation (or a machine deleted), at most once per Debounce (default 200 ms), and
+	// in any case every Refresh (default 1 min) as a safety net for writes that bypass the log.
+	Refresh, Debounce time.Duration
+	Log               *slog.Logger
 }
 
 // Status is what `dhcp { … }` reports.
@@ -97,7 +100,10 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 		c.BatchMax = 512
 	}
 	if c.Refresh <= 0 {
-		c.Refresh = 5 * time.Second
+		c.Refresh = time.Minute
+	}
+	if c.Debounce <= 0 {
+		c.Debounce = 200 * time.Millisecond
 	}
 	log := c.Log
 	if log == nil {
@@ -266,25 +272,64 @@ func (s *Server) read(conn net.PacketConn, kind packet) {
 	}
 }
 
+// inventoryTypes are the event object types whose changes alter what the handler decides from.
+var inventoryTypes = []string{"network", "iprange", "nic", "ipallocation"}
+
+// refresh reloads the inventory snapshot when the event feed shows a change to it. Every commit
+// pokes the hub, the server's own lease batches included, so a poke only leads to one indexed
+// look at the events since the last one seen, at most once per Debounce.
 func (s *Server) refresh(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Refresh)
 	defer t.Stop()
+	client := s.cfg.Store.Client
+	last, err := events.LastSeq(ctx, client)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("dhcp: read the event feed", "err", err)
+	}
 	for {
+		var poked <-chan struct{}
+		if s.cfg.Store.Hub != nil {
+			poked = s.cfg.Store.Hub.Wait()
+		}
+		reload := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			inv, err := LoadInventory(ctx, s.cfg.Store)
+			reload = true
+		case <-poked:
+			select { // let a burst of commits settle into one look
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.Debounce):
+			}
+			now, err := events.LastSeq(ctx, client)
+			if err != nil || now <= last {
+				continue
+			}
+			reload, err = client.Event.Query().Where(event.SeqGT(last), event.SeqLTE(now),
+				event.Or(event.ObjectTypeIn(inventoryTypes...), event.Kind("machine.deleted"))).Exist(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("dhcp: reload inventory", "err", err)
+					s.log.Warn("dhcp: read the event feed", "err", err)
 				}
 				continue
 			}
-			s.mu.Lock()
-			s.h.Inv = inv
-			s.mu.Unlock()
+			last = now
 		}
+		if !reload {
+			continue
+		}
+		inv, err := LoadInventory(ctx, s.cfg.Store)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("dhcp: reload inventory", "err", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		s.h.Inv = inv
+		s.mu.Unlock()
 	}
 }
 
