@@ -41,6 +41,11 @@ type Config struct {
 	LeaseTime, OfferHold, Quarantine time.Duration
 	// BatchMax bounds the packets handled per transaction (group commit); default 512.
 	BatchMax int
+	// Linger is how long the worker waits for more packets once a batch has begun (default 5 ms;
+	// negative: not at all). A transaction costs far more than a packet, so on a moderately busy
+	// network a few milliseconds of latency buy batches several packets long instead of one
+	// transaction per packet; under heavy load batches fill without waiting.
+	Linger time.Duration
 	// The inventory snapshot is reloaded when the event log shows a change to a network, range,
 	// NIC or allocation (or a machine deleted), at most once per Debounce (default 200 ms), and
 	// in any case every Refresh (default 1 min) as a safety net for writes that bypass the log.
@@ -101,6 +106,9 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 	}
 	if c.Refresh <= 0 {
 		c.Refresh = time.Minute
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
 	}
 	if c.Debounce <= 0 {
 		c.Debounce = 200 * time.Millisecond
@@ -348,6 +356,8 @@ func (s *Server) work(ctx context.Context) {
 	expire := time.NewTicker(time.Second)
 	defer expire.Stop()
 	batch := make([]packet, 0, s.cfg.BatchMax)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -365,6 +375,21 @@ func (s *Server) work(ctx context.Context) {
 			continue
 		case p := <-s.in:
 			batch = append(batch, p)
+		}
+		if s.cfg.Linger > 0 {
+			linger.Reset(s.cfg.Linger)
+		collect:
+			for len(batch) < s.cfg.BatchMax {
+				select {
+				case p := <-s.in:
+					batch = append(batch, p)
+				case <-linger.C:
+					break collect
+				case <-ctx.Done():
+					break collect
+				}
+			}
+			linger.Stop()
 		}
 	drain:
 		for len(batch) < s.cfg.BatchMax {
