@@ -83,6 +83,42 @@ func (inv *Inventory) network(ip netip.Addr) *Network {
 	return nil
 }
 
+func (inv *Inventory) byID(id int) *Network {
+	for i := range inv.Networks {
+		if inv.Networks[i].ID == id {
+			return &inv.Networks[i]
+		}
+	}
+	return nil
+}
+
+// poolSize is the number of addresses in n's discovery pools, and fixed how many of them are never
+// offered whatever the leases (the network and router addresses, the server's own, reservations).
+func (inv *Inventory) poolSize(n *Network, server netip.Addr) (size, fixed int) {
+	for _, p := range n.Pools {
+		size += int(ipv4Int(p[1]) - ipv4Int(p[0]) + 1)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range []netip.Addr{n.Prefix.Addr(), n.Router, server} {
+		if a.IsValid() && !seen[a] && inPools(n, a) {
+			seen[a] = true
+			fixed++
+		}
+	}
+	for a := range inv.Allocated[n.ID] {
+		if !seen[a] && inPools(n, a) {
+			seen[a] = true
+			fixed++
+		}
+	}
+	return size, fixed
+}
+
+func ipv4Int(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
 func (inv *Inventory) reservation(mac string, netID int) (Reservation, bool) {
 	for _, r := range inv.Reservations[mac] {
 		if r.NetworkID == netID {
@@ -137,23 +173,85 @@ type macKey struct {
 
 // Leases is the in-memory lease table. The Server loads it from the database at start and is its
 // only writer; every change the handler makes is returned in Result.Changed to be persisted.
+//
+// It also counts, as leases change, the held leases (OFFERED, BOUND, DECLINED: the states that keep
+// an address until the lease is marked EXPIRED, which Expire does within a second of its time) in
+// total and per network inside the discovery pools, so pool use and pool exhaustion are known
+// without walking the addresses. The per-pool counts are relative to an Inventory (pools and
+// reservations); sync recounts when the handler's inventory changes.
 type Leases struct {
 	byAddr map[addrKey]*Lease
 	byMAC  map[macKey]*Lease
 	cursor map[addrKey]netip.Addr // per pool (keyed by its first address): where the last search stopped
+
+	inv      *Inventory        // what inPool was counted against
+	held     int               // leases in a holding state
+	inPool   map[int]int       // per network: of those, the ones on a pool address that is not reserved
+	fullScan map[int]time.Time // per network: when a pool search last found it full
+	size     map[int][2]int    // per network: pool size and never-offered addresses in it (Inventory.poolSize)
 }
 
 // NewLeases builds a table from stored leases.
 func NewLeases(ls []Lease) *Leases {
-	t := &Leases{byAddr: map[addrKey]*Lease{}, byMAC: map[macKey]*Lease{}, cursor: map[addrKey]netip.Addr{}}
+	t := &Leases{byAddr: map[addrKey]*Lease{}, byMAC: map[macKey]*Lease{}, cursor: map[addrKey]netip.Addr{},
+		inPool: map[int]int{}, fullScan: map[int]time.Time{}, size: map[int][2]int{}}
 	for i := range ls {
 		t.put(&ls[i])
 	}
 	return t
 }
 
+func holding(s State) bool { return s == Offered || s == Bound || s == Declined }
+
+// pooled reports whether l counts against its network's discovery pools.
+func (t *Leases) pooled(l *Lease) bool {
+	if t.inv == nil || !holding(l.State) || t.inv.Allocated[l.NetworkID][l.Addr] {
+		return false
+	}
+	n := t.inv.byID(l.NetworkID)
+	return n != nil && inPools(n, l.Addr)
+}
+
+// sync recounts the per-pool use against inv when it is not the inventory counted against (once
+// per inventory reload: it walks the leases, never the addresses).
+func (t *Leases) sync(inv *Inventory, server netip.Addr) {
+	if t.inv == inv {
+		return
+	}
+	t.inv = inv
+	clear(t.inPool)
+	clear(t.fullScan)
+	clear(t.size)
+	if inv == nil {
+		return
+	}
+	for i := range inv.Networks {
+		size, fixed := inv.poolSize(&inv.Networks[i], server)
+		t.size[inv.Networks[i].ID] = [2]int{size, fixed}
+	}
+	for _, l := range t.byAddr {
+		if t.pooled(l) {
+			t.inPool[l.NetworkID]++
+		}
+	}
+}
+
 func (t *Leases) put(l *Lease) {
 	k := addrKey{l.NetworkID, l.Addr}
+	if old := t.byAddr[k]; old != nil {
+		if holding(old.State) {
+			t.held--
+		}
+		if t.pooled(old) {
+			t.inPool[old.NetworkID]--
+		}
+	}
+	if holding(l.State) {
+		t.held++
+	}
+	if t.pooled(l) {
+		t.inPool[l.NetworkID]++
+	}
 	if old := t.byAddr[k]; old != nil && old.MAC != l.MAC {
 		if t.byMAC[macKey{old.NetworkID, old.MAC}] == old {
 			delete(t.byMAC, macKey{old.NetworkID, old.MAC})
@@ -232,6 +330,23 @@ type Handler struct {
 	// LeaseTime is the default lease time (networks may override); OfferHold how long an offer
 	// keeps its address; Quarantine how long a declined address stays out of the pool.
 	LeaseTime, OfferHold, Quarantine time.Duration
+
+	// exhaustedAt is when each network's last dhcp.pool_exhausted event was recorded: one a
+	// minute at most, however many clients a full pool turns away.
+	exhaustedAt map[int]time.Time
+}
+
+// ExhaustedEvery is the least time between two dhcp.pool_exhausted events of one network.
+const ExhaustedEvery = time.Minute
+
+// PoolUse is the use of one network's discovery pools: Used counts the addresses held by leases
+// and the ones never offered (reservations, router, server, network address).
+func (h *Handler) PoolUse(n *Network) (used, free int) {
+	h.Leases.sync(h.Inv, h.ServerID)
+	sz := h.Leases.size[n.ID]
+	size := sz[0]
+	used = min(size, sz[1]+h.Leases.inPool[n.ID])
+	return used, size - used
 }
 
 // Result is the handler's decision for one request.
@@ -296,7 +411,11 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 	case dhcpv4.MessageTypeDiscover:
 		l, exhausted := h.pick(n, mac, now)
 		if l == nil {
-			if exhausted {
+			if exhausted && now.Sub(h.exhaustedAt[n.ID]) >= ExhaustedEvery {
+				if h.exhaustedAt == nil {
+					h.exhaustedAt = map[int]time.Time{}
+				}
+				h.exhaustedAt[n.ID] = now
 				r.Events = append(r.Events, Event{Kind: "dhcp.pool_exhausted", MAC: mac, NetworkID: n.ID, MachineID: machine,
 					Data: map[string]any{"network": n.Name}})
 			}
@@ -443,6 +562,16 @@ func (h *Handler) pick(n *Network, mac string, now time.Time) (l *Lease, exhaust
 		!h.Inv.Allocated[n.ID][cur.Addr] {
 		c := *cur
 		return &c, false
+	}
+	// A full pool (by the counts) is searched at most once a second: without this every DISCOVER
+	// to a full pool would walk all its addresses. Leases whose time has passed but that Expire
+	// has not yet marked are found by that once-a-second search.
+	h.Leases.sync(h.Inv, h.ServerID)
+	if sz := h.Leases.size[n.ID]; sz[1]+h.Leases.inPool[n.ID] >= sz[0] {
+		if last, ok := h.Leases.fullScan[n.ID]; ok && now.Sub(last) < time.Second && !now.Before(last) {
+			return nil, true
+		}
+		h.Leases.fullScan[n.ID] = now
 	}
 	for _, p := range n.Pools {
 		k := addrKey{n.ID, p[0]}

@@ -318,3 +318,105 @@ func TestProxyModeBootInfoOnly(t *testing.T) {
 		t.Fatalf("proxy offer %v", r.Reply)
 	}
 }
+
+func TestExhaustedEventRateLimited(t *testing.T) {
+	h := testHandler()
+	h.OfferHold = time.Hour // the offers keep the pool full throughout
+	for _, mac := range []string{"02:00:00:00:00:61", "02:00:00:00:00:62"} {
+		if r := h.Handle(discover(t, mac), t0); r.Reply == nil {
+			t.Fatalf("%s: no offer", mac)
+		}
+	}
+	count := func(at time.Time) int {
+		r := h.Handle(discover(t, "02:00:00:00:00:63"), at)
+		if r.Reply != nil {
+			t.Fatalf("offered %s from a full pool", r.Reply.YourIPAddr)
+		}
+		return len(r.Events)
+	}
+	if n := count(t0); n != 1 {
+		t.Fatalf("first turned-away client: %d events, want 1 dhcp.pool_exhausted", n)
+	}
+	for _, d := range []time.Duration{time.Millisecond, 2 * time.Second, 59 * time.Second} {
+		if n := count(t0.Add(d)); n != 0 {
+			t.Errorf("after %s: %d events, want none (one a minute)", d, n)
+		}
+	}
+	if n := count(t0.Add(ExhaustedEvery)); n != 1 {
+		t.Errorf("a minute later: %d events, want 1", n)
+	}
+}
+
+// bruteUse counts a network's pool the slow way, address by address.
+func bruteUse(h *Handler, n *Network, now time.Time) (used, free int) {
+	for _, p := range n.Pools {
+		for x := p[0]; x.IsValid() && x.Compare(p[1]) <= 0; x = x.Next() {
+			if h.free(n, x, now) {
+				free++
+			} else {
+				used++
+			}
+		}
+	}
+	return used, free
+}
+
+// TestPoolUseCountsMatchAddressWalk drives offers, bindings, declines, releases, expiry and an
+// inventory change, and after each step compares the counted pool use with a walk over every
+// address.
+func TestPoolUseCountsMatchAddressWalk(t *testing.T) {
+	h := testHandler()
+	h.Inv.Networks[1].Pools = [][2]netip.Addr{{a("10.2.0.10"), a("10.2.0.200")}}
+	n := &h.Inv.Networks[1]
+	check := func(step string, now time.Time) {
+		t.Helper()
+		gu, gf := h.PoolUse(n)
+		wu, wf := bruteUse(h, n, now)
+		if gu != wu || gf != wf {
+			t.Fatalf("%s: counted used %d free %d, walked used %d free %d", step, gu, gf, wu, wf)
+		}
+	}
+	check("empty", t0)
+	relayed := func(m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
+		m.GatewayIPAddr = net.ParseIP("10.2.0.1")
+		return m
+	}
+	now := t0
+	var bound []*dhcpv4.DHCPv4
+	for i := 0; i < 60; i++ {
+		mac := net.HardwareAddr{2, 0, 0, 0, 1, byte(i)}.String()
+		r := h.Handle(relayed(discover(t, mac)), now)
+		if r.Reply == nil {
+			t.Fatalf("client %d: no offer", i)
+		}
+		if i%3 == 0 {
+			continue // an offer left to lapse
+		}
+		ack := h.Handle(relayed(request(t, r.Reply, mac)), now)
+		if ack.Reply == nil || ack.Reply.MessageType() != dhcpv4.MessageTypeAck {
+			t.Fatalf("client %d: no ACK", i)
+		}
+		bound = append(bound, ack.Reply)
+	}
+	check("offers and bindings", now)
+	for i, ack := range bound[:10] {
+		m, _ := dhcpv4.New(dhcpv4.WithHwAddr(ack.ClientHWAddr), dhcpv4.WithGatewayIP(net.ParseIP("10.2.0.1")))
+		if i%2 == 0 {
+			m.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeRelease))
+			m.ClientIPAddr = ack.YourIPAddr
+		} else {
+			m.UpdateOption(dhcpv4.OptMessageType(dhcpv4.MessageTypeDecline))
+			m.UpdateOption(dhcpv4.OptRequestedIPAddress(ack.YourIPAddr))
+		}
+		h.Handle(roundTrip(t, m), now)
+	}
+	check("releases and declines", now)
+	now = now.Add(time.Minute) // the offers lapse
+	h.Expire(now)
+	check("expiry", now)
+	// A reservation inside the pool, on an address that is bound: the inventory changes.
+	inv := *h.Inv
+	inv.Allocated = map[int]map[netip.Addr]bool{2: {addrOf(bound[20].YourIPAddr): true, a("10.2.0.199"): true}}
+	h.Inv = &inv
+	check("inventory reload", now)
+}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/sys/unix"
 
+	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
 )
@@ -31,13 +33,24 @@ type Config struct {
 	// network namespace). RogueConn likewise replaces the port-68 listener that sees other
 	// servers' offers; without either, rogue detection is off.
 	Conn, RogueConn net.PacketConn
+	// PXEConn replaces, in proxy mode, the port-4011 listener: PXE ROMs that took their address
+	// from another server send their boot-server REQUEST there, unicast, and expect the ACK back
+	// at their own address and port.
+	PXEConn net.PacketConn
 	// LeaseTime, OfferHold, Quarantine: see Handler. Zero picks 1 h, 30 s, 10 min.
 	LeaseTime, OfferHold, Quarantine time.Duration
 	// BatchMax bounds the packets handled per transaction (group commit); default 512.
 	BatchMax int
-	// Refresh is how often the inventory snapshot is reloaded; default 5 s.
-	Refresh time.Duration
-	Log     *slog.Logger
+	// Linger is how long the worker waits for more packets once a batch has begun (default 5 ms;
+	// negative: not at all). A transaction costs far more than a packet, so on a moderately busy
+	// network a few milliseconds of latency buy batches several packets long instead of one
+	// transaction per packet; under heavy load batches fill without waiting.
+	Linger time.Duration
+	// The inventory snapshot is reloaded when the event log shows a change to a network, range,
+	// NIC or allocation (or a machine deleted), at most once per Debounce (default 200 ms), and
+	// in any case every Refresh (default 1 min) as a safety net for writes that bypass the log.
+	Refresh, Debounce time.Duration
+	Log               *slog.Logger
 }
 
 // Status is what `dhcp { … }` reports.
@@ -77,6 +90,7 @@ type packet struct {
 	data  []byte
 	peer  net.Addr
 	rogue bool
+	pxe   bool // from the port-4011 listener: answer to peer through it
 }
 
 // Start loads the leases and the inventory, opens the socket and serves until ctx ends or Close.
@@ -91,7 +105,13 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 		c.BatchMax = 512
 	}
 	if c.Refresh <= 0 {
-		c.Refresh = 5 * time.Second
+		c.Refresh = time.Minute
+	}
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.Debounce <= 0 {
+		c.Debounce = 200 * time.Millisecond
 	}
 	log := c.Log
 	if log == nil {
@@ -118,6 +138,7 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dhcp: listen on %s:67: %w", c.Interface, err)
 		}
+		growReadBuffer(uc, log)
 		conn = uc
 		if c.RogueConn == nil && c.Mode != Shadow {
 			if rc, err := server4.NewIPv4UDPConn(c.Interface, &net.UDPAddr{Port: dhcpv4.ClientPort}); err == nil {
@@ -126,15 +147,26 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 				log.Warn("dhcp: rogue-server detection off (cannot listen on port 68)", "err", err)
 			}
 		}
+		if c.PXEConn == nil && c.Mode == Proxy {
+			pc, err := server4.NewIPv4UDPConn(c.Interface, &net.UDPAddr{Port: PXEPort})
+			if err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("dhcp: listen on %s:%d: %w", c.Interface, PXEPort, err)
+			}
+			c.PXEConn = pc
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{cfg: c, log: log, conn: conn, in: make(chan packet, 4096), done: make(chan struct{}), cancel: cancel,
 		rogueSeen: map[netip.Addr]time.Time{},
 		h: &Handler{Mode: c.Mode, ServerID: sid, Boot: c.Boot, Inv: inv, Leases: NewLeases(leases),
 			LeaseTime: c.LeaseTime, OfferHold: c.OfferHold, Quarantine: c.Quarantine}}
-	go s.read(conn, false)
+	go s.read(conn, packet{})
 	if c.RogueConn != nil {
-		go s.read(c.RogueConn, true)
+		go s.read(c.RogueConn, packet{rogue: true})
+	}
+	if c.PXEConn != nil && c.Mode == Proxy {
+		go s.read(c.PXEConn, packet{pxe: true})
 	}
 	go s.refresh(ctx)
 	go s.work(ctx)
@@ -144,9 +176,33 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 		if c.RogueConn != nil {
 			c.RogueConn.Close()
 		}
+		if c.PXEConn != nil {
+			c.PXEConn.Close()
+		}
 	}()
 	log.Info("dhcp: serving", "mode", c.Mode, "interface", c.Interface, "server", sid, "networks", len(inv.Networks), "leases", len(leases))
 	return s, nil
+}
+
+// readBuffer is the receive buffer asked for on port 67. The kernel's default (about 200 KiB,
+// some 500 DHCP packets with their overhead) overflows while the worker commits a batch under a
+// burst; the reader goroutine drains it into s.in, but only when it is scheduled.
+const readBuffer = 8 << 20
+
+// growReadBuffer raises the socket's receive buffer past net.core.rmem_max when allowed (root:
+// SO_RCVBUFFORCE), else as far as rmem_max lets SetReadBuffer go.
+func growReadBuffer(c *net.UDPConn, log *slog.Logger) {
+	if rc, err := c.SyscallConn(); err == nil {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, readBuffer)
+		}); err == nil && serr == nil {
+			return
+		}
+	}
+	if err := c.SetReadBuffer(readBuffer); err != nil {
+		log.Debug("dhcp: receive buffer", "err", err)
+	}
 }
 
 func ifaceAddr(name string) (netip.Addr, error) {
@@ -178,22 +234,17 @@ func (s *Server) Close() error {
 // Status reports counters and the number of held leases.
 func (s *Server) Status() Status {
 	s.mu.Lock()
-	now, held := time.Now(), 0
-	for _, l := range s.h.Leases.byAddr {
-		if l.holds(now) {
-			held++
-		}
-	}
+	held := s.h.Leases.held
 	s.mu.Unlock()
 	return Status{Mode: s.cfg.Mode, Interface: s.cfg.Interface, Leases: held, Received: s.received.Load(),
 		Answered: s.answered.Load(), Malformed: s.malformed.Load(), Failed: s.failed.Load()}
 }
 
-// PoolUse reports, per network with a discovery pool, how many pool addresses are held and free.
+// PoolUse reports, per network with a discovery pool, how many pool addresses are held and free,
+// from the counts the lease table keeps (no walk over the addresses).
 func (s *Server) PoolUse() []PoolUse {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
 	var out []PoolUse
 	for i := range s.h.Inv.Networks {
 		n := &s.h.Inv.Networks[i]
@@ -201,21 +252,17 @@ func (s *Server) PoolUse() []PoolUse {
 			continue
 		}
 		u := PoolUse{NetworkID: n.ID, Network: n.Name}
-		for _, p := range n.Pools {
-			for a := p[0]; a.IsValid() && a.Compare(p[1]) <= 0; a = a.Next() {
-				if s.h.free(n, a, now) {
-					u.Free++
-				} else {
-					u.Used++
-				}
-			}
-		}
+		u.Used, u.Free = s.h.PoolUse(n)
 		out = append(out, u)
 	}
 	return out
 }
 
-func (s *Server) read(conn net.PacketConn, rogue bool) {
+// PXEPort is where PXE clients ask a proxy boot server for their boot file (PXE 2.1, RFC 4578).
+const PXEPort = 4011
+
+// read queues what arrives on conn, each packet marked like kind.
+func (s *Server) read(conn net.PacketConn, kind packet) {
 	for {
 		buf := make([]byte, 1500)
 		n, peer, err := conn.ReadFrom(buf)
@@ -227,37 +274,77 @@ func (s *Server) read(conn net.PacketConn, rogue bool) {
 			continue
 		}
 		select {
-		case s.in <- packet{data: buf[:n], peer: peer, rogue: rogue}:
+		case s.in <- packet{data: buf[:n], peer: peer, rogue: kind.rogue, pxe: kind.pxe}:
 		default: // the worker is behind: drop, as a loaded server must; the client retries
 		}
 	}
 }
 
+// inventoryTypes are the event object types whose changes alter what the handler decides from.
+var inventoryTypes = []string{"network", "iprange", "nic", "ipallocation"}
+
+// refresh reloads the inventory snapshot when the event feed shows a change to it. Every commit
+// pokes the hub, the server's own lease batches included, so a poke only leads to one indexed
+// look at the events since the last one seen, at most once per Debounce.
 func (s *Server) refresh(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Refresh)
 	defer t.Stop()
+	client := s.cfg.Store.Client
+	last, err := events.LastSeq(ctx, client)
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("dhcp: read the event feed", "err", err)
+	}
 	for {
+		var poked <-chan struct{}
+		if s.cfg.Store.Hub != nil {
+			poked = s.cfg.Store.Hub.Wait()
+		}
+		reload := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			inv, err := LoadInventory(ctx, s.cfg.Store)
+			reload = true
+		case <-poked:
+			select { // let a burst of commits settle into one look
+			case <-ctx.Done():
+				return
+			case <-time.After(s.cfg.Debounce):
+			}
+			now, err := events.LastSeq(ctx, client)
+			if err != nil || now <= last {
+				continue
+			}
+			reload, err = client.Event.Query().Where(event.SeqGT(last), event.SeqLTE(now),
+				event.Or(event.ObjectTypeIn(inventoryTypes...), event.Kind("machine.deleted"))).Exist(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("dhcp: reload inventory", "err", err)
+					s.log.Warn("dhcp: read the event feed", "err", err)
 				}
 				continue
 			}
-			s.mu.Lock()
-			s.h.Inv = inv
-			s.mu.Unlock()
+			last = now
 		}
+		if !reload {
+			continue
+		}
+		inv, err := LoadInventory(ctx, s.cfg.Store)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("dhcp: reload inventory", "err", err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		s.h.Inv = inv
+		s.mu.Unlock()
 	}
 }
 
 type outgoing struct {
 	reply  *dhcpv4.DHCPv4
-	dest   *net.UDPAddr
+	dest   net.Addr
+	conn   net.PacketConn
 	commit bool
 }
 
@@ -269,6 +356,8 @@ func (s *Server) work(ctx context.Context) {
 	expire := time.NewTicker(time.Second)
 	defer expire.Stop()
 	batch := make([]packet, 0, s.cfg.BatchMax)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -286,6 +375,21 @@ func (s *Server) work(ctx context.Context) {
 			continue
 		case p := <-s.in:
 			batch = append(batch, p)
+		}
+		if s.cfg.Linger > 0 {
+			linger.Reset(s.cfg.Linger)
+		collect:
+			for len(batch) < s.cfg.BatchMax {
+				select {
+				case p := <-s.in:
+					batch = append(batch, p)
+				case <-linger.C:
+					break collect
+				case <-ctx.Done():
+					break collect
+				}
+			}
+			linger.Stop()
 		}
 	drain:
 		for len(batch) < s.cfg.BatchMax {
@@ -333,7 +437,12 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 					"address": r.Reply.YourIPAddr.String(), "bootfile": r.Reply.BootFileName, "to": r.Dest.String()}})
 			continue
 		}
-		out = append(out, outgoing{reply: r.Reply, dest: r.Dest, commit: r.Commit})
+		o := outgoing{reply: r.Reply, dest: r.Dest, conn: s.conn, commit: r.Commit}
+		if p.pxe {
+			// A boot-server REQUEST on 4011 is answered to where it came from, from 4011.
+			o.dest, o.conn = p.peer, s.cfg.PXEConn
+		}
+		out = append(out, o)
 	}
 	s.mu.Unlock()
 	committed := true
@@ -350,7 +459,7 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 		if o.commit && !committed {
 			continue
 		}
-		if _, err := s.conn.WriteTo(o.reply.ToBytes(), o.dest); err != nil {
+		if _, err := o.conn.WriteTo(o.reply.ToBytes(), o.dest); err != nil {
 			s.log.Debug("dhcp: send", "to", o.dest, "err", err)
 			continue
 		}

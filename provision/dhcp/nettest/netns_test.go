@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/insomniacslk/dhcp/iana"
 	"golang.org/x/sys/unix"
 
 	"github.com/prybar/prybar/ent"
@@ -245,16 +247,7 @@ func TestMalformedPacketsDroppedAndCounted(t *testing.T) {
 	// Broadcast garbage from the client end, as a broken client on the wire would. The client end
 	// moves to a namespace of its own with an address: within one namespace the server end would
 	// drop packets from a local source address as martians.
-	peer := ns.name + "-c"
-	for _, args := range [][]string{{"netns", "add", peer}, {"-n", ns.name, "link", "set", "vc", "netns", peer},
-		{"-n", peer, "addr", "add", "10.77.0.2/24", "dev", "vc"}, {"-n", peer, "link", "set", "vc", "up"}} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v %s", args, err, out)
-		}
-		if args[0] == "netns" {
-			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", peer).Run() })
-		}
-	}
+	peer := ns.peer(t)
 	c := listenIn(t, peer, "vc", 0)
 	defer c.Close()
 	for i := 0; i < 3; i++ {
@@ -268,5 +261,149 @@ func TestMalformedPacketsDroppedAndCounted(t *testing.T) {
 	}
 	if s := srv.Status(); s.Malformed < 3 || s.Answered != 0 {
 		t.Fatalf("status %+v: want 3 malformed, none answered", s)
+	}
+}
+
+// peer moves the client end "vc" into a namespace of its own with address 10.77.0.2, so that
+// packets between the two ends are not dropped as martians (a namespace's own source address).
+func (ns *netns) peer(t *testing.T) string {
+	t.Helper()
+	peer := ns.name + "-c"
+	for _, args := range [][]string{{"netns", "add", peer}, {"-n", ns.name, "link", "set", "vc", "netns", peer},
+		{"-n", peer, "addr", "add", "10.77.0.2/24", "dev", "vc"}, {"-n", peer, "link", "set", "vc", "up"}} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+		if args[0] == "netns" {
+			t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", peer).Run() })
+		}
+	}
+	return peer
+}
+
+// TestRogueServerOneEventPerServer runs a second DHCP server on the wire: a responder in the
+// peer namespace that broadcasts OFFERs as two servers would (three from 10.77.0.2, two from
+// 10.77.0.3). Prybar's port-68 listener sees them all and records one dhcp.rogue event per server
+// (the once-an-hour window is TestRogueOncePerServerPerHour's, in the package).
+func TestRogueServerOneEventPerServer(t *testing.T) {
+	ns := newNetns(t)
+	st := apitest.Open(t, apitest.DSN(t, apitest.SQLite))
+	seed(t, st)
+	srv, err := dhcp.Config{Mode: dhcp.Authoritative, Interface: "vs", ServerIP: netip.MustParseAddr("10.77.0.1"), Store: st,
+		Conn: ns.listen(t, "vs", 67), RogueConn: ns.listen(t, "vs", 68), Log: apitest.Quiet()}.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	peer := ns.peer(t)
+	rogue := listenIn(t, peer, "vc", 67)
+	defer rogue.Close()
+	offer := func(server, yiaddr string, mac byte) []byte {
+		m, err := dhcpv4.New(dhcpv4.WithReply(&dhcpv4.DHCPv4{OpCode: dhcpv4.OpcodeBootRequest, HWType: 1,
+			ClientHWAddr: net.HardwareAddr{2, 0xcc, 0, 0, 0, mac}}),
+			dhcpv4.WithMessageType(dhcpv4.MessageTypeOffer), dhcpv4.WithYourIP(net.ParseIP(yiaddr)),
+			dhcpv4.WithServerIP(net.ParseIP(server)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.ParseIP(server))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.ToBytes()
+	}
+	sent := 0
+	for i, o := range [][]byte{offer("10.77.0.2", "10.77.0.150", 1), offer("10.77.0.3", "10.77.0.200", 2),
+		offer("10.77.0.2", "10.77.0.151", 3), offer("10.77.0.2", "10.77.0.152", 4), offer("10.77.0.3", "10.77.0.201", 5)} {
+		if _, err := rogue.WriteTo(o, &net.UDPAddr{IP: net.IPv4bcast, Port: 68}); err != nil {
+			t.Fatalf("offer %d: %v", i, err)
+		}
+		sent++
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Status().Received < uint64(sent) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := srv.Status().Received; got < uint64(sent) {
+		t.Fatalf("the server saw %d of %d offers", got, sent)
+	}
+	var evs []*ent.Event
+	for time.Now().Before(deadline) { // the batch commits just after the counter moves
+		if evs, err = st.Client.Event.Query().Where(event.Kind("dhcp.rogue")).Order(ent.Asc(event.FieldSeq)).All(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) >= 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	evs, err = st.Client.Event.Query().Where(event.Kind("dhcp.rogue")).Order(ent.Asc(event.FieldSeq)).All(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 {
+		t.Fatalf("%d dhcp.rogue events, want one per server (2): %v", len(evs), evs)
+	}
+	for i, want := range [][2]string{{"10.77.0.2", "10.77.0.150"}, {"10.77.0.3", "10.77.0.200"}} {
+		if evs[i].Changes["server"] != want[0] || evs[i].Changes["offered"] != want[1] {
+			t.Errorf("event %d: %v, want server %s offering %s", i, evs[i].Changes, want[0], want[1])
+		}
+	}
+	if s := srv.Status(); s.Answered != 0 {
+		t.Errorf("answered another server's offers: %+v", s)
+	}
+}
+
+// TestProxyAnswersPXEBootServerRequestOn4011 is the second half of a PXE boot beside another
+// DHCP server: the ROM, holding an address from that server, asks the proxy for its boot file on
+// port 4011 and gets the ACK back at its own address and port.
+func TestProxyAnswersPXEBootServerRequestOn4011(t *testing.T) {
+	ns := newNetns(t)
+	st := apitest.Open(t, apitest.DSN(t, apitest.SQLite))
+	seed(t, st)
+	srv, err := dhcp.Config{Mode: dhcp.Proxy, Interface: "vs", ServerIP: netip.MustParseAddr("10.77.0.1"), Store: st,
+		Conn: ns.listen(t, "vs", 67), PXEConn: ns.listen(t, "vs", dhcp.PXEPort), Log: apitest.Quiet()}.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	peer := ns.peer(t)
+	c := listenIn(t, peer, "vc", 68)
+	defer c.Close()
+	hw := net.HardwareAddr{2, 0xdd, 0, 0, 0, 1}
+	req, err := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithClientIP(net.ParseIP("10.77.0.2")), dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ack *dhcpv4.DHCPv4
+	buf := make([]byte, 1500)
+	for try := 0; try < 5 && ack == nil; try++ { // UDP: the first packet may meet an unresolved neighbour
+		if _, err := c.WriteTo(req.ToBytes(), &net.UDPAddr{IP: net.ParseIP("10.77.0.1"), Port: dhcp.PXEPort}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := dhcpv4.FromBytes(buf[:n])
+			if err == nil && m.TransactionID == req.TransactionID && m.OpCode == dhcpv4.OpcodeBootReply {
+				if ua, ok := from.(*net.UDPAddr); !ok || ua.Port != dhcp.PXEPort {
+					t.Errorf("answer from %v, want port %d", from, dhcp.PXEPort)
+				}
+				ack = m
+				break
+			}
+		}
+	}
+	if ack == nil {
+		t.Fatal("no answer to the boot-server REQUEST on port 4011")
+	}
+	if ack.MessageType() != dhcpv4.MessageTypeAck || ack.BootFileName != "undionly.kpxe" || !ack.YourIPAddr.IsUnspecified() ||
+		ack.ClassIdentifier() != "PXEClient" {
+		t.Errorf("answer %s, want an ACK with undionly.kpxe, no address, vendor class PXEClient", ack.Summary())
+	}
+	if n, _ := st.Client.Lease.Query().Count(context.Background()); n != 0 {
+		t.Errorf("proxy mode stored %d leases", n)
 	}
 }
