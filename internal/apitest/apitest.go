@@ -13,9 +13,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prybar/prybar/graph"
+	"github.com/prybar/prybar/internal/access"
+	"github.com/prybar/prybar/internal/auth"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/httpserver"
 	"github.com/prybar/prybar/internal/pgtest"
@@ -74,6 +78,22 @@ func Quiet() *slog.Logger {
 type Server struct {
 	*httptest.Server
 	Store *store.Store
+	// Auth is the server's auth service (users, tokens).
+	Auth *auth.Service
+	// Token is an ADMIN API token ("apitest-admin") that Do, Query and Subscribe send, so tests
+	// of the API's behaviour need not each sign in; access-control tests use their own.
+	Token string
+}
+
+// tokens maps a test server's URL to its admin token, for the URL-based helpers (Client,
+// Subscribe) that tests call with srv.URL.
+var tokens sync.Map
+
+// TokenFor returns the admin token of the test server at baseURL ("" if none).
+func TokenFor(baseURL string) string {
+	t, _ := tokens.Load(baseURL)
+	s, _ := t.(string)
+	return s
 }
 
 // Serve starts the HTTP server over st.
@@ -81,18 +101,33 @@ func Serve(t testing.TB, st *store.Store) *Server { return ServeWith(t, st, grap
 
 // ServeWith starts the HTTP server over st with the annealer and operations wired in.
 func ServeWith(t testing.TB, st *store.Store, opts graph.Options) *Server {
-	ctx, cancel := context.WithCancel(context.Background())
-	h := httpserver.Handler(httpserver.Config{Store: st, Log: Quiet(), API: opts})
+	return ServeAuth(t, st, opts, httpserver.AuthConfig{})
+}
+
+// ServeAuth starts the HTTP server over st with access-control settings (rate limits, origins).
+func ServeAuth(t testing.TB, st *store.Store, opts graph.Options, ac httpserver.AuthConfig) *Server {
+	t.Helper()
+	svc := ac.Service
+	if svc == nil {
+		svc = auth.New(st, Quiet())
+		ac.Service = svc
+	}
+	// Untracked: the harness's token is not part of what a test's change feed records.
+	secret, _, err := svc.CreateToken(events.Untracked(context.Background()), auth.TokenOptions{Name: "apitest-admin", Role: access.Admin})
+	if err != nil && !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("apitest admin token: %v", err)
+	}
+	h := httpserver.Handler(httpserver.Config{Store: st, Log: Quiet(), API: opts, Auth: ac})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.BaseContext = nil
 	srv.Start()
+	tokens.Store(srv.URL, secret)
 	t.Cleanup(func() {
-		cancel()
+		tokens.Delete(srv.URL)
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	_ = ctx
-	return &Server{Server: srv, Store: st}
+	return &Server{Server: srv, Store: st, Auth: svc, Token: secret}
 }
 
 // Response is a GraphQL response.
@@ -126,11 +161,18 @@ func (s *Server) Query(t testing.TB, query string, vars map[string]any, out any)
 
 // Do posts a GraphQL request without judging the answer.
 func (s *Server) Do(query string, vars map[string]any) (*Response, error) {
-	return (&Client{URL: s.URL}).Do(query, vars)
+	return (&Client{URL: s.URL, Token: s.Token}).Do(query, vars)
 }
 
 // Client is a GraphQL-over-HTTP client for a server at URL (without /graphql).
-type Client struct{ URL string }
+type Client struct {
+	URL string
+	// Token is sent as Authorization: Bearer; empty: the test server's admin token, if URL is
+	// one (TokenFor); use Anonymous for a request without credentials.
+	Token string
+	// Anonymous sends no credentials at all.
+	Anonymous bool
+}
 
 // Decode unmarshals the response data into out.
 func (r *Response) Decode(out any) error { return json.Unmarshal(r.Data, out) }
@@ -138,7 +180,19 @@ func (r *Response) Decode(out any) error { return json.Unmarshal(r.Data, out) }
 // Do posts a GraphQL request without judging the answer.
 func (c *Client) Do(query string, vars map[string]any) (*Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	res, err := http.Post(c.URL+"/graphql", "application/json", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, c.URL+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	tok := c.Token
+	if tok == "" {
+		tok = TokenFor(c.URL)
+	}
+	if tok != "" && !c.Anonymous {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
