@@ -72,8 +72,22 @@ func startServe(t *testing.T, args ...string) *proc {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("prybar serve did not start; logs:\n%s", logs.String())
 	}
+	// The API needs a credential: an admin token made with the CLI, as an operator would, is
+	// what the URL-based test helpers (apitest.Client, apitest.Subscribe) send to this server.
+	db := filepath.Join(cmd.Dir, "prybar.db")
+	for i, a := range args {
+		if a == "--db" && i+1 < len(args) {
+			db = args[i+1]
+		}
+	}
+	tokenSeq++
+	tok := runCLI(t, "tokens", "create", "--db", db, "--role", "admin", fmt.Sprintf("test-admin-%d", tokenSeq))
+	apitest.RegisterToken(p.URL, strings.TrimSpace(tok))
 	return p
 }
+
+// tokenSeq names each test server's token uniquely (servers may share a database).
+var tokenSeq int
 
 func (p *proc) kill() {
 	if p.cmd.Process != nil && p.cmd.ProcessState == nil {

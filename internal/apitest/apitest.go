@@ -89,6 +89,10 @@ type Server struct {
 // Subscribe) that tests call with srv.URL.
 var tokens sync.Map
 
+// RegisterToken makes token the default credential of the URL-based helpers for the server at
+// baseURL (e.g. a `prybar serve` child process).
+func RegisterToken(baseURL, token string) { tokens.Store(baseURL, token) }
+
 // TokenFor returns the admin token of the test server at baseURL ("" if none).
 func TokenFor(baseURL string) string {
 	t, _ := tokens.Load(baseURL)
@@ -172,6 +176,40 @@ type Client struct {
 	Token string
 	// Anonymous sends no credentials at all.
 	Anonymous bool
+	// Header is added to every request (e.g. a session cookie and X-CSRF-Token, see Login).
+	Header http.Header
+}
+
+// Login signs in at baseURL's /auth/login and returns a client using the session cookie and
+// its CSRF token, as the web console does.
+func Login(baseURL, name, password string) (*Client, error) {
+	body, _ := json.Marshal(map[string]string{"name": name, "password": password})
+	res, err := http.Post(baseURL+"/auth/login", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var out struct {
+		User, Role, CSRFToken string
+	}
+	data, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("sign-in as %s: %s %s", name, res.Status, data)
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, err
+	}
+	h := http.Header{}
+	for _, c := range res.Cookies() {
+		if c.Name == auth.CookieName {
+			h.Add("Cookie", c.Name+"="+c.Value)
+		}
+	}
+	if h.Get("Cookie") == "" {
+		return nil, fmt.Errorf("sign-in as %s set no %s cookie", name, auth.CookieName)
+	}
+	h.Set(auth.CSRFHeader, out.CSRFToken)
+	return &Client{URL: baseURL, Anonymous: true, Header: h}, nil
 }
 
 // Decode unmarshals the response data into out.
@@ -185,6 +223,9 @@ func (c *Client) Do(query string, vars map[string]any) (*Response, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, vs := range c.Header {
+		req.Header[k] = vs
+	}
 	tok := c.Token
 	if tok == "" {
 		tok = TokenFor(c.URL)

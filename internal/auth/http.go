@@ -275,4 +275,3 @@ func (s *Service) WebsocketInit(ctx context.Context, payload map[string]any, clo
 	})
 	return ctx, nil
 }
-
