@@ -290,12 +290,16 @@ func TestTokenLifecycle(t *testing.T) {
 	if strings.Contains(string(list.Data), secret) {
 		t.Fatal("apiTokens shows the secret")
 	}
-	var who struct{ Whoami struct{ Name, Kind, Role string } }
+	var who struct {
+		Whoami struct{ Name, Kind, Role string }
+	}
 	r, _ := as(srv, secret).Do(`{ whoami { name kind role } }`, nil)
 	if err := r.Decode(&who); err != nil || who.Whoami.Name != "ci-deploy" || who.Whoami.Kind != "token" || who.Whoami.Role != "OPERATOR" {
 		t.Fatalf("whoami: %+v %s %v", r.Errors, r.Data, err)
 	}
-	var toks struct{ APITokens []struct{ Name, LastUsedAt string } }
+	var toks struct {
+		APITokens []struct{ Name, LastUsedAt string }
+	}
 	srv.Query(t, `{ apiTokens { name lastUsedAt } }`, nil, &toks)
 	for _, tk := range toks.APITokens {
 		if tk.Name == "ci-deploy" && tk.LastUsedAt == "" {

@@ -217,8 +217,13 @@ func (r *Response) Decode(out any) error { return json.Unmarshal(r.Data, out) }
 
 // Do posts a GraphQL request without judging the answer.
 func (c *Client) Do(query string, vars map[string]any) (*Response, error) {
+	return c.DoContext(context.Background(), query, vars)
+}
+
+// DoContext is Do with a context (cancelling it disconnects, like a client that leaves).
+func (c *Client) DoContext(ctx context.Context, query string, vars map[string]any) (*Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, err := http.NewRequest(http.MethodPost, c.URL+"/graphql", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+"/graphql", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
