@@ -42,7 +42,8 @@ var urlLine = regexp.MustCompile(`serving at (http://\S+/)`)
 // startServe starts `prybar serve` with args and waits for its URL.
 func startServe(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	// Tests poll the API in tight loops; the per-identity rate limit has its own test (graph).
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"}, args...)...)
 	cmd.Env = append(os.Environ(), "PRYBAR_TEST_MAIN=1")
 	if extra := os.Getenv("PRYBAR_SERVE_EXTRA_ENV"); extra != "" {
 		cmd.Env = append(cmd.Env, strings.Split(extra, "\x1f")...)
