@@ -60,7 +60,9 @@ func TestUsersTokensAndSelfSignedTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	var who struct {
-		Data struct{ Whoami struct{ Name, Kind, Role string } }
+		Data struct {
+			Whoami struct{ Name, Kind, Role string }
+		}
 	}
 	_ = json.NewDecoder(res.Body).Decode(&who)
 	res.Body.Close()

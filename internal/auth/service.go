@@ -430,3 +430,47 @@ func (s *Service) EnsureDemoUsers(ctx context.Context, password string) error {
 	}
 	return nil
 }
+
+// MachinePurpose is what a machine-side token is for.
+type MachinePurpose = apitoken.Purpose
+
+// Machine-side purposes.
+const (
+	PurposeAgent   MachinePurpose = apitoken.PurposeAGENT
+	PurposeWebhook MachinePurpose = apitoken.PurposeWEBHOOK
+)
+
+// CreateMachineToken stores a machine-side secret (a discovery agent's per-boot token, a webhook
+// secret) in the token store: hashed like user tokens, but never accepted by AuthenticateToken,
+// so it cannot reach the API. name must be unique (a name: letters, digits, ".", "_", "-", e.g. "agent-525400000001-3").
+func (s *Service) CreateMachineToken(ctx context.Context, purpose MachinePurpose, name string, expiresAt *time.Time) (string, error) {
+	if purpose == apitoken.PurposeUSER {
+		return "", errors.New("CreateMachineToken: use CreateToken for user tokens")
+	}
+	secret := newSecret("prym_")
+	err := s.st.Tx(events.Untracked(ctx), func(ctx context.Context, tx *ent.Tx) error {
+		return tx.APIToken.Create().SetName(name).SetPurpose(purpose).SetRole(access.Viewer).
+			SetHash(hashSecret(secret)).SetPrefix(secret[:9]).SetNillableExpiresAt(expiresAt).Exec(ctx)
+	})
+	if err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// AuthenticateMachineToken checks a machine-side secret of purpose and returns its name.
+func (s *Service) AuthenticateMachineToken(ctx context.Context, purpose MachinePurpose, secret string) (string, error) {
+	if purpose == apitoken.PurposeUSER || len(secret) > 200 {
+		return "", ErrUnauthenticated
+	}
+	t, err := s.st.Client.APIToken.Query().Where(apitoken.Hash(hashSecret(secret)), apitoken.PurposeEQ(purpose)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return "", ErrUnauthenticated
+	} else if err != nil {
+		return "", err
+	}
+	if t.RevokedAt != nil || (t.ExpiresAt != nil && !time.Now().Before(*t.ExpiresAt)) {
+		return "", ErrUnauthenticated
+	}
+	return t.Name, nil
+}
