@@ -609,7 +609,6 @@ func TestAuditActors(t *testing.T) {
 	t.Logf("events: %s", strings.Join(kinds, ", "))
 }
 
-
 func httpserverAuth(rate float64, burst int) httpserver.AuthConfig {
 	return httpserver.AuthConfig{RateLimit: rate, RateBurst: burst}
 }
