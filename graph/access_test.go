@@ -215,6 +215,13 @@ func TestRoleWalk(t *testing.T) {
 			}
 		}
 	}
+	// Introspection needs an identity too.
+	if r, _ := as(srv, "").Do(`{ __schema { queryType { name } } }`, nil); errCode(r) != graph.CodeUnauthenticated {
+		t.Errorf("anonymous introspection: %+v %s", r.Errors, r.Data)
+	}
+	if r, _ := as(srv, idents[1].tok).Do(`{ __schema { queryType { name } } }`, nil); len(r.Errors) > 0 {
+		t.Errorf("viewer introspection: %+v", r.Errors)
+	}
 	// Subscriptions: anonymous connections are closed with 4401; a viewer subscribes.
 	for _, f := range schema.Subscription.Fields {
 		q := call(schema, "subscription", f)

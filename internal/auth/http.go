@@ -26,8 +26,11 @@ const CSRFHeader = "X-CSRF-Token"
 type HTTPConfig struct {
 	// Secure marks the session cookie Secure (the server speaks TLS).
 	Secure bool
-	// Limiter rate-limits /graphql and /auth/login per identity (nil: no limit).
+	// Limiter rate-limits /graphql per identity (nil: no limit).
 	Limiter *Limiter
+	// LoginLimiter rate-limits /auth/login per client address (nil: no limit): password
+	// guessing gets a much smaller budget than API use.
+	LoginLimiter *Limiter
 	// CORSOrigins are origins allowed to call /graphql from a browser with a token (CORS is off
 	// when empty). Cookies are never sent cross-origin (SameSite=Lax), so CORS only concerns
 	// Bearer tokens.
@@ -79,7 +82,7 @@ func (s *Service) Routes(cfg HTTPConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /auth/login", func(w http.ResponseWriter, r *http.Request) {
 		// Rate limited per client address: password guessing is what this endpoint invites.
-		if s.limited(w, cfg.Limiter, "login:"+clientAddr(r)) {
+		if s.limited(w, cfg.LoginLimiter, "login:"+clientAddr(r)) {
 			return
 		}
 		// JSON only: a form on another site cannot send it without a CORS preflight (login CSRF).

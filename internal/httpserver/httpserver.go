@@ -70,6 +70,10 @@ func Handler(cfg Config) http.Handler {
 		svc = auth.New(cfg.Store, cfg.Log)
 	}
 	hcfg := auth.HTTPConfig{Secure: cfg.TLS != nil, Limiter: auth.NewLimiter(cfg.Auth.RateLimit, cfg.Auth.RateBurst), CORSOrigins: cfg.Auth.CORSOrigins}
+	if cfg.Auth.RateLimit > 0 {
+		// Sign-ins: one a second per client address, in bursts of 10.
+		hcfg.LoginLimiter = auth.NewLimiter(1, 10)
+	}
 	api := cfg.API
 	api.Auth, api.AllowedOrigins = svc, cfg.Auth.AllowedOrigins
 	// /graphql is user-authenticated; /boot/*, the probes and the SPA's assets are not (the
