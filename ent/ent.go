@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/prybar/prybar/ent/apitoken"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/bmcsession"
@@ -30,7 +31,9 @@ import (
 	"github.com/prybar/prybar/ent/rack"
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/ent/run"
+	"github.com/prybar/prybar/ent/session"
 	"github.com/prybar/prybar/ent/site"
+	"github.com/prybar/prybar/ent/user"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -91,6 +94,7 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			apitoken.Table:     apitoken.ValidColumn,
 			attribute.Table:    attribute.ValidColumn,
 			bmc.Table:          bmc.ValidColumn,
 			bmcsession.Table:   bmcsession.ValidColumn,
@@ -109,7 +113,9 @@ func checkColumn(t, c string) error {
 			rack.Table:         rack.ValidColumn,
 			role.Table:         role.ValidColumn,
 			run.Table:          run.ValidColumn,
+			session.Table:      session.ValidColumn,
 			site.Table:         site.ValidColumn,
+			user.Table:         user.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -14,6 +14,8 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// APIToken is the client for interacting with the APIToken builders.
+	APIToken *APITokenClient
 	// Attribute is the client for interacting with the Attribute builders.
 	Attribute *AttributeClient
 	// BMC is the client for interacting with the BMC builders.
@@ -50,8 +52,12 @@ type Tx struct {
 	Role *RoleClient
 	// Run is the client for interacting with the Run builders.
 	Run *RunClient
+	// Session is the client for interacting with the Session builders.
+	Session *SessionClient
 	// Site is the client for interacting with the Site builders.
 	Site *SiteClient
+	// User is the client for interacting with the User builders.
+	User *UserClient
 
 	// lazily loaded.
 	client     *Client
@@ -183,6 +189,7 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.APIToken = NewAPITokenClient(tx.config)
 	tx.Attribute = NewAttributeClient(tx.config)
 	tx.BMC = NewBMCClient(tx.config)
 	tx.BMCSession = NewBMCSessionClient(tx.config)
@@ -201,7 +208,9 @@ func (tx *Tx) init() {
 	tx.Rack = NewRackClient(tx.config)
 	tx.Role = NewRoleClient(tx.config)
 	tx.Run = NewRunClient(tx.config)
+	tx.Session = NewSessionClient(tx.config)
 	tx.Site = NewSiteClient(tx.config)
+	tx.User = NewUserClient(tx.config)
 }
 
 // txDriver wraps the given dialect.Tx with a nop dialect.Driver implementation.
@@ -211,7 +220,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: Attribute.QueryXXX(), the query will be executed
+// applies a query, for example: APIToken.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/graph/model"
+	"github.com/prybar/prybar/internal/auth"
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
@@ -33,6 +34,7 @@ type Resolver struct {
 	redfishOpts []redfish.Option
 	boot        *ipxe.Handler
 	dhcp        *dhcp.Server
+	auth        *auth.Service
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer
@@ -47,6 +49,12 @@ type Options struct {
 	Boot *ipxe.Handler
 	// DHCP is the running DHCP server, for the dhcp status query; nil when off.
 	DHCP *dhcp.Server
+	// Auth manages users and tokens and authenticates WebSocket connections; nil: one over the
+	// store (the HTTP layer passes its own, so revocations reach its connections at once).
+	Auth *auth.Service
+	// AllowedOrigins are the browser origins, besides the request's own host, allowed to open a
+	// WebSocket (coder/websocket origin patterns: "host:port" or "https://host").
+	AllowedOrigins []string
 }
 
 // Operations starts tracked ad-hoc operations on machines (power, boot device).
@@ -61,7 +69,10 @@ func NewResolver(st *store.Store, log *slog.Logger, opts Options) *Resolver {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, redfishOpts: opts.RedfishOptions, boot: opts.Boot, dhcp: opts.DHCP}
+	if opts.Auth == nil {
+		opts.Auth = auth.New(st, log)
+	}
+	return &Resolver{store: st, client: st.Client, log: log, annealer: opts.Annealer, ops: opts.Operations, redfishOpts: opts.RedfishOptions, boot: opts.Boot, dhcp: opts.DHCP, auth: opts.Auth}
 }
 
 func (r *Resolver) startOperation(ctx context.Context, machineID int, action string, params map[string]any) (*model.OperationPayload, error) {

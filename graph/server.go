@@ -24,15 +24,21 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, log, opts)}))
+	res := NewResolver(st, log, opts)
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: res, Directives: DirectiveRoot{HasRole: hasRole}}))
 	srv.AddTransport(transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
-			// The API is token-less on loopback today and serves a same-origin SPA; allow any origin
-			// so CLI tools and dashboards on other ports can subscribe.
-			AcceptOptions: websocket.AcceptOptions{InsecureSkipVerify: true},
+			// A browser on another origin must not ride on the operator's session cookie: the
+			// upgrade is refused (403) unless Origin is the request's host or allow-listed.
+			// Non-browser clients send no Origin and authenticate in connection_init.
+			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.AllowedOrigins},
 		},
 		KeepAlivePingInterval: 10 * time.Second,
 		InitTimeout:           10 * time.Second,
+		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			ctx, err := res.auth.WebsocketInit(ctx, p, transport.WithWebsocketCloseCode)
+			return ctx, nil, err
+		},
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -40,6 +46,8 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(depthLimit{max: MaxDepth})
+	srv.Use(&costLimit{})
+	srv.AroundRootFields(denyUndecided)
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.SetErrorPresenter(presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {

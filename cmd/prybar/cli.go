@@ -18,6 +18,7 @@ import (
 
 	"github.com/prybar/prybar/fixtures"
 	"github.com/prybar/prybar/graph"
+	"github.com/prybar/prybar/internal/auth"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/httpserver"
 	"github.com/prybar/prybar/internal/retention"
@@ -42,6 +43,8 @@ commands:
   roles load DIR            load an operator's role catalogue (YAML files)
   bootenvs load DIR         load an operator's boot environments (YAML files)
   sim redfish|fleet         run simulated BMCs (one Redfish BMC, or a fleet registered in Prybar)
+  users add --role R NAME   add a user who signs in (password from a prompt or stdin)
+  tokens create --role R N  create an API token for scripts (printed once)
   version                   print the version
 
 Run 'prybar <command> --help' (or 'prybar <command> <subcommand> --help') for its flags.
@@ -127,6 +130,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return bootenvsCmd(ctx, args[1:], stdout, stderr)
 	case "sim":
 		return simCmd(ctx, args[1:], stdout, stderr)
+	case "users":
+		return usersCmd(ctx, args[1:], stdout, stderr)
+	case "tokens":
+		return tokensCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "prybar", versionString())
 		return nil
@@ -171,7 +178,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var bootF bootFlags
 	bootF.register(fs)
 	dhcpF := addDHCPFlags(fs)
+	authF := addAuthFlags(fs)
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	tlsCfg, err := authF.tlsConfig(*listen, *db, stderr)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -196,6 +208,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		log.Info("fixtures loaded", "file", *fix, "result", stats.String())
+		if *fix == "demo" {
+			if err := auth.New(st, log).EnsureDemoUsers(ctx, DemoPassword); err != nil {
+				return err
+			}
+		}
 	}
 	if st.Dialect == "postgres" {
 		go events.Listen(ctx, st.DSN, st.Hub, log)
@@ -264,9 +281,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer dhcpSrv.Close()
 	}
 	api := graph.Options{Annealer: annealer, Operations: ops, Boot: boot, DHCP: dhcpSrv, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
-	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot}, func(addr net.Addr) {
-		url := "http://" + addr.String() + "/"
+	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot, TLS: tlsCfg, Auth: authF.config()}, func(addr net.Addr) {
+		scheme := "http"
+		if tlsCfg != nil {
+			scheme = "https"
+		}
+		url := scheme + "://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)
+		if *fix == "demo" {
+			fmt.Fprintf(stdout, "Sign in as admin, operator or viewer with password %q (demo users; API: curl -X POST %sauth/login -d '{\"name\":\"admin\",\"password\":\"%s\"}' -H 'Content-Type: application/json')\n", DemoPassword, url, DemoPassword)
+		}
 		log.Info("listening", "addr", addr.String(), "version", versionString())
 	})
 	// Serve returns once HTTP has drained (in-flight requests answered, up to 10 s); then the

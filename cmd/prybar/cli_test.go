@@ -34,6 +34,10 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{[]string{"sim", "redfish", "--help"}, "-mockup"},
 		{[]string{"sim", "fleet", "--help"}, "-machines"},
 		{[]string{"version", "--help"}, "prybar"},
+		{[]string{"users", "--help"}, "add"},
+		{[]string{"users", "add", "--help"}, "-role"},
+		{[]string{"tokens", "--help"}, "create"},
+		{[]string{"tokens", "create", "--help"}, "-expires"},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

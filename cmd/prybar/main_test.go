@@ -42,7 +42,8 @@ var urlLine = regexp.MustCompile(`serving at (http://\S+/)`)
 // startServe starts `prybar serve` with args and waits for its URL.
 func startServe(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	// Tests poll the API in tight loops; the per-identity rate limit has its own test (graph).
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", "127.0.0.1:0", "--rate-limit", "0"}, args...)...)
 	cmd.Env = append(os.Environ(), "PRYBAR_TEST_MAIN=1")
 	if extra := os.Getenv("PRYBAR_SERVE_EXTRA_ENV"); extra != "" {
 		cmd.Env = append(cmd.Env, strings.Split(extra, "\x1f")...)
@@ -72,8 +73,22 @@ func startServe(t *testing.T, args ...string) *proc {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("prybar serve did not start; logs:\n%s", logs.String())
 	}
+	// The API needs a credential: an admin token made with the CLI, as an operator would, is
+	// what the URL-based test helpers (apitest.Client, apitest.Subscribe) send to this server.
+	db := filepath.Join(cmd.Dir, "prybar.db")
+	for i, a := range args {
+		if a == "--db" && i+1 < len(args) {
+			db = args[i+1]
+		}
+	}
+	tokenSeq++
+	tok := runCLI(t, "tokens", "create", "--db", db, "--role", "admin", fmt.Sprintf("test-admin-%d", tokenSeq))
+	apitest.RegisterToken(p.URL, strings.TrimSpace(tok))
 	return p
 }
+
+// tokenSeq names each test server's token uniquely (servers may share a database).
+var tokenSeq int
 
 func (p *proc) kill() {
 	if p.cmd.Process != nil && p.cmd.ProcessState == nil {

@@ -164,7 +164,12 @@ func TestReadmeExamples(t *testing.T) {
 		t.Fatalf("found %d GraphQL examples in README.md, expected at least 12: is the block syntax still ```graphql?", len(docs))
 	}
 	p := startServe(t, "--db", filepath.Join(t.TempDir(), "demo.db"), "--fixtures", "demo")
-	c := &apitest.Client{URL: p.URL}
+	// Signed in as the README's quick start shows: the demo admin, a session cookie and its CSRF
+	// token (subscriptions use the test server's admin token, see startServe).
+	c, err := apitest.Login(p.URL, "admin", DemoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
 	resolve := func(doc readmeDoc) map[string]any {
 		vars := map[string]any{}
 		for _, m := range varDecl.FindAllStringSubmatch(doc.text, -1) {

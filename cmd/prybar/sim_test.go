@@ -41,7 +41,7 @@ func TestSimFleetRegisters(t *testing.T) {
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"sim", "fleet", "--machines", "4", "--mockup", mockup, "--prybar", srv.URL, "--alive", "--stats-every", "0"}, &out, &out)
+		done <- run(ctx, []string{"sim", "fleet", "--machines", "4", "--mockup", mockup, "--prybar", srv.URL, "--token", srv.Token, "--alive", "--stats-every", "0"}, &out, &out)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(out.String(), "registered in") {

@@ -6,6 +6,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// APIToken is the predicate function for apitoken builders.
+type APIToken func(*sql.Selector)
+
 // Attribute is the predicate function for attribute builders.
 type Attribute func(*sql.Selector)
 
@@ -60,5 +63,11 @@ type Role func(*sql.Selector)
 // Run is the predicate function for run builders.
 type Run func(*sql.Selector)
 
+// Session is the predicate function for session builders.
+type Session func(*sql.Selector)
+
 // Site is the predicate function for site builders.
 type Site func(*sql.Selector)
+
+// User is the predicate function for user builders.
+type User func(*sql.Selector)

@@ -7,11 +7,18 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/noderole"
+	"github.com/prybar/prybar/internal/access"
 	"github.com/prybar/prybar/internal/domain"
 )
+
+type APITokenPayload struct {
+	Token  *ent.APIToken   `json:"token,omitempty"`
+	Errors []*domain.Error `json:"errors"`
+}
 
 // A snapshot of the annealer.
 type AnnealerStatus struct {
@@ -87,6 +94,28 @@ type BootScriptPreview struct {
 	Error *string `json:"error,omitempty"`
 }
 
+type CreateAPITokenInput struct {
+	Name string      `json:"name"`
+	Role access.Role `json:"role"`
+	// Owner (a token never holds more than its owner's role); omitted: a standalone token.
+	UserID    *int       `json:"userID,omitempty"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+type CreateAPITokenPayload struct {
+	Token *ent.APIToken `json:"token,omitempty"`
+	// The token's secret, for Authorization: Bearer. Shown only here, only once.
+	Secret *string         `json:"secret,omitempty"`
+	Errors []*domain.Error `json:"errors"`
+}
+
+type CreateUserInput struct {
+	Name string `json:"name"`
+	// At least 8 characters; empty: the user cannot sign in with a password.
+	Password *string     `json:"password,omitempty"`
+	Role     access.Role `json:"role"`
+}
+
 // Use of one network's discovery pools (IP ranges of purpose DHCP).
 type DHCPPoolUse struct {
 	Network *ent.Network `json:"network"`
@@ -148,6 +177,16 @@ type IPAllocationPayload struct {
 type IPRangePayload struct {
 	IPRange *ent.IPRange    `json:"ipRange,omitempty"`
 	Errors  []*domain.Error `json:"errors"`
+}
+
+// Who a request acts as.
+type Identity struct {
+	Name string `json:"name"`
+	// user (signed in with a password) or token (an API token, acting as itself)
+	Kind string      `json:"kind"`
+	Role access.Role `json:"role"`
+	// The sites the identity is limited to; null: all sites.
+	Sites []int `json:"sites,omitempty"`
 }
 
 type MachinePayload struct {
@@ -216,6 +255,19 @@ type UnbindRolePayload struct {
 	// Every node-role removed (the binding and any PROPOSED descendants).
 	UnboundIDs []int           `json:"unboundIDs"`
 	Errors     []*domain.Error `json:"errors"`
+}
+
+type UpdateUserInput struct {
+	Role *access.Role `json:"role,omitempty"`
+	// A disabled user cannot sign in; their sessions and tokens stop working at once.
+	Disabled *bool `json:"disabled,omitempty"`
+	// A new password also signs the user out everywhere.
+	Password *string `json:"password,omitempty"`
+}
+
+type UserPayload struct {
+	User   *ent.User       `json:"user,omitempty"`
+	Errors []*domain.Error `json:"errors"`
 }
 
 type BootDevice string

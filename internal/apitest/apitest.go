@@ -13,9 +13,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prybar/prybar/graph"
+	"github.com/prybar/prybar/internal/access"
+	"github.com/prybar/prybar/internal/auth"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/httpserver"
 	"github.com/prybar/prybar/internal/pgtest"
@@ -74,6 +78,26 @@ func Quiet() *slog.Logger {
 type Server struct {
 	*httptest.Server
 	Store *store.Store
+	// Auth is the server's auth service (users, tokens).
+	Auth *auth.Service
+	// Token is an ADMIN API token ("apitest-admin") that Do, Query and Subscribe send, so tests
+	// of the API's behaviour need not each sign in; access-control tests use their own.
+	Token string
+}
+
+// tokens maps a test server's URL to its admin token, for the URL-based helpers (Client,
+// Subscribe) that tests call with srv.URL.
+var tokens sync.Map
+
+// RegisterToken makes token the default credential of the URL-based helpers for the server at
+// baseURL (e.g. a `prybar serve` child process).
+func RegisterToken(baseURL, token string) { tokens.Store(baseURL, token) }
+
+// TokenFor returns the admin token of the test server at baseURL ("" if none).
+func TokenFor(baseURL string) string {
+	t, _ := tokens.Load(baseURL)
+	s, _ := t.(string)
+	return s
 }
 
 // Serve starts the HTTP server over st.
@@ -81,18 +105,33 @@ func Serve(t testing.TB, st *store.Store) *Server { return ServeWith(t, st, grap
 
 // ServeWith starts the HTTP server over st with the annealer and operations wired in.
 func ServeWith(t testing.TB, st *store.Store, opts graph.Options) *Server {
-	ctx, cancel := context.WithCancel(context.Background())
-	h := httpserver.Handler(httpserver.Config{Store: st, Log: Quiet(), API: opts})
+	return ServeAuth(t, st, opts, httpserver.AuthConfig{})
+}
+
+// ServeAuth starts the HTTP server over st with access-control settings (rate limits, origins).
+func ServeAuth(t testing.TB, st *store.Store, opts graph.Options, ac httpserver.AuthConfig) *Server {
+	t.Helper()
+	svc := ac.Service
+	if svc == nil {
+		svc = auth.New(st, Quiet())
+		ac.Service = svc
+	}
+	// Untracked: the harness's token is not part of what a test's change feed records.
+	secret, _, err := svc.CreateToken(events.Untracked(context.Background()), auth.TokenOptions{Name: "apitest-admin", Role: access.Admin})
+	if err != nil && !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("apitest admin token: %v", err)
+	}
+	h := httpserver.Handler(httpserver.Config{Store: st, Log: Quiet(), API: opts, Auth: ac})
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.BaseContext = nil
 	srv.Start()
+	tokens.Store(srv.URL, secret)
 	t.Cleanup(func() {
-		cancel()
+		tokens.Delete(srv.URL)
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	_ = ctx
-	return &Server{Server: srv, Store: st}
+	return &Server{Server: srv, Store: st, Auth: svc, Token: secret}
 }
 
 // Response is a GraphQL response.
@@ -126,19 +165,80 @@ func (s *Server) Query(t testing.TB, query string, vars map[string]any, out any)
 
 // Do posts a GraphQL request without judging the answer.
 func (s *Server) Do(query string, vars map[string]any) (*Response, error) {
-	return (&Client{URL: s.URL}).Do(query, vars)
+	return (&Client{URL: s.URL, Token: s.Token}).Do(query, vars)
 }
 
 // Client is a GraphQL-over-HTTP client for a server at URL (without /graphql).
-type Client struct{ URL string }
+type Client struct {
+	URL string
+	// Token is sent as Authorization: Bearer; empty: the test server's admin token, if URL is
+	// one (TokenFor); use Anonymous for a request without credentials.
+	Token string
+	// Anonymous sends no credentials at all.
+	Anonymous bool
+	// Header is added to every request (e.g. a session cookie and X-CSRF-Token, see Login).
+	Header http.Header
+}
+
+// Login signs in at baseURL's /auth/login and returns a client using the session cookie and
+// its CSRF token, as the web console does.
+func Login(baseURL, name, password string) (*Client, error) {
+	body, _ := json.Marshal(map[string]string{"name": name, "password": password})
+	res, err := http.Post(baseURL+"/auth/login", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var out struct {
+		User, Role, CSRFToken string
+	}
+	data, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("sign-in as %s: %s %s", name, res.Status, data)
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, err
+	}
+	h := http.Header{}
+	for _, c := range res.Cookies() {
+		if c.Name == auth.CookieName {
+			h.Add("Cookie", c.Name+"="+c.Value)
+		}
+	}
+	if h.Get("Cookie") == "" {
+		return nil, fmt.Errorf("sign-in as %s set no %s cookie", name, auth.CookieName)
+	}
+	h.Set(auth.CSRFHeader, out.CSRFToken)
+	return &Client{URL: baseURL, Anonymous: true, Header: h}, nil
+}
 
 // Decode unmarshals the response data into out.
 func (r *Response) Decode(out any) error { return json.Unmarshal(r.Data, out) }
 
 // Do posts a GraphQL request without judging the answer.
 func (c *Client) Do(query string, vars map[string]any) (*Response, error) {
+	return c.DoContext(context.Background(), query, vars)
+}
+
+// DoContext is Do with a context (cancelling it disconnects, like a client that leaves).
+func (c *Client) DoContext(ctx context.Context, query string, vars map[string]any) (*Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	res, err := http.Post(c.URL+"/graphql", "application/json", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, vs := range c.Header {
+		req.Header[k] = vs
+	}
+	tok := c.Token
+	if tok == "" {
+		tok = TokenFor(c.URL)
+	}
+	if tok != "" && !c.Anonymous {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,13 @@ type Subscription struct {
 	// Next yields each "next" payload's data; closed when the connection ends.
 	Next <-chan json.RawMessage
 	err  error
+	// closeStatus is the server's close code once the stream ended (-1: not a close frame).
+	closeStatus websocket.StatusCode
 }
+
+// CloseStatus is the WebSocket close code the server ended the stream with (-1 when it did not
+// close with a code); read it after Next is closed.
+func (s *Subscription) CloseStatus() websocket.StatusCode { return s.closeStatus }
 
 type wsMsg struct {
 	ID      string          `json:"id,omitempty"`
@@ -26,8 +32,14 @@ type wsMsg struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
-// Subscribe opens a WebSocket to baseURL's /graphql and starts query.
+// Subscribe opens a WebSocket to baseURL's /graphql and starts query, authenticated with the test
+// server's admin token (TokenFor).
 func Subscribe(ctx context.Context, baseURL, query string, vars map[string]any) (*Subscription, error) {
+	return SubscribeWith(ctx, baseURL, TokenFor(baseURL), query, vars)
+}
+
+// SubscribeWith is Subscribe with token in connection_init (none when empty).
+func SubscribeWith(ctx context.Context, baseURL, token, query string, vars map[string]any) (*Subscription, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	url := "ws" + strings.TrimPrefix(baseURL, "http") + "/graphql"
 	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
@@ -41,7 +53,11 @@ func Subscribe(ctx context.Context, baseURL, query string, vars map[string]any) 
 		conn.Close(websocket.StatusInternalError, "")
 		return nil, err
 	}
-	if err := wsjson.Write(ctx, conn, wsMsg{Type: "connection_init", Payload: json.RawMessage(`{}`)}); err != nil {
+	init := json.RawMessage(`{}`)
+	if token != "" {
+		init, _ = json.Marshal(map[string]string{"authorization": "Bearer " + token})
+	}
+	if err := wsjson.Write(ctx, conn, wsMsg{Type: "connection_init", Payload: init}); err != nil {
 		return fail(err)
 	}
 	var ack wsMsg
@@ -59,6 +75,7 @@ func Subscribe(ctx context.Context, baseURL, query string, vars map[string]any) 
 		for {
 			var m wsMsg
 			if err := wsjson.Read(ctx, conn, &m); err != nil {
+				s.closeStatus = websocket.CloseStatus(err)
 				return
 			}
 			switch m.Type {

@@ -24,11 +24,18 @@ type ctxKey int
 const (
 	bufferKey ctxKey = iota
 	actorKey
+	untrackedKey
 )
 
 // WithActor names who makes the changes written with ctx (a user, "scheduler", "fixtures" …).
 func WithActor(ctx context.Context, actor string) context.Context {
 	return context.WithValue(ctx, actorKey, actor)
+}
+
+// Untracked marks ctx's writes as bookkeeping that is not a change-feed event (e.g. a token's
+// last-used time, updated on every request): they need no events.Tx.
+func Untracked(ctx context.Context) context.Context {
+	return context.WithValue(ctx, untrackedKey, true)
 }
 
 // Actor returns the actor set by WithActor, or "system".
@@ -132,7 +139,9 @@ func (r *Recorder) hook(next ent.Mutator) ent.Mutator {
 	return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
 		// BMCSession is the Redfish session journal: process-internal bookkeeping, not in the
 		// API, so its writes are not change-feed events and need no events.Tx.
-		if m.Type() == "Event" || m.Type() == "BMCSession" {
+		// Sessions and token last-used stamps are the same kind of bookkeeping (internal/auth
+		// emits the audit events for sign-in and token use itself).
+		if m.Type() == "Event" || m.Type() == "BMCSession" || m.Type() == "Session" || ctx.Value(untrackedKey) != nil {
 			return next.Mutate(ctx, m)
 		}
 		buf, _ := ctx.Value(bufferKey).(*buffer)
@@ -205,7 +214,7 @@ func opVerb(op ent.Op) string {
 }
 
 // sensitive fields are recorded as changed but never with their value.
-var sensitive = map[string]bool{"password": true}
+var sensitive = map[string]bool{"password": true, "password_hash": true, "hash": true}
 
 func changedFields(m ent.Mutation) map[string]any {
 	out := map[string]any{}

@@ -5,6 +5,7 @@ package httpserver
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prybar/prybar/frontend"
 	"github.com/prybar/prybar/graph"
+	"github.com/prybar/prybar/internal/auth"
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
 )
@@ -32,6 +34,24 @@ type Config struct {
 	API graph.Options
 	// Boot, when set, serves network boot (provision/ipxe) under /boot/ on this listener too.
 	Boot http.Handler
+	// Auth configures sign-in and API authentication (docs/security.md).
+	Auth AuthConfig
+	// TLS, when set, makes Serve speak HTTPS (and session cookies Secure).
+	TLS *tls.Config
+}
+
+// AuthConfig configures access control.
+type AuthConfig struct {
+	// Service is the auth service; nil: one over Store.
+	Service *auth.Service
+	// AllowedOrigins are browser origins besides the server's own allowed to open WebSockets.
+	AllowedOrigins []string
+	// CORSOrigins enables CORS for these origins (off when empty).
+	CORSOrigins []string
+	// RateLimit is requests per second per identity on /graphql and per client on sign-in,
+	// with bursts of RateBurst; 0 disables it.
+	RateLimit float64
+	RateBurst int
 }
 
 type ctxKey struct{}
@@ -45,7 +65,21 @@ func RequestID(ctx context.Context) string {
 // Handler returns the full HTTP handler.
 func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", graph.NewHandler(cfg.Store, cfg.Log, cfg.API))
+	svc := cfg.Auth.Service
+	if svc == nil {
+		svc = auth.New(cfg.Store, cfg.Log)
+	}
+	hcfg := auth.HTTPConfig{Secure: cfg.TLS != nil, Limiter: auth.NewLimiter(cfg.Auth.RateLimit, cfg.Auth.RateBurst), CORSOrigins: cfg.Auth.CORSOrigins}
+	if cfg.Auth.RateLimit > 0 {
+		// Sign-ins: one a second per client address, in bursts of 10.
+		hcfg.LoginLimiter = auth.NewLimiter(1, 10)
+	}
+	api := cfg.API
+	api.Auth, api.AllowedOrigins = svc, cfg.Auth.AllowedOrigins
+	// /graphql is user-authenticated; /boot/*, the probes and the SPA's assets are not (the
+	// machine-side endpoints check their own per-boot tokens).
+	mux.Handle("/graphql", svc.Middleware(hcfg, graph.NewHandler(cfg.Store, cfg.Log, api)))
+	mux.Handle("/auth/", svc.Routes(hcfg))
 	if cfg.Boot != nil {
 		mux.Handle("/boot/", cfg.Boot)
 	}
@@ -92,7 +126,8 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		ctx := context.WithValue(r.Context(), ctxKey{}, id)
-		// Until API tokens land, API writes are attributed to "api" and the request that made them.
+		// Authenticated requests replace this with their identity (internal/auth); what remains
+		// attributed to the request is what anonymous requests may write (nothing in the API).
 		ctx = events.WithActor(ctx, "api:"+id)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		start := time.Now()
@@ -114,6 +149,9 @@ func Serve(ctx context.Context, cfg Config, onListen func(addr net.Addr)) error 
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return err
 		}
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	srv := &http.Server{
 		Handler:           Handler(cfg),

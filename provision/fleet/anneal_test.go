@@ -122,7 +122,7 @@ func annealSetup(t *testing.T, ctx context.Context, f *fleet.Fleet, cat *catalog
 	}
 	t.Cleanup(func() { st.Close() })
 	srv := apitest.Serve(t, st)
-	reg, err := f.Register(ctx, srv.URL, fleet.RegisterOptions{Alive: true})
+	reg, err := f.Register(ctx, srv.URL, fleet.RegisterOptions{Alive: true, Token: srv.Token})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,14 +98,14 @@ func TestRegisterAndDiscover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	reg, err := f.Register(ctx, srv.URL, fleet.RegisterOptions{Alive: true, RackSize: 5})
+	reg, err := f.Register(ctx, srv.URL, fleet.RegisterOptions{Alive: true, RackSize: 5, Token: srv.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if reg.Created != 12 {
 		t.Fatalf("created %d", reg.Created)
 	}
-	again, err := f.Register(ctx, srv.URL+"/graphql", fleet.RegisterOptions{Alive: true, RackSize: 5})
+	again, err := f.Register(ctx, srv.URL+"/graphql", fleet.RegisterOptions{Alive: true, RackSize: 5, Token: srv.Token})
 	if err != nil || again.Created != 0 || again.MachineIDs[3] != reg.MachineIDs[3] {
 		t.Fatalf("second registration: %+v, %v", again, err)
 	}
