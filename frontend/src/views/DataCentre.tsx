@@ -1,0 +1,147 @@
+// Data centre: sites with rack counts, machines by state, U free, a heat-map of racks by state and
+// a search box. Only counts are fetched (entgql totalCount per state), never the fleet itself.
+import { useState } from "react";
+import { useQuery } from "urql";
+import { Link } from "wouter";
+import { graphql } from "../gql";
+import { ErrorText, StateBadge } from "../components";
+import { stateColor, machineStates } from "../lib/state";
+import { useLiveEvents } from "../ctx";
+
+const DataCentreQuery = graphql(`
+  query DataCentre($racks: Int!) {
+    sites(first: 50) {
+      totalCount
+      edges { node {
+        id name description location
+        racks(first: $racks, orderBy: {field: NAME}) {
+          totalCount
+          edges { node {
+            id name height
+            all: machines { totalCount }
+            new: machines(where: {state: NEW}) { totalCount }
+            discovered: machines(where: {state: DISCOVERED}) { totalCount }
+            ready: machines(where: {state: READY}) { totalCount }
+            busy: machines(where: {state: BUSY}) { totalCount }
+            error: machines(where: {state: ERROR}) { totalCount }
+            u1: machines(where: {uHeight: 1}) { totalCount }
+            u2: machines(where: {uHeight: 2}) { totalCount }
+            u3: machines(where: {uHeight: 3}) { totalCount }
+            u4: machines(where: {uHeight: 4}) { totalCount }
+          } }
+        }
+      } }
+    }
+    NEW: machines(where: {state: NEW}) { totalCount }
+    DISCOVERED: machines(where: {state: DISCOVERED}) { totalCount }
+    READY: machines(where: {state: READY}) { totalCount }
+    BUSY: machines(where: {state: BUSY}) { totalCount }
+    ERROR: machines(where: {state: ERROR}) { totalCount }
+  }
+`);
+
+const SearchQuery = graphql(`
+  query Search($q: String!, $mac: String!) {
+    machines(first: 10, where: {or: [
+      {nameContainsFold: $q}, {serialContainsFold: $q},
+      {hasNicsWith: [{mac: $mac}]}, {hasAllocationsWith: [{address: $q}]}
+    ]}) {
+      edges { node { id name serial state rack { name } } }
+    }
+  }
+`);
+
+/** normaliseMAC turns 52-54-00-A1-01-01 / 5254.00a1.0101 / 525400a10101 into 52:54:00:a1:01:01. */
+export function normaliseMAC(s: string): string {
+  const hex = s.toLowerCase().replace(/[^0-9a-f]/g, "");
+  if (hex.length !== 12 || /[^0-9a-f:.\-\s]/i.test(s.trim())) return s.trim().toLowerCase();
+  return hex.match(/../g)!.join(":");
+}
+
+function Search() {
+  const [q, setQ] = useState("");
+  const term = q.trim();
+  const [{ data, fetching, error }] = useQuery({ query: SearchQuery, variables: { q: term, mac: normaliseMAC(term) }, pause: term.length < 2 });
+  return (
+    <section aria-label="Search">
+      <label>Find a machine (name, serial, MAC or IP){" "}
+        <input type="search" name="q" value={q} onChange={(e) => setQ(e.target.value)} placeholder="web01, AMS1…, 52:54:…, 10.10.0.11" />
+      </label>
+      {fetching && <span> searching…</span>}
+      <ErrorText error={error} />
+      {term.length >= 2 && data && (
+        <ul className="results" aria-label="Search results">
+          {data.machines.edges?.map((e) => e?.node && (
+            <li key={e.node.id}><Link href={`/machines/${encodeURIComponent(e.node.id)}`}>{e.node.name}</Link> {e.node.serial} {e.node.rack?.name} <StateBadge state={e.node.state} /></li>
+          ))}
+          {data.machines.edges?.length === 0 && <li>No machine matches.</li>}
+        </ul>
+      )}
+    </section>
+  );
+}
+
+export function DataCentre() {
+  const [racks, setRacks] = useState(300);
+  const [{ data, error, fetching }, refetch] = useQuery({ query: DataCentreQuery, variables: { racks } });
+  // Counts follow machine state changes: refetch (debounced) when one arrives.
+  useLiveEvents((e) => {
+    if (e.objectType === "machine" || e.kind.startsWith("machine.")) debounce(() => refetch({ requestPolicy: "network-only" }));
+  }, [refetch]);
+  return (
+    <section>
+      <h1>Data centre</h1>
+      <Search />
+      <ErrorText error={error} />
+      {!data && fetching && <p>Loading…</p>}
+      {data && (
+        <>
+          <h2>Machines by state</h2>
+          <ul className="counts" aria-label="Machines by state">
+            {machineStates.map((s) => <li key={s}><StateBadge state={s} /> <b data-testid={`count-${s}`}>{data[s].totalCount}</b></li>)}
+          </ul>
+          {data.sites.edges?.map((se) => {
+            const site = se?.node;
+            if (!site) return null;
+            let height = 0, used = 0;
+            for (const re of site.racks.edges ?? []) {
+              const r = re?.node;
+              if (!r) continue;
+              height += r.height;
+              used += r.u1.totalCount + 2 * r.u2.totalCount + 3 * r.u3.totalCount + 4 * r.u4.totalCount;
+            }
+            return (
+              <article key={site.id} className="site" aria-label={`Site ${site.name}`}>
+                <h2>{site.name} <small>{site.description} {site.location}</small></h2>
+                <p>{site.racks.totalCount} racks · {height - used} U free of {height}{site.racks.totalCount > (site.racks.edges?.length ?? 0) ? " (first racks shown)" : ""} ·{" "}
+                  <Link href={`/sites/${encodeURIComponent(site.id)}/row`}>rack row view</Link></p>
+                <div className="heatmap" role="list" aria-label={`Racks of ${site.name}`}>
+                  {site.racks.edges?.map((re) => {
+                    const r = re?.node;
+                    if (!r) return null;
+                    const worst = r.error.totalCount ? "ERROR" : r.busy.totalCount ? "BUSY" : r.new.totalCount || r.discovered.totalCount ? "DISCOVERED" : r.ready.totalCount ? "READY" : "NEW";
+                    const share = r.all.totalCount ? (worst === "READY" ? r.ready.totalCount : worst === "ERROR" ? r.error.totalCount : worst === "BUSY" ? r.busy.totalCount : r.new.totalCount + r.discovered.totalCount) / r.all.totalCount : 0;
+                    const title = `${r.name}: ${r.all.totalCount} machines — ready ${r.ready.totalCount}, busy ${r.busy.totalCount}, error ${r.error.totalCount}, new ${r.new.totalCount}, discovered ${r.discovered.totalCount}`;
+                    return (
+                      <Link key={r.id} href={`/racks/${encodeURIComponent(r.id)}`} role="listitem" className="cell" title={title} aria-label={title}
+                        style={{ background: stateColor(worst), opacity: 0.35 + 0.65 * share }}>
+                        {r.name}<br /><small>{r.all.totalCount}{r.error.totalCount ? ` ✖${r.error.totalCount}` : ""}</small>
+                      </Link>
+                    );
+                  })}
+                </div>
+              </article>
+            );
+          })}
+          {data.sites.edges?.some((e) => (e?.node?.racks.totalCount ?? 0) > racks) && <button type="button" onClick={() => setRacks(racks + 300)}>More racks</button>}
+        </>
+      )}
+    </section>
+  );
+}
+
+let timer: ReturnType<typeof setTimeout> | null = null;
+function debounce(fn: () => void) {
+  if (timer) return;
+  timer = setTimeout(() => { timer = null; fn(); }, 1000);
+}

@@ -1,0 +1,92 @@
+// Rack elevation as lean SVG: the rails, holes and U grid are one pattern-filled rect and one path
+// (not one element per U), so an empty 42U face is a handful of elements and a row of 100 racks
+// stays cheap. Machines are a <g> each (rect + title + label); adjacent machines are separated by a
+// 1px inset. The opposite face's occupancy is shaded.
+import { memo } from "react";
+import { stateColor, stateGlyph } from "../lib/state";
+
+export interface RackMachine {
+  id: string;
+  name: string;
+  uPosition?: number | null;
+  uHeight: number;
+  state: string;
+  alive: boolean;
+  power?: string | null;
+}
+
+export const U = 14; // px per rack unit
+const W = 190;
+const RAIL = 18;
+
+interface Props {
+  id: string;
+  height: number;
+  machines: readonly RackMachine[];
+  face: "front" | "rear";
+  compact?: boolean;
+  onOpen?: (id: string) => void;
+}
+
+function label(m: RackMachine) {
+  return `${m.name} — U${m.uPosition ?? "?"}${m.uHeight > 1 ? `–${(m.uPosition ?? 0) + m.uHeight - 1}` : ""}, ${m.state}, ${m.alive ? "alive" : "not answering"}${m.power ? `, power ${m.power}` : ""}`;
+}
+
+export const RackSVG = memo(function RackSVG({ id, height, machines, face, compact, onOpen }: Props) {
+  const w = compact ? 60 : W;
+  const rail = compact ? 6 : RAIL;
+  const h = height * U;
+  const pid = `holes-${compact ? "c" : "f"}`;
+  const top = (u: number, hgt: number) => (height - (u + hgt - 1)) * U; // U1 at the bottom
+  return (
+    <svg xmlns="http://www.w3.org/2000/svg" width={w} height={h + 2} viewBox={`0 -1 ${w} ${h + 2}`} role="img"
+      aria-label={`${face} face`} data-rack={id} data-face={face} className="rack-svg">
+      <defs>
+        <pattern id={pid} width={w} height={U} patternUnits="userSpaceOnUse">
+          <rect x={rail / 2 - 1.5} y={U / 2 - 1.5} width={3} height={3} fill="#6c757d" />
+          <rect x={w - rail / 2 - 1.5} y={U / 2 - 1.5} width={3} height={3} fill="#6c757d" />
+          <path d={`M${rail} 0H${w - rail}`} stroke="#e9ecef" strokeWidth={1} />
+        </pattern>
+      </defs>
+      <rect x={0} y={0} width={w} height={h} fill="#343a40" />
+      <rect x={0} y={0} width={w} height={h} fill={`url(#${pid})`} />
+      <rect x={rail} y={0} width={w - 2 * rail} height={h} fill="#f8f9fa" fillOpacity={0.92} />
+      {machines.map((m) => {
+        if (m.uPosition == null) return null;
+        const y = top(m.uPosition, m.uHeight);
+        const hh = m.uHeight * U;
+        if (face === "rear") {
+          // Full-depth machines occupy the rear too: shaded, still with their tooltip.
+          return (
+            <g key={m.id} className="occupied" data-machine={m.id}>
+              <title>{label(m)} (seen from the rear)</title>
+              <rect x={rail + 1} y={y + 1} width={w - 2 * rail - 2} height={hh - 2} fill="#adb5bd" stroke="#868e96" fillOpacity={0.6} />
+            </g>
+          );
+        }
+        return (
+          <g key={m.id} className="machine" data-machine={m.id} data-u={m.uPosition} data-state={m.state} tabIndex={onOpen ? 0 : undefined}
+            role={onOpen ? "link" : undefined} aria-label={label(m)}
+            onClick={onOpen ? () => onOpen(m.id) : undefined}
+            onKeyDown={onOpen ? (e) => { if (e.key === "Enter") onOpen(m.id); } : undefined}>
+            <title>{label(m)}</title>
+            <rect x={rail + 1} y={y + 1} width={w - 2 * rail - 2} height={hh - 2} rx={1.5}
+              fill={stateColor(m.state)} stroke={m.alive ? "#212529" : "#d9480f"} strokeDasharray={m.alive ? undefined : "3 2"} />
+            {!compact && (
+              <text x={rail + 5} y={y + hh / 2 + 4} fontSize={10} fill="#fff">
+                {stateGlyph(m.state)} {m.power === "off" ? "⏻ " : ""}{m.name.split(".")[0]}
+              </text>
+            )}
+          </g>
+        );
+      })}
+    </svg>
+  );
+});
+
+/** svgSource returns a standalone SVG document of an element (for the download button). */
+export function svgSource(el: SVGSVGElement): string {
+  const clone = el.cloneNode(true) as SVGSVGElement;
+  clone.setAttribute("xmlns", "http://www.w3.org/2000/svg");
+  return '<?xml version="1.0" encoding="UTF-8"?>\n' + new XMLSerializer().serializeToString(clone);
+}
