@@ -53,6 +53,11 @@ func handler(sub fs.FS) http.Handler {
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 			files.ServeHTTP(w, r)
 			return
+		case p == "auth" || strings.HasPrefix(p, "auth/") || strings.HasPrefix(p, "graphql/"):
+			// API namespaces, never client routes: a server without access control answers 404
+			// here, which the console reads as "auth disabled".
+			http.NotFound(w, r)
+			return
 		case p == "graphiql" || p == "graphiql/":
 			if _, err := fs.Stat(sub, "graphiql.html"); err == nil {
 				serveHTML(w, r, sub, "graphiql.html")

@@ -30,6 +30,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/favicon.svg", 200, "<svg/>", "no-cache"},
 		{"GET", "/../../etc/passwd", 200, "<html>spa</html>", "no-cache"},
 		{"POST", "/", 405, "", ""},
+		{"GET", "/auth/session", 404, "", ""},
 	}
 	for _, c := range cases {
 		rec := httptest.NewRecorder()

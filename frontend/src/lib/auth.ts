@@ -34,6 +34,8 @@ export async function loadSession(fetchImpl: typeof fetch = fetch): Promise<Sess
   if (r.status === 404 || r.status === 405) return authDisabled;
   if (r.status === 401 || r.status === 403) return null;
   if (!r.ok) throw new Error(`session: HTTP ${r.status}`);
+  // A server without the auth routes may answer with the console's own index.html: no auth.
+  if (!(r.headers.get("Content-Type") ?? "").includes("json")) return authDisabled;
   const s = parse(await r.json().catch(() => null));
   if (!s) throw new Error("session: malformed answer");
   return s;

@@ -2,7 +2,6 @@
 // queries and mutations, with the session's CSRF token on every POST.
 import { Client, fetchExchange } from "@urql/core";
 import { cacheExchange } from "@urql/exchange-graphcache";
-import { relayPagination } from "@urql/exchange-graphcache/extras";
 import type { Session } from "./auth";
 
 // Types without an id (payloads, connections, snapshots) are embedded in their parent.
@@ -34,11 +33,8 @@ export function makeClient(session: Session, onAuthLost: () => void): Client {
     exchanges: [
       cacheExchange({
         keys,
-        resolvers: {
-          Query: { machines: relayPagination(), nodeRoles: relayPagination(), operations: relayPagination() },
-          Rack: { machines: relayPagination() },
-          Site: { racks: relayPagination() },
-        },
+        // Connections are fetched as pages with explicit first/where (aliased counts included),
+        // so they stay keyed by their arguments; relayPagination() would merge aliased counts.
         optimistic: {
           // The button shows the operation as queued at once; the server's answer replaces it.
           powerAction: (args) => ({
