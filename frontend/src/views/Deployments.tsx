@@ -18,6 +18,7 @@ const DeploymentsQuery = graphql(`
 const MatrixQuery = graphql(`
   query Matrix($id: ID!) {
     node(id: $id) {
+      __typename
       ... on Deployment {
         id name status state
         nodeRoles(first: 1000) { totalCount edges { node { id state role { name } machine { id name } } } }

@@ -13,6 +13,7 @@ import type { LiveEvent } from "../lib/live";
 const MachineQuery = graphql(`
   query Machine($id: ID!, $after: Int!) {
     node(id: $id) {
+      __typename
       ... on Machine {
         id name serial vendor model arch uuid cpuCount memoryBytes alive available bootenv state uPosition uHeight discovery
         rack { id name site { name } }
@@ -78,9 +79,8 @@ export function MachineView({ id }: { id: string }) {
     }
   }, [mid, refetch]);
 
-  if (error) return <ErrorText error={error} />;
   if (!data && fetching) return <p>Loading…</p>;
-  if (!m) return <section><h1>Machine not found</h1><p>No machine has id <code>{id}</code>. <Link href="/">Data centre</Link></p></section>;
+  if (!m) return <section><h1>Machine not found</h1><p>No machine has id <code>{id}</code>. <Link href="/">Data centre</Link></p><ErrorText error={error} /></section>;
 
   const run = async (a: Action) => {
     setAsk(null);

@@ -14,6 +14,7 @@ import { machineStates } from "../lib/state";
 const RackQuery = graphql(`
   query Rack($id: ID!) {
     node(id: $id) {
+      __typename
       ... on Rack {
         id name height row position
         site { id name }
@@ -29,6 +30,7 @@ const RackQuery = graphql(`
 const RowQuery = graphql(`
   query RackRow($site: ID!) {
     node(id: $site) {
+      __typename
       ... on Site {
         id name
         racks(first: 100, orderBy: {field: NAME}) {
@@ -99,9 +101,8 @@ export function RackView({ id }: { id: string }) {
   const inScope = useMemo(() => (e: LiveEvent) => e.rackID === rackID || e.objectID === rackID, [rackID]);
   const onOther = useMemo(() => () => refetch({ requestPolicy: "network-only" }), [refetch]);
   const patches = useMachinePatches(inScope, onOther);
-  if (error) return <ErrorText error={error} />;
   if (!data && fetching) return <p>Loading…</p>;
-  if (!rack) return <section><h1>Rack not found</h1><p>No rack has id <code>{id}</code>. <Link href="/">Data centre</Link></p></section>;
+  if (!rack) return <section><h1>Rack not found</h1><p>No rack has id <code>{id}</code>. <Link href="/">Data centre</Link></p><ErrorText error={error} /></section>;
   const machines: RackMachine[] = (rack.machines.edges ?? []).flatMap((e) => (e?.node ? [{ ...e.node, ...patches[e.node.id] }] : []));
   return (
     <section className="rack-page">

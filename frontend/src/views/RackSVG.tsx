@@ -43,7 +43,7 @@ export const RackSVG = memo(function RackSVG({ id, height, machines, face, compa
       aria-label={`${face} face`} data-rack={id} data-face={face} className="rack-svg">
       <defs>
         <pattern id={pid} width={w} height={U} patternUnits="userSpaceOnUse">
-          <rect x={rail / 2 - 1.5} y={U / 2 - 1.5} width={3} height={3} fill="#6c757d" />
+          {compact && <rect x={rail / 2 - 1.5} y={U / 2 - 1.5} width={3} height={3} fill="#6c757d" />}
           <rect x={w - rail / 2 - 1.5} y={U / 2 - 1.5} width={3} height={3} fill="#6c757d" />
           <path d={`M${rail} 0H${w - rail}`} stroke="#e9ecef" strokeWidth={1} />
         </pattern>
@@ -51,6 +51,12 @@ export const RackSVG = memo(function RackSVG({ id, height, machines, face, compa
       <rect x={0} y={0} width={w} height={h} fill="#343a40" />
       <rect x={0} y={0} width={w} height={h} fill={`url(#${pid})`} />
       <rect x={rail} y={0} width={w - 2 * rail} height={h} fill="#f8f9fa" fillOpacity={0.92} />
+      {!compact && (
+        // U numbers: one <text> of tspans, on the left rail.
+        <text fontSize={8} fill="#f8f9fa" textAnchor="middle" aria-hidden="true">
+          {Array.from({ length: height }, (_, i) => <tspan key={i} x={rail / 2} y={(height - i - 1) * U + U / 2 + 3}>{i + 1}</tspan>)}
+        </text>
+      )}
       {machines.map((m) => {
         if (m.uPosition == null) return null;
         const y = top(m.uPosition, m.uHeight);
