@@ -58,7 +58,9 @@ export class Server {
     this.log = [];
   }
   async start(timeout = 120_000) {
-    this.proc = spawn(this.bin, ["serve", "--db", join(this.dir, "prybar.db"), "--listen", `127.0.0.1:${this.port}`, "--fixtures", this.fixtures],
+    const args = ["serve", "--db", join(this.dir, "prybar.db"), "--listen", `127.0.0.1:${this.port}`];
+    if (this.fixtures) args.push("--fixtures", this.fixtures);
+    this.proc = spawn(this.bin, args,
       { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PRYBAR_CACHE: join(this.dir, "cache") } });
     const keep = (d) => { this.log.push(String(d)); if (this.log.length > 400) this.log.shift(); };
     this.proc.stdout.on("data", keep); this.proc.stderr.on("data", keep);

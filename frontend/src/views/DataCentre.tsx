@@ -82,7 +82,7 @@ function Search() {
 }
 
 export function DataCentre() {
-  const [racks, setRacks] = useState(300);
+  const [racks, setRacks] = useState(100);
   const [{ data, error, fetching }, refetch] = useQuery({ query: DataCentreQuery, variables: { racks } });
   // Counts follow machine state changes: refetch (debounced) when one arrives.
   useLiveEvents((e) => {
@@ -133,7 +133,7 @@ export function DataCentre() {
               </article>
             );
           })}
-          {data.sites.edges?.some((e) => (e?.node?.racks.totalCount ?? 0) > racks) && <button type="button" onClick={() => setRacks(racks + 300)}>More racks</button>}
+          {data.sites.edges?.some((e) => (e?.node?.racks.totalCount ?? 0) > racks) && <button type="button" onClick={() => setRacks(racks + 100)}>More racks</button>}
         </>
       )}
     </section>

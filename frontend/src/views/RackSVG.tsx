@@ -32,6 +32,34 @@ function label(m: RackMachine) {
   return `${m.name} — U${m.uPosition ?? "?"}${m.uHeight > 1 ? `–${(m.uPosition ?? 0) + m.uHeight - 1}` : ""}, ${m.state}, ${m.alive ? "alive" : "not answering"}${m.power ? `, power ${m.power}` : ""}`;
 }
 
+/**
+ * CompactMachines draws a rack's machines for the row view as one path per state (plus one for
+ * machines not answering): a few elements per rack whatever it holds, so 100 racks stay light.
+ * Hover details come from the rack's own <title>; clicks resolve the U under the pointer.
+ */
+function CompactMachines({ machines, height, w, rail }: { machines: readonly RackMachine[]; height: number; w: number; rail: number }) {
+  const byState = new Map<string, string>();
+  let dead = "";
+  for (const m of machines) {
+    if (m.uPosition == null) continue;
+    const y = (height - (m.uPosition + m.uHeight - 1)) * U + 1;
+    const d = `M${rail + 1} ${y}h${w - 2 * rail - 2}v${m.uHeight * U - 2}h${-(w - 2 * rail - 2)}z`;
+    byState.set(m.state, (byState.get(m.state) ?? "") + d);
+    if (!m.alive) dead += d;
+  }
+  return (
+    <>
+      {[...byState].map(([st, d]) => <path key={st} d={d} fill={stateColor(st)} data-state={st} />)}
+      {dead && <path d={dead} fill="none" stroke="#d9480f" strokeDasharray="3 2" />}
+    </>
+  );
+}
+
+/** machineAt returns the machine occupying U u (1 = bottom), if any. */
+export function machineAt(machines: readonly RackMachine[], u: number): RackMachine | undefined {
+  return machines.find((m) => m.uPosition != null && u >= m.uPosition && u < m.uPosition + m.uHeight);
+}
+
 export const RackSVG = memo(function RackSVG({ id, height, machines, face, compact, onOpen }: Props) {
   const w = compact ? 60 : W;
   const rail = compact ? 6 : RAIL;
@@ -40,7 +68,14 @@ export const RackSVG = memo(function RackSVG({ id, height, machines, face, compa
   const top = (u: number, hgt: number) => (height - (u + hgt - 1)) * U; // U1 at the bottom
   return (
     <svg xmlns="http://www.w3.org/2000/svg" width={w} height={h + 2} viewBox={`0 -1 ${w} ${h + 2}`} role="img"
-      aria-label={`${face} face`} data-rack={id} data-face={face} className="rack-svg">
+      aria-label={`${face} face`} data-rack={id} data-face={face} className="rack-svg"
+      onClick={compact && onOpen ? (e) => {
+        const r = e.currentTarget.getBoundingClientRect();
+        const u = height - Math.floor(((e.clientY - r.top) / r.height) * (h + 2) / U);
+        const m = machineAt(machines, u);
+        if (m) onOpen(m.id);
+      } : undefined}>
+      {compact && <title>{machines.map((m) => `U${m.uPosition} ${m.name.split(".")[0]} ${m.state}${m.alive ? "" : " (not answering)"}`).join("\n")}</title>}
       <defs>
         <pattern id={pid} width={w} height={U} patternUnits="userSpaceOnUse">
           {compact && <rect x={rail / 2 - 1.5} y={U / 2 - 1.5} width={3} height={3} fill="#6c757d" />}
@@ -57,7 +92,7 @@ export const RackSVG = memo(function RackSVG({ id, height, machines, face, compa
           {Array.from({ length: height }, (_, i) => <tspan key={i} x={rail / 2} y={(height - i - 1) * U + U / 2 + 3}>{i + 1}</tspan>)}
         </text>
       )}
-      {machines.map((m) => {
+      {compact ? <CompactMachines machines={machines} height={height} w={w} rail={rail} /> : machines.map((m) => {
         if (m.uPosition == null) return null;
         const y = top(m.uPosition, m.uHeight);
         const hh = m.uHeight * U;
