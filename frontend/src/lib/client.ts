@@ -2,6 +2,7 @@
 // queries and mutations, with the session's CSRF token on every POST.
 import { Client, fetchExchange } from "@urql/core";
 import { cacheExchange } from "@urql/exchange-graphcache";
+import { relayPagination } from "@urql/exchange-graphcache/extras";
 import type { Session } from "./auth";
 
 // Types without an id (payloads, connections, snapshots) are embedded in their parent.
@@ -33,8 +34,10 @@ export function makeClient(session: Session, onAuthLost: () => void): Client {
     exchanges: [
       cacheExchange({
         keys,
-        // Connections are fetched as pages with explicit first/where (aliased counts included),
-        // so they stay keyed by their arguments; relayPagination() would merge aliased counts.
+        // A site's racks page with cursors ("More racks"): relayPagination merges the pages.
+        // Other connections are single pages with explicit first/where (aliased counts), keyed
+        // by their arguments; merging them would mix the aliases.
+        resolvers: { Site: { racks: relayPagination() } },
         optimistic: {
           // The button shows the operation as queued at once; the server's answer replaces it.
           powerAction: (args) => ({

@@ -9,14 +9,28 @@ import { stateColor, machineStates } from "../lib/state";
 import { useLiveEvents } from "../ctx";
 
 const DataCentreQuery = graphql(`
-  query DataCentre($racks: Int!) {
-    sites(first: 50) {
-      totalCount
-      edges { node {
-        id name description location
-        racks(first: $racks, orderBy: {field: NAME}) {
+  query DataCentre {
+    sites(first: 50) { totalCount edges { node { id name description location } } }
+    NEW: machines(where: {state: NEW}) { totalCount }
+    DISCOVERED: machines(where: {state: DISCOVERED}) { totalCount }
+    READY: machines(where: {state: READY}) { totalCount }
+    BUSY: machines(where: {state: BUSY}) { totalCount }
+    ERROR: machines(where: {state: ERROR}) { totalCount }
+  }
+`);
+
+// A site's racks, 100 per page; graphcache's relayPagination() merges the pages (Site.racks), so
+// "More racks" appends instead of replacing.
+const SiteRacksQuery = graphql(`
+  query SiteRacks($site: ID!, $after: Cursor) {
+    node(id: $site) {
+      __typename
+      ... on Site {
+        id
+        racks(first: 100, after: $after, orderBy: {field: NAME}) {
           totalCount
-          edges { node {
+          pageInfo { hasNextPage endCursor }
+          edges { cursor node {
             id name height
             all: machines { totalCount }
             new: machines(where: {state: NEW}) { totalCount }
@@ -30,13 +44,8 @@ const DataCentreQuery = graphql(`
             u4: machines(where: {uHeight: 4}) { totalCount }
           } }
         }
-      } }
+      }
     }
-    NEW: machines(where: {state: NEW}) { totalCount }
-    DISCOVERED: machines(where: {state: DISCOVERED}) { totalCount }
-    READY: machines(where: {state: READY}) { totalCount }
-    BUSY: machines(where: {state: BUSY}) { totalCount }
-    ERROR: machines(where: {state: ERROR}) { totalCount }
   }
 `);
 
@@ -82,11 +91,10 @@ function Search() {
 }
 
 export function DataCentre() {
-  const [racks, setRacks] = useState(100);
-  const [{ data, error, fetching }, refetch] = useQuery({ query: DataCentreQuery, variables: { racks } });
+  const [{ data, error, fetching }, refetch] = useQuery({ query: DataCentreQuery });
   // Counts follow machine state changes: refetch (debounced) when one arrives.
   useLiveEvents((e) => {
-    if (e.objectType === "machine" || e.kind.startsWith("machine.")) debounce(() => refetch({ requestPolicy: "network-only" }));
+    if (e.objectType === "machine") debounce(() => refetch({ requestPolicy: "network-only" }));
   }, [refetch]);
   return (
     <section>
@@ -100,44 +108,62 @@ export function DataCentre() {
           <ul className="counts" aria-label="Machines by state">
             {machineStates.map((s) => <li key={s}><StateBadge state={s} /> <b data-testid={`count-${s}`}>{data[s].totalCount}</b></li>)}
           </ul>
-          {data.sites.edges?.map((se) => {
-            const site = se?.node;
-            if (!site) return null;
-            let height = 0, used = 0;
-            for (const re of site.racks.edges ?? []) {
-              const r = re?.node;
-              if (!r) continue;
-              height += r.height;
-              used += r.u1.totalCount + 2 * r.u2.totalCount + 3 * r.u3.totalCount + 4 * r.u4.totalCount;
-            }
-            return (
-              <article key={site.id} className="site" aria-label={`Site ${site.name}`}>
-                <h2>{site.name} <small>{site.description} {site.location}</small></h2>
-                <p>{site.racks.totalCount} racks · {height - used} U free of {height}{site.racks.totalCount > (site.racks.edges?.length ?? 0) ? " (first racks shown)" : ""} ·{" "}
-                  <Link href={`/sites/${encodeURIComponent(site.id)}/row`}>rack row view</Link></p>
-                <div className="heatmap" role="list" aria-label={`Racks of ${site.name}`}>
-                  {site.racks.edges?.map((re) => {
-                    const r = re?.node;
-                    if (!r) return null;
-                    const worst = r.error.totalCount ? "ERROR" : r.busy.totalCount ? "BUSY" : r.new.totalCount || r.discovered.totalCount ? "DISCOVERED" : r.ready.totalCount ? "READY" : "NEW";
-                    const share = r.all.totalCount ? (worst === "READY" ? r.ready.totalCount : worst === "ERROR" ? r.error.totalCount : worst === "BUSY" ? r.busy.totalCount : r.new.totalCount + r.discovered.totalCount) / r.all.totalCount : 0;
-                    const title = `${r.name}: ${r.all.totalCount} machines — ready ${r.ready.totalCount}, busy ${r.busy.totalCount}, error ${r.error.totalCount}, new ${r.new.totalCount}, discovered ${r.discovered.totalCount}`;
-                    return (
-                      <Link key={r.id} href={`/racks/${encodeURIComponent(r.id)}`} role="listitem" className="cell" title={title} aria-label={title}
-                        style={{ background: stateColor(worst), opacity: 0.35 + 0.65 * share }}>
-                        {r.name}<br /><small>{r.all.totalCount}{r.error.totalCount ? ` ✖${r.error.totalCount}` : ""}</small>
-                      </Link>
-                    );
-                  })}
-                </div>
-              </article>
-            );
-          })}
-          {data.sites.edges?.some((e) => (e?.node?.racks.totalCount ?? 0) > racks) && <button type="button" onClick={() => setRacks(racks + 100)}>More racks</button>}
+          {data.sites.edges?.map((se) => se?.node && <SiteCard key={se.node.id} site={se.node} />)}
         </>
       )}
     </section>
   );
+}
+
+function SiteCard({ site }: { site: { id: string; name: string; description?: string | null; location?: string | null } }) {
+  const [after, setAfter] = useState<string | null>(null);
+  const [{ data, error }, refetch] = useQuery({ query: SiteRacksQuery, variables: { site: site.id, after } });
+  useLiveEvents((e) => {
+    if (e.objectType === "machine" && e.siteID === site.id) debounceSite(site.id, () => refetch({ requestPolicy: "network-only" }));
+  }, [refetch, site.id]);
+  const racks = data?.node?.__typename === "Site" ? data.node.racks : null;
+  let height = 0, used = 0;
+  for (const re of racks?.edges ?? []) {
+    const r = re?.node;
+    if (!r) continue;
+    height += r.height;
+    used += r.u1.totalCount + 2 * r.u2.totalCount + 3 * r.u3.totalCount + 4 * r.u4.totalCount;
+  }
+  const shown = racks?.edges?.length ?? 0;
+  return (
+    <article className="site" aria-label={`Site ${site.name}`}>
+      <h2>{site.name} <small>{site.description} {site.location}</small></h2>
+      <ErrorText error={error} />
+      {racks && (
+        <>
+          <p>{racks.totalCount} racks · {height - used} U free of {height}{racks.totalCount > shown ? ` (in the ${shown} racks shown)` : ""} ·{" "}
+            <Link href={`/sites/${encodeURIComponent(site.id)}/row`}>rack row view</Link></p>
+          <div className="heatmap" role="list" aria-label={`Racks of ${site.name}`}>
+            {racks.edges?.map((re) => {
+              const r = re?.node;
+              if (!r) return null;
+              const worst = r.error.totalCount ? "ERROR" : r.busy.totalCount ? "BUSY" : r.new.totalCount || r.discovered.totalCount ? "DISCOVERED" : r.ready.totalCount ? "READY" : "NEW";
+              const share = r.all.totalCount ? (worst === "READY" ? r.ready.totalCount : worst === "ERROR" ? r.error.totalCount : worst === "BUSY" ? r.busy.totalCount : r.new.totalCount + r.discovered.totalCount) / r.all.totalCount : 0;
+              const title = `${r.name}: ${r.all.totalCount} machines — ready ${r.ready.totalCount}, busy ${r.busy.totalCount}, error ${r.error.totalCount}, new ${r.new.totalCount}, discovered ${r.discovered.totalCount}`;
+              return (
+                <Link key={r.id} href={`/racks/${encodeURIComponent(r.id)}`} role="listitem" className="cell" title={title} aria-label={title}
+                  style={{ background: stateColor(worst), opacity: 0.35 + 0.65 * share }}>
+                  {r.name}<br /><small>{r.all.totalCount}{r.error.totalCount ? ` ✖${r.error.totalCount}` : ""}</small>
+                </Link>
+              );
+            })}
+          </div>
+          {racks.pageInfo.hasNextPage && <button type="button" onClick={() => setAfter(racks.pageInfo.endCursor ?? null)}>More racks</button>}
+        </>
+      )}
+    </article>
+  );
+}
+
+const siteTimers = new Map<string, ReturnType<typeof setTimeout>>();
+function debounceSite(id: string, fn: () => void) {
+  if (siteTimers.has(id)) return;
+  siteTimers.set(id, setTimeout(() => { siteTimers.delete(id); fn(); }, 1000));
 }
 
 let timer: ReturnType<typeof setTimeout> | null = null;

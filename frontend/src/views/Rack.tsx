@@ -35,7 +35,8 @@ const RowQuery = graphql(`
         id name
         racks(first: 100, orderBy: {field: NAME}) {
           totalCount
-          edges { node {
+          pageInfo { hasNextPage endCursor }
+          edges { cursor node {
             id name height
             machines(first: 60) { edges { node { id name uPosition uHeight state alive } } }
           } }
