@@ -54,6 +54,7 @@ const page = await ctx.newPage();
 await open(page, server.url + "/events"); // warm: session, chromium caches
 const results = [];
 for (const [name, path, sel] of views) {
+  if (process.env.BENCH_VIEWS && !new RegExp(process.env.BENCH_VIEWS).test(name)) continue;
   // Cold: a full page load of the route.
   await page.goto(server.url + path);
   await page.locator(sel).first().waitFor({ timeout: 60_000 });
@@ -81,6 +82,7 @@ for (const [name, path, sel] of views) {
 }
 
 // 3. 100 state events per second on the open rack view.
+if (process.env.BENCH_VIEWS) { await close(); await server.stop(); process.exit(0); }
 await page.goto(server.url + `/racks/${encodeURIComponent(rack.id)}`);
 await page.locator("svg[data-face=front] g.machine").first().waitFor();
 await page.locator("[data-testid=link]", { hasText: "live" }).waitFor();

@@ -1,12 +1,12 @@
 // The console shell: session (sign-in), the urql client, the live hub, navigation and routes.
-import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from "react";
+import { lazy, Suspense, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from "react";
 import { Provider } from "urql";
 import { Link, Route, Switch, useLocation } from "wouter";
 import { loadSession, login, logout, type Session } from "./lib/auth";
-import { makeClient } from "./lib/client";
+import { makeClient, makePlainClient } from "./lib/client";
 import { LiveHub } from "./lib/live";
 import { latestSeq } from "./lib/seq";
-import { LiveCtx, SessionCtx, useLinkState, useSession } from "./ctx";
+import { LiveCtx, PlainCtx, SessionCtx, useLinkState, useSession } from "./ctx";
 import { DataCentre } from "./views/DataCentre";
 import { RackView, RackRow } from "./views/Rack";
 import { MachineView } from "./views/Machine";
@@ -46,6 +46,7 @@ function SignIn({ error, onSignedIn }: { error: string; onSignedIn: (s: Session)
 
 function Console({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
   const client = useMemo(() => makeClient(session, onSignOut), [session, onSignOut]);
+  const plain = useMemo(() => makePlainClient(session), [session]);
   const hub = useMemo(() => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     return new LiveHub(`${proto}//${location.host}/graphql`, () => (session.csrfToken ? { csrfToken: session.csrfToken } : {}));
@@ -70,7 +71,7 @@ function Console({ session, onSignOut }: { session: Session; onSignOut: () => vo
     <SessionCtx.Provider value={{ session, signOut }}>
       <LiveCtx.Provider value={hub}>
         <Provider value={client}>
-          <Shell />
+          <PlainCtx.Provider value={plain}><Shell /></PlainCtx.Provider>
         </Provider>
       </LiveCtx.Provider>
     </SessionCtx.Provider>
@@ -107,8 +108,8 @@ function Shell() {
       <main className="pad">
         <Suspense fallback={<p>Loading…</p>}>
           <Switch>
-            <Route path="/"><DataCentre /></Route>
-            <Route path="/sites/:site/row">{(p) => <RackRow siteID={decodeURIComponent(p.site)} />}</Route>
+            <Route path="/"><Uncached><DataCentre /></Uncached></Route>
+            <Route path="/sites/:site/row">{(p) => <Uncached><RackRow siteID={decodeURIComponent(p.site)} /></Uncached>}</Route>
             <Route path="/racks/:id">{(p) => <RackView id={decodeURIComponent(p.id)} />}</Route>
             <Route path="/machines/:id">{(p) => <MachineView id={decodeURIComponent(p.id)} />}</Route>
             <Route path="/deployments"><Deployments /></Route>
@@ -120,6 +121,11 @@ function Shell() {
       </main>
     </>
   );
+}
+
+function Uncached({ children }: { children: ReactNode }) {
+  const plain = useContext(PlainCtx);
+  return plain ? <Provider value={plain}>{children}</Provider> : <>{children}</>;
 }
 
 function NotFound() {

@@ -1,9 +1,12 @@
 import { createContext, useContext, useEffect, useState } from "react";
+import type { Client } from "@urql/core";
 import type { Session } from "./lib/auth";
 import type { LinkState, LiveEvent, LiveHub } from "./lib/live";
 
 export const SessionCtx = createContext<{ session: Session; signOut: () => void } | null>(null);
 export const LiveCtx = createContext<LiveHub | null>(null);
+/** PlainCtx holds the cache-less client for big read-only pages. */
+export const PlainCtx = createContext<Client | null>(null);
 
 export function useSession() {
   const s = useContext(SessionCtx);

@@ -1,6 +1,6 @@
 // Data centre: sites with rack counts, machines by state, U free, a heat-map of racks by state and
 // a search box. Only counts are fetched (entgql totalCount per state), never the fleet itself.
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { useQuery } from "urql";
 import { Link } from "wouter";
 import { graphql } from "../gql";
@@ -19,8 +19,8 @@ const DataCentreQuery = graphql(`
   }
 `);
 
-// A site's racks, 100 per page; graphcache's relayPagination() merges the pages (Site.racks), so
-// "More racks" appends instead of replacing.
+// A site's racks, 100 per page by cursor; "More racks" adds a page (each page is its own query,
+// so live refetches touch only the page they concern).
 const SiteRacksQuery = graphql(`
   query SiteRacks($site: ID!, $after: Cursor) {
     node(id: $site) {
@@ -115,48 +115,65 @@ export function DataCentre() {
   );
 }
 
-function SiteCard({ site }: { site: { id: string; name: string; description?: string | null; location?: string | null } }) {
-  const [after, setAfter] = useState<string | null>(null);
-  const [{ data, error }, refetch] = useQuery({ query: SiteRacksQuery, variables: { site: site.id, after } });
-  useLiveEvents((e) => {
-    if (e.objectType === "machine" && e.siteID === site.id) debounceSite(site.id, () => refetch({ requestPolicy: "network-only" }));
-  }, [refetch, site.id]);
-  const racks = data?.node?.__typename === "Site" ? data.node.racks : null;
-  let height = 0, used = 0;
-  for (const re of racks?.edges ?? []) {
-    const r = re?.node;
-    if (!r) continue;
-    height += r.height;
-    used += r.u1.totalCount + 2 * r.u2.totalCount + 3 * r.u3.totalCount + 4 * r.u4.totalCount;
-  }
-  const shown = racks?.edges?.length ?? 0;
+type SiteInfo = { id: string; name: string; description?: string | null; location?: string | null };
+
+function SiteCard({ site }: { site: SiteInfo }) {
+  const [pages, setPages] = useState<(string | null)[]>([null]);
+  const [sums, setSums] = useState<Record<string, { height: number; used: number; racks: number; total: number; next: string | null }>>({});
+  const totals = Object.values(sums);
+  const last = sums[String(pages[pages.length - 1])];
+  const height = totals.reduce((n, p) => n + p.height, 0), used = totals.reduce((n, p) => n + p.used, 0);
+  const shown = totals.reduce((n, p) => n + p.racks, 0);
+  const total = totals[0]?.total ?? 0;
   return (
     <article className="site" aria-label={`Site ${site.name}`}>
       <h2>{site.name} <small>{site.description} {site.location}</small></h2>
-      <ErrorText error={error} />
-      {racks && (
-        <>
-          <p>{racks.totalCount} racks · {height - used} U free of {height}{racks.totalCount > shown ? ` (in the ${shown} racks shown)` : ""} ·{" "}
-            <Link href={`/sites/${encodeURIComponent(site.id)}/row`}>rack row view</Link></p>
-          <div className="heatmap" role="list" aria-label={`Racks of ${site.name}`}>
-            {racks.edges?.map((re) => {
-              const r = re?.node;
-              if (!r) return null;
-              const worst = r.error.totalCount ? "ERROR" : r.busy.totalCount ? "BUSY" : r.new.totalCount || r.discovered.totalCount ? "DISCOVERED" : r.ready.totalCount ? "READY" : "NEW";
-              const share = r.all.totalCount ? (worst === "READY" ? r.ready.totalCount : worst === "ERROR" ? r.error.totalCount : worst === "BUSY" ? r.busy.totalCount : r.new.totalCount + r.discovered.totalCount) / r.all.totalCount : 0;
-              const title = `${r.name}: ${r.all.totalCount} machines — ready ${r.ready.totalCount}, busy ${r.busy.totalCount}, error ${r.error.totalCount}, new ${r.new.totalCount}, discovered ${r.discovered.totalCount}`;
-              return (
-                <Link key={r.id} href={`/racks/${encodeURIComponent(r.id)}`} role="listitem" className="cell" title={title} aria-label={title}
-                  style={{ background: stateColor(worst), opacity: 0.35 + 0.65 * share }}>
-                  {r.name}<br /><small>{r.all.totalCount}{r.error.totalCount ? ` ✖${r.error.totalCount}` : ""}</small>
-                </Link>
-              );
-            })}
-          </div>
-          {racks.pageInfo.hasNextPage && <button type="button" onClick={() => setAfter(racks.pageInfo.endCursor ?? null)}>More racks</button>}
-        </>
-      )}
+      <p>{total} racks · {height - used} U free of {height}{total > shown ? ` (in the ${shown} racks shown)` : ""} ·{" "}
+        <Link href={`/sites/${encodeURIComponent(site.id)}/row`}>rack row view</Link></p>
+      <div className="heatmap" role="list" aria-label={`Racks of ${site.name}`}>
+        {pages.map((after) => <RackPage key={String(after)} site={site} after={after}
+          onSums={(x) => setSums((o) => ({ ...o, [String(after)]: x }))} />)}
+      </div>
+      {last?.next && <button type="button" onClick={() => setPages((p) => [...p, last.next])}>More racks</button>}
     </article>
+  );
+}
+
+function RackPage({ site, after, onSums }: { site: SiteInfo; after: string | null; onSums: (x: { height: number; used: number; racks: number; total: number; next: string | null }) => void }) {
+  const [{ data, error }, refetch] = useQuery({ query: SiteRacksQuery, variables: { site: site.id, after } });
+  useLiveEvents((e) => {
+    if (e.objectType === "machine" && e.siteID === site.id) debounceSite(site.id + String(after), () => refetch({ requestPolicy: "network-only" }));
+  }, [refetch, site.id, after]);
+  const racks = data?.node?.__typename === "Site" ? data.node.racks : null;
+  useEffect(() => {
+    if (!racks) return;
+    let height = 0, used = 0;
+    for (const re of racks.edges ?? []) {
+      const r = re?.node;
+      if (!r) continue;
+      height += r.height;
+      used += r.u1.totalCount + 2 * r.u2.totalCount + 3 * r.u3.totalCount + 4 * r.u4.totalCount;
+    }
+    onSums({ height, used, racks: racks.edges?.length ?? 0, total: racks.totalCount, next: racks.pageInfo.hasNextPage ? racks.pageInfo.endCursor ?? null : null });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [racks]);
+  if (error) return <ErrorText error={error} />;
+  return (
+    <>
+      {racks?.edges?.map((re) => {
+        const r = re?.node;
+        if (!r) return null;
+        const worst = r.error.totalCount ? "ERROR" : r.busy.totalCount ? "BUSY" : r.new.totalCount || r.discovered.totalCount ? "DISCOVERED" : r.ready.totalCount ? "READY" : "NEW";
+        const share = r.all.totalCount ? (worst === "READY" ? r.ready.totalCount : worst === "ERROR" ? r.error.totalCount : worst === "BUSY" ? r.busy.totalCount : r.new.totalCount + r.discovered.totalCount) / r.all.totalCount : 0;
+        const title = `${r.name}: ${r.all.totalCount} machines — ready ${r.ready.totalCount}, busy ${r.busy.totalCount}, error ${r.error.totalCount}, new ${r.new.totalCount}, discovered ${r.discovered.totalCount}`;
+        return (
+          <Link key={r.id} href={`/racks/${encodeURIComponent(r.id)}`} role="listitem" className="cell" title={title} aria-label={title}
+            style={{ background: stateColor(worst), opacity: 0.35 + 0.65 * share }}>
+            {r.name}<br /><small>{r.all.totalCount}{r.error.totalCount ? ` ✖${r.error.totalCount}` : ""}</small>
+          </Link>
+        );
+      })}
+    </>
   );
 }
 
