@@ -6,7 +6,7 @@ LISTEN   ?= 127.0.0.1:8080
 PKGS     := ./...
 NPM      ?= npm
 
-.PHONY: all build frontend run test test-go fuzz-short bench-dhcp lint vet fmt-check generate check-generate bench bench-topology bench-fanout clean
+.PHONY: all build frontend run test test-go fuzz-short bench-dhcp lint vet fmt-check generate check-generate bench bench-topology bench-fanout clean bench-web
 
 all: build
 
@@ -55,13 +55,17 @@ fmt-check:
 generate:
 	$(GO) run -mod=mod ./ent/entc.go
 	$(GO) run ./internal/gqlgenerate
+	@# The console's typed operations (frontend/src/gql) from graph/*.graphqls; offline once npm ci ran.
+	@if [ -f frontend/package.json ] && command -v $(NPM) >/dev/null; then \
+		cd frontend && ( [ -d node_modules ] || $(NPM) ci --no-audit --no-fund ) && $(NPM) run --silent codegen; \
+	else echo "generate: console codegen skipped (no npm)"; fi
 
 # CI: generated code must be exactly what `make generate` produces.
 check-generate: generate
-	@git diff --exit-code --stat -- ent graph gqlgen.yml || \
+	@git diff --exit-code --stat -- ent graph gqlgen.yml frontend/src/gql || \
 		(echo "generated code is stale: run 'make generate' and commit the result"; exit 1)
-	@test -z "$$(git status --porcelain -- ent graph)" || \
-		(git status --porcelain -- ent graph; echo "make generate created untracked files"; exit 1)
+	@test -z "$$(git status --porcelain -- ent graph frontend/src/gql)" || \
+		(git status --porcelain -- ent graph frontend/src/gql; echo "make generate created untracked files"; exit 1)
 
 # Benchmarks print their numbers; docs/benchmarks.md records them. A benchmark that skipped (a
 # peer or data missing outside CI) is listed in a SKIPPED summary at the end, loudly, so a number
@@ -91,3 +95,8 @@ bench-fanout:
 
 clean:
 	rm -rf bin frontend/node_modules
+
+# The web console: initial JS size, view timings with 10,000 machines, repaint under 100 events/s
+# (headless chromium; see docs/benchmarks.md).
+bench-web:
+	cd frontend && ( [ -d node_modules ] || $(NPM) ci --no-audit --no-fund ) && node e2e/bench.mjs

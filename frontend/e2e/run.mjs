@@ -1,0 +1,171 @@
+// Browser tests (playwright-core + Debian chromium) against a real `prybar serve --fixtures demo`
+// with a simulated BMC fleet. Run: `npm run test:e2e` (or `make test`). E2E_ONLY=regex picks tests.
+import { Server, Fleet, buildAll, freePort, launch, need, open, gql, runTests, assert, chromiumPath } from "./harness.mjs";
+
+if (!need(chromiumPath)) process.exit(0);
+const bin = buildAll();
+const server = new Server(bin, { port: await freePort() });
+await server.start();
+const fleet = new Fleet(bin, server, 4);
+await fleet.start();
+const { ctx, close } = await launch();
+const U = server.url;
+
+const mark = (page) => page.evaluate(() => { window.__noReload = "still-here"; });
+const notReloaded = async (page) => assert(await page.evaluate(() => window.__noReload) === "still-here", "the page reloaded");
+
+const tests = {
+  async dataCentre(page) {
+    await open(page, U + "/");
+    await page.getByRole("heading", { name: "Data centre" }).waitFor();
+    await page.getByRole("heading", { name: /^ams1/ }).waitFor();
+    await page.getByRole("heading", { name: /^fleet-sim/ }).waitFor();
+    const total = await page.evaluate(() => [...document.querySelectorAll("[data-testid^=count-]")].reduce((n, e) => n + Number(e.textContent), 0));
+    assert(total === 12 + 4, `machines by state add up to ${total}, want 16`);
+    await page.fill("input[name=q]", "52-54-00-A1-01-02");
+    await page.getByRole("link", { name: "web02.a01.ams1.example" }).waitFor();
+    await page.fill("input[name=q]", "AMS10001A01");
+    await page.getByRole("link", { name: "web01.a01.ams1.example" }).waitFor();
+    await page.fill("input[name=q]", "10.10.0.11");
+    await page.getByRole("link", { name: "web01.a01.ams1.example" }).waitFor();
+  },
+
+  async rackElevation(page) {
+    await open(page, U + "/");
+    await page.getByRole("listitem", { name: /^a01:/ }).click();
+    await page.getByRole("heading", { name: /^Rack a01/ }).waitFor();
+    await mark(page);
+    const front = page.locator("svg[data-face=front]");
+    const want = await gql(page, `{ machines(where: {hasRackWith: [{name: "a01"}]}) { edges { node { id name uPosition uHeight } } } }`);
+    for (const e of want.machines.edges) {
+      const g = front.locator(`g[data-machine="${e.node.id}"]`);
+      assert(await g.getAttribute("data-u") === String(e.node.uPosition), `${e.node.name} drawn at U${await g.getAttribute("data-u")}, want U${e.node.uPosition}`);
+      // U1 is at the bottom: y of the rect = (height - (u + h - 1)) * 14 + 1.
+      const y = Number(await g.locator("rect").getAttribute("y"));
+      const wantY = (42 - (e.node.uPosition + e.node.uHeight - 1)) * 14 + 1;
+      assert(Math.abs(y - wantY) < 0.01, `${e.node.name} (U${e.node.uPosition}, ${e.node.uHeight}U) at y=${y}, want ${wantY}`);
+      assert(Number(await g.locator("rect").getAttribute("height")) === e.node.uHeight * 14 - 2, `${e.node.name} drawn ${e.node.uHeight}U high`);
+    }
+    // Lean DOM: the face without its machines is a handful of elements.
+    const empty = await front.evaluate((s) => s.querySelectorAll("*").length - [...s.querySelectorAll("g.machine")].reduce((n, g) => n + 1 + g.querySelectorAll("*").length, 0) + 1);
+    assert(empty < 150, `empty face has ${empty} SVG elements`);
+    // Hover detail and live repaint: change a machine's state through the API, see it without reload.
+    const first = want.machines.edges[0].node;
+    assert((await front.locator(`g[data-machine="${first.id}"] title`).textContent()).includes(first.name), "tooltip names the machine");
+    await gql(page, `mutation($id: ID!) { updateMachine(id: $id, input: {alive: false}) { errors { message } } }`, { id: first.id });
+    await front.locator(`g[data-machine="${first.id}"] rect[stroke-dasharray]`).waitFor({ timeout: 10_000 });
+    await gql(page, `mutation($id: ID!) { updateMachine(id: $id, input: {alive: true}) { errors { message } } }`, { id: first.id });
+    await notReloaded(page);
+    await front.locator(`g[data-machine="${first.id}"]`).click();
+    await page.waitForURL(/\/machines\//);
+  },
+
+  async machinePowerCycle(page) {
+    const d = await (await fetch(U + "/graphql", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ query: `{ machines(first: 1, where: {hasRackWith: [{hasSiteWith: [{name: "fleet-sim"}]}]}) { edges { node { id name } } } }` }) })).json().catch(() => null);
+    await open(page, U + "/");
+    const m = d?.data?.machines.edges[0]?.node ?? (await gql(page, `{ machines(first: 1, where: {hasRackWith: [{hasSiteWith: [{name: "fleet-sim"}]}]}) { edges { node { id name } } } }`)).machines.edges[0].node;
+    await page.goto(U + "/machines/" + encodeURIComponent(m.id));
+    await page.getByRole("heading", { name: new RegExp(m.name.replace(/\./g, "\\.")) }).waitFor();
+    await mark(page);
+    await page.getByRole("button", { name: "Power cycle" }).click();
+    const dialog = page.getByRole("dialog");
+    await dialog.waitFor();
+    await dialog.getByRole("button", { name: "Confirm" }).click();
+    const op = page.locator("[data-testid=operation]");
+    await op.waitFor();
+    await page.locator("[data-testid=operation][data-state=SUCCEEDED]").waitFor({ timeout: 30_000 });
+    await notReloaded(page);
+  },
+
+  async bindCommitAnnealer(page) {
+    await open(page, U + "/deployments");
+    await page.getByRole("heading", { name: /^system/ }).waitFor();
+    // A domain error is shown at its field.
+    await page.fill("input[name=role]", "no-such-role");
+    await page.fill("input[name=machines]", "web03.a01.ams1.example");
+    await page.getByRole("button", { name: "Bind" }).click();
+    await page.locator(".field-error").first().waitFor();
+    const field = await page.locator(".field-error").first().getAttribute("data-field");
+    assert(field === "role", `error shown at field ${field}, want role`);
+    await page.fill("input[name=machines]", "nosuch.example");
+    await page.fill("input[name=role]", "demo-inventory");
+    await page.getByRole("button", { name: "Bind" }).click();
+    await page.locator(".field-error[data-field=machineID]").waitFor();
+    // Bind and commit.
+    await page.fill("input[name=role]", "demo-inventory");
+    await page.fill("input[name=machines]", "web03.a01.ams1.example web04.a01.ams1.example");
+    await page.getByRole("button", { name: "Bind" }).click();
+    await page.locator("td[data-role=demo-inventory][data-machine='web04.a01.ams1.example'] [data-state]").waitFor({ timeout: 10_000 });
+    await page.getByRole("link", { name: "Annealer graph" }).click();
+    await page.waitForURL(/\/annealer/);
+    await mark(page);
+    const node = page.locator("g.dag-node[data-role=demo-inventory]");
+    await node.first().waitFor({ timeout: 15_000 });
+    await gql(page, `mutation { commitDeployment(id: "${decodeURIComponent(new URL(page.url()).searchParams.get("deployment"))}") { errors { message } } }`).catch(async () => {
+      // fall back to the console's own button
+    });
+    for (const s of await node.all()) await s.and(page.locator("[data-state=ACTIVE]")).waitFor({ timeout: 30_000 });
+    await notReloaded(page);
+  },
+
+  async eventsSurviveRestart(page) {
+    await open(page, U + "/events");
+    await page.getByRole("heading", { name: "Events" }).waitFor();
+    const m = (await gql(page, `{ machine(name: "db01.a01.ams1.example") { id } }`)).machine.id;
+    const touch = async (n) => { for (let i = 0; i < n; i++) await gql(page, `mutation($id: ID!, $v: String!) { updateMachine(id: $id, input: {model: $v}) { errors { message } } }`, { id: m, v: "m" + Date.now() + i }); };
+    await touch(3);
+    await mark(page);
+    await server.stop();
+    await page.locator("[data-testid=link]", { hasText: "reconnecting" }).waitFor({ timeout: 10_000 });
+    await server.start();
+    await touch(3);
+    await page.locator("[data-testid=link]", { hasText: "live" }).waitFor({ timeout: 20_000 });
+    const last = (await gql(page, `{ events(after: 0, first: 1, filter: {machineIDs: ["${m}"]}) { lastSeq } }`));
+    void last;
+    // The newest seq the server has; the feed (no filter) must hold every seq down from it, once.
+    const newest = await page.evaluate(() => window.__prybar.hub.lastSeq);
+    await page.locator(`.event[data-seq="${newest}"]`).waitFor({ timeout: 10_000 });
+    const seqs = await page.evaluate(() => [...document.querySelectorAll(".event[data-seq]")].map((e) => Number(e.getAttribute("data-seq"))));
+    assert(seqs.length >= 10, `only ${seqs.length} rows`);
+    for (let i = 1; i < seqs.length; i++) assert(seqs[i] === seqs[i - 1] - 1, `feed not contiguous at ${seqs[i - 1]} → ${seqs[i]}: ${seqs.join(",")}`);
+    await notReloaded(page);
+    // Pause holds, resume flushes.
+    await page.getByRole("button", { name: "Pause" }).click();
+    await touch(2);
+    await page.getByRole("button", { name: /Resume \(2 held\)/ }).waitFor({ timeout: 10_000 });
+    await page.getByRole("button", { name: /Resume/ }).click();
+    await page.locator(`.event[data-seq="${newest + 2}"]`).waitFor({ timeout: 10_000 });
+  },
+
+  async reconnectingIndicator(page) {
+    await open(page, U + "/");
+    await page.evaluate(() => { window.__states = []; window.__prybar.hub.onState((s) => window.__states.push(s)); window.__prybar.hub.drop(); });
+    await page.waitForFunction(() => window.__states.includes("reconnecting") && window.__states.at(-1) === "connected", null, { timeout: 15_000 });
+    await page.locator("[data-testid=link]", { hasText: "live" }).waitFor();
+  },
+
+  async notFound(page) {
+    await open(page, U + "/no/such/page");
+    await page.getByRole("heading", { name: "Not found" }).waitFor();
+    await open(page, U + "/racks/999999");
+    await page.getByRole("heading", { name: /not found/i }).waitFor();
+  },
+
+  async graphiql(page) {
+    await page.goto(U + "/graphiql");
+    await page.locator(".graphiql-container").waitFor({ timeout: 20_000 });
+  },
+};
+
+let failed = 1;
+try {
+  failed = await runTests(ctx, tests, process.env.E2E_ONLY ? new RegExp(process.env.E2E_ONLY) : undefined);
+} finally {
+  await close();
+  await fleet.stop();
+  await server.stop();
+  if (failed) console.log("server log tail:\n" + server.log.slice(-30).join(""));
+  server.cleanup();
+}
+console.log(failed ? `FAIL: ${failed} browser test(s)` : "ok: browser tests");
+process.exit(failed ? 1 : 0);
