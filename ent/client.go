@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/prybar/prybar/ent/agenttask"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/bmcsession"
@@ -43,6 +44,8 @@ type Client struct {
 	config
 	// Schema is the client for creating, migrating and dropping schema.
 	Schema *migrate.Schema
+	// AgentTask is the client for interacting with the AgentTask builders.
+	AgentTask *AgentTaskClient
 	// Attribute is the client for interacting with the Attribute builders.
 	Attribute *AttributeClient
 	// BMC is the client for interacting with the BMC builders.
@@ -92,6 +95,7 @@ func NewClient(opts ...Option) *Client {
 
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
+	c.AgentTask = NewAgentTaskClient(c.config)
 	c.Attribute = NewAttributeClient(c.config)
 	c.BMC = NewBMCClient(c.config)
 	c.BMCSession = NewBMCSessionClient(c.config)
@@ -203,6 +207,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 	return &Tx{
 		ctx:          ctx,
 		config:       cfg,
+		AgentTask:    NewAgentTaskClient(cfg),
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
 		BMCSession:   NewBMCSessionClient(cfg),
@@ -241,6 +246,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	return &Tx{
 		ctx:          ctx,
 		config:       cfg,
+		AgentTask:    NewAgentTaskClient(cfg),
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
 		BMCSession:   NewBMCSessionClient(cfg),
@@ -266,7 +272,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 // Debug returns a new debug-client. It's used to get verbose logging on specific operations.
 //
 //	client.Debug().
-//		Attribute.
+//		AgentTask.
 //		Query().
 //		Count(ctx)
 func (c *Client) Debug() *Client {
@@ -289,9 +295,9 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk, c.Event,
-		c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network, c.NodeRole,
-		c.Operation, c.Rack, c.Role, c.Run, c.Site,
+		c.AgentTask, c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk,
+		c.Event, c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network,
+		c.NodeRole, c.Operation, c.Rack, c.Role, c.Run, c.Site,
 	} {
 		n.Use(hooks...)
 	}
@@ -301,9 +307,9 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk, c.Event,
-		c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network, c.NodeRole,
-		c.Operation, c.Rack, c.Role, c.Run, c.Site,
+		c.AgentTask, c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk,
+		c.Event, c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network,
+		c.NodeRole, c.Operation, c.Rack, c.Role, c.Run, c.Site,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -312,6 +318,8 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 // Mutate implements the ent.Mutator interface.
 func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
+	case *AgentTaskMutation:
+		return c.AgentTask.mutate(ctx, m)
 	case *AttributeMutation:
 		return c.Attribute.mutate(ctx, m)
 	case *BMCMutation:
@@ -352,6 +360,139 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Site.mutate(ctx, m)
 	default:
 		return nil, fmt.Errorf("ent: unknown mutation type %T", m)
+	}
+}
+
+// AgentTaskClient is a client for the AgentTask schema.
+type AgentTaskClient struct {
+	config
+}
+
+// NewAgentTaskClient returns a client for the AgentTask from the given config.
+func NewAgentTaskClient(c config) *AgentTaskClient {
+	return &AgentTaskClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `agenttask.Hooks(f(g(h())))`.
+func (c *AgentTaskClient) Use(hooks ...Hook) {
+	c.hooks.AgentTask = append(c.hooks.AgentTask, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `agenttask.Intercept(f(g(h())))`.
+func (c *AgentTaskClient) Intercept(interceptors ...Interceptor) {
+	c.inters.AgentTask = append(c.inters.AgentTask, interceptors...)
+}
+
+// Create returns a builder for creating a AgentTask entity.
+func (c *AgentTaskClient) Create() *AgentTaskCreate {
+	mutation := newAgentTaskMutation(c.config, OpCreate)
+	return &AgentTaskCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of AgentTask entities.
+func (c *AgentTaskClient) CreateBulk(builders ...*AgentTaskCreate) *AgentTaskCreateBulk {
+	return &AgentTaskCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AgentTaskClient) MapCreateBulk(slice any, setFunc func(*AgentTaskCreate, int)) *AgentTaskCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AgentTaskCreateBulk{err: fmt.Errorf("calling to AgentTaskClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AgentTaskCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AgentTaskCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for AgentTask.
+func (c *AgentTaskClient) Update() *AgentTaskUpdate {
+	mutation := newAgentTaskMutation(c.config, OpUpdate)
+	return &AgentTaskUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AgentTaskClient) UpdateOne(_m *AgentTask) *AgentTaskUpdateOne {
+	mutation := newAgentTaskMutation(c.config, OpUpdateOne, withAgentTask(_m))
+	return &AgentTaskUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AgentTaskClient) UpdateOneID(id int) *AgentTaskUpdateOne {
+	mutation := newAgentTaskMutation(c.config, OpUpdateOne, withAgentTaskID(id))
+	return &AgentTaskUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for AgentTask.
+func (c *AgentTaskClient) Delete() *AgentTaskDelete {
+	mutation := newAgentTaskMutation(c.config, OpDelete)
+	return &AgentTaskDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AgentTaskClient) DeleteOne(_m *AgentTask) *AgentTaskDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AgentTaskClient) DeleteOneID(id int) *AgentTaskDeleteOne {
+	builder := c.Delete().Where(agenttask.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AgentTaskDeleteOne{builder}
+}
+
+// Query returns a query builder for AgentTask.
+func (c *AgentTaskClient) Query() *AgentTaskQuery {
+	return &AgentTaskQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAgentTask},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a AgentTask entity by its id.
+func (c *AgentTaskClient) Get(ctx context.Context, id int) (*AgentTask, error) {
+	return c.Query().Where(agenttask.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AgentTaskClient) GetX(ctx context.Context, id int) *AgentTask {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *AgentTaskClient) Hooks() []Hook {
+	return c.hooks.AgentTask
+}
+
+// Interceptors returns the client interceptors.
+func (c *AgentTaskClient) Interceptors() []Interceptor {
+	return c.inters.AgentTask
+}
+
+func (c *AgentTaskClient) mutate(ctx context.Context, m *AgentTaskMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AgentTaskCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AgentTaskUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AgentTaskUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AgentTaskDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown AgentTask mutation op: %q", m.Op())
 	}
 }
 
@@ -3461,14 +3602,14 @@ func (c *SiteClient) mutate(ctx context.Context, m *SiteMutation) (Value, error)
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event, IPAllocation,
-		IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
-		Site []ent.Hook
+		AgentTask, Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event,
+		IPAllocation, IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack,
+		Role, Run, Site []ent.Hook
 	}
 	inters struct {
-		Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event, IPAllocation,
-		IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack, Role, Run,
-		Site []ent.Interceptor
+		AgentTask, Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event,
+		IPAllocation, IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack,
+		Role, Run, Site []ent.Interceptor
 	}
 )
 

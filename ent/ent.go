@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/prybar/prybar/ent/agenttask"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
 	"github.com/prybar/prybar/ent/bmcsession"
@@ -91,6 +92,7 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
+			agenttask.Table:    agenttask.ValidColumn,
 			attribute.Table:    attribute.ValidColumn,
 			bmc.Table:          bmc.ValidColumn,
 			bmcsession.Table:   bmcsession.ValidColumn,

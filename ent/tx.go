@@ -14,6 +14,8 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// AgentTask is the client for interacting with the AgentTask builders.
+	AgentTask *AgentTaskClient
 	// Attribute is the client for interacting with the Attribute builders.
 	Attribute *AttributeClient
 	// BMC is the client for interacting with the BMC builders.
@@ -183,6 +185,7 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.AgentTask = NewAgentTaskClient(tx.config)
 	tx.Attribute = NewAttributeClient(tx.config)
 	tx.BMC = NewBMCClient(tx.config)
 	tx.BMCSession = NewBMCSessionClient(tx.config)
@@ -211,7 +214,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: Attribute.QueryXXX(), the query will be executed
+// applies a query, for example: AgentTask.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.

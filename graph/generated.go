@@ -360,33 +360,35 @@ type ComplexityRoot struct {
 	}
 
 	Machine struct {
-		Alive       func(childComplexity int) int
-		Allocations func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.IPAllocationOrder, where *ent.IPAllocationWhereInput) int
-		Arch        func(childComplexity int) int
-		Available   func(childComplexity int) int
-		Bmc         func(childComplexity int) int
-		Bootenv     func(childComplexity int) int
-		CPUCount    func(childComplexity int) int
-		CreatedAt   func(childComplexity int) int
-		Discovery   func(childComplexity int) int
-		Disks       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
-		ID          func(childComplexity int) int
-		Leases      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.LeaseOrder, where *ent.LeaseWhereInput) int
-		MemoryBytes func(childComplexity int) int
-		Model       func(childComplexity int) int
-		Name        func(childComplexity int) int
-		Nics        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NICOrder, where *ent.NICWhereInput) int
-		NodeRoles   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NodeRoleOrder, where *ent.NodeRoleWhereInput) int
-		Operations  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.OperationOrder, where *ent.OperationWhereInput) int
-		Rack        func(childComplexity int) int
-		RackID      func(childComplexity int) int
-		Serial      func(childComplexity int) int
-		State       func(childComplexity int) int
-		UHeight     func(childComplexity int) int
-		UPosition   func(childComplexity int) int
-		UUID        func(childComplexity int) int
-		UpdatedAt   func(childComplexity int) int
-		Vendor      func(childComplexity int) int
+		Alive             func(childComplexity int) int
+		Allocations       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.IPAllocationOrder, where *ent.IPAllocationWhereInput) int
+		Arch              func(childComplexity int) int
+		Available         func(childComplexity int) int
+		Bmc               func(childComplexity int) int
+		Bootenv           func(childComplexity int) int
+		CPUCount          func(childComplexity int) int
+		CreatedAt         func(childComplexity int) int
+		Discovery         func(childComplexity int) int
+		DiscoveryConflict func(childComplexity int) int
+		Disks             func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
+		Drift             func(childComplexity int) int
+		ID                func(childComplexity int) int
+		Leases            func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.LeaseOrder, where *ent.LeaseWhereInput) int
+		MemoryBytes       func(childComplexity int) int
+		Model             func(childComplexity int) int
+		Name              func(childComplexity int) int
+		Nics              func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NICOrder, where *ent.NICWhereInput) int
+		NodeRoles         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NodeRoleOrder, where *ent.NodeRoleWhereInput) int
+		Operations        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.OperationOrder, where *ent.OperationWhereInput) int
+		Rack              func(childComplexity int) int
+		RackID            func(childComplexity int) int
+		Serial            func(childComplexity int) int
+		State             func(childComplexity int) int
+		UHeight           func(childComplexity int) int
+		UPosition         func(childComplexity int) int
+		UUID              func(childComplexity int) int
+		UpdatedAt         func(childComplexity int) int
+		Vendor            func(childComplexity int) int
 	}
 
 	MachineConnection struct {
@@ -2112,6 +2114,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.Discovery(childComplexity), true
+	case "Machine.discoveryConflict":
+		if e.ComplexityRoot.Machine.DiscoveryConflict == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.DiscoveryConflict(childComplexity), true
 	case "Machine.disks":
 		if e.ComplexityRoot.Machine.Disks == nil {
 			break
@@ -2123,6 +2131,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.Disks(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].(*ent.DiskOrder), args["where"].(*ent.DiskWhereInput)), true
+	case "Machine.drift":
+		if e.ComplexityRoot.Machine.Drift == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.Drift(childComplexity), true
 	case "Machine.id":
 		if e.ComplexityRoot.Machine.ID == nil {
 			break
@@ -5039,6 +5053,10 @@ func (ec *executionContext) childFields_Machine(ctx context.Context, field graph
 		return ec.fieldContext_Machine_state(ctx, field)
 	case "discovery":
 		return ec.fieldContext_Machine_discovery(ctx, field)
+	case "drift":
+		return ec.fieldContext_Machine_drift(ctx, field)
+	case "discoveryConflict":
+		return ec.fieldContext_Machine_discoveryConflict(ctx, field)
 	case "rack":
 		return ec.fieldContext_Machine_rack(ctx, field)
 	case "nics":
@@ -13722,6 +13740,52 @@ func (ec *executionContext) _Machine_discovery(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_Machine_discovery(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Machine", field, false, false, "Map")
+}
+
+func (ec *executionContext) _Machine_drift(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_drift(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Drift, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalOMap2map(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_drift(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "Map")
+}
+
+func (ec *executionContext) _Machine_discoveryConflict(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_discoveryConflict(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DiscoveryConflict, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_discoveryConflict(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
 }
 
 func (ec *executionContext) _Machine_rack(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
@@ -29723,7 +29787,7 @@ func (ec *executionContext) unmarshalInputMachineWhereInput(ctx context.Context,
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "rackID", "rackIDNEQ", "rackIDIn", "rackIDNotIn", "rackIDIsNil", "rackIDNotNil", "uPosition", "uPositionNEQ", "uPositionIn", "uPositionNotIn", "uPositionGT", "uPositionGTE", "uPositionLT", "uPositionLTE", "uPositionIsNil", "uPositionNotNil", "uHeight", "uHeightNEQ", "uHeightIn", "uHeightNotIn", "uHeightGT", "uHeightGTE", "uHeightLT", "uHeightLTE", "serial", "serialNEQ", "serialIn", "serialNotIn", "serialGT", "serialGTE", "serialLT", "serialLTE", "serialContains", "serialHasPrefix", "serialHasSuffix", "serialIsNil", "serialNotNil", "serialEqualFold", "serialContainsFold", "vendor", "vendorNEQ", "vendorIn", "vendorNotIn", "vendorGT", "vendorGTE", "vendorLT", "vendorLTE", "vendorContains", "vendorHasPrefix", "vendorHasSuffix", "vendorIsNil", "vendorNotNil", "vendorEqualFold", "vendorContainsFold", "model", "modelNEQ", "modelIn", "modelNotIn", "modelGT", "modelGTE", "modelLT", "modelLTE", "modelContains", "modelHasPrefix", "modelHasSuffix", "modelIsNil", "modelNotNil", "modelEqualFold", "modelContainsFold", "arch", "archNEQ", "archIn", "archNotIn", "archGT", "archGTE", "archLT", "archLTE", "archContains", "archHasPrefix", "archHasSuffix", "archEqualFold", "archContainsFold", "uuid", "uuidNEQ", "uuidIn", "uuidNotIn", "uuidGT", "uuidGTE", "uuidLT", "uuidLTE", "uuidContains", "uuidHasPrefix", "uuidHasSuffix", "uuidIsNil", "uuidNotNil", "uuidEqualFold", "uuidContainsFold", "cpuCount", "cpuCountNEQ", "cpuCountIn", "cpuCountNotIn", "cpuCountGT", "cpuCountGTE", "cpuCountLT", "cpuCountLTE", "cpuCountIsNil", "cpuCountNotNil", "memoryBytes", "memoryBytesNEQ", "memoryBytesIn", "memoryBytesNotIn", "memoryBytesGT", "memoryBytesGTE", "memoryBytesLT", "memoryBytesLTE", "memoryBytesIsNil", "memoryBytesNotNil", "alive", "aliveNEQ", "available", "availableNEQ", "bootenv", "bootenvNEQ", "bootenvIn", "bootenvNotIn", "bootenvGT", "bootenvGTE", "bootenvLT", "bootenvLTE", "bootenvContains", "bootenvHasPrefix", "bootenvHasSuffix", "bootenvEqualFold", "bootenvContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "hasRack", "hasRackWith", "hasNics", "hasNicsWith", "hasDisks", "hasDisksWith", "hasBmc", "hasBmcWith", "hasAllocations", "hasAllocationsWith", "hasNodeRoles", "hasNodeRolesWith", "hasOperations", "hasOperationsWith", "hasLeases", "hasLeasesWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "rackID", "rackIDNEQ", "rackIDIn", "rackIDNotIn", "rackIDIsNil", "rackIDNotNil", "uPosition", "uPositionNEQ", "uPositionIn", "uPositionNotIn", "uPositionGT", "uPositionGTE", "uPositionLT", "uPositionLTE", "uPositionIsNil", "uPositionNotNil", "uHeight", "uHeightNEQ", "uHeightIn", "uHeightNotIn", "uHeightGT", "uHeightGTE", "uHeightLT", "uHeightLTE", "serial", "serialNEQ", "serialIn", "serialNotIn", "serialGT", "serialGTE", "serialLT", "serialLTE", "serialContains", "serialHasPrefix", "serialHasSuffix", "serialIsNil", "serialNotNil", "serialEqualFold", "serialContainsFold", "vendor", "vendorNEQ", "vendorIn", "vendorNotIn", "vendorGT", "vendorGTE", "vendorLT", "vendorLTE", "vendorContains", "vendorHasPrefix", "vendorHasSuffix", "vendorIsNil", "vendorNotNil", "vendorEqualFold", "vendorContainsFold", "model", "modelNEQ", "modelIn", "modelNotIn", "modelGT", "modelGTE", "modelLT", "modelLTE", "modelContains", "modelHasPrefix", "modelHasSuffix", "modelIsNil", "modelNotNil", "modelEqualFold", "modelContainsFold", "arch", "archNEQ", "archIn", "archNotIn", "archGT", "archGTE", "archLT", "archLTE", "archContains", "archHasPrefix", "archHasSuffix", "archEqualFold", "archContainsFold", "uuid", "uuidNEQ", "uuidIn", "uuidNotIn", "uuidGT", "uuidGTE", "uuidLT", "uuidLTE", "uuidContains", "uuidHasPrefix", "uuidHasSuffix", "uuidIsNil", "uuidNotNil", "uuidEqualFold", "uuidContainsFold", "cpuCount", "cpuCountNEQ", "cpuCountIn", "cpuCountNotIn", "cpuCountGT", "cpuCountGTE", "cpuCountLT", "cpuCountLTE", "cpuCountIsNil", "cpuCountNotNil", "memoryBytes", "memoryBytesNEQ", "memoryBytesIn", "memoryBytesNotIn", "memoryBytesGT", "memoryBytesGTE", "memoryBytesLT", "memoryBytesLTE", "memoryBytesIsNil", "memoryBytesNotNil", "alive", "aliveNEQ", "available", "availableNEQ", "bootenv", "bootenvNEQ", "bootenvIn", "bootenvNotIn", "bootenvGT", "bootenvGTE", "bootenvLT", "bootenvLTE", "bootenvContains", "bootenvHasPrefix", "bootenvHasSuffix", "bootenvEqualFold", "bootenvContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "discoveryConflict", "discoveryConflictNEQ", "discoveryConflictIn", "discoveryConflictNotIn", "discoveryConflictGT", "discoveryConflictGTE", "discoveryConflictLT", "discoveryConflictLTE", "discoveryConflictContains", "discoveryConflictHasPrefix", "discoveryConflictHasSuffix", "discoveryConflictIsNil", "discoveryConflictNotNil", "discoveryConflictEqualFold", "discoveryConflictContainsFold", "hasRack", "hasRackWith", "hasNics", "hasNicsWith", "hasDisks", "hasDisksWith", "hasBmc", "hasBmcWith", "hasAllocations", "hasAllocationsWith", "hasNodeRoles", "hasNodeRolesWith", "hasOperations", "hasOperationsWith", "hasLeases", "hasLeasesWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -30976,6 +31040,111 @@ func (ec *executionContext) unmarshalInputMachineWhereInput(ctx context.Context,
 				return it, err
 			}
 			it.StateNotIn = data
+		case "discoveryConflict":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflict"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflict = data
+		case "discoveryConflictNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictNEQ = data
+		case "discoveryConflictIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictIn = data
+		case "discoveryConflictNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictNotIn = data
+		case "discoveryConflictGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictGT = data
+		case "discoveryConflictGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictGTE = data
+		case "discoveryConflictLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictLT = data
+		case "discoveryConflictLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictLTE = data
+		case "discoveryConflictContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictContains = data
+		case "discoveryConflictHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictHasPrefix = data
+		case "discoveryConflictHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictHasSuffix = data
+		case "discoveryConflictIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictIsNil = data
+		case "discoveryConflictNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictNotNil = data
+		case "discoveryConflictEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictEqualFold = data
+		case "discoveryConflictContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictContainsFold = data
 		case "hasRack":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasRack"))
 			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
@@ -41101,6 +41270,16 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 			}
 		case "discovery":
 			out.Values[i] = ec._Machine_discovery(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "drift":
+			out.Values[i] = ec._Machine_drift(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "discoveryConflict":
+			out.Values[i] = ec._Machine_discoveryConflict(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

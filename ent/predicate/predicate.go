@@ -6,6 +6,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// AgentTask is the predicate function for agenttask builders.
+type AgentTask func(*sql.Selector)
+
 // Attribute is the predicate function for attribute builders.
 type Attribute func(*sql.Selector)
 
