@@ -238,7 +238,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
 	bootF.mainListen = *listen
-	boot, stopBoot, err := startBoot(ctx, st, log, bootF, st.SecretKey)
+	agentSrv := newAgentServer(st, log, st.SecretKey, bootF.discoveredName)
+	boot, stopBoot, err := startBoot(ctx, st, log, bootF, st.SecretKey, agentSrv)
 	if err != nil {
 		return err
 	}
@@ -251,7 +252,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer dhcpSrv.Close()
 	}
 	api := graph.Options{Annealer: annealer, Operations: ops, Boot: boot, DHCP: dhcpSrv, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
-	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot}, func(addr net.Addr) {
+	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot, Agent: agentSrv}, func(addr net.Addr) {
 		url := "http://" + addr.String() + "/"
 		fmt.Fprintf(stdout, "Prybar is serving at %s (GraphQL: %sgraphql)\n", url, url)
 		log.Info("listening", "addr", addr.String(), "version", versionString())

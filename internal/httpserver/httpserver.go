@@ -32,6 +32,9 @@ type Config struct {
 	API graph.Options
 	// Boot, when set, serves network boot (provision/ipxe) under /boot/ on this listener too.
 	Boot http.Handler
+	// Agent, when set, serves the discovery agent's protocol (provision/agentapi) under /agent/.
+	// Machine-side: its own per-boot tokens, no user authentication.
+	Agent http.Handler
 }
 
 type ctxKey struct{}
@@ -48,6 +51,9 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("/graphql", graph.NewHandler(cfg.Store, cfg.Log, cfg.API))
 	if cfg.Boot != nil {
 		mux.Handle("/boot/", cfg.Boot)
+	}
+	if cfg.Agent != nil {
+		mux.Handle("/agent/", cfg.Agent)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))

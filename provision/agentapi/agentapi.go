@@ -9,7 +9,6 @@
 package agentapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,9 +20,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/agent"
 	"github.com/prybar/prybar/provision/ipxe"
-	"github.com/prybar/prybar/internal/store"
 )
 
 // Token scopes. A boot token ("agent/<trace>/<mac>") comes from the kernel command line and only
@@ -218,4 +217,3 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-var _ = context.Background
