@@ -91,3 +91,11 @@ bench-fanout:
 
 clean:
 	rm -rf bin frontend/node_modules
+
+# The discovery image (docs/discovery.md): Debian's cloud kernel (apt-get download) and a u-root
+# initramfs with prybar-agent, into $(DISCOVERY_OUT)/discovery/{vmlinuz,initrd}; serve with
+# --boot-assets $(DISCOVERY_OUT). Cached in $PRYBAR_CACHE; rebuilt only when its inputs change.
+DISCOVERY_OUT ?= build/discovery-image
+.PHONY: discovery-image
+discovery-image:
+	$(GO) run ./provision/agent/mkimage -out $(DISCOVERY_OUT)

@@ -29,7 +29,7 @@ import (
 )
 
 // Commands is the u-root core commands put into the image besides the agent.
-var Commands = []string{"init", "gosh", "dhclient", "ls", "cat", "echo", "mkdir", "mount", "umount", "dd", "rm", "cp", "sync",
+var Commands = []string{"init", "gosh", "dhclient", "ls", "cat", "echo", "mkdir", "mount", "umount", "rm", "cp", "sync",
 	"shutdown", "ip", "dmesg", "sleep"}
 
 // rootModules are the modules the agent needs (their dependencies are added from each module's
