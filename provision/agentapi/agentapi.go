@@ -216,4 +216,3 @@ func clientIP(r *http.Request) string {
 	}
 	return host
 }
-
