@@ -219,6 +219,11 @@ func inputsKey(pkg string, mods []string) (string, error) {
 	var files []string
 	for _, dir := range []string{"cmd/prybar-agent", "provision/agent"} {
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			// The builder itself is not an input (its command list is, above): editing it must not
+			// force a rebuild of an identical image.
+			if err == nil && d.IsDir() && p == "provision/agent/mkimage" {
+				return filepath.SkipDir
+			}
 			if err == nil && !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
 				files = append(files, p)
 			}
