@@ -101,6 +101,7 @@ type discoVM struct {
 	disks  []int64
 	log    string
 	start  time.Time
+	cmd    *exec.Cmd
 }
 
 func startDiscoVM(t *testing.T, lab *discoLab, disks []int64) *discoVM {
@@ -125,10 +126,11 @@ func startDiscoVM(t *testing.T, lab *discoLab, disks []int64) *discoVM {
 			t.Fatal(err)
 		}
 		f.Close()
-		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,serial=disk%d", img, i))
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=none,id=d%d", img, i),
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=d%d,serial=disk%d", i, i))
 	}
 	vm.start = time.Now()
-	lab.ns.Start(t, filepath.Join(lab.dir, "qemu.log"), args[0], args[1:]...)
+	vm.cmd = lab.ns.Start(t, filepath.Join(lab.dir, "qemu.log"), args[0], args[1:]...)
 	return vm
 }
 
@@ -152,6 +154,8 @@ func (lab *discoLab) waitMachine(t *testing.T, vm *discoVM, timeout time.Duratio
 		}
 	}
 	serial, _ := os.ReadFile(vm.log)
+	qlog, _ := os.ReadFile(filepath.Join(lab.dir, "qemu.log"))
+	serial = append(serial, qlog...)
 	slog, _ := os.ReadFile(filepath.Join(lab.dir, "serve.log"))
 	t.Fatalf("no machine as expected within %v.\nserial console (tail):\n%s\nserve log (tail):\n%s", timeout, tailStr(serial, 4000), tailStr(slog, 3000))
 	return nil
