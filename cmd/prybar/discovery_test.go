@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/event"
 	"github.com/prybar/prybar/ent/iprange"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/internal/events"
@@ -194,5 +196,49 @@ func TestDiscoveryVMUnknownMachine(t *testing.T) {
 	want := fmt.Sprintf("name=d-525400d15c01.discovered macs=%s serial=%s uuid=%s cpus=2 memory=%d disks=%v", strings.Join(vm.macs, ","), vm.serial, vm.uuid, int64(1)<<30, vm.disks)
 	if got != want {
 		t.Errorf("discovered machine\n got %s\nwant %s", got, want)
+	}
+}
+
+// Drift: the machine's records plan three disks; the VM boots with one disk fewer. The agent's
+// report merges into the known machine (found by its MACs) and Machine.drift names the missing
+// disk, with a machine.drift event.
+func TestDiscoveryVMDrift(t *testing.T) {
+	planned := []int64{64 << 20, 96 << 20, 128 << 20}
+	var id int
+	lab := newDiscoLab(t, func(ctx context.Context, tx *ent.Tx) error {
+		m, err := tx.Machine.Create().SetName("vm-drift.lab.example").SetCPUCount(2).Save(ctx)
+		if err != nil {
+			return err
+		}
+		id = m.ID
+		for _, mac := range []string{"52:54:00:d1:5c:01", "52:54:00:d1:5c:02"} {
+			if err := tx.NIC.Create().SetMachineID(id).SetMAC(mac).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		for i, size := range planned {
+			if err := tx.Disk.Create().SetMachineID(id).SetName(fmt.Sprintf("vd%c", 'a'+i)).SetSizeBytes(size).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	vm := startDiscoVM(t, lab, planned[:2])
+	m := lab.waitMachine(t, vm, 5*time.Minute, func(m *ent.Machine) bool { return m.ID == id && len(m.Drift) > 0 })
+	got, _ := json.Marshal(m.Drift)
+	want := `{"disks":{"extra":[],"found":2,"missing":[{"name":"vdc","sizeBytes":134217728}],"planned":3}}`
+	if string(got) != want {
+		t.Errorf("drift = %s\nwant %s", got, want)
+	}
+	st, err := store.Open(context.Background(), lab.db, store.Options{SkipMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, _ := st.Client.Machine.Query().Count(context.Background()); n != 1 {
+		t.Errorf("%d machines; the known machine must be merged into, not duplicated", n)
+	}
+	if n, _ := st.Client.Event.Query().Where(event.Kind("machine.drift"), event.MachineID(id)).Count(context.Background()); n != 1 {
+		t.Errorf("%d machine.drift events, want 1", n)
 	}
 }
