@@ -46,6 +46,7 @@ type ResolverRoot interface {
 	Attribute() AttributeResolver
 	Bootenv() BootenvResolver
 	Deployment() DeploymentResolver
+	Machine() MachineResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
@@ -150,10 +151,26 @@ type ComplexityRoot struct {
 		NodeRole func(childComplexity int) int
 	}
 
+	Boot struct {
+		DurationMs func(childComplexity int) int
+		Start      func(childComplexity int) int
+		Steps      func(childComplexity int) int
+		Trace      func(childComplexity int) int
+	}
+
 	BootScriptPreview struct {
 		Bootenv func(childComplexity int) int
 		Error   func(childComplexity int) int
 		Script  func(childComplexity int) int
+	}
+
+	BootStep struct {
+		At         func(childComplexity int) int
+		DurationMs func(childComplexity int) int
+		Error      func(childComplexity int) int
+		Kind       func(childComplexity int) int
+		Status     func(childComplexity int) int
+		What       func(childComplexity int) int
 	}
 
 	Bootenv struct {
@@ -366,6 +383,7 @@ type ComplexityRoot struct {
 		Available         func(childComplexity int) int
 		Bmc               func(childComplexity int) int
 		Bootenv           func(childComplexity int) int
+		Boots             func(childComplexity int, last *int) int
 		CPUCount          func(childComplexity int) int
 		CreatedAt         func(childComplexity int) int
 		Discovery         func(childComplexity int) int
@@ -790,6 +808,9 @@ type BootenvResolver interface {
 }
 type DeploymentResolver interface {
 	Status(ctx context.Context, obj *ent.Deployment) (model.DeploymentStatus, error)
+}
+type MachineResolver interface {
+	Boots(ctx context.Context, obj *ent.Machine, last *int) ([]*model.Boot, error)
 }
 type MutationResolver interface {
 	CreateSite(ctx context.Context, input ent.CreateSiteInput) (*model.SitePayload, error)
@@ -1255,6 +1276,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.BindRolePayload.NodeRole(childComplexity), true
 
+	case "Boot.durationMs":
+		if e.ComplexityRoot.Boot.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.DurationMs(childComplexity), true
+	case "Boot.start":
+		if e.ComplexityRoot.Boot.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.Start(childComplexity), true
+	case "Boot.steps":
+		if e.ComplexityRoot.Boot.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.Steps(childComplexity), true
+	case "Boot.trace":
+		if e.ComplexityRoot.Boot.Trace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.Trace(childComplexity), true
+
 	case "BootScriptPreview.bootenv":
 		if e.ComplexityRoot.BootScriptPreview.Bootenv == nil {
 			break
@@ -1273,6 +1319,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BootScriptPreview.Script(childComplexity), true
+
+	case "BootStep.at":
+		if e.ComplexityRoot.BootStep.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.At(childComplexity), true
+	case "BootStep.durationMs":
+		if e.ComplexityRoot.BootStep.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.DurationMs(childComplexity), true
+	case "BootStep.error":
+		if e.ComplexityRoot.BootStep.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.Error(childComplexity), true
+	case "BootStep.kind":
+		if e.ComplexityRoot.BootStep.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.Kind(childComplexity), true
+	case "BootStep.status":
+		if e.ComplexityRoot.BootStep.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.Status(childComplexity), true
+	case "BootStep.what":
+		if e.ComplexityRoot.BootStep.What == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.What(childComplexity), true
 
 	case "Bootenv.builtin":
 		if e.ComplexityRoot.Bootenv.Builtin == nil {
@@ -2096,6 +2179,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.Bootenv(childComplexity), true
+	case "Machine.boots":
+		if e.ComplexityRoot.Machine.Boots == nil {
+			break
+		}
+
+		args, err := ec.field_Machine_boots_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Machine.Boots(childComplexity, args["last"].(*int)), true
 	case "Machine.cpuCount":
 		if e.ComplexityRoot.Machine.CPUCount == nil {
 			break
@@ -4380,7 +4474,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "annealer.graphqls" "bmc.graphqls" "boot.graphqls" "dhcp.graphqls" "ent.graphqls" "inventory.graphqls"
+//go:embed "annealer.graphqls" "bmc.graphqls" "boot.graphqls" "dhcp.graphqls" "discovery.graphqls" "ent.graphqls" "inventory.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -4396,6 +4490,7 @@ var sources = []*ast.Source{
 	{Name: "bmc.graphqls", Input: sourceData("bmc.graphqls"), BuiltIn: false},
 	{Name: "boot.graphqls", Input: sourceData("boot.graphqls"), BuiltIn: false},
 	{Name: "dhcp.graphqls", Input: sourceData("dhcp.graphqls"), BuiltIn: false},
+	{Name: "discovery.graphqls", Input: sourceData("discovery.graphqls"), BuiltIn: false},
 	{Name: "ent.graphqls", Input: sourceData("ent.graphqls"), BuiltIn: false},
 	{Name: "inventory.graphqls", Input: sourceData("inventory.graphqls"), BuiltIn: false},
 }
@@ -4595,6 +4690,20 @@ func (ec *executionContext) childFields_BindRolePayload(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type BindRolePayload", field.Name)
 }
 
+func (ec *executionContext) childFields_Boot(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "trace":
+		return ec.fieldContext_Boot_trace(ctx, field)
+	case "start":
+		return ec.fieldContext_Boot_start(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_Boot_durationMs(ctx, field)
+	case "steps":
+		return ec.fieldContext_Boot_steps(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Boot", field.Name)
+}
+
 func (ec *executionContext) childFields_BootScriptPreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "bootenv":
@@ -4605,6 +4714,24 @@ func (ec *executionContext) childFields_BootScriptPreview(ctx context.Context, f
 		return ec.fieldContext_BootScriptPreview_error(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BootScriptPreview", field.Name)
+}
+
+func (ec *executionContext) childFields_BootStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_BootStep_kind(ctx, field)
+	case "what":
+		return ec.fieldContext_BootStep_what(ctx, field)
+	case "at":
+		return ec.fieldContext_BootStep_at(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_BootStep_durationMs(ctx, field)
+	case "status":
+		return ec.fieldContext_BootStep_status(ctx, field)
+	case "error":
+		return ec.fieldContext_BootStep_error(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BootStep", field.Name)
 }
 
 func (ec *executionContext) childFields_Bootenv(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5073,6 +5200,8 @@ func (ec *executionContext) childFields_Machine(ctx context.Context, field graph
 		return ec.fieldContext_Machine_operations(ctx, field)
 	case "leases":
 		return ec.fieldContext_Machine_leases(ctx, field)
+	case "boots":
+		return ec.fieldContext_Machine_boots(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Machine", field.Name)
 }
@@ -5928,6 +6057,20 @@ func (ec *executionContext) field_Machine_allocations_args(ctx context.Context, 
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Machine_boots_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg0
 	return args, nil
 }
 
@@ -10025,6 +10168,107 @@ func (ec *executionContext) fieldContext_BindRolePayload_errors(_ context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Boot_trace(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_trace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Trace, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_trace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Boot", field, false, false, "String")
+}
+
+func (ec *executionContext) _Boot_start(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Boot", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Boot_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Boot", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Boot_steps(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.BootStep) graphql.Marshaler {
+			return ec.marshalNBootStep2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Boot",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BootStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _BootScriptPreview_bootenv(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10092,6 +10336,144 @@ func (ec *executionContext) _BootScriptPreview_error(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_BootScriptPreview_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BootScriptPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_kind(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_what(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_what(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.What, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_what(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_at(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BootStep_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BootStep_status(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_error(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _Bootenv_id(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
@@ -14110,6 +14492,50 @@ func (ec *executionContext) fieldContext_Machine_leases(ctx context.Context, fie
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Machine_leases_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Machine_boots(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_boots(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Machine().Boots(ctx, obj, fc.Args["last"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Boot) graphql.Marshaler {
+			return ec.marshalNBoot2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_boots(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Machine",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Boot(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Machine_boots_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -39771,6 +40197,54 @@ func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.Select
 	return out
 }
 
+var bootImplementors = []string{"Boot"}
+
+func (ec *executionContext) _Boot(ctx context.Context, sel ast.SelectionSet, obj *model.Boot) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bootImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	var deferred graphql.DeferredGroup
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Boot")
+		case "trace":
+			out.Values[i] = ec._Boot_trace(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "start":
+			out.Values[i] = ec._Boot_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._Boot_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "steps":
+			out.Values[i] = ec._Boot_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var bootScriptPreviewImplementors = []string{"BootScriptPreview"}
 
 func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.SelectionSet, obj *model.BootScriptPreview) graphql.Marshaler {
@@ -39794,6 +40268,64 @@ func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.Sele
 			}
 		case "error":
 			out.Values[i] = ec._BootScriptPreview_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bootStepImplementors = []string{"BootStep"}
+
+func (ec *executionContext) _BootStep(ctx context.Context, sel ast.SelectionSet, obj *model.BootStep) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bootStepImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	var deferred graphql.DeferredGroup
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BootStep")
+		case "kind":
+			out.Values[i] = ec._BootStep_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "what":
+			out.Values[i] = ec._BootStep_what(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._BootStep_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._BootStep_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._BootStep_status(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._BootStep_error(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -41320,6 +41852,11 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 			}
 		case "leases":
 			out.Values[i] = ec._Machine_leases(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "boots":
+			out.Values[i] = ec._Machine_boots(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -44465,6 +45002,30 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNBoot2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Boot) graphql.Marshaler {
+	ret := marshalSliceSerial(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBoot2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBoot(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBoot2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBoot(ctx context.Context, sel ast.SelectionSet, v *model.Boot) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Boot!")
+		return graphql.Null
+	}
+	return ec._Boot(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBootDevice2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootDevice(ctx context.Context, v any) (model.BootDevice, error) {
 	var res model.BootDevice
 	err := res.UnmarshalGQL(v)
@@ -44481,6 +45042,30 @@ func (ec *executionContext) marshalNBootScriptPreview2ᚖgithubᚗcomᚋprybar�
 		return graphql.Null
 	}
 	return ec._BootScriptPreview(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBootStep2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStepᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.BootStep) graphql.Marshaler {
+	ret := marshalSliceSerial(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBootStep2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBootStep2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStep(ctx context.Context, sel ast.SelectionSet, v *model.BootStep) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BootStep!")
+		return graphql.Null
+	}
+	return ec._BootStep(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNBootenv2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBootenvᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Bootenv) graphql.Marshaler {

@@ -19,6 +19,7 @@ import (
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/netlab"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/agentapi"
 )
 
 // discoveryImage builds (or finds cached) the discovery image with `make discovery-image`'s
@@ -240,5 +241,27 @@ func TestDiscoveryVMDrift(t *testing.T) {
 	}
 	if n, _ := st.Client.Event.Query().Where(event.Kind("machine.drift"), event.MachineID(id)).Count(context.Background()); n != 1 {
 		t.Errorf("%d machine.drift events, want 1", n)
+	}
+	// The boot's timeline (Machine.boots): DHCP, script, kernel, initrd, the agent's check-in.
+	boots, err := agentapi.Timeline(context.Background(), st.Client, id, 1)
+	if err != nil || len(boots) != 1 {
+		t.Fatalf("timeline: %v %v", boots, err)
+	}
+	var steps []string
+	for _, s := range boots[0].Steps {
+		d := ""
+		if s.DurationMs != nil {
+			d = fmt.Sprintf(" (%d ms)", *s.DurationMs)
+		}
+		t.Logf("  +%6.2fs %-18s %s%s", s.At.Sub(boots[0].Start).Seconds(), s.Kind, s.What, d)
+		if s.Kind == "boot.http" || s.Kind == "agent.registered" {
+			steps = append(steps, s.What)
+		}
+	}
+	if got := strings.Join(steps, ","); got != "script,discovery/vmlinuz,discovery/initrd,agent check-in" {
+		t.Errorf("the boot's HTTP and agent steps: %s", got)
+	}
+	if boots[0].Trace == "" || !strings.HasPrefix(boots[0].Steps[0].Kind, "lease.") && !strings.HasPrefix(boots[0].Steps[0].Kind, "dhcp.") {
+		t.Errorf("the boot has trace %q and starts with %s; want a trace and the DHCP step first", boots[0].Trace, boots[0].Steps[0].Kind)
 	}
 }
