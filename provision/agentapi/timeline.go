@@ -78,12 +78,29 @@ func Timeline(ctx context.Context, c *ent.Client, id, last int) ([]Boot, error) 
 	var boots []Boot
 	cur := -1
 	hasScript, hasAgent := false, false
+	isDHCP := func(s Step) bool { return strings.HasPrefix(s.Kind, "lease.") || strings.HasPrefix(s.Kind, "dhcp.") }
 	for _, s := range steps {
-		dhcp := strings.HasPrefix(s.Kind, "lease.") || strings.HasPrefix(s.Kind, "dhcp.")
+		dhcp := isDHCP(s)
 		script := s.Kind == "boot.http" && s.what0 == "script"
 		newTrace := s.trace != "" && cur >= 0 && boots[cur].Trace != "" && boots[cur].Trace != s.trace
-		if cur < 0 || ((dhcp || script) && hasScript) || (s.Kind == "agent.registered" && (hasAgent || newTrace)) {
-			boots = append(boots, Boot{Start: s.At})
+		// One boot: firmware DHCP, script, kernel, initrd, the agent's own DHCP, check-in, tasks.
+		// The next boot starts with DHCP after a check-in, or with a second script fetch (a boot
+		// that never reached the agent): then the DHCP steps just before it move along.
+		if cur < 0 || (dhcp && hasAgent) || (script && hasScript) || (s.Kind == "agent.registered" && (hasAgent || newTrace)) {
+			var carry []Step
+			if cur >= 0 && script {
+				prev := boots[cur].Steps
+				i := len(prev)
+				for i > 0 && isDHCP(prev[i-1]) {
+					i--
+				}
+				carry, boots[cur].Steps = slices.Clone(prev[i:]), prev[:i]
+			}
+			b := Boot{Start: s.At, Steps: carry}
+			if len(carry) > 0 {
+				b.Start = carry[0].At
+			}
+			boots = append(boots, b)
 			cur = len(boots) - 1
 			hasScript, hasAgent = false, false
 		}
@@ -94,6 +111,8 @@ func Timeline(ctx context.Context, c *ent.Client, id, last int) ([]Boot, error) 
 		}
 		boots[cur].Steps = append(boots[cur].Steps, s)
 	}
+	// A boot left empty by carrying its DHCP steps on (it had only those) is dropped.
+	boots = slices.DeleteFunc(boots, func(b Boot) bool { return len(b.Steps) == 0 })
 	slices.Reverse(boots)
 	if len(boots) > last {
 		boots = boots[:last]
