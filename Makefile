@@ -100,3 +100,20 @@ clean:
 # (headless chromium; see docs/benchmarks.md).
 bench-web:
 	cd frontend && ( [ -d node_modules ] || $(NPM) ci --no-audit --no-fund ) && node e2e/bench.mjs
+
+# The discovery image (docs/discovery.md): Debian's cloud kernel (apt-get download) and a u-root
+# initramfs with prybar-agent, into $(DISCOVERY_OUT)/discovery/{vmlinuz,initrd}; serve with
+# --boot-assets $(DISCOVERY_OUT). Cached in $PRYBAR_CACHE; rebuilt only when its inputs change.
+DISCOVERY_OUT ?= build/discovery-image
+.PHONY: discovery-image
+discovery-image:
+	$(GO) run ./provision/agent/mkimage -out $(DISCOVERY_OUT)
+
+# Discovery: the real VM's time from start to its agent's registration (TCG, BIOS; the test logs
+# it and writes it to $(DISCOVERY_BENCH_OUT)), and the registration benchmark (sql/op).
+DISCOVERY_BENCH_OUT ?= bench-discovery.txt
+.PHONY: bench-discovery
+bench-discovery:
+	PRYBAR_BENCH_OUT=$(DISCOVERY_BENCH_OUT) $(GO) test -run 'TestDiscoveryVMUnknownMachine' -count=1 -v -timeout 30m ./cmd/prybar/
+	$(GO) test -run '^$$' -bench 'Register' -benchtime 500x ./provision/agentapi/
+	@cat $(DISCOVERY_BENCH_OUT)

@@ -1902,6 +1902,16 @@ func (_q *MachineQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 				selectedFields = append(selectedFields, machine.FieldDiscovery)
 				fieldSeen[machine.FieldDiscovery] = struct{}{}
 			}
+		case "drift":
+			if _, ok := fieldSeen[machine.FieldDrift]; !ok {
+				selectedFields = append(selectedFields, machine.FieldDrift)
+				fieldSeen[machine.FieldDrift] = struct{}{}
+			}
+		case "discoveryConflict":
+			if _, ok := fieldSeen[machine.FieldDiscoveryConflict]; !ok {
+				selectedFields = append(selectedFields, machine.FieldDiscoveryConflict)
+				fieldSeen[machine.FieldDiscoveryConflict] = struct{}{}
+			}
 		case "id":
 		case "__typename":
 		default:

@@ -3945,6 +3945,23 @@ type MachineWhereInput struct {
 	StateIn    []machine.State `json:"stateIn,omitempty"`
 	StateNotIn []machine.State `json:"stateNotIn,omitempty"`
 
+	// "discovery_conflict" field predicates.
+	DiscoveryConflict             *string  `json:"discoveryConflict,omitempty"`
+	DiscoveryConflictNEQ          *string  `json:"discoveryConflictNEQ,omitempty"`
+	DiscoveryConflictIn           []string `json:"discoveryConflictIn,omitempty"`
+	DiscoveryConflictNotIn        []string `json:"discoveryConflictNotIn,omitempty"`
+	DiscoveryConflictGT           *string  `json:"discoveryConflictGT,omitempty"`
+	DiscoveryConflictGTE          *string  `json:"discoveryConflictGTE,omitempty"`
+	DiscoveryConflictLT           *string  `json:"discoveryConflictLT,omitempty"`
+	DiscoveryConflictLTE          *string  `json:"discoveryConflictLTE,omitempty"`
+	DiscoveryConflictContains     *string  `json:"discoveryConflictContains,omitempty"`
+	DiscoveryConflictHasPrefix    *string  `json:"discoveryConflictHasPrefix,omitempty"`
+	DiscoveryConflictHasSuffix    *string  `json:"discoveryConflictHasSuffix,omitempty"`
+	DiscoveryConflictIsNil        bool     `json:"discoveryConflictIsNil,omitempty"`
+	DiscoveryConflictNotNil       bool     `json:"discoveryConflictNotNil,omitempty"`
+	DiscoveryConflictEqualFold    *string  `json:"discoveryConflictEqualFold,omitempty"`
+	DiscoveryConflictContainsFold *string  `json:"discoveryConflictContainsFold,omitempty"`
+
 	// "rack" edge predicates.
 	HasRack     *bool             `json:"hasRack,omitempty"`
 	HasRackWith []*RackWhereInput `json:"hasRackWith,omitempty"`
@@ -4573,6 +4590,51 @@ func (i *MachineWhereInput) P() (predicate.Machine, error) {
 	}
 	if len(i.StateNotIn) > 0 {
 		predicates = append(predicates, machine.StateNotIn(i.StateNotIn...))
+	}
+	if i.DiscoveryConflict != nil {
+		predicates = append(predicates, machine.DiscoveryConflictEQ(*i.DiscoveryConflict))
+	}
+	if i.DiscoveryConflictNEQ != nil {
+		predicates = append(predicates, machine.DiscoveryConflictNEQ(*i.DiscoveryConflictNEQ))
+	}
+	if len(i.DiscoveryConflictIn) > 0 {
+		predicates = append(predicates, machine.DiscoveryConflictIn(i.DiscoveryConflictIn...))
+	}
+	if len(i.DiscoveryConflictNotIn) > 0 {
+		predicates = append(predicates, machine.DiscoveryConflictNotIn(i.DiscoveryConflictNotIn...))
+	}
+	if i.DiscoveryConflictGT != nil {
+		predicates = append(predicates, machine.DiscoveryConflictGT(*i.DiscoveryConflictGT))
+	}
+	if i.DiscoveryConflictGTE != nil {
+		predicates = append(predicates, machine.DiscoveryConflictGTE(*i.DiscoveryConflictGTE))
+	}
+	if i.DiscoveryConflictLT != nil {
+		predicates = append(predicates, machine.DiscoveryConflictLT(*i.DiscoveryConflictLT))
+	}
+	if i.DiscoveryConflictLTE != nil {
+		predicates = append(predicates, machine.DiscoveryConflictLTE(*i.DiscoveryConflictLTE))
+	}
+	if i.DiscoveryConflictContains != nil {
+		predicates = append(predicates, machine.DiscoveryConflictContains(*i.DiscoveryConflictContains))
+	}
+	if i.DiscoveryConflictHasPrefix != nil {
+		predicates = append(predicates, machine.DiscoveryConflictHasPrefix(*i.DiscoveryConflictHasPrefix))
+	}
+	if i.DiscoveryConflictHasSuffix != nil {
+		predicates = append(predicates, machine.DiscoveryConflictHasSuffix(*i.DiscoveryConflictHasSuffix))
+	}
+	if i.DiscoveryConflictIsNil {
+		predicates = append(predicates, machine.DiscoveryConflictIsNil())
+	}
+	if i.DiscoveryConflictNotNil {
+		predicates = append(predicates, machine.DiscoveryConflictNotNil())
+	}
+	if i.DiscoveryConflictEqualFold != nil {
+		predicates = append(predicates, machine.DiscoveryConflictEqualFold(*i.DiscoveryConflictEqualFold))
+	}
+	if i.DiscoveryConflictContainsFold != nil {
+		predicates = append(predicates, machine.DiscoveryConflictContainsFold(*i.DiscoveryConflictContainsFold))
 	}
 
 	if i.HasRack != nil {

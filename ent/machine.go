@@ -56,6 +56,10 @@ type Machine struct {
 	State machine.State `json:"state,omitempty"`
 	// raw inventory reported by the agent or the BMC
 	Discovery map[string]interface{} `json:"discovery,omitempty"`
+	// planned inventory against what the discovery agent found (empty: no drift); set by the system
+	Drift map[string]interface{} `json:"drift,omitempty"`
+	// set when an agent's report matched more than one machine: nothing was merged
+	DiscoveryConflict string `json:"discovery_conflict,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the MachineQuery when eager-loading is set.
 	Edges        MachineEdges `json:"edges"`
@@ -175,13 +179,13 @@ func (*Machine) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case machine.FieldDiscovery:
+		case machine.FieldDiscovery, machine.FieldDrift:
 			values[i] = new([]byte)
 		case machine.FieldAlive, machine.FieldAvailable:
 			values[i] = new(sql.NullBool)
 		case machine.FieldID, machine.FieldRackID, machine.FieldUPosition, machine.FieldUHeight, machine.FieldCPUCount, machine.FieldMemoryBytes:
 			values[i] = new(sql.NullInt64)
-		case machine.FieldName, machine.FieldSerial, machine.FieldVendor, machine.FieldModel, machine.FieldArch, machine.FieldUUID, machine.FieldBootenv, machine.FieldState:
+		case machine.FieldName, machine.FieldSerial, machine.FieldVendor, machine.FieldModel, machine.FieldArch, machine.FieldUUID, machine.FieldBootenv, machine.FieldState, machine.FieldDiscoveryConflict:
 			values[i] = new(sql.NullString)
 		case machine.FieldCreatedAt, machine.FieldUpdatedAt:
 			values[i] = new(sql.NullTime)
@@ -318,6 +322,20 @@ func (_m *Machine) assignValues(columns []string, values []any) error {
 					return fmt.Errorf("unmarshal field discovery: %w", err)
 				}
 			}
+		case machine.FieldDrift:
+			if value, ok := values[i].(*[]byte); !ok {
+				return fmt.Errorf("unexpected type %T for field drift", values[i])
+			} else if value != nil && len(*value) > 0 {
+				if err := json.Unmarshal(*value, &_m.Drift); err != nil {
+					return fmt.Errorf("unmarshal field drift: %w", err)
+				}
+			}
+		case machine.FieldDiscoveryConflict:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field discovery_conflict", values[i])
+			} else if value.Valid {
+				_m.DiscoveryConflict = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -451,6 +469,12 @@ func (_m *Machine) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("discovery=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Discovery))
+	builder.WriteString(", ")
+	builder.WriteString("drift=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Drift))
+	builder.WriteString(", ")
+	builder.WriteString("discovery_conflict=")
+	builder.WriteString(_m.DiscoveryConflict)
 	builder.WriteByte(')')
 	return builder.String()
 }

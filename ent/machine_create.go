@@ -264,6 +264,26 @@ func (_c *MachineCreate) SetDiscovery(v map[string]interface{}) *MachineCreate {
 	return _c
 }
 
+// SetDrift sets the "drift" field.
+func (_c *MachineCreate) SetDrift(v map[string]interface{}) *MachineCreate {
+	_c.mutation.SetDrift(v)
+	return _c
+}
+
+// SetDiscoveryConflict sets the "discovery_conflict" field.
+func (_c *MachineCreate) SetDiscoveryConflict(v string) *MachineCreate {
+	_c.mutation.SetDiscoveryConflict(v)
+	return _c
+}
+
+// SetNillableDiscoveryConflict sets the "discovery_conflict" field if the given value is not nil.
+func (_c *MachineCreate) SetNillableDiscoveryConflict(v *string) *MachineCreate {
+	if v != nil {
+		_c.SetDiscoveryConflict(*v)
+	}
+	return _c
+}
+
 // SetRack sets the "rack" edge to the Rack entity.
 func (_c *MachineCreate) SetRack(v *Rack) *MachineCreate {
 	return _c.SetRackID(v.ID)
@@ -599,6 +619,14 @@ func (_c *MachineCreate) createSpec() (*Machine, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Discovery(); ok {
 		_spec.SetField(machine.FieldDiscovery, field.TypeJSON, value)
 		_node.Discovery = value
+	}
+	if value, ok := _c.mutation.Drift(); ok {
+		_spec.SetField(machine.FieldDrift, field.TypeJSON, value)
+		_node.Drift = value
+	}
+	if value, ok := _c.mutation.DiscoveryConflict(); ok {
+		_spec.SetField(machine.FieldDiscoveryConflict, field.TypeString, value)
+		_node.DiscoveryConflict = value
 	}
 	if nodes := _c.mutation.RackIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

@@ -341,6 +341,38 @@ func (_u *MachineUpdate) ClearDiscovery() *MachineUpdate {
 	return _u
 }
 
+// SetDrift sets the "drift" field.
+func (_u *MachineUpdate) SetDrift(v map[string]interface{}) *MachineUpdate {
+	_u.mutation.SetDrift(v)
+	return _u
+}
+
+// ClearDrift clears the value of the "drift" field.
+func (_u *MachineUpdate) ClearDrift() *MachineUpdate {
+	_u.mutation.ClearDrift()
+	return _u
+}
+
+// SetDiscoveryConflict sets the "discovery_conflict" field.
+func (_u *MachineUpdate) SetDiscoveryConflict(v string) *MachineUpdate {
+	_u.mutation.SetDiscoveryConflict(v)
+	return _u
+}
+
+// SetNillableDiscoveryConflict sets the "discovery_conflict" field if the given value is not nil.
+func (_u *MachineUpdate) SetNillableDiscoveryConflict(v *string) *MachineUpdate {
+	if v != nil {
+		_u.SetDiscoveryConflict(*v)
+	}
+	return _u
+}
+
+// ClearDiscoveryConflict clears the value of the "discovery_conflict" field.
+func (_u *MachineUpdate) ClearDiscoveryConflict() *MachineUpdate {
+	_u.mutation.ClearDiscoveryConflict()
+	return _u
+}
+
 // SetRack sets the "rack" edge to the Rack entity.
 func (_u *MachineUpdate) SetRack(v *Rack) *MachineUpdate {
 	return _u.SetRackID(v.ID)
@@ -770,6 +802,18 @@ func (_u *MachineUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.DiscoveryCleared() {
 		_spec.ClearField(machine.FieldDiscovery, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Drift(); ok {
+		_spec.SetField(machine.FieldDrift, field.TypeJSON, value)
+	}
+	if _u.mutation.DriftCleared() {
+		_spec.ClearField(machine.FieldDrift, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.DiscoveryConflict(); ok {
+		_spec.SetField(machine.FieldDiscoveryConflict, field.TypeString, value)
+	}
+	if _u.mutation.DiscoveryConflictCleared() {
+		_spec.ClearField(machine.FieldDiscoveryConflict, field.TypeString)
 	}
 	if _u.mutation.RackCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -1425,6 +1469,38 @@ func (_u *MachineUpdateOne) ClearDiscovery() *MachineUpdateOne {
 	return _u
 }
 
+// SetDrift sets the "drift" field.
+func (_u *MachineUpdateOne) SetDrift(v map[string]interface{}) *MachineUpdateOne {
+	_u.mutation.SetDrift(v)
+	return _u
+}
+
+// ClearDrift clears the value of the "drift" field.
+func (_u *MachineUpdateOne) ClearDrift() *MachineUpdateOne {
+	_u.mutation.ClearDrift()
+	return _u
+}
+
+// SetDiscoveryConflict sets the "discovery_conflict" field.
+func (_u *MachineUpdateOne) SetDiscoveryConflict(v string) *MachineUpdateOne {
+	_u.mutation.SetDiscoveryConflict(v)
+	return _u
+}
+
+// SetNillableDiscoveryConflict sets the "discovery_conflict" field if the given value is not nil.
+func (_u *MachineUpdateOne) SetNillableDiscoveryConflict(v *string) *MachineUpdateOne {
+	if v != nil {
+		_u.SetDiscoveryConflict(*v)
+	}
+	return _u
+}
+
+// ClearDiscoveryConflict clears the value of the "discovery_conflict" field.
+func (_u *MachineUpdateOne) ClearDiscoveryConflict() *MachineUpdateOne {
+	_u.mutation.ClearDiscoveryConflict()
+	return _u
+}
+
 // SetRack sets the "rack" edge to the Rack entity.
 func (_u *MachineUpdateOne) SetRack(v *Rack) *MachineUpdateOne {
 	return _u.SetRackID(v.ID)
@@ -1884,6 +1960,18 @@ func (_u *MachineUpdateOne) sqlSave(ctx context.Context) (_node *Machine, err er
 	}
 	if _u.mutation.DiscoveryCleared() {
 		_spec.ClearField(machine.FieldDiscovery, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.Drift(); ok {
+		_spec.SetField(machine.FieldDrift, field.TypeJSON, value)
+	}
+	if _u.mutation.DriftCleared() {
+		_spec.ClearField(machine.FieldDrift, field.TypeJSON)
+	}
+	if value, ok := _u.mutation.DiscoveryConflict(); ok {
+		_spec.SetField(machine.FieldDiscoveryConflict, field.TypeString, value)
+	}
+	if _u.mutation.DiscoveryConflictCleared() {
+		_spec.ClearField(machine.FieldDiscoveryConflict, field.TypeString)
 	}
 	if _u.mutation.RackCleared() {
 		edge := &sqlgraph.EdgeSpec{

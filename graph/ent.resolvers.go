@@ -109,11 +109,15 @@ func (r *Resolver) Attribute() AttributeResolver { return &attributeResolver{r} 
 // Deployment returns DeploymentResolver implementation.
 func (r *Resolver) Deployment() DeploymentResolver { return &deploymentResolver{r} }
 
+// Machine returns MachineResolver implementation.
+func (r *Resolver) Machine() MachineResolver { return &machineResolver{r} }
+
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
 type (
 	attributeResolver  struct{ *Resolver }
 	deploymentResolver struct{ *Resolver }
+	machineResolver    struct{ *Resolver }
 	queryResolver      struct{ *Resolver }
 )

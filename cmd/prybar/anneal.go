@@ -25,7 +25,9 @@ import (
 
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/agentapi"
 	"github.com/prybar/prybar/provision/oob"
+	"github.com/prybar/prybar/provision/pxe"
 	"github.com/prybar/prybar/provision/redfish"
 	"github.com/prybar/prybar/provision/redfish/sessionjournal"
 	"github.com/prybar/prybar/scheduler"
@@ -37,12 +39,20 @@ import (
 // BMC executor, …).
 func newRegistry(st *store.Store, log *slog.Logger) *executor.Registry {
 	idem, _ := strconv.ParseBool(os.Getenv("PRYBAR_TEST_IDEMPOTENT"))
+	bmcExec := oob.New(oob.Config{Log: log,
+		// Every Redfish session the executor opens is journalled, so a crash cannot leak it.
+		RedfishOptions: []redfish.Option{redfish.WithSessionJournal(sessionjournal.New(st, log))}})
+	// The PXE executors reach the agent protocol through the store (an agent's long poll sees a
+	// queued task within its 1 s database poll).
+	agentBackend := &agentapi.Backend{Server: &agentapi.Server{Store: st, Log: log}}
 	return executor.NewRegistry(
 		executor.Noop{},
 		&executor.Test{EffectsFile: os.Getenv("PRYBAR_TEST_EFFECTS"), IsIdempotent: idem},
-		oob.New(oob.Config{Log: log,
-			// Every Redfish session the executor opens is journalled, so a crash cannot leak it.
-			RedfishOptions: []redfish.Option{redfish.WithSessionJournal(sessionjournal.New(st, log))}}),
+		bmcExec,
+		pxe.Discover{Backend: agentBackend, BMC: bmcExec},
+		pxe.AgentTask{Backend: agentBackend},
+		pxe.Install{Backend: agentBackend, BMC: bmcExec},
+		pxe.LocalBoot{Backend: agentBackend},
 	)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prybar/prybar/internal/events"
 	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/agentapi"
 	"github.com/prybar/prybar/provision/ipxe"
 	"github.com/prybar/prybar/provision/tftp"
 )
@@ -24,6 +25,7 @@ import (
 type bootFlags struct {
 	listen, url, tftpListen, tftpRoot, assets string
 	mainListen                                string // --listen, for the default boot URL
+	discoveredName                            string
 }
 
 func (b *bootFlags) register(fs *flag.FlagSet) {
@@ -32,6 +34,7 @@ func (b *bootFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.tftpListen, "tftp-listen", "", `TFTP address, e.g. ":69" (default: TFTP off)`)
 	fs.StringVar(&b.tftpRoot, "tftp-root", tftp.DefaultRoot, "directory served over TFTP (the iPXE binaries)")
 	fs.StringVar(&b.assets, "boot-assets", "", "directory of kernels, initrds and images served at /boot/assets/")
+	fs.StringVar(&b.discoveredName, "discovered-name", "d-{mac}.discovered", "name of a machine the discovery agent reports for the first time; {mac} is its boot NIC's MAC without colons")
 }
 
 // scriptURL is the URL DHCP hands iPXE clients: --boot-url, else the boot or main listener.
@@ -53,7 +56,7 @@ func (b *bootFlags) scriptURL() (string, error) {
 
 // startBoot stores the built-in bootenvs and starts the TFTP server and the extra boot listener
 // when asked. It returns the boot handler (mounted on the main listener too) and a stop function.
-func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFlags, secretKey []byte) (*ipxe.Handler, func(), error) {
+func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFlags, secretKey []byte, agentSrv http.Handler) (*ipxe.Handler, func(), error) {
 	if _, err := ipxe.Load(events.WithActor(ctx, "bootenvs"), st, ipxe.BuiltinCatalog()); err != nil {
 		return nil, nil, fmt.Errorf("built-in bootenvs: %w", err)
 	}
@@ -100,6 +103,9 @@ func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFla
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/boot/", h)
+		if agentSrv != nil {
+			mux.Handle("/agent/", agentSrv)
+		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -114,6 +120,12 @@ func startBoot(ctx context.Context, st *store.Store, log *slog.Logger, f bootFla
 		})
 	}
 	return h, stop, nil
+}
+
+// newAgentServer is the discovery agent's side of the boot: it verifies the agent tokens the boot
+// scripts carry (same key as the boot tokens).
+func newAgentServer(st *store.Store, log *slog.Logger, secretKey []byte, namePattern string) *agentapi.Server {
+	return &agentapi.Server{Store: st, Tokens: ipxe.Tokens{Key: bootTokenKey(secretKey)}, Log: log, NamePattern: namePattern}
 }
 
 // bootTokenKey derives the boot-token key from the key that seals BMC passwords, so every replica

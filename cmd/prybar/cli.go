@@ -268,7 +268,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("operations abandoned by a previous server marked ABANDONED", "count", n)
 	}
 	bootF.mainListen = *listen
-	boot, stopBoot, err := startBoot(ctx, st, log, bootF, st.SecretKey)
+	agentSrv := newAgentServer(st, log, st.SecretKey, bootF.discoveredName)
+	boot, stopBoot, err := startBoot(ctx, st, log, bootF, st.SecretKey, agentSrv)
 	if err != nil {
 		return err
 	}
@@ -281,7 +282,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer dhcpSrv.Close()
 	}
 	api := graph.Options{Annealer: annealer, Operations: ops, Boot: boot, DHCP: dhcpSrv, RedfishOptions: []redfish.Option{redfish.WithSessionJournal(journal)}}
-	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot, TLS: tlsCfg, Auth: authF.config()}, func(addr net.Addr) {
+	serveErr := httpserver.Serve(ctx, httpserver.Config{Listener: ln, Store: st, Log: log, API: api, Boot: boot, TLS: tlsCfg, Auth: authF.config(), Agent: agentSrv}, func(addr net.Addr) {
 		scheme := "http"
 		if tlsCfg != nil {
 			scheme = "https"

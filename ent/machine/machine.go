@@ -53,6 +53,10 @@ const (
 	FieldState = "state"
 	// FieldDiscovery holds the string denoting the discovery field in the database.
 	FieldDiscovery = "discovery"
+	// FieldDrift holds the string denoting the drift field in the database.
+	FieldDrift = "drift"
+	// FieldDiscoveryConflict holds the string denoting the discovery_conflict field in the database.
+	FieldDiscoveryConflict = "discovery_conflict"
 	// EdgeRack holds the string denoting the rack edge name in mutations.
 	EdgeRack = "rack"
 	// EdgeNics holds the string denoting the nics edge name in mutations.
@@ -150,6 +154,8 @@ var Columns = []string{
 	FieldBootenv,
 	FieldState,
 	FieldDiscovery,
+	FieldDrift,
+	FieldDiscoveryConflict,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -311,6 +317,11 @@ func ByBootenv(opts ...sql.OrderTermOption) OrderOption {
 // ByState orders the results by the state field.
 func ByState(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldState, opts...).ToFunc()
+}
+
+// ByDiscoveryConflict orders the results by the discovery_conflict field.
+func ByDiscoveryConflict(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDiscoveryConflict, opts...).ToFunc()
 }
 
 // ByRackField orders the results by rack field.

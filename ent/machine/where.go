@@ -135,6 +135,11 @@ func Bootenv(v string) predicate.Machine {
 	return predicate.Machine(sql.FieldEQ(FieldBootenv, v))
 }
 
+// DiscoveryConflict applies equality check predicate on the "discovery_conflict" field. It's identical to DiscoveryConflictEQ.
+func DiscoveryConflict(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldEQ(FieldDiscoveryConflict, v))
+}
+
 // CreatedAtEQ applies the EQ predicate on the "created_at" field.
 func CreatedAtEQ(v time.Time) predicate.Machine {
 	return predicate.Machine(sql.FieldEQ(FieldCreatedAt, v))
@@ -978,6 +983,91 @@ func DiscoveryIsNil() predicate.Machine {
 // DiscoveryNotNil applies the NotNil predicate on the "discovery" field.
 func DiscoveryNotNil() predicate.Machine {
 	return predicate.Machine(sql.FieldNotNull(FieldDiscovery))
+}
+
+// DriftIsNil applies the IsNil predicate on the "drift" field.
+func DriftIsNil() predicate.Machine {
+	return predicate.Machine(sql.FieldIsNull(FieldDrift))
+}
+
+// DriftNotNil applies the NotNil predicate on the "drift" field.
+func DriftNotNil() predicate.Machine {
+	return predicate.Machine(sql.FieldNotNull(FieldDrift))
+}
+
+// DiscoveryConflictEQ applies the EQ predicate on the "discovery_conflict" field.
+func DiscoveryConflictEQ(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldEQ(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictNEQ applies the NEQ predicate on the "discovery_conflict" field.
+func DiscoveryConflictNEQ(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldNEQ(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictIn applies the In predicate on the "discovery_conflict" field.
+func DiscoveryConflictIn(vs ...string) predicate.Machine {
+	return predicate.Machine(sql.FieldIn(FieldDiscoveryConflict, vs...))
+}
+
+// DiscoveryConflictNotIn applies the NotIn predicate on the "discovery_conflict" field.
+func DiscoveryConflictNotIn(vs ...string) predicate.Machine {
+	return predicate.Machine(sql.FieldNotIn(FieldDiscoveryConflict, vs...))
+}
+
+// DiscoveryConflictGT applies the GT predicate on the "discovery_conflict" field.
+func DiscoveryConflictGT(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldGT(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictGTE applies the GTE predicate on the "discovery_conflict" field.
+func DiscoveryConflictGTE(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldGTE(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictLT applies the LT predicate on the "discovery_conflict" field.
+func DiscoveryConflictLT(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldLT(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictLTE applies the LTE predicate on the "discovery_conflict" field.
+func DiscoveryConflictLTE(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldLTE(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictContains applies the Contains predicate on the "discovery_conflict" field.
+func DiscoveryConflictContains(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldContains(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictHasPrefix applies the HasPrefix predicate on the "discovery_conflict" field.
+func DiscoveryConflictHasPrefix(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldHasPrefix(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictHasSuffix applies the HasSuffix predicate on the "discovery_conflict" field.
+func DiscoveryConflictHasSuffix(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldHasSuffix(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictIsNil applies the IsNil predicate on the "discovery_conflict" field.
+func DiscoveryConflictIsNil() predicate.Machine {
+	return predicate.Machine(sql.FieldIsNull(FieldDiscoveryConflict))
+}
+
+// DiscoveryConflictNotNil applies the NotNil predicate on the "discovery_conflict" field.
+func DiscoveryConflictNotNil() predicate.Machine {
+	return predicate.Machine(sql.FieldNotNull(FieldDiscoveryConflict))
+}
+
+// DiscoveryConflictEqualFold applies the EqualFold predicate on the "discovery_conflict" field.
+func DiscoveryConflictEqualFold(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldEqualFold(FieldDiscoveryConflict, v))
+}
+
+// DiscoveryConflictContainsFold applies the ContainsFold predicate on the "discovery_conflict" field.
+func DiscoveryConflictContainsFold(v string) predicate.Machine {
+	return predicate.Machine(sql.FieldContainsFold(FieldDiscoveryConflict, v))
 }
 
 // HasRack applies the HasEdge predicate on the "rack" edge.

@@ -41,6 +41,12 @@ func (Machine) Fields() []ent.Field {
 		field.JSON("discovery", map[string]any{}).Optional().
 			Comment("raw inventory reported by the agent or the BMC").
 			Annotations(entgql.Type("Map"), entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
+		field.JSON("drift", map[string]any{}).Optional().
+			Comment("planned inventory against what the discovery agent found (empty: no drift); set by the system").
+			Annotations(entgql.Type("Map"), entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
+		field.String("discovery_conflict").Optional().
+			Comment("set when an agent's report matched more than one machine: nothing was merged").
+			Annotations(entgql.Skip(entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)),
 	}
 }
 

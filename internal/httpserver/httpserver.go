@@ -38,6 +38,9 @@ type Config struct {
 	Auth AuthConfig
 	// TLS, when set, makes Serve speak HTTPS (and session cookies Secure).
 	TLS *tls.Config
+	// Agent, when set, serves the discovery agent's protocol (provision/agentapi) under /agent/.
+	// Machine-side: its own per-boot tokens, no user authentication.
+	Agent http.Handler
 }
 
 // AuthConfig configures access control.
@@ -82,6 +85,9 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("/auth/", svc.Routes(hcfg))
 	if cfg.Boot != nil {
 		mux.Handle("/boot/", cfg.Boot)
+	}
+	if cfg.Agent != nil {
+		mux.Handle("/agent/", cfg.Agent)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))

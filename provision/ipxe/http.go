@@ -2,6 +2,8 @@ package ipxe
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -120,6 +123,24 @@ func NormalizeMAC(s string) (string, error) {
 // so a new machine reaches the discovery image. The error is for the caller to log; the script
 // returned is then an error script.
 func (h *Handler) Render(ctx context.Context, mac string, id int, base string) (script, env string, machineID int, err error) {
+	return h.RenderTrace(ctx, mac, id, base, "")
+}
+
+// NewTrace returns a fresh boot trace id.
+func NewTrace() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var traceRE = regexp.MustCompile(`^[0-9a-zA-Z_-]{1,64}$`)
+
+// RenderTrace is Render for the boot trace (empty: a new one). Every script carries an agent
+// token, also for an unknown machine (scoped to its MAC), so the discovery agent can register.
+func (h *Handler) RenderTrace(ctx context.Context, mac string, id int, base, trace string) (script, env string, machineID int, err error) {
+	if !traceRE.MatchString(trace) {
+		trace = NewTrace()
+	}
 	d, err := h.Backend.Machine(ctx, mac, id)
 	switch {
 	case errors.Is(err, ErrUnknownMachine) && mac != "":
@@ -136,6 +157,8 @@ func (h *Handler) Render(ctx context.Context, mac string, id int, base string) (
 	if d.Machine.ID != 0 {
 		d.Token = h.Tokens.Issue(d.Machine.ID, env, h.now())
 	}
+	d.Trace = trace
+	d.AgentToken = h.Tokens.IssueAgent(d.Machine.ID, mac, trace, h.now())
 	s, err := Script(b, d)
 	if err != nil {
 		return ErrorScript(err.Error()), env, d.Machine.ID, err
@@ -162,7 +185,7 @@ func (h *Handler) script(w http.ResponseWriter, r *http.Request) {
 	var script, env string
 	var machineID int
 	if err == nil {
-		script, env, machineID, err = h.Render(r.Context(), mac, id, h.baseURL(r))
+		script, env, machineID, err = h.RenderTrace(r.Context(), mac, id, h.baseURL(r), q.Get("trace"))
 	} else {
 		script = ErrorScript(err.Error())
 	}

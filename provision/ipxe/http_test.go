@@ -122,9 +122,17 @@ func TestBootHTTP(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(script, "#!ipxe\necho Prybar: web01.a01.ams1.example boots discovery\nkernel http://"+host+"/boot/assets/discovery/vmlinuz initrd=initrd ") {
 		t.Fatalf("discovery script: %d\n%s", code, script)
 	}
-	// Unknown MAC: the discovery bootenv, without a machine or a token.
-	if code, s := b.get(t, "/boot/ipxe?mac=52:54:00:ff:ff:ff"); code != 200 || !strings.Contains(s, "prybar.machine=0 prybar.token=\n") {
+	// Unknown MAC: the discovery bootenv, without a machine, with an agent token scoped to the MAC
+	// and the boot's trace (given here by the DHCP answer's URL).
+	if code, s := b.get(t, "/boot/ipxe?mac=52:54:00:ff:ff:ff&trace=t123"); code != 200 || !strings.Contains(s, "prybar.machine=0 prybar.token=") ||
+		!strings.Contains(s, " prybar.trace=t123 prybar.mac=52:54:00:ff:ff:ff\n") {
 		t.Errorf("unknown MAC: %d\n%s", code, s)
+	} else {
+		tok := strings.Fields(s[strings.Index(s, "prybar.token="):])[0][len("prybar.token="):]
+		id, scope, err := (ipxe.Tokens{Key: []byte("test key")}).Verify(tok, time.Now())
+		if err != nil || id != 0 || scope != "agent/t123/52:54:00:ff:ff:ff" {
+			t.Errorf("unknown MAC's agent token: %d %q %v", id, scope, err)
+		}
 	}
 	if code, s := b.get(t, "/boot/ipxe?mac=nonsense"); code != 200 || s != ipxe.ErrorScript(`bad MAC address "nonsense"`) {
 		t.Errorf("bad MAC: %d %q", code, s)

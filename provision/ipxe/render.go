@@ -30,6 +30,12 @@ type Data struct {
 	BaseURL string
 	// Token authenticates this boot's template fetches and completion callback.
 	Token string
+	// Trace identifies this boot: it is carried on the kernel command line and in the agent's
+	// requests, so each step of one boot can be found (Machine boot timeline).
+	Trace string
+	// AgentToken is the discovery agent's per-boot token (see Tokens.IssueAgent): scoped to the
+	// machine (or, for an unknown machine, the MAC that asked) and to Trace.
+	AgentToken string
 }
 
 // Machine is the machine being booted.

@@ -16,6 +16,8 @@ func testData() Data {
 		Attributes: map[string]any{"debian_mirror": "mirror.example"},
 		BaseURL:    "http://10.0.0.1:8081",
 		Token:      "TOKEN",
+		AgentToken: "AGENTTOKEN",
+		Trace:      "TRACE",
 	}
 }
 
@@ -33,7 +35,7 @@ func TestScriptBuiltins(t *testing.T) {
 	for _, tc := range []struct{ env, want string }{
 		{"discovery", `#!ipxe
 echo Prybar: web01.a01.ams1.example boots discovery
-kernel http://10.0.0.1:8081/boot/assets/discovery/vmlinuz initrd=initrd console=ttyS0,115200 console=tty0 panic=10 prybar.url=http://10.0.0.1:8081 prybar.machine=42 prybar.token=TOKEN
+kernel http://10.0.0.1:8081/boot/assets/discovery/vmlinuz initrd=initrd console=ttyS0,115200 console=tty0 panic=10 prybar.url=http://10.0.0.1:8081 prybar.machine=42 prybar.token=AGENTTOKEN prybar.trace=TRACE prybar.mac=52:54:00:a1:01:01
 initrd --name initrd http://10.0.0.1:8081/boot/assets/discovery/initrd
 boot || goto failed
 :failed

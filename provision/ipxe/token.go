@@ -64,3 +64,13 @@ func (t Tokens) mac(payload string) []byte {
 	h.Write([]byte(payload))
 	return h.Sum(nil)[:16]
 }
+
+// AgentScope prefixes the bootenv part of an agent boot token: "agent/<trace>/<mac>". No machine
+// is ever in such a bootenv, so /boot/done refuses these tokens; provision/agentapi verifies them.
+const AgentScope = "agent/"
+
+// IssueAgent returns the discovery agent's token for one boot: machine id (0 for a machine not yet
+// known, then scoped by mac) and the boot's trace id.
+func (t Tokens) IssueAgent(id int, mac, trace string, now time.Time) string {
+	return t.Issue(id, AgentScope+trace+"/"+mac, now)
+}

@@ -636,6 +636,7 @@ func TestBuiltin(t *testing.T) {
 		"noop-base", "test-step",
 		"bmc-discover", "bmc-power-on", "bmc-power-off", "bmc-power-cycle", "pxe-boot-once",
 		"provisioner-base", "network", "os-install", "ready",
+		"pxe-discover", "agent-inventory", "discovered-ready", "agent-script", "pxe-os-install", "local-boot",
 	}
 	for _, n := range want {
 		r, ok := c.Get(n)
