@@ -8518,6 +8518,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_states(_ context.Context
 }
 
 func (ec *executionContext) _AnnealerStatus_runsInFlight(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.RunsInFlight)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -8541,6 +8544,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_runsInFlight(_ context.C
 }
 
 func (ec *executionContext) _AnnealerStatus_queueLength(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.QueueLength)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -8564,6 +8570,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_queueLength(_ context.Co
 }
 
 func (ec *executionContext) _AnnealerStatus_leader(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Leader)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -8587,6 +8596,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_leader(_ context.Context
 }
 
 func (ec *executionContext) _AnnealerStatus_owner(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Owner)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -8610,6 +8622,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_owner(_ context.Context,
 }
 
 func (ec *executionContext) _Attribute_id(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -8633,6 +8648,9 @@ func (ec *executionContext) fieldContext_Attribute_id(_ context.Context, field g
 }
 
 func (ec *executionContext) _Attribute_name(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -8748,6 +8766,9 @@ func (ec *executionContext) fieldContext_Attribute_default(_ context.Context, fi
 }
 
 func (ec *executionContext) _Attribute_writable(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Writable)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -8925,6 +8946,9 @@ func (ec *executionContext) fieldContext_AttributeConnection_pageInfo(_ context.
 }
 
 func (ec *executionContext) _AttributeConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9003,6 +9027,9 @@ func (ec *executionContext) fieldContext_AttributeEdge_cursor(_ context.Context,
 }
 
 func (ec *executionContext) _AttributeValue_layer(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Layer)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9090,6 +9117,9 @@ func (ec *executionContext) fieldContext_AttributeValue_deployment(_ context.Con
 }
 
 func (ec *executionContext) _AttributeValue_proposed(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Proposed)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9136,6 +9166,9 @@ func (ec *executionContext) fieldContext_AttributeValue_value(_ context.Context,
 }
 
 func (ec *executionContext) _BMC_id(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9228,6 +9261,9 @@ func (ec *executionContext) fieldContext_BMC_protocol(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMC_address(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Address)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9274,6 +9310,9 @@ func (ec *executionContext) fieldContext_BMC_port(_ context.Context, field graph
 }
 
 func (ec *executionContext) _BMC_scheme(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Scheme)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9297,6 +9336,9 @@ func (ec *executionContext) fieldContext_BMC_scheme(_ context.Context, field gra
 }
 
 func (ec *executionContext) _BMC_insecure(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Insecure)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9366,6 +9408,9 @@ func (ec *executionContext) fieldContext_BMC_systemID(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMC_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9485,6 +9530,9 @@ func (ec *executionContext) fieldContext_BMCConnection_pageInfo(_ context.Contex
 }
 
 func (ec *executionContext) _BMCConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.BMCConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9627,6 +9675,9 @@ func (ec *executionContext) fieldContext_BMCPayload_errors(_ context.Context, fi
 }
 
 func (ec *executionContext) _BMCSystem_id(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9650,6 +9701,9 @@ func (ec *executionContext) fieldContext_BMCSystem_id(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMCSystem_path(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Path)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9673,6 +9727,9 @@ func (ec *executionContext) fieldContext_BMCSystem_path(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCSystem_name(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9696,6 +9753,9 @@ func (ec *executionContext) fieldContext_BMCSystem_name(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCSystem_systemType(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.SystemType)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9719,6 +9779,9 @@ func (ec *executionContext) fieldContext_BMCSystem_systemType(_ context.Context,
 }
 
 func (ec *executionContext) _BMCSystem_manufacturer(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Manufacturer)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9742,6 +9805,9 @@ func (ec *executionContext) fieldContext_BMCSystem_manufacturer(_ context.Contex
 }
 
 func (ec *executionContext) _BMCSystem_model(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Model)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9765,6 +9831,9 @@ func (ec *executionContext) fieldContext_BMCSystem_model(_ context.Context, fiel
 }
 
 func (ec *executionContext) _BMCSystem_serialNumber(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.SerialNumber)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9788,6 +9857,9 @@ func (ec *executionContext) fieldContext_BMCSystem_serialNumber(_ context.Contex
 }
 
 func (ec *executionContext) _BMCSystem_uuid(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.UUID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9811,6 +9883,9 @@ func (ec *executionContext) fieldContext_BMCSystem_uuid(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCSystem_hostName(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.HostName)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9857,6 +9932,9 @@ func (ec *executionContext) fieldContext_BMCSystem_powerState(_ context.Context,
 }
 
 func (ec *executionContext) _BMCSystem_selected(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Selected)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10008,6 +10086,9 @@ func (ec *executionContext) fieldContext_BindRolePayload_errors(_ context.Contex
 }
 
 func (ec *executionContext) _BootScriptPreview_bootenv(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Bootenv)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10031,6 +10112,9 @@ func (ec *executionContext) fieldContext_BootScriptPreview_bootenv(_ context.Con
 }
 
 func (ec *executionContext) _BootScriptPreview_script(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Script)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10054,6 +10138,9 @@ func (ec *executionContext) fieldContext_BootScriptPreview_script(_ context.Cont
 }
 
 func (ec *executionContext) _BootScriptPreview_error(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.Error)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10077,6 +10164,9 @@ func (ec *executionContext) fieldContext_BootScriptPreview_error(_ context.Conte
 }
 
 func (ec *executionContext) _Bootenv_id(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10100,6 +10190,9 @@ func (ec *executionContext) fieldContext_Bootenv_id(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Bootenv_name(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10123,6 +10216,9 @@ func (ec *executionContext) fieldContext_Bootenv_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _Bootenv_description(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Description)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10146,6 +10242,9 @@ func (ec *executionContext) fieldContext_Bootenv_description(_ context.Context, 
 }
 
 func (ec *executionContext) _Bootenv_kernel(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Kernel)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10192,6 +10291,9 @@ func (ec *executionContext) fieldContext_Bootenv_initrd(_ context.Context, field
 }
 
 func (ec *executionContext) _Bootenv_cmdline(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Cmdline)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10238,6 +10340,9 @@ func (ec *executionContext) fieldContext_Bootenv_templateNames(_ context.Context
 }
 
 func (ec *executionContext) _Bootenv_builtin(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Builtin)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10261,6 +10366,9 @@ func (ec *executionContext) fieldContext_Bootenv_builtin(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Bootenv_source(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Source)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10316,6 +10424,9 @@ func (ec *executionContext) fieldContext_DHCPPoolUse_network(_ context.Context, 
 }
 
 func (ec *executionContext) _DHCPPoolUse_used(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Used)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10339,6 +10450,9 @@ func (ec *executionContext) fieldContext_DHCPPoolUse_used(_ context.Context, fie
 }
 
 func (ec *executionContext) _DHCPPoolUse_free(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Free)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10362,6 +10476,9 @@ func (ec *executionContext) fieldContext_DHCPPoolUse_free(_ context.Context, fie
 }
 
 func (ec *executionContext) _DHCPStatus_mode(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Mode)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10385,6 +10502,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_mode(_ context.Context, fiel
 }
 
 func (ec *executionContext) _DHCPStatus_interface(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.Interface)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10408,6 +10528,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_interface(_ context.Context,
 }
 
 func (ec *executionContext) _DHCPStatus_leases(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Leases)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10431,6 +10554,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_leases(_ context.Context, fi
 }
 
 func (ec *executionContext) _DHCPStatus_received(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Received)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10454,6 +10580,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_received(_ context.Context, 
 }
 
 func (ec *executionContext) _DHCPStatus_answered(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Answered)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10477,6 +10606,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_answered(_ context.Context, 
 }
 
 func (ec *executionContext) _DHCPStatus_malformed(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Malformed)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10532,6 +10664,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_poolUse(_ context.Context, f
 }
 
 func (ec *executionContext) _DeletePayload_deletedID(ctx context.Context, field graphql.CollectedField, obj *model.DeletePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.DeletedID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10587,6 +10722,9 @@ func (ec *executionContext) fieldContext_DeletePayload_errors(_ context.Context,
 }
 
 func (ec *executionContext) _Deployment_id(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10656,6 +10794,9 @@ func (ec *executionContext) fieldContext_Deployment_updatedAt(_ context.Context,
 }
 
 func (ec *executionContext) _Deployment_name(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10748,6 +10889,9 @@ func (ec *executionContext) fieldContext_Deployment_roleData(_ context.Context, 
 }
 
 func (ec *executionContext) _Deployment_parentID(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.ParentID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10966,6 +11110,9 @@ func (ec *executionContext) fieldContext_DeploymentConnection_pageInfo(_ context
 }
 
 func (ec *executionContext) _DeploymentConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.DeploymentConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11108,6 +11255,9 @@ func (ec *executionContext) fieldContext_DeploymentPayload_errors(_ context.Cont
 }
 
 func (ec *executionContext) _Disk_id(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11177,6 +11327,9 @@ func (ec *executionContext) fieldContext_Disk_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Disk_name(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11200,6 +11353,9 @@ func (ec *executionContext) fieldContext_Disk_name(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Disk_sizeBytes(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.SizeBytes)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11315,6 +11471,9 @@ func (ec *executionContext) fieldContext_Disk_path(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Disk_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11434,6 +11593,9 @@ func (ec *executionContext) fieldContext_DiskConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _DiskConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.DiskConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11576,6 +11738,9 @@ func (ec *executionContext) fieldContext_DiskPayload_errors(_ context.Context, f
 }
 
 func (ec *executionContext) _DomainError_field(ctx context.Context, field graphql.CollectedField, obj *domain.Error) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Field)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11622,6 +11787,9 @@ func (ec *executionContext) fieldContext_DomainError_code(_ context.Context, fie
 }
 
 func (ec *executionContext) _DomainError_message(ctx context.Context, field graphql.CollectedField, obj *domain.Error) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Message)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11645,6 +11813,9 @@ func (ec *executionContext) fieldContext_DomainError_message(_ context.Context, 
 }
 
 func (ec *executionContext) _Event_id(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11668,6 +11839,9 @@ func (ec *executionContext) fieldContext_Event_id(_ context.Context, field graph
 }
 
 func (ec *executionContext) _Event_seq(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.Seq)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11714,6 +11888,9 @@ func (ec *executionContext) fieldContext_Event_time(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Event_actor(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Actor)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11737,6 +11914,9 @@ func (ec *executionContext) fieldContext_Event_actor(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Event_kind(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Kind)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11760,6 +11940,9 @@ func (ec *executionContext) fieldContext_Event_kind(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Event_objectType(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.ObjectType)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11783,6 +11966,9 @@ func (ec *executionContext) fieldContext_Event_objectType(_ context.Context, fie
 }
 
 func (ec *executionContext) _Event_objectID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ObjectID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11806,6 +11992,9 @@ func (ec *executionContext) fieldContext_Event_objectID(_ context.Context, field
 }
 
 func (ec *executionContext) _Event_siteID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.SiteID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11829,6 +12018,9 @@ func (ec *executionContext) fieldContext_Event_siteID(_ context.Context, field g
 }
 
 func (ec *executionContext) _Event_rackID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.RackID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11852,6 +12044,9 @@ func (ec *executionContext) fieldContext_Event_rackID(_ context.Context, field g
 }
 
 func (ec *executionContext) _Event_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11930,6 +12125,9 @@ func (ec *executionContext) fieldContext_EventPage_events(_ context.Context, fie
 }
 
 func (ec *executionContext) _EventPage_lastSeq(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.LastSeq)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11953,6 +12151,9 @@ func (ec *executionContext) fieldContext_EventPage_lastSeq(_ context.Context, fi
 }
 
 func (ec *executionContext) _EventPage_hasMore(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.HasMore)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11976,6 +12177,9 @@ func (ec *executionContext) fieldContext_EventPage_hasMore(_ context.Context, fi
 }
 
 func (ec *executionContext) _IPAllocation_id(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12045,6 +12249,9 @@ func (ec *executionContext) fieldContext_IPAllocation_updatedAt(_ context.Contex
 }
 
 func (ec *executionContext) _IPAllocation_address(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Address)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12091,6 +12298,9 @@ func (ec *executionContext) fieldContext_IPAllocation_purpose(_ context.Context,
 }
 
 func (ec *executionContext) _IPAllocation_networkID(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NetworkID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12114,6 +12324,9 @@ func (ec *executionContext) fieldContext_IPAllocation_networkID(_ context.Contex
 }
 
 func (ec *executionContext) _IPAllocation_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12265,6 +12478,9 @@ func (ec *executionContext) fieldContext_IPAllocationConnection_pageInfo(_ conte
 }
 
 func (ec *executionContext) _IPAllocationConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12407,6 +12623,9 @@ func (ec *executionContext) fieldContext_IPAllocationPayload_errors(_ context.Co
 }
 
 func (ec *executionContext) _IPRange_id(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12499,6 +12718,9 @@ func (ec *executionContext) fieldContext_IPRange_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _IPRange_first(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.First)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12522,6 +12744,9 @@ func (ec *executionContext) fieldContext_IPRange_first(_ context.Context, field 
 }
 
 func (ec *executionContext) _IPRange_last(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Last)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12568,6 +12793,9 @@ func (ec *executionContext) fieldContext_IPRange_purpose(_ context.Context, fiel
 }
 
 func (ec *executionContext) _IPRange_networkID(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NetworkID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12687,6 +12915,9 @@ func (ec *executionContext) fieldContext_IPRangeConnection_pageInfo(_ context.Co
 }
 
 func (ec *executionContext) _IPRangeConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.IPRangeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12829,6 +13060,9 @@ func (ec *executionContext) fieldContext_IPRangePayload_errors(_ context.Context
 }
 
 func (ec *executionContext) _Lease_id(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12898,6 +13132,9 @@ func (ec *executionContext) fieldContext_Lease_updatedAt(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Lease_mac(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.MAC)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12921,6 +13158,9 @@ func (ec *executionContext) fieldContext_Lease_mac(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Lease_address(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Address)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13036,6 +13276,9 @@ func (ec *executionContext) fieldContext_Lease_hostname(_ context.Context, field
 }
 
 func (ec *executionContext) _Lease_networkID(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NetworkID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13059,6 +13302,9 @@ func (ec *executionContext) fieldContext_Lease_networkID(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Lease_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13210,6 +13456,9 @@ func (ec *executionContext) fieldContext_LeaseConnection_pageInfo(_ context.Cont
 }
 
 func (ec *executionContext) _LeaseConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.LeaseConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13288,6 +13537,9 @@ func (ec *executionContext) fieldContext_LeaseEdge_cursor(_ context.Context, fie
 }
 
 func (ec *executionContext) _Machine_id(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13357,6 +13609,9 @@ func (ec *executionContext) fieldContext_Machine_updatedAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_name(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13380,6 +13635,9 @@ func (ec *executionContext) fieldContext_Machine_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _Machine_rackID(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.RackID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13403,6 +13661,9 @@ func (ec *executionContext) fieldContext_Machine_rackID(_ context.Context, field
 }
 
 func (ec *executionContext) _Machine_uPosition(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOInt2ᚖint(ctx, field.Selections, obj.UPosition)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13426,6 +13687,9 @@ func (ec *executionContext) fieldContext_Machine_uPosition(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_uHeight(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.UHeight)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13518,6 +13782,9 @@ func (ec *executionContext) fieldContext_Machine_model(_ context.Context, field 
 }
 
 func (ec *executionContext) _Machine_arch(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Arch)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13610,6 +13877,9 @@ func (ec *executionContext) fieldContext_Machine_memoryBytes(_ context.Context, 
 }
 
 func (ec *executionContext) _Machine_alive(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Alive)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13633,6 +13903,9 @@ func (ec *executionContext) fieldContext_Machine_alive(_ context.Context, field 
 }
 
 func (ec *executionContext) _Machine_available(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Available)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13656,6 +13929,9 @@ func (ec *executionContext) fieldContext_Machine_available(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_bootenv(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Bootenv)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14117,6 +14393,9 @@ func (ec *executionContext) fieldContext_MachineConnection_pageInfo(_ context.Co
 }
 
 func (ec *executionContext) _MachineConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.MachineConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16025,6 +16304,9 @@ func (ec *executionContext) fieldContext_Mutation_setBootenv(ctx context.Context
 }
 
 func (ec *executionContext) _NIC_id(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16094,6 +16376,9 @@ func (ec *executionContext) fieldContext_NIC_updatedAt(_ context.Context, field 
 }
 
 func (ec *executionContext) _NIC_mac(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.MAC)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16163,6 +16448,9 @@ func (ec *executionContext) fieldContext_NIC_speedMbps(_ context.Context, field 
 }
 
 func (ec *executionContext) _NIC_link(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOBoolean2ᚖbool(ctx, field.Selections, obj.Link)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16186,6 +16474,9 @@ func (ec *executionContext) fieldContext_NIC_link(_ context.Context, field graph
 }
 
 func (ec *executionContext) _NIC_pxe(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Pxe)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16255,6 +16546,9 @@ func (ec *executionContext) fieldContext_NIC_switchPort(_ context.Context, field
 }
 
 func (ec *executionContext) _NIC_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16374,6 +16668,9 @@ func (ec *executionContext) fieldContext_NICConnection_pageInfo(_ context.Contex
 }
 
 func (ec *executionContext) _NICConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.NICConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16516,6 +16813,9 @@ func (ec *executionContext) fieldContext_NICPayload_errors(_ context.Context, fi
 }
 
 func (ec *executionContext) _Network_id(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16585,6 +16885,9 @@ func (ec *executionContext) fieldContext_Network_updatedAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _Network_name(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16608,6 +16911,9 @@ func (ec *executionContext) fieldContext_Network_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _Network_cidr(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Cidr)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16700,6 +17006,9 @@ func (ec *executionContext) fieldContext_Network_description(_ context.Context, 
 }
 
 func (ec *executionContext) _Network_siteID(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.SiteID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17020,6 +17329,9 @@ func (ec *executionContext) fieldContext_NetworkConnection_pageInfo(_ context.Co
 }
 
 func (ec *executionContext) _NetworkConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.NetworkConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17162,6 +17474,9 @@ func (ec *executionContext) fieldContext_NetworkPayload_errors(_ context.Context
 }
 
 func (ec *executionContext) _NodeRole_id(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17254,6 +17569,9 @@ func (ec *executionContext) fieldContext_NodeRole_state(_ context.Context, field
 }
 
 func (ec *executionContext) _NodeRole_cohort(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Cohort)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17277,6 +17595,9 @@ func (ec *executionContext) fieldContext_NodeRole_cohort(_ context.Context, fiel
 }
 
 func (ec *executionContext) _NodeRole_runCount(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.RunCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17300,6 +17621,9 @@ func (ec *executionContext) fieldContext_NodeRole_runCount(_ context.Context, fi
 }
 
 func (ec *executionContext) _NodeRole_attempts(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Attempts)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17461,6 +17785,9 @@ func (ec *executionContext) fieldContext_NodeRole_wall(_ context.Context, field 
 }
 
 func (ec *executionContext) _NodeRole_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17484,6 +17811,9 @@ func (ec *executionContext) fieldContext_NodeRole_machineID(_ context.Context, f
 }
 
 func (ec *executionContext) _NodeRole_roleID(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.RoleID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17507,6 +17837,9 @@ func (ec *executionContext) fieldContext_NodeRole_roleID(_ context.Context, fiel
 }
 
 func (ec *executionContext) _NodeRole_deploymentID(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.DeploymentID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17810,6 +18143,9 @@ func (ec *executionContext) fieldContext_NodeRoleConnection_pageInfo(_ context.C
 }
 
 func (ec *executionContext) _NodeRoleConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17952,6 +18288,9 @@ func (ec *executionContext) fieldContext_NodeRolePayload_errors(_ context.Contex
 }
 
 func (ec *executionContext) _Operation_id(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17975,6 +18314,9 @@ func (ec *executionContext) fieldContext_Operation_id(_ context.Context, field g
 }
 
 func (ec *executionContext) _Operation_action(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Action)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18205,6 +18547,9 @@ func (ec *executionContext) fieldContext_Operation_finishedAt(_ context.Context,
 }
 
 func (ec *executionContext) _Operation_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18324,6 +18669,9 @@ func (ec *executionContext) fieldContext_OperationConnection_pageInfo(_ context.
 }
 
 func (ec *executionContext) _OperationConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.OperationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18466,6 +18814,9 @@ func (ec *executionContext) fieldContext_OperationPayload_errors(_ context.Conte
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.HasNextPage)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18489,6 +18840,9 @@ func (ec *executionContext) fieldContext_PageInfo_hasNextPage(_ context.Context,
 }
 
 func (ec *executionContext) _PageInfo_hasPreviousPage(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.HasPreviousPage)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19786,6 +20140,9 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 }
 
 func (ec *executionContext) _Rack_id(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19855,6 +20212,9 @@ func (ec *executionContext) fieldContext_Rack_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Rack_name(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19878,6 +20238,9 @@ func (ec *executionContext) fieldContext_Rack_name(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Rack_height(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Height)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19947,6 +20310,9 @@ func (ec *executionContext) fieldContext_Rack_position(_ context.Context, field 
 }
 
 func (ec *executionContext) _Rack_siteID(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.SiteID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20110,6 +20476,9 @@ func (ec *executionContext) fieldContext_RackConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _RackConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.RackConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20252,6 +20621,9 @@ func (ec *executionContext) fieldContext_RackPayload_errors(_ context.Context, f
 }
 
 func (ec *executionContext) _RetryAllPayload_retried(ctx context.Context, field graphql.CollectedField, obj *model.RetryAllPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Retried)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20307,6 +20679,9 @@ func (ec *executionContext) fieldContext_RetryAllPayload_errors(_ context.Contex
 }
 
 func (ec *executionContext) _Role_id(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20376,6 +20751,9 @@ func (ec *executionContext) fieldContext_Role_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Role_name(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20422,6 +20800,9 @@ func (ec *executionContext) fieldContext_Role_description(_ context.Context, fie
 }
 
 func (ec *executionContext) _Role_executor(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Executor)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20537,6 +20918,9 @@ func (ec *executionContext) fieldContext_Role_wants(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Role_implicit(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Implicit)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20560,6 +20944,9 @@ func (ec *executionContext) fieldContext_Role_implicit(_ context.Context, field 
 }
 
 func (ec *executionContext) _Role_cluster(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Cluster)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20583,6 +20970,9 @@ func (ec *executionContext) fieldContext_Role_cluster(_ context.Context, field g
 }
 
 func (ec *executionContext) _Role_destructive(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Destructive)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20606,6 +20996,9 @@ func (ec *executionContext) fieldContext_Role_destructive(_ context.Context, fie
 }
 
 func (ec *executionContext) _Role_discovery(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Discovery)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20675,6 +21068,9 @@ func (ec *executionContext) fieldContext_Role_defaults(_ context.Context, field 
 }
 
 func (ec *executionContext) _Role_retryAttempts(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.RetryAttempts)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20698,6 +21094,9 @@ func (ec *executionContext) fieldContext_Role_retryAttempts(_ context.Context, f
 }
 
 func (ec *executionContext) _Role_retryBackoffMs(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.RetryBackoffMs)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20721,6 +21120,9 @@ func (ec *executionContext) fieldContext_Role_retryBackoffMs(_ context.Context, 
 }
 
 func (ec *executionContext) _Role_retryMaxBackoffMs(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.RetryMaxBackoffMs)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20744,6 +21146,9 @@ func (ec *executionContext) fieldContext_Role_retryMaxBackoffMs(_ context.Contex
 }
 
 func (ec *executionContext) _Role_timeoutMs(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.TimeoutMs)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20767,6 +21172,9 @@ func (ec *executionContext) fieldContext_Role_timeoutMs(_ context.Context, field
 }
 
 func (ec *executionContext) _Role_depth(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Depth)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20898,6 +21306,9 @@ func (ec *executionContext) fieldContext_RoleConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _RoleConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.RoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20976,6 +21387,9 @@ func (ec *executionContext) fieldContext_RoleEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Run_id(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20999,6 +21413,9 @@ func (ec *executionContext) fieldContext_Run_id(_ context.Context, field graphql
 }
 
 func (ec *executionContext) _Run_executor(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Executor)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21022,6 +21439,9 @@ func (ec *executionContext) fieldContext_Run_executor(_ context.Context, field g
 }
 
 func (ec *executionContext) _Run_attempt(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Attempt)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21160,6 +21580,9 @@ func (ec *executionContext) fieldContext_Run_error(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Run_exitStatus(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOInt2ᚖint(ctx, field.Selections, obj.ExitStatus)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21252,6 +21675,9 @@ func (ec *executionContext) fieldContext_Run_owner(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Run_nodeRoleID(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NodeRoleID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21371,6 +21797,9 @@ func (ec *executionContext) fieldContext_RunConnection_pageInfo(_ context.Contex
 }
 
 func (ec *executionContext) _RunConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.RunConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21591,6 +22020,9 @@ func (ec *executionContext) fieldContext_SetBootenvPayload_errors(_ context.Cont
 }
 
 func (ec *executionContext) _Site_id(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21660,6 +22092,9 @@ func (ec *executionContext) fieldContext_Site_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Site_name(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21881,6 +22316,9 @@ func (ec *executionContext) fieldContext_SiteConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _SiteConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.SiteConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22046,6 +22484,9 @@ func (ec *executionContext) fieldContext_StateCount_state(_ context.Context, fie
 }
 
 func (ec *executionContext) _StateCount_count(ctx context.Context, field graphql.CollectedField, obj *model.StateCount) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Count)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22168,6 +22609,9 @@ func (ec *executionContext) fieldContext_UnbindRolePayload_errors(_ context.Cont
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22214,6 +22658,9 @@ func (ec *executionContext) fieldContext___Directive_description(_ context.Conte
 }
 
 func (ec *executionContext) ___Directive_isRepeatable(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.IsRepeatable)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22303,6 +22750,9 @@ func (ec *executionContext) fieldContext___Directive_args(ctx context.Context, f
 }
 
 func (ec *executionContext) ___EnumValue_name(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22395,6 +22845,9 @@ func (ec *executionContext) fieldContext___EnumValue_deprecationReason(_ context
 }
 
 func (ec *executionContext) ___Field_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22562,6 +23015,9 @@ func (ec *executionContext) fieldContext___Field_deprecationReason(_ context.Con
 }
 
 func (ec *executionContext) ___InputValue_name(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22640,6 +23096,9 @@ func (ec *executionContext) fieldContext___InputValue_type(_ context.Context, fi
 }
 
 func (ec *executionContext) ___InputValue_defaultValue(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.DefaultValue)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -38976,7 +39435,7 @@ var annealerStatusImplementors = []string{"AnnealerStatus"}
 func (ec *executionContext) _AnnealerStatus(ctx context.Context, sel ast.SelectionSet, obj *model.AnnealerStatus) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, annealerStatusImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39029,7 +39488,7 @@ var attributeImplementors = []string{"Attribute", "Node"}
 func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet, obj *ent.Attribute) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, attributeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39107,7 +39566,7 @@ var attributeConnectionImplementors = []string{"AttributeConnection"}
 func (ec *executionContext) _AttributeConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.AttributeConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, attributeConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39150,7 +39609,7 @@ var attributeEdgeImplementors = []string{"AttributeEdge"}
 func (ec *executionContext) _AttributeEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.AttributeEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, attributeEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39188,7 +39647,7 @@ var attributeValueImplementors = []string{"AttributeValue"}
 func (ec *executionContext) _AttributeValue(ctx context.Context, sel ast.SelectionSet, obj *model.AttributeValue) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, attributeValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39241,7 +39700,7 @@ var bMCImplementors = []string{"BMC", "Node"}
 func (ec *executionContext) _BMC(ctx context.Context, sel ast.SelectionSet, obj *ent.BMC) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bMCImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39329,7 +39788,7 @@ var bMCConnectionImplementors = []string{"BMCConnection"}
 func (ec *executionContext) _BMCConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.BMCConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bMCConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39372,7 +39831,7 @@ var bMCEdgeImplementors = []string{"BMCEdge"}
 func (ec *executionContext) _BMCEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.BMCEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bMCEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39410,7 +39869,7 @@ var bMCPayloadImplementors = []string{"BMCPayload"}
 func (ec *executionContext) _BMCPayload(ctx context.Context, sel ast.SelectionSet, obj *model.BMCPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bMCPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39448,7 +39907,7 @@ var bMCSystemImplementors = []string{"BMCSystem"}
 func (ec *executionContext) _BMCSystem(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystem) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bMCSystemImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39531,7 +39990,7 @@ var bMCSystemsPayloadImplementors = []string{"BMCSystemsPayload"}
 func (ec *executionContext) _BMCSystemsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystemsPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bMCSystemsPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39569,7 +40028,7 @@ var bindRolePayloadImplementors = []string{"BindRolePayload"}
 func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.BindRolePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bindRolePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39607,7 +40066,7 @@ var bootScriptPreviewImplementors = []string{"BootScriptPreview"}
 func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.SelectionSet, obj *model.BootScriptPreview) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bootScriptPreviewImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39650,7 +40109,7 @@ var bootenvImplementors = []string{"Bootenv"}
 func (ec *executionContext) _Bootenv(ctx context.Context, sel ast.SelectionSet, obj *ent.Bootenv) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, bootenvImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39723,7 +40182,7 @@ var dHCPPoolUseImplementors = []string{"DHCPPoolUse"}
 func (ec *executionContext) _DHCPPoolUse(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPPoolUse) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPPoolUseImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39766,7 +40225,7 @@ var dHCPStatusImplementors = []string{"DHCPStatus"}
 func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPStatus) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPStatusImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39829,7 +40288,7 @@ var deletePayloadImplementors = []string{"DeletePayload"}
 func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeletePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, deletePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39867,7 +40326,7 @@ var deploymentImplementors = []string{"Deployment", "Node"}
 func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSet, obj *ent.Deployment) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39955,7 +40414,7 @@ var deploymentConnectionImplementors = []string{"DeploymentConnection"}
 func (ec *executionContext) _DeploymentConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.DeploymentConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -39998,7 +40457,7 @@ var deploymentEdgeImplementors = []string{"DeploymentEdge"}
 func (ec *executionContext) _DeploymentEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.DeploymentEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40036,7 +40495,7 @@ var deploymentPayloadImplementors = []string{"DeploymentPayload"}
 func (ec *executionContext) _DeploymentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeploymentPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40074,7 +40533,7 @@ var diskImplementors = []string{"Disk", "Node"}
 func (ec *executionContext) _Disk(ctx context.Context, sel ast.SelectionSet, obj *ent.Disk) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, diskImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40157,7 +40616,7 @@ var diskConnectionImplementors = []string{"DiskConnection"}
 func (ec *executionContext) _DiskConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.DiskConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, diskConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40200,7 +40659,7 @@ var diskEdgeImplementors = []string{"DiskEdge"}
 func (ec *executionContext) _DiskEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.DiskEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, diskEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40238,7 +40697,7 @@ var diskPayloadImplementors = []string{"DiskPayload"}
 func (ec *executionContext) _DiskPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DiskPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, diskPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40276,7 +40735,7 @@ var domainErrorImplementors = []string{"DomainError"}
 func (ec *executionContext) _DomainError(ctx context.Context, sel ast.SelectionSet, obj *domain.Error) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, domainErrorImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40319,7 +40778,7 @@ var eventImplementors = []string{"Event", "Node"}
 func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, obj *ent.Event) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, eventImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40402,7 +40861,7 @@ var eventPageImplementors = []string{"EventPage"}
 func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet, obj *model.EventPage) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, eventPageImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40445,7 +40904,7 @@ var iPAllocationImplementors = []string{"IPAllocation", "Node"}
 func (ec *executionContext) _IPAllocation(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocation) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40518,7 +40977,7 @@ var iPAllocationConnectionImplementors = []string{"IPAllocationConnection"}
 func (ec *executionContext) _IPAllocationConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocationConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40561,7 +41020,7 @@ var iPAllocationEdgeImplementors = []string{"IPAllocationEdge"}
 func (ec *executionContext) _IPAllocationEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocationEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40599,7 +41058,7 @@ var iPAllocationPayloadImplementors = []string{"IPAllocationPayload"}
 func (ec *executionContext) _IPAllocationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.IPAllocationPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40637,7 +41096,7 @@ var iPRangeImplementors = []string{"IPRange", "Node"}
 func (ec *executionContext) _IPRange(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRange) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40710,7 +41169,7 @@ var iPRangeConnectionImplementors = []string{"IPRangeConnection"}
 func (ec *executionContext) _IPRangeConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRangeConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangeConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40753,7 +41212,7 @@ var iPRangeEdgeImplementors = []string{"IPRangeEdge"}
 func (ec *executionContext) _IPRangeEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRangeEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangeEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40791,7 +41250,7 @@ var iPRangePayloadImplementors = []string{"IPRangePayload"}
 func (ec *executionContext) _IPRangePayload(ctx context.Context, sel ast.SelectionSet, obj *model.IPRangePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40829,7 +41288,7 @@ var leaseImplementors = []string{"Lease", "Node"}
 func (ec *executionContext) _Lease(ctx context.Context, sel ast.SelectionSet, obj *ent.Lease) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, leaseImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40922,7 +41381,7 @@ var leaseConnectionImplementors = []string{"LeaseConnection"}
 func (ec *executionContext) _LeaseConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.LeaseConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, leaseConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -40965,7 +41424,7 @@ var leaseEdgeImplementors = []string{"LeaseEdge"}
 func (ec *executionContext) _LeaseEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.LeaseEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, leaseEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41003,7 +41462,7 @@ var machineImplementors = []string{"Machine", "Node"}
 func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, obj *ent.Machine) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, machineImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41166,7 +41625,7 @@ var machineConnectionImplementors = []string{"MachineConnection"}
 func (ec *executionContext) _MachineConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.MachineConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, machineConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41209,7 +41668,7 @@ var machineEdgeImplementors = []string{"MachineEdge"}
 func (ec *executionContext) _MachineEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.MachineEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, machineEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41247,7 +41706,7 @@ var machinePayloadImplementors = []string{"MachinePayload"}
 func (ec *executionContext) _MachinePayload(ctx context.Context, sel ast.SelectionSet, obj *model.MachinePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, machinePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41288,7 +41747,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		Object: "Mutation",
 	})
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
@@ -41601,7 +42060,7 @@ var nICImplementors = []string{"NIC", "Node"}
 func (ec *executionContext) _NIC(ctx context.Context, sel ast.SelectionSet, obj *ent.NIC) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nICImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41689,7 +42148,7 @@ var nICConnectionImplementors = []string{"NICConnection"}
 func (ec *executionContext) _NICConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NICConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nICConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41732,7 +42191,7 @@ var nICEdgeImplementors = []string{"NICEdge"}
 func (ec *executionContext) _NICEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NICEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nICEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41770,7 +42229,7 @@ var nICPayloadImplementors = []string{"NICPayload"}
 func (ec *executionContext) _NICPayload(ctx context.Context, sel ast.SelectionSet, obj *model.NICPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nICPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41808,7 +42267,7 @@ var networkImplementors = []string{"Network", "Node"}
 func (ec *executionContext) _Network(ctx context.Context, sel ast.SelectionSet, obj *ent.Network) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, networkImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41916,7 +42375,7 @@ var networkConnectionImplementors = []string{"NetworkConnection"}
 func (ec *executionContext) _NetworkConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NetworkConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, networkConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41959,7 +42418,7 @@ var networkEdgeImplementors = []string{"NetworkEdge"}
 func (ec *executionContext) _NetworkEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NetworkEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, networkEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -41997,7 +42456,7 @@ var networkPayloadImplementors = []string{"NetworkPayload"}
 func (ec *executionContext) _NetworkPayload(ctx context.Context, sel ast.SelectionSet, obj *model.NetworkPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, networkPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42035,7 +42494,7 @@ var nodeRoleImplementors = []string{"NodeRole", "Node"}
 func (ec *executionContext) _NodeRole(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRole) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRoleImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42173,7 +42632,7 @@ var nodeRoleConnectionImplementors = []string{"NodeRoleConnection"}
 func (ec *executionContext) _NodeRoleConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRoleConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRoleConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42216,7 +42675,7 @@ var nodeRoleEdgeImplementors = []string{"NodeRoleEdge"}
 func (ec *executionContext) _NodeRoleEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRoleEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRoleEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42254,7 +42713,7 @@ var nodeRolePayloadImplementors = []string{"NodeRolePayload"}
 func (ec *executionContext) _NodeRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.NodeRolePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRolePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42292,7 +42751,7 @@ var operationImplementors = []string{"Operation", "Node"}
 func (ec *executionContext) _Operation(ctx context.Context, sel ast.SelectionSet, obj *ent.Operation) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, operationImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42385,7 +42844,7 @@ var operationConnectionImplementors = []string{"OperationConnection"}
 func (ec *executionContext) _OperationConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.OperationConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, operationConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42428,7 +42887,7 @@ var operationEdgeImplementors = []string{"OperationEdge"}
 func (ec *executionContext) _OperationEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.OperationEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, operationEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42466,7 +42925,7 @@ var operationPayloadImplementors = []string{"OperationPayload"}
 func (ec *executionContext) _OperationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.OperationPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, operationPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42504,7 +42963,7 @@ var pageInfoImplementors = []string{"PageInfo"}
 func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *entgql.PageInfo[int]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, pageInfoImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42764,7 +43223,7 @@ var rackImplementors = []string{"Rack", "Node"}
 func (ec *executionContext) _Rack(ctx context.Context, sel ast.SelectionSet, obj *ent.Rack) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, rackImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42842,7 +43301,7 @@ var rackConnectionImplementors = []string{"RackConnection"}
 func (ec *executionContext) _RackConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RackConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, rackConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42885,7 +43344,7 @@ var rackEdgeImplementors = []string{"RackEdge"}
 func (ec *executionContext) _RackEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RackEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, rackEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42923,7 +43382,7 @@ var rackPayloadImplementors = []string{"RackPayload"}
 func (ec *executionContext) _RackPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RackPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, rackPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42961,7 +43420,7 @@ var retryAllPayloadImplementors = []string{"RetryAllPayload"}
 func (ec *executionContext) _RetryAllPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RetryAllPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, retryAllPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42999,7 +43458,7 @@ var roleImplementors = []string{"Role", "Node"}
 func (ec *executionContext) _Role(ctx context.Context, sel ast.SelectionSet, obj *ent.Role) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, roleImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43137,7 +43596,7 @@ var roleConnectionImplementors = []string{"RoleConnection"}
 func (ec *executionContext) _RoleConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RoleConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, roleConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43180,7 +43639,7 @@ var roleEdgeImplementors = []string{"RoleEdge"}
 func (ec *executionContext) _RoleEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RoleEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, roleEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43218,7 +43677,7 @@ var runImplementors = []string{"Run", "Node"}
 func (ec *executionContext) _Run(ctx context.Context, sel ast.SelectionSet, obj *ent.Run) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, runImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43316,7 +43775,7 @@ var runConnectionImplementors = []string{"RunConnection"}
 func (ec *executionContext) _RunConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RunConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, runConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43359,7 +43818,7 @@ var runEdgeImplementors = []string{"RunEdge"}
 func (ec *executionContext) _RunEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RunEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, runEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43397,7 +43856,7 @@ var setAttributePayloadImplementors = []string{"SetAttributePayload"}
 func (ec *executionContext) _SetAttributePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetAttributePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, setAttributePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43440,7 +43899,7 @@ var setBootenvPayloadImplementors = []string{"SetBootenvPayload"}
 func (ec *executionContext) _SetBootenvPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetBootenvPayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, setBootenvPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43478,7 +43937,7 @@ var siteImplementors = []string{"Site", "Node"}
 func (ec *executionContext) _Site(ctx context.Context, sel ast.SelectionSet, obj *ent.Site) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, siteImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43546,7 +44005,7 @@ var siteConnectionImplementors = []string{"SiteConnection"}
 func (ec *executionContext) _SiteConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.SiteConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, siteConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43589,7 +44048,7 @@ var siteEdgeImplementors = []string{"SiteEdge"}
 func (ec *executionContext) _SiteEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.SiteEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, siteEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43627,7 +44086,7 @@ var sitePayloadImplementors = []string{"SitePayload"}
 func (ec *executionContext) _SitePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SitePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, sitePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43665,7 +44124,7 @@ var stateCountImplementors = []string{"StateCount"}
 func (ec *executionContext) _StateCount(ctx context.Context, sel ast.SelectionSet, obj *model.StateCount) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, stateCountImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43723,7 +44182,7 @@ var unbindRolePayloadImplementors = []string{"UnbindRolePayload"}
 func (ec *executionContext) _UnbindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.UnbindRolePayload) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, unbindRolePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43761,7 +44220,7 @@ var __DirectiveImplementors = []string{"__Directive"}
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, __DirectiveImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43814,7 +44273,7 @@ var __EnumValueImplementors = []string{"__EnumValue"}
 func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.EnumValue) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, __EnumValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43862,7 +44321,7 @@ var __FieldImplementors = []string{"__Field"}
 func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, obj *introspection.Field) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, __FieldImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43920,7 +44379,7 @@ var __InputValueImplementors = []string{"__InputValue"}
 func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.InputValue) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, __InputValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43978,7 +44437,7 @@ var __SchemaImplementors = []string{"__Schema"}
 func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet, obj *introspection.Schema) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, __SchemaImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44036,7 +44495,7 @@ var __TypeImplementors = []string{"__Type"}
 func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, obj *introspection.Type) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, __TypeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {

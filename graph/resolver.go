@@ -33,6 +33,9 @@ type Resolver struct {
 	redfishOpts []redfish.Option
 	boot        *ipxe.Handler
 	dhcp        *dhcp.Server
+	// plainFields lets the executor skip graphql.ResolveField for plain leaf fields; set by
+	// NewHandler only, see graph/serial.go.
+	plainFields bool
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer

@@ -24,7 +24,8 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
-	srv := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, log, opts)}))
+	res := NewResolver(st, log, opts)
+	srv := handler.New(NewExecutableSchema(Config{Resolvers: res}))
 	srv.AddTransport(transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
 			// The API is token-less on loopback today and serves a same-origin SPA; allow any origin
@@ -41,6 +42,9 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	srv.Use(extension.Introspection{})
 	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	// No extension above is a field interceptor (AroundFields), so plain leaf fields may skip
+	// graphql.ResolveField (graph/serial.go). Adding field middleware means removing this line.
+	res.plainFields = true
 	srv.SetErrorPresenter(presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		log.Error("resolver panic", "panic", p)
