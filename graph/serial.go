@@ -3,8 +3,10 @@ package graph
 import (
 	"context"
 	"io"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // marshalSliceSerial is graphql.MarshalSliceConcurrently without the goroutines: `make generate`
@@ -114,4 +116,43 @@ fields:
 func (ec *executionContext) plainFields() bool {
 	r, ok := ec.Resolvers.(*Resolver)
 	return ok && r.plainFields
+}
+
+// collectMemo remembers, for one operation, which fields each (selection set, object type) pair
+// collects. graphql.CollectFields caches too, but builds its key by hashing the type names (an
+// allocation and a hash per object: 10,000s per topology query); this key is three pointers' worth
+// of identity: the selection set's backing array and length, and the generated implementors
+// slice. The result depends only on those and the operation (its variables and fragments), and
+// the executionContext holding the memo lives for one operation.
+type collectMemo struct {
+	mu sync.Mutex
+	m  map[collectKey][]graphql.CollectedField
+}
+
+type collectKey struct {
+	sel       *ast.Selection
+	n         int
+	satisfies *string
+}
+
+// collectFields is graphql.CollectFields(ec.OperationContext, sel, satisfies), memoised.
+func (ec *executionContext) collectFields(sel ast.SelectionSet, satisfies []string) []graphql.CollectedField {
+	if len(sel) == 0 || len(satisfies) == 0 {
+		return graphql.CollectFields(ec.OperationContext, sel, satisfies)
+	}
+	k := collectKey{sel: &sel[0], n: len(sel), satisfies: &satisfies[0]}
+	ec.collected.mu.Lock()
+	fields, ok := ec.collected.m[k]
+	ec.collected.mu.Unlock()
+	if ok {
+		return fields
+	}
+	fields = graphql.CollectFields(ec.OperationContext, sel, satisfies)
+	ec.collected.mu.Lock()
+	if ec.collected.m == nil {
+		ec.collected.m = map[collectKey][]graphql.CollectedField{}
+	}
+	ec.collected.m[k] = fields
+	ec.collected.mu.Unlock()
+	return fields
 }
