@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -153,5 +154,59 @@ func TestPlainFieldsMatchResolveField(t *testing.T) {
 	}
 	if n := strings.Count(full, `"uHeight"`); n == 0 || seen["Machine.name"] != n {
 		t.Errorf("field middleware saw Machine.name %d times for %d machines", seen["Machine.name"], n)
+	}
+}
+
+// TestLargeAnswerWrittenWhole: an answer whose data bypasses json.Marshal (graph/rawdata.go) is
+// the same JSON document, with the same status and content type, as gqlgen's own transport
+// writes; an answer too small to bypass is unchanged byte for byte.
+func TestLargeAnswerWrittenWhole(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "large.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := fixtures.Generate(fixtures.GenerateOptions{Machines: 400, Racks: 2, Seed: 7})
+	if _, err := fixtures.Load(ctx, st, "generated", f); err != nil {
+		t.Fatal(err)
+	}
+	post := func(h http.Handler, query string) *httptest.ResponseRecorder {
+		body, _ := json.Marshal(map[string]any{"query": query})
+		req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	plain := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, nil, Options{})}))
+	plain.AddTransport(transport.POST{})
+	ours := NewHandler(st, nil, Options{})
+	const large = `{ machines(first: 400) { edges { node { id name serial nics { edges { node { mac } } } } } } }`
+	const small = `{ machines(first: 2) { totalCount edges { node { id name } } } }`
+	for _, q := range []string{large, small, `{ nope }`} {
+		want, got := post(plain, q), post(ours, q)
+		if got.Code != want.Code || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+			t.Errorf("%s: status %d %q, want %d %q", q, got.Code, got.Header().Get("Content-Type"), want.Code, want.Header().Get("Content-Type"))
+		}
+		if strings.Contains(got.Body.String(), "prybar-data-") {
+			t.Fatalf("%s: the data marker leaked: %.200s", q, got.Body.String())
+		}
+		var w, g any
+		if err := json.Unmarshal(want.Body.Bytes(), &w); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(got.Body.Bytes(), &g); err != nil {
+			t.Fatalf("%s: answer is not JSON: %v", q, err)
+		}
+		if !reflect.DeepEqual(w, g) {
+			t.Errorf("%s: answers differ:\n%.300s\n%.300s", q, got.Body.String(), want.Body.String())
+		}
+		if q == large && got.Body.Len() < rawDataMin {
+			t.Errorf("the large answer has only %d bytes: it does not exercise the bypass", got.Body.Len())
+		}
+		if q == small && got.Body.String() != want.Body.String() {
+			t.Errorf("small answer changed: %s, want %s", got.Body.String(), want.Body.String())
+		}
 	}
 }

@@ -50,6 +50,7 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 		log.Error("resolver panic", "panic", p)
 		return errors.New("internal server error")
 	})
+	srv.AroundResponses(takeRawData) // first: the outermost, see graph/rawdata.go
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		resp := next(ctx)
 		if resp != nil && len(resp.Errors) > 0 {
@@ -57,5 +58,5 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 		}
 		return resp
 	})
-	return limitBody(srv, MaxBodyBytes)
+	return limitBody(withRawData(srv), MaxBodyBytes)
 }
