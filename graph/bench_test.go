@@ -35,6 +35,11 @@ func BenchmarkTopology10k(b *testing.B) {
 		fleet(b, st, 10000)
 		srv := apitest.Serve(b, st)
 		var stmts int64
+		// CPU time of the whole process (server and the in-process client) and allocations per
+		// query: less sensitive than the wall time to what else the machine runs.
+		b.ReportAllocs()
+		var ru0, ru1 syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			before := st.Counter.Statements()
@@ -51,6 +56,9 @@ func BenchmarkTopology10k(b *testing.B) {
 				b.Fatalf("%d machines", n)
 			}
 		}
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+		b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/query")
 		b.ReportMetric(float64(stmts), "sql-statements/query")
 		perQuery := float64(b.Elapsed().Microseconds()) / 1000 / float64(b.N)
 		b.ReportMetric(perQuery, "ms/query")
