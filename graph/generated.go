@@ -39434,7 +39434,7 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 var annealerStatusImplementors = []string{"AnnealerStatus"}
 
 func (ec *executionContext) _AnnealerStatus(ctx context.Context, sel ast.SelectionSet, obj *model.AnnealerStatus) graphql.Marshaler {
-	fields := ec.collectFields(sel, annealerStatusImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, annealerStatusImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39487,7 +39487,7 @@ func (ec *executionContext) _AnnealerStatus(ctx context.Context, sel ast.Selecti
 var attributeImplementors = []string{"Attribute", "Node"}
 
 func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet, obj *ent.Attribute) graphql.Marshaler {
-	fields := ec.collectFields(sel, attributeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39565,7 +39565,7 @@ func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet
 var attributeConnectionImplementors = []string{"AttributeConnection"}
 
 func (ec *executionContext) _AttributeConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.AttributeConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, attributeConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39608,7 +39608,7 @@ func (ec *executionContext) _AttributeConnection(ctx context.Context, sel ast.Se
 var attributeEdgeImplementors = []string{"AttributeEdge"}
 
 func (ec *executionContext) _AttributeEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.AttributeEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, attributeEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39646,7 +39646,7 @@ func (ec *executionContext) _AttributeEdge(ctx context.Context, sel ast.Selectio
 var attributeValueImplementors = []string{"AttributeValue"}
 
 func (ec *executionContext) _AttributeValue(ctx context.Context, sel ast.SelectionSet, obj *model.AttributeValue) graphql.Marshaler {
-	fields := ec.collectFields(sel, attributeValueImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeValueImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39699,7 +39699,7 @@ func (ec *executionContext) _AttributeValue(ctx context.Context, sel ast.Selecti
 var bMCImplementors = []string{"BMC", "Node"}
 
 func (ec *executionContext) _BMC(ctx context.Context, sel ast.SelectionSet, obj *ent.BMC) graphql.Marshaler {
-	fields := ec.collectFields(sel, bMCImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39787,7 +39787,7 @@ func (ec *executionContext) _BMC(ctx context.Context, sel ast.SelectionSet, obj 
 var bMCConnectionImplementors = []string{"BMCConnection"}
 
 func (ec *executionContext) _BMCConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.BMCConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, bMCConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39830,7 +39830,7 @@ func (ec *executionContext) _BMCConnection(ctx context.Context, sel ast.Selectio
 var bMCEdgeImplementors = []string{"BMCEdge"}
 
 func (ec *executionContext) _BMCEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.BMCEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, bMCEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39868,7 +39868,7 @@ func (ec *executionContext) _BMCEdge(ctx context.Context, sel ast.SelectionSet, 
 var bMCPayloadImplementors = []string{"BMCPayload"}
 
 func (ec *executionContext) _BMCPayload(ctx context.Context, sel ast.SelectionSet, obj *model.BMCPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, bMCPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39906,7 +39906,7 @@ func (ec *executionContext) _BMCPayload(ctx context.Context, sel ast.SelectionSe
 var bMCSystemImplementors = []string{"BMCSystem"}
 
 func (ec *executionContext) _BMCSystem(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystem) graphql.Marshaler {
-	fields := ec.collectFields(sel, bMCSystemImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCSystemImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -39989,7 +39989,7 @@ func (ec *executionContext) _BMCSystem(ctx context.Context, sel ast.SelectionSet
 var bMCSystemsPayloadImplementors = []string{"BMCSystemsPayload"}
 
 func (ec *executionContext) _BMCSystemsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystemsPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, bMCSystemsPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCSystemsPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40027,7 +40027,7 @@ func (ec *executionContext) _BMCSystemsPayload(ctx context.Context, sel ast.Sele
 var bindRolePayloadImplementors = []string{"BindRolePayload"}
 
 func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.BindRolePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, bindRolePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bindRolePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40065,7 +40065,7 @@ func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.Select
 var bootScriptPreviewImplementors = []string{"BootScriptPreview"}
 
 func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.SelectionSet, obj *model.BootScriptPreview) graphql.Marshaler {
-	fields := ec.collectFields(sel, bootScriptPreviewImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bootScriptPreviewImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40108,7 +40108,7 @@ func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.Sele
 var bootenvImplementors = []string{"Bootenv"}
 
 func (ec *executionContext) _Bootenv(ctx context.Context, sel ast.SelectionSet, obj *ent.Bootenv) graphql.Marshaler {
-	fields := ec.collectFields(sel, bootenvImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bootenvImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40181,7 +40181,7 @@ func (ec *executionContext) _Bootenv(ctx context.Context, sel ast.SelectionSet, 
 var dHCPPoolUseImplementors = []string{"DHCPPoolUse"}
 
 func (ec *executionContext) _DHCPPoolUse(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPPoolUse) graphql.Marshaler {
-	fields := ec.collectFields(sel, dHCPPoolUseImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, dHCPPoolUseImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40224,7 +40224,7 @@ func (ec *executionContext) _DHCPPoolUse(ctx context.Context, sel ast.SelectionS
 var dHCPStatusImplementors = []string{"DHCPStatus"}
 
 func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPStatus) graphql.Marshaler {
-	fields := ec.collectFields(sel, dHCPStatusImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, dHCPStatusImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40287,7 +40287,7 @@ func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSe
 var deletePayloadImplementors = []string{"DeletePayload"}
 
 func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeletePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, deletePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deletePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40325,7 +40325,7 @@ func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.Selectio
 var deploymentImplementors = []string{"Deployment", "Node"}
 
 func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSet, obj *ent.Deployment) graphql.Marshaler {
-	fields := ec.collectFields(sel, deploymentImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40413,7 +40413,7 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 var deploymentConnectionImplementors = []string{"DeploymentConnection"}
 
 func (ec *executionContext) _DeploymentConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.DeploymentConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, deploymentConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40456,7 +40456,7 @@ func (ec *executionContext) _DeploymentConnection(ctx context.Context, sel ast.S
 var deploymentEdgeImplementors = []string{"DeploymentEdge"}
 
 func (ec *executionContext) _DeploymentEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.DeploymentEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, deploymentEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40494,7 +40494,7 @@ func (ec *executionContext) _DeploymentEdge(ctx context.Context, sel ast.Selecti
 var deploymentPayloadImplementors = []string{"DeploymentPayload"}
 
 func (ec *executionContext) _DeploymentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeploymentPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, deploymentPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40532,7 +40532,7 @@ func (ec *executionContext) _DeploymentPayload(ctx context.Context, sel ast.Sele
 var diskImplementors = []string{"Disk", "Node"}
 
 func (ec *executionContext) _Disk(ctx context.Context, sel ast.SelectionSet, obj *ent.Disk) graphql.Marshaler {
-	fields := ec.collectFields(sel, diskImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40615,7 +40615,7 @@ func (ec *executionContext) _Disk(ctx context.Context, sel ast.SelectionSet, obj
 var diskConnectionImplementors = []string{"DiskConnection"}
 
 func (ec *executionContext) _DiskConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.DiskConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, diskConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40658,7 +40658,7 @@ func (ec *executionContext) _DiskConnection(ctx context.Context, sel ast.Selecti
 var diskEdgeImplementors = []string{"DiskEdge"}
 
 func (ec *executionContext) _DiskEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.DiskEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, diskEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40696,7 +40696,7 @@ func (ec *executionContext) _DiskEdge(ctx context.Context, sel ast.SelectionSet,
 var diskPayloadImplementors = []string{"DiskPayload"}
 
 func (ec *executionContext) _DiskPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DiskPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, diskPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40734,7 +40734,7 @@ func (ec *executionContext) _DiskPayload(ctx context.Context, sel ast.SelectionS
 var domainErrorImplementors = []string{"DomainError"}
 
 func (ec *executionContext) _DomainError(ctx context.Context, sel ast.SelectionSet, obj *domain.Error) graphql.Marshaler {
-	fields := ec.collectFields(sel, domainErrorImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, domainErrorImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40777,7 +40777,7 @@ func (ec *executionContext) _DomainError(ctx context.Context, sel ast.SelectionS
 var eventImplementors = []string{"Event", "Node"}
 
 func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, obj *ent.Event) graphql.Marshaler {
-	fields := ec.collectFields(sel, eventImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, eventImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40860,7 +40860,7 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 var eventPageImplementors = []string{"EventPage"}
 
 func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet, obj *model.EventPage) graphql.Marshaler {
-	fields := ec.collectFields(sel, eventPageImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, eventPageImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40903,7 +40903,7 @@ func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet
 var iPAllocationImplementors = []string{"IPAllocation", "Node"}
 
 func (ec *executionContext) _IPAllocation(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocation) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPAllocationImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -40976,7 +40976,7 @@ func (ec *executionContext) _IPAllocation(ctx context.Context, sel ast.Selection
 var iPAllocationConnectionImplementors = []string{"IPAllocationConnection"}
 
 func (ec *executionContext) _IPAllocationConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocationConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPAllocationConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41019,7 +41019,7 @@ func (ec *executionContext) _IPAllocationConnection(ctx context.Context, sel ast
 var iPAllocationEdgeImplementors = []string{"IPAllocationEdge"}
 
 func (ec *executionContext) _IPAllocationEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocationEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPAllocationEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41057,7 +41057,7 @@ func (ec *executionContext) _IPAllocationEdge(ctx context.Context, sel ast.Selec
 var iPAllocationPayloadImplementors = []string{"IPAllocationPayload"}
 
 func (ec *executionContext) _IPAllocationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.IPAllocationPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPAllocationPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41095,7 +41095,7 @@ func (ec *executionContext) _IPAllocationPayload(ctx context.Context, sel ast.Se
 var iPRangeImplementors = []string{"IPRange", "Node"}
 
 func (ec *executionContext) _IPRange(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRange) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPRangeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41168,7 +41168,7 @@ func (ec *executionContext) _IPRange(ctx context.Context, sel ast.SelectionSet, 
 var iPRangeConnectionImplementors = []string{"IPRangeConnection"}
 
 func (ec *executionContext) _IPRangeConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRangeConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPRangeConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangeConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41211,7 +41211,7 @@ func (ec *executionContext) _IPRangeConnection(ctx context.Context, sel ast.Sele
 var iPRangeEdgeImplementors = []string{"IPRangeEdge"}
 
 func (ec *executionContext) _IPRangeEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRangeEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPRangeEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangeEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41249,7 +41249,7 @@ func (ec *executionContext) _IPRangeEdge(ctx context.Context, sel ast.SelectionS
 var iPRangePayloadImplementors = []string{"IPRangePayload"}
 
 func (ec *executionContext) _IPRangePayload(ctx context.Context, sel ast.SelectionSet, obj *model.IPRangePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, iPRangePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41287,7 +41287,7 @@ func (ec *executionContext) _IPRangePayload(ctx context.Context, sel ast.Selecti
 var leaseImplementors = []string{"Lease", "Node"}
 
 func (ec *executionContext) _Lease(ctx context.Context, sel ast.SelectionSet, obj *ent.Lease) graphql.Marshaler {
-	fields := ec.collectFields(sel, leaseImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, leaseImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41380,7 +41380,7 @@ func (ec *executionContext) _Lease(ctx context.Context, sel ast.SelectionSet, ob
 var leaseConnectionImplementors = []string{"LeaseConnection"}
 
 func (ec *executionContext) _LeaseConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.LeaseConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, leaseConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, leaseConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41423,7 +41423,7 @@ func (ec *executionContext) _LeaseConnection(ctx context.Context, sel ast.Select
 var leaseEdgeImplementors = []string{"LeaseEdge"}
 
 func (ec *executionContext) _LeaseEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.LeaseEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, leaseEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, leaseEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41461,7 +41461,7 @@ func (ec *executionContext) _LeaseEdge(ctx context.Context, sel ast.SelectionSet
 var machineImplementors = []string{"Machine", "Node"}
 
 func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, obj *ent.Machine) graphql.Marshaler {
-	fields := ec.collectFields(sel, machineImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machineImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41624,7 +41624,7 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 var machineConnectionImplementors = []string{"MachineConnection"}
 
 func (ec *executionContext) _MachineConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.MachineConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, machineConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machineConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41667,7 +41667,7 @@ func (ec *executionContext) _MachineConnection(ctx context.Context, sel ast.Sele
 var machineEdgeImplementors = []string{"MachineEdge"}
 
 func (ec *executionContext) _MachineEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.MachineEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, machineEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machineEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41705,7 +41705,7 @@ func (ec *executionContext) _MachineEdge(ctx context.Context, sel ast.SelectionS
 var machinePayloadImplementors = []string{"MachinePayload"}
 
 func (ec *executionContext) _MachinePayload(ctx context.Context, sel ast.SelectionSet, obj *model.MachinePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, machinePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machinePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -41743,7 +41743,7 @@ func (ec *executionContext) _MachinePayload(ctx context.Context, sel ast.Selecti
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
-	fields := ec.collectFields(sel, mutationImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, mutationImplementors)
 	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
 		Object: "Mutation",
 	})
@@ -42059,7 +42059,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 var nICImplementors = []string{"NIC", "Node"}
 
 func (ec *executionContext) _NIC(ctx context.Context, sel ast.SelectionSet, obj *ent.NIC) graphql.Marshaler {
-	fields := ec.collectFields(sel, nICImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42147,7 +42147,7 @@ func (ec *executionContext) _NIC(ctx context.Context, sel ast.SelectionSet, obj 
 var nICConnectionImplementors = []string{"NICConnection"}
 
 func (ec *executionContext) _NICConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NICConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, nICConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42190,7 +42190,7 @@ func (ec *executionContext) _NICConnection(ctx context.Context, sel ast.Selectio
 var nICEdgeImplementors = []string{"NICEdge"}
 
 func (ec *executionContext) _NICEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NICEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, nICEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42228,7 +42228,7 @@ func (ec *executionContext) _NICEdge(ctx context.Context, sel ast.SelectionSet, 
 var nICPayloadImplementors = []string{"NICPayload"}
 
 func (ec *executionContext) _NICPayload(ctx context.Context, sel ast.SelectionSet, obj *model.NICPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, nICPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42266,7 +42266,7 @@ func (ec *executionContext) _NICPayload(ctx context.Context, sel ast.SelectionSe
 var networkImplementors = []string{"Network", "Node"}
 
 func (ec *executionContext) _Network(ctx context.Context, sel ast.SelectionSet, obj *ent.Network) graphql.Marshaler {
-	fields := ec.collectFields(sel, networkImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42374,7 +42374,7 @@ func (ec *executionContext) _Network(ctx context.Context, sel ast.SelectionSet, 
 var networkConnectionImplementors = []string{"NetworkConnection"}
 
 func (ec *executionContext) _NetworkConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NetworkConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, networkConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42417,7 +42417,7 @@ func (ec *executionContext) _NetworkConnection(ctx context.Context, sel ast.Sele
 var networkEdgeImplementors = []string{"NetworkEdge"}
 
 func (ec *executionContext) _NetworkEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NetworkEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, networkEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42455,7 +42455,7 @@ func (ec *executionContext) _NetworkEdge(ctx context.Context, sel ast.SelectionS
 var networkPayloadImplementors = []string{"NetworkPayload"}
 
 func (ec *executionContext) _NetworkPayload(ctx context.Context, sel ast.SelectionSet, obj *model.NetworkPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, networkPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42493,7 +42493,7 @@ func (ec *executionContext) _NetworkPayload(ctx context.Context, sel ast.Selecti
 var nodeRoleImplementors = []string{"NodeRole", "Node"}
 
 func (ec *executionContext) _NodeRole(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRole) graphql.Marshaler {
-	fields := ec.collectFields(sel, nodeRoleImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRoleImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42631,7 +42631,7 @@ func (ec *executionContext) _NodeRole(ctx context.Context, sel ast.SelectionSet,
 var nodeRoleConnectionImplementors = []string{"NodeRoleConnection"}
 
 func (ec *executionContext) _NodeRoleConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRoleConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, nodeRoleConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRoleConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42674,7 +42674,7 @@ func (ec *executionContext) _NodeRoleConnection(ctx context.Context, sel ast.Sel
 var nodeRoleEdgeImplementors = []string{"NodeRoleEdge"}
 
 func (ec *executionContext) _NodeRoleEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRoleEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, nodeRoleEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRoleEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42712,7 +42712,7 @@ func (ec *executionContext) _NodeRoleEdge(ctx context.Context, sel ast.Selection
 var nodeRolePayloadImplementors = []string{"NodeRolePayload"}
 
 func (ec *executionContext) _NodeRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.NodeRolePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, nodeRolePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRolePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42750,7 +42750,7 @@ func (ec *executionContext) _NodeRolePayload(ctx context.Context, sel ast.Select
 var operationImplementors = []string{"Operation", "Node"}
 
 func (ec *executionContext) _Operation(ctx context.Context, sel ast.SelectionSet, obj *ent.Operation) graphql.Marshaler {
-	fields := ec.collectFields(sel, operationImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42843,7 +42843,7 @@ func (ec *executionContext) _Operation(ctx context.Context, sel ast.SelectionSet
 var operationConnectionImplementors = []string{"OperationConnection"}
 
 func (ec *executionContext) _OperationConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.OperationConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, operationConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42886,7 +42886,7 @@ func (ec *executionContext) _OperationConnection(ctx context.Context, sel ast.Se
 var operationEdgeImplementors = []string{"OperationEdge"}
 
 func (ec *executionContext) _OperationEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.OperationEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, operationEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42924,7 +42924,7 @@ func (ec *executionContext) _OperationEdge(ctx context.Context, sel ast.Selectio
 var operationPayloadImplementors = []string{"OperationPayload"}
 
 func (ec *executionContext) _OperationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.OperationPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, operationPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -42962,7 +42962,7 @@ func (ec *executionContext) _OperationPayload(ctx context.Context, sel ast.Selec
 var pageInfoImplementors = []string{"PageInfo"}
 
 func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *entgql.PageInfo[int]) graphql.Marshaler {
-	fields := ec.collectFields(sel, pageInfoImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, pageInfoImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43222,7 +43222,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 var rackImplementors = []string{"Rack", "Node"}
 
 func (ec *executionContext) _Rack(ctx context.Context, sel ast.SelectionSet, obj *ent.Rack) graphql.Marshaler {
-	fields := ec.collectFields(sel, rackImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43300,7 +43300,7 @@ func (ec *executionContext) _Rack(ctx context.Context, sel ast.SelectionSet, obj
 var rackConnectionImplementors = []string{"RackConnection"}
 
 func (ec *executionContext) _RackConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RackConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, rackConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43343,7 +43343,7 @@ func (ec *executionContext) _RackConnection(ctx context.Context, sel ast.Selecti
 var rackEdgeImplementors = []string{"RackEdge"}
 
 func (ec *executionContext) _RackEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RackEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, rackEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43381,7 +43381,7 @@ func (ec *executionContext) _RackEdge(ctx context.Context, sel ast.SelectionSet,
 var rackPayloadImplementors = []string{"RackPayload"}
 
 func (ec *executionContext) _RackPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RackPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, rackPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43419,7 +43419,7 @@ func (ec *executionContext) _RackPayload(ctx context.Context, sel ast.SelectionS
 var retryAllPayloadImplementors = []string{"RetryAllPayload"}
 
 func (ec *executionContext) _RetryAllPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RetryAllPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, retryAllPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, retryAllPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43457,7 +43457,7 @@ func (ec *executionContext) _RetryAllPayload(ctx context.Context, sel ast.Select
 var roleImplementors = []string{"Role", "Node"}
 
 func (ec *executionContext) _Role(ctx context.Context, sel ast.SelectionSet, obj *ent.Role) graphql.Marshaler {
-	fields := ec.collectFields(sel, roleImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, roleImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43595,7 +43595,7 @@ func (ec *executionContext) _Role(ctx context.Context, sel ast.SelectionSet, obj
 var roleConnectionImplementors = []string{"RoleConnection"}
 
 func (ec *executionContext) _RoleConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RoleConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, roleConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, roleConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43638,7 +43638,7 @@ func (ec *executionContext) _RoleConnection(ctx context.Context, sel ast.Selecti
 var roleEdgeImplementors = []string{"RoleEdge"}
 
 func (ec *executionContext) _RoleEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RoleEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, roleEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, roleEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43676,7 +43676,7 @@ func (ec *executionContext) _RoleEdge(ctx context.Context, sel ast.SelectionSet,
 var runImplementors = []string{"Run", "Node"}
 
 func (ec *executionContext) _Run(ctx context.Context, sel ast.SelectionSet, obj *ent.Run) graphql.Marshaler {
-	fields := ec.collectFields(sel, runImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, runImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43774,7 +43774,7 @@ func (ec *executionContext) _Run(ctx context.Context, sel ast.SelectionSet, obj 
 var runConnectionImplementors = []string{"RunConnection"}
 
 func (ec *executionContext) _RunConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RunConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, runConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, runConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43817,7 +43817,7 @@ func (ec *executionContext) _RunConnection(ctx context.Context, sel ast.Selectio
 var runEdgeImplementors = []string{"RunEdge"}
 
 func (ec *executionContext) _RunEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RunEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, runEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, runEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43855,7 +43855,7 @@ func (ec *executionContext) _RunEdge(ctx context.Context, sel ast.SelectionSet, 
 var setAttributePayloadImplementors = []string{"SetAttributePayload"}
 
 func (ec *executionContext) _SetAttributePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetAttributePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, setAttributePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, setAttributePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43898,7 +43898,7 @@ func (ec *executionContext) _SetAttributePayload(ctx context.Context, sel ast.Se
 var setBootenvPayloadImplementors = []string{"SetBootenvPayload"}
 
 func (ec *executionContext) _SetBootenvPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetBootenvPayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, setBootenvPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, setBootenvPayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -43936,7 +43936,7 @@ func (ec *executionContext) _SetBootenvPayload(ctx context.Context, sel ast.Sele
 var siteImplementors = []string{"Site", "Node"}
 
 func (ec *executionContext) _Site(ctx context.Context, sel ast.SelectionSet, obj *ent.Site) graphql.Marshaler {
-	fields := ec.collectFields(sel, siteImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, siteImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44004,7 +44004,7 @@ func (ec *executionContext) _Site(ctx context.Context, sel ast.SelectionSet, obj
 var siteConnectionImplementors = []string{"SiteConnection"}
 
 func (ec *executionContext) _SiteConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.SiteConnection) graphql.Marshaler {
-	fields := ec.collectFields(sel, siteConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, siteConnectionImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44047,7 +44047,7 @@ func (ec *executionContext) _SiteConnection(ctx context.Context, sel ast.Selecti
 var siteEdgeImplementors = []string{"SiteEdge"}
 
 func (ec *executionContext) _SiteEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.SiteEdge) graphql.Marshaler {
-	fields := ec.collectFields(sel, siteEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, siteEdgeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44085,7 +44085,7 @@ func (ec *executionContext) _SiteEdge(ctx context.Context, sel ast.SelectionSet,
 var sitePayloadImplementors = []string{"SitePayload"}
 
 func (ec *executionContext) _SitePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SitePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, sitePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, sitePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44123,7 +44123,7 @@ func (ec *executionContext) _SitePayload(ctx context.Context, sel ast.SelectionS
 var stateCountImplementors = []string{"StateCount"}
 
 func (ec *executionContext) _StateCount(ctx context.Context, sel ast.SelectionSet, obj *model.StateCount) graphql.Marshaler {
-	fields := ec.collectFields(sel, stateCountImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, stateCountImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44181,7 +44181,7 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 var unbindRolePayloadImplementors = []string{"UnbindRolePayload"}
 
 func (ec *executionContext) _UnbindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.UnbindRolePayload) graphql.Marshaler {
-	fields := ec.collectFields(sel, unbindRolePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, unbindRolePayloadImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44219,7 +44219,7 @@ func (ec *executionContext) _UnbindRolePayload(ctx context.Context, sel ast.Sele
 var __DirectiveImplementors = []string{"__Directive"}
 
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
-	fields := ec.collectFields(sel, __DirectiveImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __DirectiveImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44272,7 +44272,7 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 var __EnumValueImplementors = []string{"__EnumValue"}
 
 func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.EnumValue) graphql.Marshaler {
-	fields := ec.collectFields(sel, __EnumValueImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __EnumValueImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44320,7 +44320,7 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 var __FieldImplementors = []string{"__Field"}
 
 func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, obj *introspection.Field) graphql.Marshaler {
-	fields := ec.collectFields(sel, __FieldImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __FieldImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44378,7 +44378,7 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 var __InputValueImplementors = []string{"__InputValue"}
 
 func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.InputValue) graphql.Marshaler {
-	fields := ec.collectFields(sel, __InputValueImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __InputValueImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44436,7 +44436,7 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 var __SchemaImplementors = []string{"__Schema"}
 
 func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet, obj *introspection.Schema) graphql.Marshaler {
-	fields := ec.collectFields(sel, __SchemaImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __SchemaImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
@@ -44494,7 +44494,7 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 var __TypeImplementors = []string{"__Type"}
 
 func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, obj *introspection.Type) graphql.Marshaler {
-	fields := ec.collectFields(sel, __TypeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __TypeImplementors)
 
 	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup

@@ -135,24 +135,26 @@ type collectKey struct {
 	satisfies *string
 }
 
-// collectFields is graphql.CollectFields(ec.OperationContext, sel, satisfies), memoised.
-func (ec *executionContext) collectFields(sel ast.SelectionSet, satisfies []string) []graphql.CollectedField {
+// collectFieldsMemo is graphql.CollectFields(oc, sel, satisfies), memoised in m (the generated
+// executionContext's collected field; a function, not a method, because the field exists only
+// after post-processing and gqlgen type-checks this package before it).
+func collectFieldsMemo(m *collectMemo, oc *graphql.OperationContext, sel ast.SelectionSet, satisfies []string) []graphql.CollectedField {
 	if len(sel) == 0 || len(satisfies) == 0 {
-		return graphql.CollectFields(ec.OperationContext, sel, satisfies)
+		return graphql.CollectFields(oc, sel, satisfies)
 	}
 	k := collectKey{sel: &sel[0], n: len(sel), satisfies: &satisfies[0]}
-	ec.collected.mu.Lock()
-	fields, ok := ec.collected.m[k]
-	ec.collected.mu.Unlock()
+	m.mu.Lock()
+	fields, ok := m.m[k]
+	m.mu.Unlock()
 	if ok {
 		return fields
 	}
-	fields = graphql.CollectFields(ec.OperationContext, sel, satisfies)
-	ec.collected.mu.Lock()
-	if ec.collected.m == nil {
-		ec.collected.m = map[collectKey][]graphql.CollectedField{}
+	fields = graphql.CollectFields(oc, sel, satisfies)
+	m.mu.Lock()
+	if m.m == nil {
+		m.m = map[collectKey][]graphql.CollectedField{}
 	}
-	ec.collected.m[k] = fields
-	ec.collected.mu.Unlock()
+	m.m[k] = fields
+	m.mu.Unlock()
 	return fields
 }

@@ -76,7 +76,7 @@ func main() {
 //     largest allocation of the topology query, and an empty group is never processed;
 //   - such a marshaller also collects its fields in graph.serialFieldSet instead of
 //     graphql.FieldSet (same fields used, same JSON, far fewer allocations), and asks
-//     executionContext.collectFields (a per-operation memo keyed by identity, graph/serial.go)
+//     collectFieldsMemo (a per-operation memo keyed by identity, graph/serial.go)
 //     instead of graphql.CollectFields, whose cache hashes the type names on every object;
 //   - a plain leaf field gets a shortcut taken when the server installs no field middleware
 //     (executionContext.plainFields, graph/serial.go): see plainLeaf.
@@ -115,7 +115,7 @@ func postProcess(path string) error {
 			}
 			if bytes.Contains(f, serialSet) {
 				sets++
-				f = bytes.Replace(f, []byte("graphql.CollectFields(ec.OperationContext, sel, "), []byte("ec.collectFields(sel, "), 1)
+				f = bytes.Replace(f, []byte("graphql.CollectFields(ec.OperationContext, sel, "), []byte("collectFieldsMemo(&ec.collected, ec.OperationContext, sel, "), 1)
 			}
 		}
 		if g, ok := plainLeaf(f, src); ok {
