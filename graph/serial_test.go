@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -125,10 +126,13 @@ func TestPlainFieldsMatchResolveField(t *testing.T) {
 		srv := handler.New(NewExecutableSchema(Config{Resolvers: res}))
 		srv.AddTransport(transport.POST{})
 		seen := map[string]int{}
+		var mu sync.Mutex // root fields resolve concurrently
 		if !plain {
 			srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
 				fc := graphql.GetFieldContext(ctx)
-				seen[fc.Object+"."+fc.Field.Name]++ // fields below the root resolve serially
+				mu.Lock()
+				seen[fc.Object+"."+fc.Field.Name]++
+				mu.Unlock()
 				return next(ctx)
 			})
 		}
