@@ -4660,6 +4660,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 
 type executionContext struct {
 	*graphql.ExecutionContextState[ResolverRoot, DirectiveRoot, ComplexityRoot]
+	collected collectMemo
 }
 
 func newExecutionContext(
@@ -9283,6 +9284,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_states(_ context.Context
 }
 
 func (ec *executionContext) _AnnealerStatus_runsInFlight(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.RunsInFlight)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9306,6 +9310,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_runsInFlight(_ context.C
 }
 
 func (ec *executionContext) _AnnealerStatus_queueLength(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.QueueLength)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9329,6 +9336,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_queueLength(_ context.Co
 }
 
 func (ec *executionContext) _AnnealerStatus_leader(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Leader)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9352,6 +9362,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_leader(_ context.Context
 }
 
 func (ec *executionContext) _AnnealerStatus_owner(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Owner)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9375,6 +9388,9 @@ func (ec *executionContext) fieldContext_AnnealerStatus_owner(_ context.Context,
 }
 
 func (ec *executionContext) _Attribute_id(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9398,6 +9414,9 @@ func (ec *executionContext) fieldContext_Attribute_id(_ context.Context, field g
 }
 
 func (ec *executionContext) _Attribute_name(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9513,6 +9532,9 @@ func (ec *executionContext) fieldContext_Attribute_default(_ context.Context, fi
 }
 
 func (ec *executionContext) _Attribute_writable(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Writable)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9690,6 +9712,9 @@ func (ec *executionContext) fieldContext_AttributeConnection_pageInfo(_ context.
 }
 
 func (ec *executionContext) _AttributeConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9768,6 +9793,9 @@ func (ec *executionContext) fieldContext_AttributeEdge_cursor(_ context.Context,
 }
 
 func (ec *executionContext) _AttributeValue_layer(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Layer)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9855,6 +9883,9 @@ func (ec *executionContext) fieldContext_AttributeValue_deployment(_ context.Con
 }
 
 func (ec *executionContext) _AttributeValue_proposed(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Proposed)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9901,6 +9932,9 @@ func (ec *executionContext) fieldContext_AttributeValue_value(_ context.Context,
 }
 
 func (ec *executionContext) _BMC_id(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9993,6 +10027,9 @@ func (ec *executionContext) fieldContext_BMC_protocol(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMC_address(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Address)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10039,6 +10076,9 @@ func (ec *executionContext) fieldContext_BMC_port(_ context.Context, field graph
 }
 
 func (ec *executionContext) _BMC_scheme(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Scheme)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10062,6 +10102,9 @@ func (ec *executionContext) fieldContext_BMC_scheme(_ context.Context, field gra
 }
 
 func (ec *executionContext) _BMC_insecure(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Insecure)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10131,6 +10174,9 @@ func (ec *executionContext) fieldContext_BMC_systemID(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMC_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10250,6 +10296,9 @@ func (ec *executionContext) fieldContext_BMCConnection_pageInfo(_ context.Contex
 }
 
 func (ec *executionContext) _BMCConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.BMCConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10392,6 +10441,9 @@ func (ec *executionContext) fieldContext_BMCPayload_errors(_ context.Context, fi
 }
 
 func (ec *executionContext) _BMCSystem_id(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10415,6 +10467,9 @@ func (ec *executionContext) fieldContext_BMCSystem_id(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMCSystem_path(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Path)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10438,6 +10493,9 @@ func (ec *executionContext) fieldContext_BMCSystem_path(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCSystem_name(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10461,6 +10519,9 @@ func (ec *executionContext) fieldContext_BMCSystem_name(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCSystem_systemType(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.SystemType)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10484,6 +10545,9 @@ func (ec *executionContext) fieldContext_BMCSystem_systemType(_ context.Context,
 }
 
 func (ec *executionContext) _BMCSystem_manufacturer(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Manufacturer)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10507,6 +10571,9 @@ func (ec *executionContext) fieldContext_BMCSystem_manufacturer(_ context.Contex
 }
 
 func (ec *executionContext) _BMCSystem_model(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Model)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10530,6 +10597,9 @@ func (ec *executionContext) fieldContext_BMCSystem_model(_ context.Context, fiel
 }
 
 func (ec *executionContext) _BMCSystem_serialNumber(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.SerialNumber)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10553,6 +10623,9 @@ func (ec *executionContext) fieldContext_BMCSystem_serialNumber(_ context.Contex
 }
 
 func (ec *executionContext) _BMCSystem_uuid(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.UUID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10576,6 +10649,9 @@ func (ec *executionContext) fieldContext_BMCSystem_uuid(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCSystem_hostName(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.HostName)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10622,6 +10698,9 @@ func (ec *executionContext) fieldContext_BMCSystem_powerState(_ context.Context,
 }
 
 func (ec *executionContext) _BMCSystem_selected(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Selected)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10773,6 +10852,9 @@ func (ec *executionContext) fieldContext_BindRolePayload_errors(_ context.Contex
 }
 
 func (ec *executionContext) _BootScriptPreview_bootenv(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Bootenv)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10796,6 +10878,9 @@ func (ec *executionContext) fieldContext_BootScriptPreview_bootenv(_ context.Con
 }
 
 func (ec *executionContext) _BootScriptPreview_script(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Script)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10819,6 +10904,9 @@ func (ec *executionContext) fieldContext_BootScriptPreview_script(_ context.Cont
 }
 
 func (ec *executionContext) _BootScriptPreview_error(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.Error)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10842,6 +10930,9 @@ func (ec *executionContext) fieldContext_BootScriptPreview_error(_ context.Conte
 }
 
 func (ec *executionContext) _Bootenv_id(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10865,6 +10956,9 @@ func (ec *executionContext) fieldContext_Bootenv_id(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Bootenv_name(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10888,6 +10982,9 @@ func (ec *executionContext) fieldContext_Bootenv_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _Bootenv_description(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Description)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10911,6 +11008,9 @@ func (ec *executionContext) fieldContext_Bootenv_description(_ context.Context, 
 }
 
 func (ec *executionContext) _Bootenv_kernel(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Kernel)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10957,6 +11057,9 @@ func (ec *executionContext) fieldContext_Bootenv_initrd(_ context.Context, field
 }
 
 func (ec *executionContext) _Bootenv_cmdline(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Cmdline)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11003,6 +11106,9 @@ func (ec *executionContext) fieldContext_Bootenv_templateNames(_ context.Context
 }
 
 func (ec *executionContext) _Bootenv_builtin(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Builtin)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11026,6 +11132,9 @@ func (ec *executionContext) fieldContext_Bootenv_builtin(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Bootenv_source(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Source)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11186,6 +11295,9 @@ func (ec *executionContext) fieldContext_DHCPPoolUse_network(_ context.Context, 
 }
 
 func (ec *executionContext) _DHCPPoolUse_used(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Used)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11209,6 +11321,9 @@ func (ec *executionContext) fieldContext_DHCPPoolUse_used(_ context.Context, fie
 }
 
 func (ec *executionContext) _DHCPPoolUse_free(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Free)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11232,6 +11347,9 @@ func (ec *executionContext) fieldContext_DHCPPoolUse_free(_ context.Context, fie
 }
 
 func (ec *executionContext) _DHCPStatus_mode(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Mode)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11255,6 +11373,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_mode(_ context.Context, fiel
 }
 
 func (ec *executionContext) _DHCPStatus_interface(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.Interface)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11278,6 +11399,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_interface(_ context.Context,
 }
 
 func (ec *executionContext) _DHCPStatus_leases(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Leases)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11301,6 +11425,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_leases(_ context.Context, fi
 }
 
 func (ec *executionContext) _DHCPStatus_received(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Received)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11324,6 +11451,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_received(_ context.Context, 
 }
 
 func (ec *executionContext) _DHCPStatus_answered(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Answered)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11347,6 +11477,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_answered(_ context.Context, 
 }
 
 func (ec *executionContext) _DHCPStatus_malformed(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Malformed)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11402,6 +11535,9 @@ func (ec *executionContext) fieldContext_DHCPStatus_poolUse(_ context.Context, f
 }
 
 func (ec *executionContext) _DeletePayload_deletedID(ctx context.Context, field graphql.CollectedField, obj *model.DeletePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.DeletedID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11457,6 +11593,9 @@ func (ec *executionContext) fieldContext_DeletePayload_errors(_ context.Context,
 }
 
 func (ec *executionContext) _Deployment_id(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11526,6 +11665,9 @@ func (ec *executionContext) fieldContext_Deployment_updatedAt(_ context.Context,
 }
 
 func (ec *executionContext) _Deployment_name(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11618,6 +11760,9 @@ func (ec *executionContext) fieldContext_Deployment_roleData(_ context.Context, 
 }
 
 func (ec *executionContext) _Deployment_parentID(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.ParentID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11836,6 +11981,9 @@ func (ec *executionContext) fieldContext_DeploymentConnection_pageInfo(_ context
 }
 
 func (ec *executionContext) _DeploymentConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.DeploymentConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11978,6 +12126,9 @@ func (ec *executionContext) fieldContext_DeploymentPayload_errors(_ context.Cont
 }
 
 func (ec *executionContext) _Disk_id(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12047,6 +12198,9 @@ func (ec *executionContext) fieldContext_Disk_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Disk_name(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12070,6 +12224,9 @@ func (ec *executionContext) fieldContext_Disk_name(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Disk_sizeBytes(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.SizeBytes)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12185,6 +12342,9 @@ func (ec *executionContext) fieldContext_Disk_path(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Disk_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12304,6 +12464,9 @@ func (ec *executionContext) fieldContext_DiskConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _DiskConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.DiskConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12446,6 +12609,9 @@ func (ec *executionContext) fieldContext_DiskPayload_errors(_ context.Context, f
 }
 
 func (ec *executionContext) _DomainError_field(ctx context.Context, field graphql.CollectedField, obj *domain.Error) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Field)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12492,6 +12658,9 @@ func (ec *executionContext) fieldContext_DomainError_code(_ context.Context, fie
 }
 
 func (ec *executionContext) _DomainError_message(ctx context.Context, field graphql.CollectedField, obj *domain.Error) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Message)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12515,6 +12684,9 @@ func (ec *executionContext) fieldContext_DomainError_message(_ context.Context, 
 }
 
 func (ec *executionContext) _Event_id(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12538,6 +12710,9 @@ func (ec *executionContext) fieldContext_Event_id(_ context.Context, field graph
 }
 
 func (ec *executionContext) _Event_seq(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.Seq)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12584,6 +12759,9 @@ func (ec *executionContext) fieldContext_Event_time(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Event_actor(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Actor)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12607,6 +12785,9 @@ func (ec *executionContext) fieldContext_Event_actor(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Event_kind(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Kind)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12630,6 +12811,9 @@ func (ec *executionContext) fieldContext_Event_kind(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Event_objectType(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.ObjectType)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12653,6 +12837,9 @@ func (ec *executionContext) fieldContext_Event_objectType(_ context.Context, fie
 }
 
 func (ec *executionContext) _Event_objectID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ObjectID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12676,6 +12863,9 @@ func (ec *executionContext) fieldContext_Event_objectID(_ context.Context, field
 }
 
 func (ec *executionContext) _Event_siteID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.SiteID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12699,6 +12889,9 @@ func (ec *executionContext) fieldContext_Event_siteID(_ context.Context, field g
 }
 
 func (ec *executionContext) _Event_rackID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.RackID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12722,6 +12915,9 @@ func (ec *executionContext) fieldContext_Event_rackID(_ context.Context, field g
 }
 
 func (ec *executionContext) _Event_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12800,6 +12996,9 @@ func (ec *executionContext) fieldContext_EventPage_events(_ context.Context, fie
 }
 
 func (ec *executionContext) _EventPage_lastSeq(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.LastSeq)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12823,6 +13022,9 @@ func (ec *executionContext) fieldContext_EventPage_lastSeq(_ context.Context, fi
 }
 
 func (ec *executionContext) _EventPage_hasMore(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.HasMore)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12846,6 +13048,9 @@ func (ec *executionContext) fieldContext_EventPage_hasMore(_ context.Context, fi
 }
 
 func (ec *executionContext) _IPAllocation_id(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12915,6 +13120,9 @@ func (ec *executionContext) fieldContext_IPAllocation_updatedAt(_ context.Contex
 }
 
 func (ec *executionContext) _IPAllocation_address(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Address)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12961,6 +13169,9 @@ func (ec *executionContext) fieldContext_IPAllocation_purpose(_ context.Context,
 }
 
 func (ec *executionContext) _IPAllocation_networkID(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NetworkID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12984,6 +13195,9 @@ func (ec *executionContext) fieldContext_IPAllocation_networkID(_ context.Contex
 }
 
 func (ec *executionContext) _IPAllocation_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13135,6 +13349,9 @@ func (ec *executionContext) fieldContext_IPAllocationConnection_pageInfo(_ conte
 }
 
 func (ec *executionContext) _IPAllocationConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13277,6 +13494,9 @@ func (ec *executionContext) fieldContext_IPAllocationPayload_errors(_ context.Co
 }
 
 func (ec *executionContext) _IPRange_id(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13369,6 +13589,9 @@ func (ec *executionContext) fieldContext_IPRange_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _IPRange_first(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.First)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13392,6 +13615,9 @@ func (ec *executionContext) fieldContext_IPRange_first(_ context.Context, field 
 }
 
 func (ec *executionContext) _IPRange_last(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Last)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13438,6 +13664,9 @@ func (ec *executionContext) fieldContext_IPRange_purpose(_ context.Context, fiel
 }
 
 func (ec *executionContext) _IPRange_networkID(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NetworkID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13557,6 +13786,9 @@ func (ec *executionContext) fieldContext_IPRangeConnection_pageInfo(_ context.Co
 }
 
 func (ec *executionContext) _IPRangeConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.IPRangeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13791,6 +14023,9 @@ func (ec *executionContext) fieldContext_Identity_sites(_ context.Context, field
 }
 
 func (ec *executionContext) _Lease_id(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13860,6 +14095,9 @@ func (ec *executionContext) fieldContext_Lease_updatedAt(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Lease_mac(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.MAC)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13883,6 +14121,9 @@ func (ec *executionContext) fieldContext_Lease_mac(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Lease_address(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Address)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13998,6 +14239,9 @@ func (ec *executionContext) fieldContext_Lease_hostname(_ context.Context, field
 }
 
 func (ec *executionContext) _Lease_networkID(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NetworkID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14021,6 +14265,9 @@ func (ec *executionContext) fieldContext_Lease_networkID(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Lease_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14172,6 +14419,9 @@ func (ec *executionContext) fieldContext_LeaseConnection_pageInfo(_ context.Cont
 }
 
 func (ec *executionContext) _LeaseConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.LeaseConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14250,6 +14500,9 @@ func (ec *executionContext) fieldContext_LeaseEdge_cursor(_ context.Context, fie
 }
 
 func (ec *executionContext) _Machine_id(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14319,6 +14572,9 @@ func (ec *executionContext) fieldContext_Machine_updatedAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_name(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14342,6 +14598,9 @@ func (ec *executionContext) fieldContext_Machine_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _Machine_rackID(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.RackID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14365,6 +14624,9 @@ func (ec *executionContext) fieldContext_Machine_rackID(_ context.Context, field
 }
 
 func (ec *executionContext) _Machine_uPosition(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOInt2ᚖint(ctx, field.Selections, obj.UPosition)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14388,6 +14650,9 @@ func (ec *executionContext) fieldContext_Machine_uPosition(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_uHeight(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.UHeight)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14480,6 +14745,9 @@ func (ec *executionContext) fieldContext_Machine_model(_ context.Context, field 
 }
 
 func (ec *executionContext) _Machine_arch(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Arch)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14572,6 +14840,9 @@ func (ec *executionContext) fieldContext_Machine_memoryBytes(_ context.Context, 
 }
 
 func (ec *executionContext) _Machine_alive(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Alive)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14595,6 +14866,9 @@ func (ec *executionContext) fieldContext_Machine_alive(_ context.Context, field 
 }
 
 func (ec *executionContext) _Machine_available(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Available)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14618,6 +14892,9 @@ func (ec *executionContext) fieldContext_Machine_available(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_bootenv(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Bootenv)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15079,6 +15356,9 @@ func (ec *executionContext) fieldContext_MachineConnection_pageInfo(_ context.Co
 }
 
 func (ec *executionContext) _MachineConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.MachineConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18017,6 +18297,9 @@ func (ec *executionContext) fieldContext_Mutation_setBootenv(ctx context.Context
 }
 
 func (ec *executionContext) _NIC_id(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18086,6 +18369,9 @@ func (ec *executionContext) fieldContext_NIC_updatedAt(_ context.Context, field 
 }
 
 func (ec *executionContext) _NIC_mac(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.MAC)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18155,6 +18441,9 @@ func (ec *executionContext) fieldContext_NIC_speedMbps(_ context.Context, field 
 }
 
 func (ec *executionContext) _NIC_link(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOBoolean2ᚖbool(ctx, field.Selections, obj.Link)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18178,6 +18467,9 @@ func (ec *executionContext) fieldContext_NIC_link(_ context.Context, field graph
 }
 
 func (ec *executionContext) _NIC_pxe(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Pxe)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18247,6 +18539,9 @@ func (ec *executionContext) fieldContext_NIC_switchPort(_ context.Context, field
 }
 
 func (ec *executionContext) _NIC_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18366,6 +18661,9 @@ func (ec *executionContext) fieldContext_NICConnection_pageInfo(_ context.Contex
 }
 
 func (ec *executionContext) _NICConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.NICConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18508,6 +18806,9 @@ func (ec *executionContext) fieldContext_NICPayload_errors(_ context.Context, fi
 }
 
 func (ec *executionContext) _Network_id(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18577,6 +18878,9 @@ func (ec *executionContext) fieldContext_Network_updatedAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _Network_name(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18600,6 +18904,9 @@ func (ec *executionContext) fieldContext_Network_name(_ context.Context, field g
 }
 
 func (ec *executionContext) _Network_cidr(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Cidr)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18692,6 +18999,9 @@ func (ec *executionContext) fieldContext_Network_description(_ context.Context, 
 }
 
 func (ec *executionContext) _Network_siteID(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOID2ᚖint(ctx, field.Selections, obj.SiteID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19012,6 +19322,9 @@ func (ec *executionContext) fieldContext_NetworkConnection_pageInfo(_ context.Co
 }
 
 func (ec *executionContext) _NetworkConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.NetworkConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19154,6 +19467,9 @@ func (ec *executionContext) fieldContext_NetworkPayload_errors(_ context.Context
 }
 
 func (ec *executionContext) _NodeRole_id(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19246,6 +19562,9 @@ func (ec *executionContext) fieldContext_NodeRole_state(_ context.Context, field
 }
 
 func (ec *executionContext) _NodeRole_cohort(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Cohort)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19269,6 +19588,9 @@ func (ec *executionContext) fieldContext_NodeRole_cohort(_ context.Context, fiel
 }
 
 func (ec *executionContext) _NodeRole_runCount(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.RunCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19292,6 +19614,9 @@ func (ec *executionContext) fieldContext_NodeRole_runCount(_ context.Context, fi
 }
 
 func (ec *executionContext) _NodeRole_attempts(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Attempts)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19453,6 +19778,9 @@ func (ec *executionContext) fieldContext_NodeRole_wall(_ context.Context, field 
 }
 
 func (ec *executionContext) _NodeRole_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19476,6 +19804,9 @@ func (ec *executionContext) fieldContext_NodeRole_machineID(_ context.Context, f
 }
 
 func (ec *executionContext) _NodeRole_roleID(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.RoleID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19499,6 +19830,9 @@ func (ec *executionContext) fieldContext_NodeRole_roleID(_ context.Context, fiel
 }
 
 func (ec *executionContext) _NodeRole_deploymentID(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.DeploymentID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19802,6 +20136,9 @@ func (ec *executionContext) fieldContext_NodeRoleConnection_pageInfo(_ context.C
 }
 
 func (ec *executionContext) _NodeRoleConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19944,6 +20281,9 @@ func (ec *executionContext) fieldContext_NodeRolePayload_errors(_ context.Contex
 }
 
 func (ec *executionContext) _Operation_id(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19967,6 +20307,9 @@ func (ec *executionContext) fieldContext_Operation_id(_ context.Context, field g
 }
 
 func (ec *executionContext) _Operation_action(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Action)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20220,6 +20563,9 @@ func (ec *executionContext) fieldContext_Operation_finishedAt(_ context.Context,
 }
 
 func (ec *executionContext) _Operation_machineID(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.MachineID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20339,6 +20685,9 @@ func (ec *executionContext) fieldContext_OperationConnection_pageInfo(_ context.
 }
 
 func (ec *executionContext) _OperationConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.OperationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20481,6 +20830,9 @@ func (ec *executionContext) fieldContext_OperationPayload_errors(_ context.Conte
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.HasNextPage)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20504,6 +20856,9 @@ func (ec *executionContext) fieldContext_PageInfo_hasNextPage(_ context.Context,
 }
 
 func (ec *executionContext) _PageInfo_hasPreviousPage(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.HasPreviousPage)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22437,6 +22792,9 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 }
 
 func (ec *executionContext) _Rack_id(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22506,6 +22864,9 @@ func (ec *executionContext) fieldContext_Rack_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Rack_name(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22529,6 +22890,9 @@ func (ec *executionContext) fieldContext_Rack_name(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Rack_height(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Height)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22598,6 +22962,9 @@ func (ec *executionContext) fieldContext_Rack_position(_ context.Context, field 
 }
 
 func (ec *executionContext) _Rack_siteID(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.SiteID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22761,6 +23128,9 @@ func (ec *executionContext) fieldContext_RackConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _RackConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.RackConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22903,6 +23273,9 @@ func (ec *executionContext) fieldContext_RackPayload_errors(_ context.Context, f
 }
 
 func (ec *executionContext) _RetryAllPayload_retried(ctx context.Context, field graphql.CollectedField, obj *model.RetryAllPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Retried)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -22958,6 +23331,9 @@ func (ec *executionContext) fieldContext_RetryAllPayload_errors(_ context.Contex
 }
 
 func (ec *executionContext) _Role_id(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23027,6 +23403,9 @@ func (ec *executionContext) fieldContext_Role_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Role_name(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23073,6 +23452,9 @@ func (ec *executionContext) fieldContext_Role_description(_ context.Context, fie
 }
 
 func (ec *executionContext) _Role_executor(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Executor)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23188,6 +23570,9 @@ func (ec *executionContext) fieldContext_Role_wants(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Role_implicit(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Implicit)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23211,6 +23596,9 @@ func (ec *executionContext) fieldContext_Role_implicit(_ context.Context, field 
 }
 
 func (ec *executionContext) _Role_cluster(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Cluster)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23234,6 +23622,9 @@ func (ec *executionContext) fieldContext_Role_cluster(_ context.Context, field g
 }
 
 func (ec *executionContext) _Role_destructive(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Destructive)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23257,6 +23648,9 @@ func (ec *executionContext) fieldContext_Role_destructive(_ context.Context, fie
 }
 
 func (ec *executionContext) _Role_discovery(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Discovery)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23326,6 +23720,9 @@ func (ec *executionContext) fieldContext_Role_defaults(_ context.Context, field 
 }
 
 func (ec *executionContext) _Role_retryAttempts(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.RetryAttempts)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23349,6 +23746,9 @@ func (ec *executionContext) fieldContext_Role_retryAttempts(_ context.Context, f
 }
 
 func (ec *executionContext) _Role_retryBackoffMs(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.RetryBackoffMs)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23372,6 +23772,9 @@ func (ec *executionContext) fieldContext_Role_retryBackoffMs(_ context.Context, 
 }
 
 func (ec *executionContext) _Role_retryMaxBackoffMs(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.RetryMaxBackoffMs)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23395,6 +23798,9 @@ func (ec *executionContext) fieldContext_Role_retryMaxBackoffMs(_ context.Contex
 }
 
 func (ec *executionContext) _Role_timeoutMs(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int64(ctx, field.Selections, obj.TimeoutMs)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23418,6 +23824,9 @@ func (ec *executionContext) fieldContext_Role_timeoutMs(_ context.Context, field
 }
 
 func (ec *executionContext) _Role_depth(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Depth)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23549,6 +23958,9 @@ func (ec *executionContext) fieldContext_RoleConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _RoleConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.RoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23627,6 +24039,9 @@ func (ec *executionContext) fieldContext_RoleEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Run_id(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23650,6 +24065,9 @@ func (ec *executionContext) fieldContext_Run_id(_ context.Context, field graphql
 }
 
 func (ec *executionContext) _Run_executor(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Executor)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23673,6 +24091,9 @@ func (ec *executionContext) fieldContext_Run_executor(_ context.Context, field g
 }
 
 func (ec *executionContext) _Run_attempt(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Attempt)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23811,6 +24232,9 @@ func (ec *executionContext) fieldContext_Run_error(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Run_exitStatus(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOInt2ᚖint(ctx, field.Selections, obj.ExitStatus)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23926,6 +24350,9 @@ func (ec *executionContext) fieldContext_Run_leaderEpoch(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Run_nodeRoleID(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.NodeRoleID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24045,6 +24472,9 @@ func (ec *executionContext) fieldContext_RunConnection_pageInfo(_ context.Contex
 }
 
 func (ec *executionContext) _RunConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.RunConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24265,6 +24695,9 @@ func (ec *executionContext) fieldContext_SetBootenvPayload_errors(_ context.Cont
 }
 
 func (ec *executionContext) _Site_id(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24334,6 +24767,9 @@ func (ec *executionContext) fieldContext_Site_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Site_name(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24555,6 +24991,9 @@ func (ec *executionContext) fieldContext_SiteConnection_pageInfo(_ context.Conte
 }
 
 func (ec *executionContext) _SiteConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.SiteConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.TotalCount)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24720,6 +25159,9 @@ func (ec *executionContext) fieldContext_StateCount_state(_ context.Context, fie
 }
 
 func (ec *executionContext) _StateCount_count(ctx context.Context, field graphql.CollectedField, obj *model.StateCount) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Count)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25039,6 +25481,9 @@ func (ec *executionContext) fieldContext_UserPayload_errors(_ context.Context, f
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25085,6 +25530,9 @@ func (ec *executionContext) fieldContext___Directive_description(_ context.Conte
 }
 
 func (ec *executionContext) ___Directive_isRepeatable(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.IsRepeatable)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25174,6 +25622,9 @@ func (ec *executionContext) fieldContext___Directive_args(ctx context.Context, f
 }
 
 func (ec *executionContext) ___EnumValue_name(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25266,6 +25717,9 @@ func (ec *executionContext) fieldContext___EnumValue_deprecationReason(_ context
 }
 
 func (ec *executionContext) ___Field_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25433,6 +25887,9 @@ func (ec *executionContext) fieldContext___Field_deprecationReason(_ context.Con
 }
 
 func (ec *executionContext) ___InputValue_name(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25511,6 +25968,9 @@ func (ec *executionContext) fieldContext___InputValue_type(_ context.Context, fi
 }
 
 func (ec *executionContext) ___InputValue_defaultValue(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.DefaultValue)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -42271,9 +42731,9 @@ func (ec *executionContext) _APITokenPayload(ctx context.Context, sel ast.Select
 var annealerStatusImplementors = []string{"AnnealerStatus"}
 
 func (ec *executionContext) _AnnealerStatus(ctx context.Context, sel ast.SelectionSet, obj *model.AnnealerStatus) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, annealerStatusImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, annealerStatusImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42324,9 +42784,9 @@ func (ec *executionContext) _AnnealerStatus(ctx context.Context, sel ast.Selecti
 var attributeImplementors = []string{"Attribute", "Node"}
 
 func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet, obj *ent.Attribute) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, attributeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42402,9 +42862,9 @@ func (ec *executionContext) _Attribute(ctx context.Context, sel ast.SelectionSet
 var attributeConnectionImplementors = []string{"AttributeConnection"}
 
 func (ec *executionContext) _AttributeConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.AttributeConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, attributeConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42445,9 +42905,9 @@ func (ec *executionContext) _AttributeConnection(ctx context.Context, sel ast.Se
 var attributeEdgeImplementors = []string{"AttributeEdge"}
 
 func (ec *executionContext) _AttributeEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.AttributeEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, attributeEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42483,9 +42943,9 @@ func (ec *executionContext) _AttributeEdge(ctx context.Context, sel ast.Selectio
 var attributeValueImplementors = []string{"AttributeValue"}
 
 func (ec *executionContext) _AttributeValue(ctx context.Context, sel ast.SelectionSet, obj *model.AttributeValue) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, attributeValueImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, attributeValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42536,9 +42996,9 @@ func (ec *executionContext) _AttributeValue(ctx context.Context, sel ast.Selecti
 var bMCImplementors = []string{"BMC", "Node"}
 
 func (ec *executionContext) _BMC(ctx context.Context, sel ast.SelectionSet, obj *ent.BMC) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bMCImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42624,9 +43084,9 @@ func (ec *executionContext) _BMC(ctx context.Context, sel ast.SelectionSet, obj 
 var bMCConnectionImplementors = []string{"BMCConnection"}
 
 func (ec *executionContext) _BMCConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.BMCConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bMCConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42667,9 +43127,9 @@ func (ec *executionContext) _BMCConnection(ctx context.Context, sel ast.Selectio
 var bMCEdgeImplementors = []string{"BMCEdge"}
 
 func (ec *executionContext) _BMCEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.BMCEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bMCEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42705,9 +43165,9 @@ func (ec *executionContext) _BMCEdge(ctx context.Context, sel ast.SelectionSet, 
 var bMCPayloadImplementors = []string{"BMCPayload"}
 
 func (ec *executionContext) _BMCPayload(ctx context.Context, sel ast.SelectionSet, obj *model.BMCPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bMCPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42743,9 +43203,9 @@ func (ec *executionContext) _BMCPayload(ctx context.Context, sel ast.SelectionSe
 var bMCSystemImplementors = []string{"BMCSystem"}
 
 func (ec *executionContext) _BMCSystem(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystem) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bMCSystemImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCSystemImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42826,9 +43286,9 @@ func (ec *executionContext) _BMCSystem(ctx context.Context, sel ast.SelectionSet
 var bMCSystemsPayloadImplementors = []string{"BMCSystemsPayload"}
 
 func (ec *executionContext) _BMCSystemsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.BMCSystemsPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bMCSystemsPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bMCSystemsPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42864,9 +43324,9 @@ func (ec *executionContext) _BMCSystemsPayload(ctx context.Context, sel ast.Sele
 var bindRolePayloadImplementors = []string{"BindRolePayload"}
 
 func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.BindRolePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bindRolePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bindRolePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42902,9 +43362,9 @@ func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.Select
 var bootScriptPreviewImplementors = []string{"BootScriptPreview"}
 
 func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.SelectionSet, obj *model.BootScriptPreview) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bootScriptPreviewImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bootScriptPreviewImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42945,9 +43405,9 @@ func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.Sele
 var bootenvImplementors = []string{"Bootenv"}
 
 func (ec *executionContext) _Bootenv(ctx context.Context, sel ast.SelectionSet, obj *ent.Bootenv) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, bootenvImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bootenvImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43061,9 +43521,9 @@ func (ec *executionContext) _CreateAPITokenPayload(ctx context.Context, sel ast.
 var dHCPPoolUseImplementors = []string{"DHCPPoolUse"}
 
 func (ec *executionContext) _DHCPPoolUse(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPPoolUse) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPPoolUseImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, dHCPPoolUseImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43104,9 +43564,9 @@ func (ec *executionContext) _DHCPPoolUse(ctx context.Context, sel ast.SelectionS
 var dHCPStatusImplementors = []string{"DHCPStatus"}
 
 func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSet, obj *model.DHCPStatus) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, dHCPStatusImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, dHCPStatusImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43167,9 +43627,9 @@ func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSe
 var deletePayloadImplementors = []string{"DeletePayload"}
 
 func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeletePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, deletePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deletePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43205,9 +43665,9 @@ func (ec *executionContext) _DeletePayload(ctx context.Context, sel ast.Selectio
 var deploymentImplementors = []string{"Deployment", "Node"}
 
 func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSet, obj *ent.Deployment) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43293,9 +43753,9 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 var deploymentConnectionImplementors = []string{"DeploymentConnection"}
 
 func (ec *executionContext) _DeploymentConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.DeploymentConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43336,9 +43796,9 @@ func (ec *executionContext) _DeploymentConnection(ctx context.Context, sel ast.S
 var deploymentEdgeImplementors = []string{"DeploymentEdge"}
 
 func (ec *executionContext) _DeploymentEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.DeploymentEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43374,9 +43834,9 @@ func (ec *executionContext) _DeploymentEdge(ctx context.Context, sel ast.Selecti
 var deploymentPayloadImplementors = []string{"DeploymentPayload"}
 
 func (ec *executionContext) _DeploymentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeploymentPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, deploymentPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, deploymentPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43412,9 +43872,9 @@ func (ec *executionContext) _DeploymentPayload(ctx context.Context, sel ast.Sele
 var diskImplementors = []string{"Disk", "Node"}
 
 func (ec *executionContext) _Disk(ctx context.Context, sel ast.SelectionSet, obj *ent.Disk) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, diskImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43495,9 +43955,9 @@ func (ec *executionContext) _Disk(ctx context.Context, sel ast.SelectionSet, obj
 var diskConnectionImplementors = []string{"DiskConnection"}
 
 func (ec *executionContext) _DiskConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.DiskConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, diskConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43538,9 +43998,9 @@ func (ec *executionContext) _DiskConnection(ctx context.Context, sel ast.Selecti
 var diskEdgeImplementors = []string{"DiskEdge"}
 
 func (ec *executionContext) _DiskEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.DiskEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, diskEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43576,9 +44036,9 @@ func (ec *executionContext) _DiskEdge(ctx context.Context, sel ast.SelectionSet,
 var diskPayloadImplementors = []string{"DiskPayload"}
 
 func (ec *executionContext) _DiskPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DiskPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, diskPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, diskPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43614,9 +44074,9 @@ func (ec *executionContext) _DiskPayload(ctx context.Context, sel ast.SelectionS
 var domainErrorImplementors = []string{"DomainError"}
 
 func (ec *executionContext) _DomainError(ctx context.Context, sel ast.SelectionSet, obj *domain.Error) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, domainErrorImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, domainErrorImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43657,9 +44117,9 @@ func (ec *executionContext) _DomainError(ctx context.Context, sel ast.SelectionS
 var eventImplementors = []string{"Event", "Node"}
 
 func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, obj *ent.Event) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, eventImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, eventImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43740,9 +44200,9 @@ func (ec *executionContext) _Event(ctx context.Context, sel ast.SelectionSet, ob
 var eventPageImplementors = []string{"EventPage"}
 
 func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet, obj *model.EventPage) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, eventPageImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, eventPageImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43783,9 +44243,9 @@ func (ec *executionContext) _EventPage(ctx context.Context, sel ast.SelectionSet
 var iPAllocationImplementors = []string{"IPAllocation", "Node"}
 
 func (ec *executionContext) _IPAllocation(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocation) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43856,9 +44316,9 @@ func (ec *executionContext) _IPAllocation(ctx context.Context, sel ast.Selection
 var iPAllocationConnectionImplementors = []string{"IPAllocationConnection"}
 
 func (ec *executionContext) _IPAllocationConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocationConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43899,9 +44359,9 @@ func (ec *executionContext) _IPAllocationConnection(ctx context.Context, sel ast
 var iPAllocationEdgeImplementors = []string{"IPAllocationEdge"}
 
 func (ec *executionContext) _IPAllocationEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.IPAllocationEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43937,9 +44397,9 @@ func (ec *executionContext) _IPAllocationEdge(ctx context.Context, sel ast.Selec
 var iPAllocationPayloadImplementors = []string{"IPAllocationPayload"}
 
 func (ec *executionContext) _IPAllocationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.IPAllocationPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPAllocationPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPAllocationPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43975,9 +44435,9 @@ func (ec *executionContext) _IPAllocationPayload(ctx context.Context, sel ast.Se
 var iPRangeImplementors = []string{"IPRange", "Node"}
 
 func (ec *executionContext) _IPRange(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRange) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44048,9 +44508,9 @@ func (ec *executionContext) _IPRange(ctx context.Context, sel ast.SelectionSet, 
 var iPRangeConnectionImplementors = []string{"IPRangeConnection"}
 
 func (ec *executionContext) _IPRangeConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRangeConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangeConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangeConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44091,9 +44551,9 @@ func (ec *executionContext) _IPRangeConnection(ctx context.Context, sel ast.Sele
 var iPRangeEdgeImplementors = []string{"IPRangeEdge"}
 
 func (ec *executionContext) _IPRangeEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.IPRangeEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangeEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangeEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44129,9 +44589,9 @@ func (ec *executionContext) _IPRangeEdge(ctx context.Context, sel ast.SelectionS
 var iPRangePayloadImplementors = []string{"IPRangePayload"}
 
 func (ec *executionContext) _IPRangePayload(ctx context.Context, sel ast.SelectionSet, obj *model.IPRangePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, iPRangePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, iPRangePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44215,9 +44675,9 @@ func (ec *executionContext) _Identity(ctx context.Context, sel ast.SelectionSet,
 var leaseImplementors = []string{"Lease", "Node"}
 
 func (ec *executionContext) _Lease(ctx context.Context, sel ast.SelectionSet, obj *ent.Lease) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, leaseImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, leaseImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44308,9 +44768,9 @@ func (ec *executionContext) _Lease(ctx context.Context, sel ast.SelectionSet, ob
 var leaseConnectionImplementors = []string{"LeaseConnection"}
 
 func (ec *executionContext) _LeaseConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.LeaseConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, leaseConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, leaseConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44351,9 +44811,9 @@ func (ec *executionContext) _LeaseConnection(ctx context.Context, sel ast.Select
 var leaseEdgeImplementors = []string{"LeaseEdge"}
 
 func (ec *executionContext) _LeaseEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.LeaseEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, leaseEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, leaseEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44389,9 +44849,9 @@ func (ec *executionContext) _LeaseEdge(ctx context.Context, sel ast.SelectionSet
 var machineImplementors = []string{"Machine", "Node"}
 
 func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, obj *ent.Machine) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, machineImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machineImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44552,9 +45012,9 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 var machineConnectionImplementors = []string{"MachineConnection"}
 
 func (ec *executionContext) _MachineConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.MachineConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, machineConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machineConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44595,9 +45055,9 @@ func (ec *executionContext) _MachineConnection(ctx context.Context, sel ast.Sele
 var machineEdgeImplementors = []string{"MachineEdge"}
 
 func (ec *executionContext) _MachineEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.MachineEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, machineEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machineEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44633,9 +45093,9 @@ func (ec *executionContext) _MachineEdge(ctx context.Context, sel ast.SelectionS
 var machinePayloadImplementors = []string{"MachinePayload"}
 
 func (ec *executionContext) _MachinePayload(ctx context.Context, sel ast.SelectionSet, obj *model.MachinePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, machinePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, machinePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44671,12 +45131,12 @@ func (ec *executionContext) _MachinePayload(ctx context.Context, sel ast.Selecti
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, mutationImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, mutationImplementors)
 	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
 		Object: "Mutation",
 	})
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
@@ -45022,9 +45482,9 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 var nICImplementors = []string{"NIC", "Node"}
 
 func (ec *executionContext) _NIC(ctx context.Context, sel ast.SelectionSet, obj *ent.NIC) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nICImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45110,9 +45570,9 @@ func (ec *executionContext) _NIC(ctx context.Context, sel ast.SelectionSet, obj 
 var nICConnectionImplementors = []string{"NICConnection"}
 
 func (ec *executionContext) _NICConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NICConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nICConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45153,9 +45613,9 @@ func (ec *executionContext) _NICConnection(ctx context.Context, sel ast.Selectio
 var nICEdgeImplementors = []string{"NICEdge"}
 
 func (ec *executionContext) _NICEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NICEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nICEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45191,9 +45651,9 @@ func (ec *executionContext) _NICEdge(ctx context.Context, sel ast.SelectionSet, 
 var nICPayloadImplementors = []string{"NICPayload"}
 
 func (ec *executionContext) _NICPayload(ctx context.Context, sel ast.SelectionSet, obj *model.NICPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nICPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nICPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45229,9 +45689,9 @@ func (ec *executionContext) _NICPayload(ctx context.Context, sel ast.SelectionSe
 var networkImplementors = []string{"Network", "Node"}
 
 func (ec *executionContext) _Network(ctx context.Context, sel ast.SelectionSet, obj *ent.Network) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, networkImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45337,9 +45797,9 @@ func (ec *executionContext) _Network(ctx context.Context, sel ast.SelectionSet, 
 var networkConnectionImplementors = []string{"NetworkConnection"}
 
 func (ec *executionContext) _NetworkConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NetworkConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, networkConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45380,9 +45840,9 @@ func (ec *executionContext) _NetworkConnection(ctx context.Context, sel ast.Sele
 var networkEdgeImplementors = []string{"NetworkEdge"}
 
 func (ec *executionContext) _NetworkEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NetworkEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, networkEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45418,9 +45878,9 @@ func (ec *executionContext) _NetworkEdge(ctx context.Context, sel ast.SelectionS
 var networkPayloadImplementors = []string{"NetworkPayload"}
 
 func (ec *executionContext) _NetworkPayload(ctx context.Context, sel ast.SelectionSet, obj *model.NetworkPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, networkPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, networkPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45456,9 +45916,9 @@ func (ec *executionContext) _NetworkPayload(ctx context.Context, sel ast.Selecti
 var nodeRoleImplementors = []string{"NodeRole", "Node"}
 
 func (ec *executionContext) _NodeRole(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRole) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRoleImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRoleImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45594,9 +46054,9 @@ func (ec *executionContext) _NodeRole(ctx context.Context, sel ast.SelectionSet,
 var nodeRoleConnectionImplementors = []string{"NodeRoleConnection"}
 
 func (ec *executionContext) _NodeRoleConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRoleConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRoleConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRoleConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45637,9 +46097,9 @@ func (ec *executionContext) _NodeRoleConnection(ctx context.Context, sel ast.Sel
 var nodeRoleEdgeImplementors = []string{"NodeRoleEdge"}
 
 func (ec *executionContext) _NodeRoleEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NodeRoleEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRoleEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRoleEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45675,9 +46135,9 @@ func (ec *executionContext) _NodeRoleEdge(ctx context.Context, sel ast.Selection
 var nodeRolePayloadImplementors = []string{"NodeRolePayload"}
 
 func (ec *executionContext) _NodeRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.NodeRolePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, nodeRolePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, nodeRolePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45713,9 +46173,9 @@ func (ec *executionContext) _NodeRolePayload(ctx context.Context, sel ast.Select
 var operationImplementors = []string{"Operation", "Node"}
 
 func (ec *executionContext) _Operation(ctx context.Context, sel ast.SelectionSet, obj *ent.Operation) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, operationImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45811,9 +46271,9 @@ func (ec *executionContext) _Operation(ctx context.Context, sel ast.SelectionSet
 var operationConnectionImplementors = []string{"OperationConnection"}
 
 func (ec *executionContext) _OperationConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.OperationConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, operationConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45854,9 +46314,9 @@ func (ec *executionContext) _OperationConnection(ctx context.Context, sel ast.Se
 var operationEdgeImplementors = []string{"OperationEdge"}
 
 func (ec *executionContext) _OperationEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.OperationEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, operationEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45892,9 +46352,9 @@ func (ec *executionContext) _OperationEdge(ctx context.Context, sel ast.Selectio
 var operationPayloadImplementors = []string{"OperationPayload"}
 
 func (ec *executionContext) _OperationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.OperationPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, operationPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, operationPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -45930,9 +46390,9 @@ func (ec *executionContext) _OperationPayload(ctx context.Context, sel ast.Selec
 var pageInfoImplementors = []string{"PageInfo"}
 
 func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *entgql.PageInfo[int]) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, pageInfoImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, pageInfoImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46208,9 +46668,9 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 var rackImplementors = []string{"Rack", "Node"}
 
 func (ec *executionContext) _Rack(ctx context.Context, sel ast.SelectionSet, obj *ent.Rack) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, rackImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46286,9 +46746,9 @@ func (ec *executionContext) _Rack(ctx context.Context, sel ast.SelectionSet, obj
 var rackConnectionImplementors = []string{"RackConnection"}
 
 func (ec *executionContext) _RackConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RackConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, rackConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46329,9 +46789,9 @@ func (ec *executionContext) _RackConnection(ctx context.Context, sel ast.Selecti
 var rackEdgeImplementors = []string{"RackEdge"}
 
 func (ec *executionContext) _RackEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RackEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, rackEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46367,9 +46827,9 @@ func (ec *executionContext) _RackEdge(ctx context.Context, sel ast.SelectionSet,
 var rackPayloadImplementors = []string{"RackPayload"}
 
 func (ec *executionContext) _RackPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RackPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, rackPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, rackPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46405,9 +46865,9 @@ func (ec *executionContext) _RackPayload(ctx context.Context, sel ast.SelectionS
 var retryAllPayloadImplementors = []string{"RetryAllPayload"}
 
 func (ec *executionContext) _RetryAllPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RetryAllPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, retryAllPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, retryAllPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46443,9 +46903,9 @@ func (ec *executionContext) _RetryAllPayload(ctx context.Context, sel ast.Select
 var roleImplementors = []string{"Role", "Node"}
 
 func (ec *executionContext) _Role(ctx context.Context, sel ast.SelectionSet, obj *ent.Role) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, roleImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, roleImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46581,9 +47041,9 @@ func (ec *executionContext) _Role(ctx context.Context, sel ast.SelectionSet, obj
 var roleConnectionImplementors = []string{"RoleConnection"}
 
 func (ec *executionContext) _RoleConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RoleConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, roleConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, roleConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46624,9 +47084,9 @@ func (ec *executionContext) _RoleConnection(ctx context.Context, sel ast.Selecti
 var roleEdgeImplementors = []string{"RoleEdge"}
 
 func (ec *executionContext) _RoleEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RoleEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, roleEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, roleEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46662,9 +47122,9 @@ func (ec *executionContext) _RoleEdge(ctx context.Context, sel ast.SelectionSet,
 var runImplementors = []string{"Run", "Node"}
 
 func (ec *executionContext) _Run(ctx context.Context, sel ast.SelectionSet, obj *ent.Run) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, runImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, runImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46765,9 +47225,9 @@ func (ec *executionContext) _Run(ctx context.Context, sel ast.SelectionSet, obj 
 var runConnectionImplementors = []string{"RunConnection"}
 
 func (ec *executionContext) _RunConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.RunConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, runConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, runConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46808,9 +47268,9 @@ func (ec *executionContext) _RunConnection(ctx context.Context, sel ast.Selectio
 var runEdgeImplementors = []string{"RunEdge"}
 
 func (ec *executionContext) _RunEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.RunEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, runEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, runEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46846,9 +47306,9 @@ func (ec *executionContext) _RunEdge(ctx context.Context, sel ast.SelectionSet, 
 var setAttributePayloadImplementors = []string{"SetAttributePayload"}
 
 func (ec *executionContext) _SetAttributePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetAttributePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, setAttributePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, setAttributePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46889,9 +47349,9 @@ func (ec *executionContext) _SetAttributePayload(ctx context.Context, sel ast.Se
 var setBootenvPayloadImplementors = []string{"SetBootenvPayload"}
 
 func (ec *executionContext) _SetBootenvPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetBootenvPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, setBootenvPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, setBootenvPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46927,9 +47387,9 @@ func (ec *executionContext) _SetBootenvPayload(ctx context.Context, sel ast.Sele
 var siteImplementors = []string{"Site", "Node"}
 
 func (ec *executionContext) _Site(ctx context.Context, sel ast.SelectionSet, obj *ent.Site) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, siteImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, siteImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -46995,9 +47455,9 @@ func (ec *executionContext) _Site(ctx context.Context, sel ast.SelectionSet, obj
 var siteConnectionImplementors = []string{"SiteConnection"}
 
 func (ec *executionContext) _SiteConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.SiteConnection) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, siteConnectionImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, siteConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47038,9 +47498,9 @@ func (ec *executionContext) _SiteConnection(ctx context.Context, sel ast.Selecti
 var siteEdgeImplementors = []string{"SiteEdge"}
 
 func (ec *executionContext) _SiteEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.SiteEdge) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, siteEdgeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, siteEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47076,9 +47536,9 @@ func (ec *executionContext) _SiteEdge(ctx context.Context, sel ast.SelectionSet,
 var sitePayloadImplementors = []string{"SitePayload"}
 
 func (ec *executionContext) _SitePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SitePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, sitePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, sitePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47114,9 +47574,9 @@ func (ec *executionContext) _SitePayload(ctx context.Context, sel ast.SelectionS
 var stateCountImplementors = []string{"StateCount"}
 
 func (ec *executionContext) _StateCount(ctx context.Context, sel ast.SelectionSet, obj *model.StateCount) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, stateCountImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, stateCountImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47172,9 +47632,9 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 var unbindRolePayloadImplementors = []string{"UnbindRolePayload"}
 
 func (ec *executionContext) _UnbindRolePayload(ctx context.Context, sel ast.SelectionSet, obj *model.UnbindRolePayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, unbindRolePayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, unbindRolePayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47301,9 +47761,9 @@ func (ec *executionContext) _UserPayload(ctx context.Context, sel ast.SelectionS
 var __DirectiveImplementors = []string{"__Directive"}
 
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, __DirectiveImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __DirectiveImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47354,9 +47814,9 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 var __EnumValueImplementors = []string{"__EnumValue"}
 
 func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.EnumValue) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, __EnumValueImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __EnumValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47402,9 +47862,9 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 var __FieldImplementors = []string{"__Field"}
 
 func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, obj *introspection.Field) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, __FieldImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __FieldImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47460,9 +47920,9 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 var __InputValueImplementors = []string{"__InputValue"}
 
 func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.InputValue) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, __InputValueImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __InputValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47518,9 +47978,9 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 var __SchemaImplementors = []string{"__Schema"}
 
 func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet, obj *introspection.Schema) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, __SchemaImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __SchemaImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47576,9 +48036,9 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 var __TypeImplementors = []string{"__Type"}
 
 func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, obj *introspection.Type) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, __TypeImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, __TypeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {

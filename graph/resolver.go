@@ -35,6 +35,9 @@ type Resolver struct {
 	boot        *ipxe.Handler
 	dhcp        *dhcp.Server
 	auth        *auth.Service
+	// plainFields lets the executor skip graphql.ResolveField for plain leaf fields; set by
+	// NewHandler only, see graph/serial.go.
+	plainFields bool
 }
 
 // Options wires the optional parts of the API: without them the corresponding mutations answer

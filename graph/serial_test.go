@@ -3,12 +3,24 @@ package graph
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/prybar/prybar/fixtures"
+	"github.com/prybar/prybar/internal/store"
 )
 
 // TestMarshalSliceSerial: every element is marshalled in order with its own index in the field
@@ -58,7 +70,147 @@ func TestGeneratedExecutorIsSerial(t *testing.T) {
 			t.Errorf("generated.go has %d calls of %s: regenerate with `make generate`", n, bad)
 		}
 	}
-	if !strings.Contains(s, "marshalSliceSerial(") {
-		t.Error("generated.go does not use marshalSliceSerial: regenerate with `make generate`")
+	for _, want := range []string{"marshalSliceSerial(", "newSerialFieldSet(fields)", "if ec.plainFields() {"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("generated.go has no %s: regenerate with `make generate`", want)
+		}
+	}
+}
+
+// TestSerialFieldSetMarshalsLikeFieldSet: the same fields and values give the same JSON as
+// graphql.FieldSet, including an alias given twice (written once) and more fields than fit
+// inline.
+func TestSerialFieldSetMarshalsLikeFieldSet(t *testing.T) {
+	var fields []graphql.CollectedField
+	for i, alias := range []string{"id", "name", "name", "__typename", "a1", "a2", "a3", "a4", "a5", "a6"} {
+		fields = append(fields, graphql.CollectedField{Field: &ast.Field{Alias: alias, Name: fmt.Sprint("f", i)}})
+	}
+	for _, n := range []int{0, 1, 3, len(fields)} {
+		want, got := graphql.NewFieldSet(fields[:n]), newSerialFieldSet(fields[:n])
+		for i := range n {
+			want.Values[i] = graphql.MarshalString(fmt.Sprint("v", i))
+			got.Values[i] = graphql.MarshalString(fmt.Sprint("v", i))
+		}
+		var wb, gb bytes.Buffer
+		want.MarshalGQL(&wb)
+		got.MarshalGQL(&gb)
+		if wb.String() != gb.String() {
+			t.Errorf("%d fields: serialFieldSet wrote %s, graphql.FieldSet %s", n, gb.String(), wb.String())
+		}
+	}
+}
+
+// TestPlainFieldsMatchResolveField: a query answered with the plain-field shortcut is byte for byte
+// the answer of the full graphql.ResolveField path; and with field middleware installed (so the
+// shortcut is off, as NewHandler's contract requires) the middleware sees every leaf field.
+func TestPlainFieldsMatchResolveField(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "plain.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := fixtures.Generate(fixtures.GenerateOptions{Machines: 6, Racks: 2, Seed: 7})
+	if _, err := fixtures.Load(ctx, st, "generated", f); err != nil {
+		t.Fatal(err)
+	}
+	const query = `{ sites { totalCount edges { cursor node { __typename id name n2: name description
+	  racks { totalCount edges { node { id name height
+	    machines(first: 4) { totalCount pageInfo { hasNextPage endCursor } edges { node { id name uPosition uHeight serial rackID alive available
+	      nics { totalCount edges { node { mac } } }
+	      disks { totalCount edges { node { name sizeBytes } } }
+	      bmc { protocol address } } } } } } } } } } }`
+	answer := func(plain bool) (string, map[string]int) {
+		res := NewResolver(st, nil, Options{})
+		res.plainFields = plain
+		srv := handler.New(NewExecutableSchema(Config{Resolvers: res}))
+		srv.AddTransport(transport.POST{})
+		seen := map[string]int{}
+		var mu sync.Mutex // root fields resolve concurrently
+		if !plain {
+			srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
+				fc := graphql.GetFieldContext(ctx)
+				mu.Lock()
+				seen[fc.Object+"."+fc.Field.Name]++
+				mu.Unlock()
+				return next(ctx)
+			})
+		}
+		body, _ := json.Marshal(map[string]any{"query": query})
+		req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Body.String(), seen
+	}
+	fast, _ := answer(true)
+	full, seen := answer(false)
+	if fast != full {
+		t.Fatalf("plain fields changed the answer:\nfast %s\nfull %s", fast, full)
+	}
+	if !strings.Contains(full, `"uPosition"`) || strings.Contains(full, `"errors"`) {
+		t.Fatalf("unexpected answer %s", full)
+	}
+	for _, leaf := range []string{"Machine.name", "Machine.uPosition", "NIC.mac", "Disk.sizeBytes", "Site.name"} {
+		if seen[leaf] == 0 {
+			t.Errorf("field middleware never saw %s (saw %v)", leaf, seen)
+		}
+	}
+	if n := strings.Count(full, `"uHeight"`); n == 0 || seen["Machine.name"] != n {
+		t.Errorf("field middleware saw Machine.name %d times for %d machines", seen["Machine.name"], n)
+	}
+}
+
+// TestLargeAnswerWrittenWhole: an answer whose data bypasses json.Marshal (graph/rawdata.go) is
+// the same JSON document, with the same status and content type, as gqlgen's own transport
+// writes; an answer too small to bypass is unchanged byte for byte.
+func TestLargeAnswerWrittenWhole(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "large.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := fixtures.Generate(fixtures.GenerateOptions{Machines: 400, Racks: 2, Seed: 7})
+	if _, err := fixtures.Load(ctx, st, "generated", f); err != nil {
+		t.Fatal(err)
+	}
+	post := func(h http.Handler, query string) *httptest.ResponseRecorder {
+		body, _ := json.Marshal(map[string]any{"query": query})
+		req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	plain := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, nil, Options{})}))
+	plain.AddTransport(transport.POST{})
+	ours := NewHandler(st, nil, Options{})
+	const large = `{ machines(first: 400) { edges { node { id name serial nics { edges { node { mac } } } } } } }`
+	const small = `{ machines(first: 2) { totalCount edges { node { id name } } } }`
+	for _, q := range []string{large, small, `{ nope }`} {
+		want, got := post(plain, q), post(ours, q)
+		if got.Code != want.Code || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+			t.Errorf("%s: status %d %q, want %d %q", q, got.Code, got.Header().Get("Content-Type"), want.Code, want.Header().Get("Content-Type"))
+		}
+		if strings.Contains(got.Body.String(), "prybar-data-") {
+			t.Fatalf("%s: the data marker leaked: %.200s", q, got.Body.String())
+		}
+		var w, g any
+		if err := json.Unmarshal(want.Body.Bytes(), &w); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(got.Body.Bytes(), &g); err != nil {
+			t.Fatalf("%s: answer is not JSON: %v", q, err)
+		}
+		if !reflect.DeepEqual(w, g) {
+			t.Errorf("%s: answers differ:\n%.300s\n%.300s", q, got.Body.String(), want.Body.String())
+		}
+		if q == large && got.Body.Len() < rawDataMin {
+			t.Errorf("the large answer has only %d bytes: it does not exercise the bypass", got.Body.Len())
+		}
+		if q == small && got.Body.String() != want.Body.String() {
+			t.Errorf("small answer changed: %s, want %s", got.Body.String(), want.Body.String())
+		}
 	}
 }

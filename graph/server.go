@@ -49,11 +49,15 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 	srv.Use(&costLimit{})
 	srv.AroundRootFields(denyUndecided)
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	// No extension above is a field interceptor (AroundFields), so plain leaf fields may skip
+	// graphql.ResolveField (graph/serial.go). Adding field middleware means removing this line.
+	res.plainFields = true
 	srv.SetErrorPresenter(presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		log.Error("resolver panic", "panic", p)
 		return errors.New("internal server error")
 	})
+	srv.AroundResponses(takeRawData) // first: the outermost, see graph/rawdata.go
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		resp := next(ctx)
 		if resp != nil && len(resp.Errors) > 0 {
@@ -61,5 +65,5 @@ func NewHandler(st *store.Store, log *slog.Logger, opts Options) http.Handler {
 		}
 		return resp
 	})
-	return limitBody(srv, MaxBodyBytes)
+	return limitBody(withRawData(srv), MaxBodyBytes)
 }
