@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/prybar/prybar/ent/agenttask"
 	"github.com/prybar/prybar/ent/apitoken"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
@@ -48,6 +49,8 @@ type Client struct {
 	Schema *migrate.Schema
 	// APIToken is the client for interacting with the APIToken builders.
 	APIToken *APITokenClient
+	// AgentTask is the client for interacting with the AgentTask builders.
+	AgentTask *AgentTaskClient
 	// Attribute is the client for interacting with the Attribute builders.
 	Attribute *AttributeClient
 	// BMC is the client for interacting with the BMC builders.
@@ -102,6 +105,7 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.APIToken = NewAPITokenClient(c.config)
+	c.AgentTask = NewAgentTaskClient(c.config)
 	c.Attribute = NewAttributeClient(c.config)
 	c.BMC = NewBMCClient(c.config)
 	c.BMCSession = NewBMCSessionClient(c.config)
@@ -216,6 +220,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:          ctx,
 		config:       cfg,
 		APIToken:     NewAPITokenClient(cfg),
+		AgentTask:    NewAgentTaskClient(cfg),
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
 		BMCSession:   NewBMCSessionClient(cfg),
@@ -257,6 +262,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:          ctx,
 		config:       cfg,
 		APIToken:     NewAPITokenClient(cfg),
+		AgentTask:    NewAgentTaskClient(cfg),
 		Attribute:    NewAttributeClient(cfg),
 		BMC:          NewBMCClient(cfg),
 		BMCSession:   NewBMCSessionClient(cfg),
@@ -307,9 +313,10 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.APIToken, c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk,
-		c.Event, c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network,
-		c.NodeRole, c.Operation, c.Rack, c.Role, c.Run, c.Session, c.Site, c.User,
+		c.APIToken, c.AgentTask, c.Attribute, c.BMC, c.BMCSession, c.Bootenv,
+		c.Deployment, c.Disk, c.Event, c.IPAllocation, c.IPRange, c.Lease, c.Machine,
+		c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack, c.Role, c.Run, c.Session,
+		c.Site, c.User,
 	} {
 		n.Use(hooks...)
 	}
@@ -319,9 +326,10 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.APIToken, c.Attribute, c.BMC, c.BMCSession, c.Bootenv, c.Deployment, c.Disk,
-		c.Event, c.IPAllocation, c.IPRange, c.Lease, c.Machine, c.NIC, c.Network,
-		c.NodeRole, c.Operation, c.Rack, c.Role, c.Run, c.Session, c.Site, c.User,
+		c.APIToken, c.AgentTask, c.Attribute, c.BMC, c.BMCSession, c.Bootenv,
+		c.Deployment, c.Disk, c.Event, c.IPAllocation, c.IPRange, c.Lease, c.Machine,
+		c.NIC, c.Network, c.NodeRole, c.Operation, c.Rack, c.Role, c.Run, c.Session,
+		c.Site, c.User,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -332,6 +340,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *APITokenMutation:
 		return c.APIToken.mutate(ctx, m)
+	case *AgentTaskMutation:
+		return c.AgentTask.mutate(ctx, m)
 	case *AttributeMutation:
 		return c.Attribute.mutate(ctx, m)
 	case *BMCMutation:
@@ -525,6 +535,139 @@ func (c *APITokenClient) mutate(ctx context.Context, m *APITokenMutation) (Value
 		return (&APITokenDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown APIToken mutation op: %q", m.Op())
+	}
+}
+
+// AgentTaskClient is a client for the AgentTask schema.
+type AgentTaskClient struct {
+	config
+}
+
+// NewAgentTaskClient returns a client for the AgentTask from the given config.
+func NewAgentTaskClient(c config) *AgentTaskClient {
+	return &AgentTaskClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `agenttask.Hooks(f(g(h())))`.
+func (c *AgentTaskClient) Use(hooks ...Hook) {
+	c.hooks.AgentTask = append(c.hooks.AgentTask, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `agenttask.Intercept(f(g(h())))`.
+func (c *AgentTaskClient) Intercept(interceptors ...Interceptor) {
+	c.inters.AgentTask = append(c.inters.AgentTask, interceptors...)
+}
+
+// Create returns a builder for creating a AgentTask entity.
+func (c *AgentTaskClient) Create() *AgentTaskCreate {
+	mutation := newAgentTaskMutation(c.config, OpCreate)
+	return &AgentTaskCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of AgentTask entities.
+func (c *AgentTaskClient) CreateBulk(builders ...*AgentTaskCreate) *AgentTaskCreateBulk {
+	return &AgentTaskCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AgentTaskClient) MapCreateBulk(slice any, setFunc func(*AgentTaskCreate, int)) *AgentTaskCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AgentTaskCreateBulk{err: fmt.Errorf("calling to AgentTaskClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AgentTaskCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AgentTaskCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for AgentTask.
+func (c *AgentTaskClient) Update() *AgentTaskUpdate {
+	mutation := newAgentTaskMutation(c.config, OpUpdate)
+	return &AgentTaskUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AgentTaskClient) UpdateOne(_m *AgentTask) *AgentTaskUpdateOne {
+	mutation := newAgentTaskMutation(c.config, OpUpdateOne, withAgentTask(_m))
+	return &AgentTaskUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AgentTaskClient) UpdateOneID(id int) *AgentTaskUpdateOne {
+	mutation := newAgentTaskMutation(c.config, OpUpdateOne, withAgentTaskID(id))
+	return &AgentTaskUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for AgentTask.
+func (c *AgentTaskClient) Delete() *AgentTaskDelete {
+	mutation := newAgentTaskMutation(c.config, OpDelete)
+	return &AgentTaskDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AgentTaskClient) DeleteOne(_m *AgentTask) *AgentTaskDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AgentTaskClient) DeleteOneID(id int) *AgentTaskDeleteOne {
+	builder := c.Delete().Where(agenttask.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AgentTaskDeleteOne{builder}
+}
+
+// Query returns a query builder for AgentTask.
+func (c *AgentTaskClient) Query() *AgentTaskQuery {
+	return &AgentTaskQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAgentTask},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a AgentTask entity by its id.
+func (c *AgentTaskClient) Get(ctx context.Context, id int) (*AgentTask, error) {
+	return c.Query().Where(agenttask.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AgentTaskClient) GetX(ctx context.Context, id int) *AgentTask {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *AgentTaskClient) Hooks() []Hook {
+	return c.hooks.AgentTask
+}
+
+// Interceptors returns the client interceptors.
+func (c *AgentTaskClient) Interceptors() []Interceptor {
+	return c.inters.AgentTask
+}
+
+func (c *AgentTaskClient) mutate(ctx context.Context, m *AgentTaskMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AgentTaskCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AgentTaskUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AgentTaskUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AgentTaskDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown AgentTask mutation op: %q", m.Op())
 	}
 }
 
@@ -3948,14 +4091,14 @@ func (c *UserClient) mutate(ctx context.Context, m *UserMutation) (Value, error)
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		APIToken, Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event,
-		IPAllocation, IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack,
-		Role, Run, Session, Site, User []ent.Hook
+		APIToken, AgentTask, Attribute, BMC, BMCSession, Bootenv, Deployment, Disk,
+		Event, IPAllocation, IPRange, Lease, Machine, NIC, Network, NodeRole,
+		Operation, Rack, Role, Run, Session, Site, User []ent.Hook
 	}
 	inters struct {
-		APIToken, Attribute, BMC, BMCSession, Bootenv, Deployment, Disk, Event,
-		IPAllocation, IPRange, Lease, Machine, NIC, Network, NodeRole, Operation, Rack,
-		Role, Run, Session, Site, User []ent.Interceptor
+		APIToken, AgentTask, Attribute, BMC, BMCSession, Bootenv, Deployment, Disk,
+		Event, IPAllocation, IPRange, Lease, Machine, NIC, Network, NodeRole,
+		Operation, Rack, Role, Run, Session, Site, User []ent.Interceptor
 	}
 )
 

@@ -11,6 +11,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/prybar/prybar/ent/agenttask"
 	"github.com/prybar/prybar/ent/apitoken"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
@@ -47,6 +48,7 @@ const (
 
 	// Node types.
 	TypeAPIToken     = "APIToken"
+	TypeAgentTask    = "AgentTask"
 	TypeAttribute    = "Attribute"
 	TypeBMC          = "BMC"
 	TypeBMCSession   = "BMCSession"
@@ -1016,6 +1018,1453 @@ func (m *APITokenMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown APIToken edge %s", name)
+}
+
+// AgentTaskMutation represents an operation that mutates the AgentTask nodes in the graph.
+type AgentTaskMutation struct {
+	config
+	op                 Op
+	typ                string
+	id                 *int
+	created_at         *time.Time
+	updated_at         *time.Time
+	machine_id         *int
+	addmachine_id      *int
+	node_role_id       *int
+	addnode_role_id    *int
+	name               *string
+	kind               *agenttask.Kind
+	script             *string
+	timeout_seconds    *int
+	addtimeout_seconds *int
+	state              *agenttask.State
+	exit_code          *int
+	addexit_code       *int
+	output             *string
+	error              *string
+	result_id          *string
+	boot               *string
+	started_at         *time.Time
+	finished_at        *time.Time
+	clearedFields      map[string]struct{}
+	done               bool
+	oldValue           func(context.Context) (*AgentTask, error)
+	predicates         []predicate.AgentTask
+}
+
+var _ ent.Mutation = (*AgentTaskMutation)(nil)
+
+// agenttaskOption allows management of the mutation configuration using functional options.
+type agenttaskOption func(*AgentTaskMutation)
+
+// newAgentTaskMutation creates new mutation for the AgentTask entity.
+func newAgentTaskMutation(c config, op Op, opts ...agenttaskOption) *AgentTaskMutation {
+	m := &AgentTaskMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAgentTask,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAgentTaskID sets the ID field of the mutation.
+func withAgentTaskID(id int) agenttaskOption {
+	return func(m *AgentTaskMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *AgentTask
+		)
+		m.oldValue = func(ctx context.Context) (*AgentTask, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().AgentTask.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAgentTask sets the old AgentTask of the mutation.
+func withAgentTask(node *AgentTask) agenttaskOption {
+	return func(m *AgentTaskMutation) {
+		m.oldValue = func(context.Context) (*AgentTask, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AgentTaskMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AgentTaskMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AgentTaskMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AgentTaskMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().AgentTask.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *AgentTaskMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *AgentTaskMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *AgentTaskMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *AgentTaskMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *AgentTaskMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *AgentTaskMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetMachineID sets the "machine_id" field.
+func (m *AgentTaskMutation) SetMachineID(i int) {
+	m.machine_id = &i
+	m.addmachine_id = nil
+}
+
+// MachineID returns the value of the "machine_id" field in the mutation.
+func (m *AgentTaskMutation) MachineID() (r int, exists bool) {
+	v := m.machine_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMachineID returns the old "machine_id" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldMachineID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMachineID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMachineID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMachineID: %w", err)
+	}
+	return oldValue.MachineID, nil
+}
+
+// AddMachineID adds i to the "machine_id" field.
+func (m *AgentTaskMutation) AddMachineID(i int) {
+	if m.addmachine_id != nil {
+		*m.addmachine_id += i
+	} else {
+		m.addmachine_id = &i
+	}
+}
+
+// AddedMachineID returns the value that was added to the "machine_id" field in this mutation.
+func (m *AgentTaskMutation) AddedMachineID() (r int, exists bool) {
+	v := m.addmachine_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMachineID resets all changes to the "machine_id" field.
+func (m *AgentTaskMutation) ResetMachineID() {
+	m.machine_id = nil
+	m.addmachine_id = nil
+}
+
+// SetNodeRoleID sets the "node_role_id" field.
+func (m *AgentTaskMutation) SetNodeRoleID(i int) {
+	m.node_role_id = &i
+	m.addnode_role_id = nil
+}
+
+// NodeRoleID returns the value of the "node_role_id" field in the mutation.
+func (m *AgentTaskMutation) NodeRoleID() (r int, exists bool) {
+	v := m.node_role_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNodeRoleID returns the old "node_role_id" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldNodeRoleID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNodeRoleID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNodeRoleID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNodeRoleID: %w", err)
+	}
+	return oldValue.NodeRoleID, nil
+}
+
+// AddNodeRoleID adds i to the "node_role_id" field.
+func (m *AgentTaskMutation) AddNodeRoleID(i int) {
+	if m.addnode_role_id != nil {
+		*m.addnode_role_id += i
+	} else {
+		m.addnode_role_id = &i
+	}
+}
+
+// AddedNodeRoleID returns the value that was added to the "node_role_id" field in this mutation.
+func (m *AgentTaskMutation) AddedNodeRoleID() (r int, exists bool) {
+	v := m.addnode_role_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearNodeRoleID clears the value of the "node_role_id" field.
+func (m *AgentTaskMutation) ClearNodeRoleID() {
+	m.node_role_id = nil
+	m.addnode_role_id = nil
+	m.clearedFields[agenttask.FieldNodeRoleID] = struct{}{}
+}
+
+// NodeRoleIDCleared returns if the "node_role_id" field was cleared in this mutation.
+func (m *AgentTaskMutation) NodeRoleIDCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldNodeRoleID]
+	return ok
+}
+
+// ResetNodeRoleID resets all changes to the "node_role_id" field.
+func (m *AgentTaskMutation) ResetNodeRoleID() {
+	m.node_role_id = nil
+	m.addnode_role_id = nil
+	delete(m.clearedFields, agenttask.FieldNodeRoleID)
+}
+
+// SetName sets the "name" field.
+func (m *AgentTaskMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *AgentTaskMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *AgentTaskMutation) ResetName() {
+	m.name = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *AgentTaskMutation) SetKind(a agenttask.Kind) {
+	m.kind = &a
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *AgentTaskMutation) Kind() (r agenttask.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldKind(ctx context.Context) (v agenttask.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *AgentTaskMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetScript sets the "script" field.
+func (m *AgentTaskMutation) SetScript(s string) {
+	m.script = &s
+}
+
+// Script returns the value of the "script" field in the mutation.
+func (m *AgentTaskMutation) Script() (r string, exists bool) {
+	v := m.script
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldScript returns the old "script" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldScript(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldScript is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldScript requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldScript: %w", err)
+	}
+	return oldValue.Script, nil
+}
+
+// ClearScript clears the value of the "script" field.
+func (m *AgentTaskMutation) ClearScript() {
+	m.script = nil
+	m.clearedFields[agenttask.FieldScript] = struct{}{}
+}
+
+// ScriptCleared returns if the "script" field was cleared in this mutation.
+func (m *AgentTaskMutation) ScriptCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldScript]
+	return ok
+}
+
+// ResetScript resets all changes to the "script" field.
+func (m *AgentTaskMutation) ResetScript() {
+	m.script = nil
+	delete(m.clearedFields, agenttask.FieldScript)
+}
+
+// SetTimeoutSeconds sets the "timeout_seconds" field.
+func (m *AgentTaskMutation) SetTimeoutSeconds(i int) {
+	m.timeout_seconds = &i
+	m.addtimeout_seconds = nil
+}
+
+// TimeoutSeconds returns the value of the "timeout_seconds" field in the mutation.
+func (m *AgentTaskMutation) TimeoutSeconds() (r int, exists bool) {
+	v := m.timeout_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTimeoutSeconds returns the old "timeout_seconds" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldTimeoutSeconds(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTimeoutSeconds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTimeoutSeconds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTimeoutSeconds: %w", err)
+	}
+	return oldValue.TimeoutSeconds, nil
+}
+
+// AddTimeoutSeconds adds i to the "timeout_seconds" field.
+func (m *AgentTaskMutation) AddTimeoutSeconds(i int) {
+	if m.addtimeout_seconds != nil {
+		*m.addtimeout_seconds += i
+	} else {
+		m.addtimeout_seconds = &i
+	}
+}
+
+// AddedTimeoutSeconds returns the value that was added to the "timeout_seconds" field in this mutation.
+func (m *AgentTaskMutation) AddedTimeoutSeconds() (r int, exists bool) {
+	v := m.addtimeout_seconds
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetTimeoutSeconds resets all changes to the "timeout_seconds" field.
+func (m *AgentTaskMutation) ResetTimeoutSeconds() {
+	m.timeout_seconds = nil
+	m.addtimeout_seconds = nil
+}
+
+// SetState sets the "state" field.
+func (m *AgentTaskMutation) SetState(a agenttask.State) {
+	m.state = &a
+}
+
+// State returns the value of the "state" field in the mutation.
+func (m *AgentTaskMutation) State() (r agenttask.State, exists bool) {
+	v := m.state
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldState returns the old "state" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldState(ctx context.Context) (v agenttask.State, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldState is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldState requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldState: %w", err)
+	}
+	return oldValue.State, nil
+}
+
+// ResetState resets all changes to the "state" field.
+func (m *AgentTaskMutation) ResetState() {
+	m.state = nil
+}
+
+// SetExitCode sets the "exit_code" field.
+func (m *AgentTaskMutation) SetExitCode(i int) {
+	m.exit_code = &i
+	m.addexit_code = nil
+}
+
+// ExitCode returns the value of the "exit_code" field in the mutation.
+func (m *AgentTaskMutation) ExitCode() (r int, exists bool) {
+	v := m.exit_code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExitCode returns the old "exit_code" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldExitCode(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExitCode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExitCode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExitCode: %w", err)
+	}
+	return oldValue.ExitCode, nil
+}
+
+// AddExitCode adds i to the "exit_code" field.
+func (m *AgentTaskMutation) AddExitCode(i int) {
+	if m.addexit_code != nil {
+		*m.addexit_code += i
+	} else {
+		m.addexit_code = &i
+	}
+}
+
+// AddedExitCode returns the value that was added to the "exit_code" field in this mutation.
+func (m *AgentTaskMutation) AddedExitCode() (r int, exists bool) {
+	v := m.addexit_code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearExitCode clears the value of the "exit_code" field.
+func (m *AgentTaskMutation) ClearExitCode() {
+	m.exit_code = nil
+	m.addexit_code = nil
+	m.clearedFields[agenttask.FieldExitCode] = struct{}{}
+}
+
+// ExitCodeCleared returns if the "exit_code" field was cleared in this mutation.
+func (m *AgentTaskMutation) ExitCodeCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldExitCode]
+	return ok
+}
+
+// ResetExitCode resets all changes to the "exit_code" field.
+func (m *AgentTaskMutation) ResetExitCode() {
+	m.exit_code = nil
+	m.addexit_code = nil
+	delete(m.clearedFields, agenttask.FieldExitCode)
+}
+
+// SetOutput sets the "output" field.
+func (m *AgentTaskMutation) SetOutput(s string) {
+	m.output = &s
+}
+
+// Output returns the value of the "output" field in the mutation.
+func (m *AgentTaskMutation) Output() (r string, exists bool) {
+	v := m.output
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOutput returns the old "output" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldOutput(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOutput is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOutput requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOutput: %w", err)
+	}
+	return oldValue.Output, nil
+}
+
+// ClearOutput clears the value of the "output" field.
+func (m *AgentTaskMutation) ClearOutput() {
+	m.output = nil
+	m.clearedFields[agenttask.FieldOutput] = struct{}{}
+}
+
+// OutputCleared returns if the "output" field was cleared in this mutation.
+func (m *AgentTaskMutation) OutputCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldOutput]
+	return ok
+}
+
+// ResetOutput resets all changes to the "output" field.
+func (m *AgentTaskMutation) ResetOutput() {
+	m.output = nil
+	delete(m.clearedFields, agenttask.FieldOutput)
+}
+
+// SetError sets the "error" field.
+func (m *AgentTaskMutation) SetError(s string) {
+	m.error = &s
+}
+
+// Error returns the value of the "error" field in the mutation.
+func (m *AgentTaskMutation) Error() (r string, exists bool) {
+	v := m.error
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldError returns the old "error" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldError(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldError is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldError requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldError: %w", err)
+	}
+	return oldValue.Error, nil
+}
+
+// ClearError clears the value of the "error" field.
+func (m *AgentTaskMutation) ClearError() {
+	m.error = nil
+	m.clearedFields[agenttask.FieldError] = struct{}{}
+}
+
+// ErrorCleared returns if the "error" field was cleared in this mutation.
+func (m *AgentTaskMutation) ErrorCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldError]
+	return ok
+}
+
+// ResetError resets all changes to the "error" field.
+func (m *AgentTaskMutation) ResetError() {
+	m.error = nil
+	delete(m.clearedFields, agenttask.FieldError)
+}
+
+// SetResultID sets the "result_id" field.
+func (m *AgentTaskMutation) SetResultID(s string) {
+	m.result_id = &s
+}
+
+// ResultID returns the value of the "result_id" field in the mutation.
+func (m *AgentTaskMutation) ResultID() (r string, exists bool) {
+	v := m.result_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldResultID returns the old "result_id" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldResultID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldResultID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldResultID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldResultID: %w", err)
+	}
+	return oldValue.ResultID, nil
+}
+
+// ClearResultID clears the value of the "result_id" field.
+func (m *AgentTaskMutation) ClearResultID() {
+	m.result_id = nil
+	m.clearedFields[agenttask.FieldResultID] = struct{}{}
+}
+
+// ResultIDCleared returns if the "result_id" field was cleared in this mutation.
+func (m *AgentTaskMutation) ResultIDCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldResultID]
+	return ok
+}
+
+// ResetResultID resets all changes to the "result_id" field.
+func (m *AgentTaskMutation) ResetResultID() {
+	m.result_id = nil
+	delete(m.clearedFields, agenttask.FieldResultID)
+}
+
+// SetBoot sets the "boot" field.
+func (m *AgentTaskMutation) SetBoot(s string) {
+	m.boot = &s
+}
+
+// Boot returns the value of the "boot" field in the mutation.
+func (m *AgentTaskMutation) Boot() (r string, exists bool) {
+	v := m.boot
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBoot returns the old "boot" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldBoot(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBoot is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBoot requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBoot: %w", err)
+	}
+	return oldValue.Boot, nil
+}
+
+// ClearBoot clears the value of the "boot" field.
+func (m *AgentTaskMutation) ClearBoot() {
+	m.boot = nil
+	m.clearedFields[agenttask.FieldBoot] = struct{}{}
+}
+
+// BootCleared returns if the "boot" field was cleared in this mutation.
+func (m *AgentTaskMutation) BootCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldBoot]
+	return ok
+}
+
+// ResetBoot resets all changes to the "boot" field.
+func (m *AgentTaskMutation) ResetBoot() {
+	m.boot = nil
+	delete(m.clearedFields, agenttask.FieldBoot)
+}
+
+// SetStartedAt sets the "started_at" field.
+func (m *AgentTaskMutation) SetStartedAt(t time.Time) {
+	m.started_at = &t
+}
+
+// StartedAt returns the value of the "started_at" field in the mutation.
+func (m *AgentTaskMutation) StartedAt() (r time.Time, exists bool) {
+	v := m.started_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStartedAt returns the old "started_at" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldStartedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStartedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStartedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStartedAt: %w", err)
+	}
+	return oldValue.StartedAt, nil
+}
+
+// ClearStartedAt clears the value of the "started_at" field.
+func (m *AgentTaskMutation) ClearStartedAt() {
+	m.started_at = nil
+	m.clearedFields[agenttask.FieldStartedAt] = struct{}{}
+}
+
+// StartedAtCleared returns if the "started_at" field was cleared in this mutation.
+func (m *AgentTaskMutation) StartedAtCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldStartedAt]
+	return ok
+}
+
+// ResetStartedAt resets all changes to the "started_at" field.
+func (m *AgentTaskMutation) ResetStartedAt() {
+	m.started_at = nil
+	delete(m.clearedFields, agenttask.FieldStartedAt)
+}
+
+// SetFinishedAt sets the "finished_at" field.
+func (m *AgentTaskMutation) SetFinishedAt(t time.Time) {
+	m.finished_at = &t
+}
+
+// FinishedAt returns the value of the "finished_at" field in the mutation.
+func (m *AgentTaskMutation) FinishedAt() (r time.Time, exists bool) {
+	v := m.finished_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFinishedAt returns the old "finished_at" field's value of the AgentTask entity.
+// If the AgentTask object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AgentTaskMutation) OldFinishedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFinishedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFinishedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFinishedAt: %w", err)
+	}
+	return oldValue.FinishedAt, nil
+}
+
+// ClearFinishedAt clears the value of the "finished_at" field.
+func (m *AgentTaskMutation) ClearFinishedAt() {
+	m.finished_at = nil
+	m.clearedFields[agenttask.FieldFinishedAt] = struct{}{}
+}
+
+// FinishedAtCleared returns if the "finished_at" field was cleared in this mutation.
+func (m *AgentTaskMutation) FinishedAtCleared() bool {
+	_, ok := m.clearedFields[agenttask.FieldFinishedAt]
+	return ok
+}
+
+// ResetFinishedAt resets all changes to the "finished_at" field.
+func (m *AgentTaskMutation) ResetFinishedAt() {
+	m.finished_at = nil
+	delete(m.clearedFields, agenttask.FieldFinishedAt)
+}
+
+// Where appends a list predicates to the AgentTaskMutation builder.
+func (m *AgentTaskMutation) Where(ps ...predicate.AgentTask) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AgentTaskMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AgentTaskMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.AgentTask, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AgentTaskMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AgentTaskMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (AgentTask).
+func (m *AgentTaskMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AgentTaskMutation) Fields() []string {
+	fields := make([]string, 0, 16)
+	if m.created_at != nil {
+		fields = append(fields, agenttask.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, agenttask.FieldUpdatedAt)
+	}
+	if m.machine_id != nil {
+		fields = append(fields, agenttask.FieldMachineID)
+	}
+	if m.node_role_id != nil {
+		fields = append(fields, agenttask.FieldNodeRoleID)
+	}
+	if m.name != nil {
+		fields = append(fields, agenttask.FieldName)
+	}
+	if m.kind != nil {
+		fields = append(fields, agenttask.FieldKind)
+	}
+	if m.script != nil {
+		fields = append(fields, agenttask.FieldScript)
+	}
+	if m.timeout_seconds != nil {
+		fields = append(fields, agenttask.FieldTimeoutSeconds)
+	}
+	if m.state != nil {
+		fields = append(fields, agenttask.FieldState)
+	}
+	if m.exit_code != nil {
+		fields = append(fields, agenttask.FieldExitCode)
+	}
+	if m.output != nil {
+		fields = append(fields, agenttask.FieldOutput)
+	}
+	if m.error != nil {
+		fields = append(fields, agenttask.FieldError)
+	}
+	if m.result_id != nil {
+		fields = append(fields, agenttask.FieldResultID)
+	}
+	if m.boot != nil {
+		fields = append(fields, agenttask.FieldBoot)
+	}
+	if m.started_at != nil {
+		fields = append(fields, agenttask.FieldStartedAt)
+	}
+	if m.finished_at != nil {
+		fields = append(fields, agenttask.FieldFinishedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AgentTaskMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case agenttask.FieldCreatedAt:
+		return m.CreatedAt()
+	case agenttask.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case agenttask.FieldMachineID:
+		return m.MachineID()
+	case agenttask.FieldNodeRoleID:
+		return m.NodeRoleID()
+	case agenttask.FieldName:
+		return m.Name()
+	case agenttask.FieldKind:
+		return m.Kind()
+	case agenttask.FieldScript:
+		return m.Script()
+	case agenttask.FieldTimeoutSeconds:
+		return m.TimeoutSeconds()
+	case agenttask.FieldState:
+		return m.State()
+	case agenttask.FieldExitCode:
+		return m.ExitCode()
+	case agenttask.FieldOutput:
+		return m.Output()
+	case agenttask.FieldError:
+		return m.Error()
+	case agenttask.FieldResultID:
+		return m.ResultID()
+	case agenttask.FieldBoot:
+		return m.Boot()
+	case agenttask.FieldStartedAt:
+		return m.StartedAt()
+	case agenttask.FieldFinishedAt:
+		return m.FinishedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AgentTaskMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case agenttask.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case agenttask.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case agenttask.FieldMachineID:
+		return m.OldMachineID(ctx)
+	case agenttask.FieldNodeRoleID:
+		return m.OldNodeRoleID(ctx)
+	case agenttask.FieldName:
+		return m.OldName(ctx)
+	case agenttask.FieldKind:
+		return m.OldKind(ctx)
+	case agenttask.FieldScript:
+		return m.OldScript(ctx)
+	case agenttask.FieldTimeoutSeconds:
+		return m.OldTimeoutSeconds(ctx)
+	case agenttask.FieldState:
+		return m.OldState(ctx)
+	case agenttask.FieldExitCode:
+		return m.OldExitCode(ctx)
+	case agenttask.FieldOutput:
+		return m.OldOutput(ctx)
+	case agenttask.FieldError:
+		return m.OldError(ctx)
+	case agenttask.FieldResultID:
+		return m.OldResultID(ctx)
+	case agenttask.FieldBoot:
+		return m.OldBoot(ctx)
+	case agenttask.FieldStartedAt:
+		return m.OldStartedAt(ctx)
+	case agenttask.FieldFinishedAt:
+		return m.OldFinishedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown AgentTask field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AgentTaskMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case agenttask.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case agenttask.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case agenttask.FieldMachineID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMachineID(v)
+		return nil
+	case agenttask.FieldNodeRoleID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNodeRoleID(v)
+		return nil
+	case agenttask.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case agenttask.FieldKind:
+		v, ok := value.(agenttask.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case agenttask.FieldScript:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetScript(v)
+		return nil
+	case agenttask.FieldTimeoutSeconds:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTimeoutSeconds(v)
+		return nil
+	case agenttask.FieldState:
+		v, ok := value.(agenttask.State)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetState(v)
+		return nil
+	case agenttask.FieldExitCode:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExitCode(v)
+		return nil
+	case agenttask.FieldOutput:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOutput(v)
+		return nil
+	case agenttask.FieldError:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetError(v)
+		return nil
+	case agenttask.FieldResultID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetResultID(v)
+		return nil
+	case agenttask.FieldBoot:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBoot(v)
+		return nil
+	case agenttask.FieldStartedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStartedAt(v)
+		return nil
+	case agenttask.FieldFinishedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFinishedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AgentTask field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AgentTaskMutation) AddedFields() []string {
+	var fields []string
+	if m.addmachine_id != nil {
+		fields = append(fields, agenttask.FieldMachineID)
+	}
+	if m.addnode_role_id != nil {
+		fields = append(fields, agenttask.FieldNodeRoleID)
+	}
+	if m.addtimeout_seconds != nil {
+		fields = append(fields, agenttask.FieldTimeoutSeconds)
+	}
+	if m.addexit_code != nil {
+		fields = append(fields, agenttask.FieldExitCode)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AgentTaskMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case agenttask.FieldMachineID:
+		return m.AddedMachineID()
+	case agenttask.FieldNodeRoleID:
+		return m.AddedNodeRoleID()
+	case agenttask.FieldTimeoutSeconds:
+		return m.AddedTimeoutSeconds()
+	case agenttask.FieldExitCode:
+		return m.AddedExitCode()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AgentTaskMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case agenttask.FieldMachineID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMachineID(v)
+		return nil
+	case agenttask.FieldNodeRoleID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddNodeRoleID(v)
+		return nil
+	case agenttask.FieldTimeoutSeconds:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddTimeoutSeconds(v)
+		return nil
+	case agenttask.FieldExitCode:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddExitCode(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AgentTask numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AgentTaskMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(agenttask.FieldNodeRoleID) {
+		fields = append(fields, agenttask.FieldNodeRoleID)
+	}
+	if m.FieldCleared(agenttask.FieldScript) {
+		fields = append(fields, agenttask.FieldScript)
+	}
+	if m.FieldCleared(agenttask.FieldExitCode) {
+		fields = append(fields, agenttask.FieldExitCode)
+	}
+	if m.FieldCleared(agenttask.FieldOutput) {
+		fields = append(fields, agenttask.FieldOutput)
+	}
+	if m.FieldCleared(agenttask.FieldError) {
+		fields = append(fields, agenttask.FieldError)
+	}
+	if m.FieldCleared(agenttask.FieldResultID) {
+		fields = append(fields, agenttask.FieldResultID)
+	}
+	if m.FieldCleared(agenttask.FieldBoot) {
+		fields = append(fields, agenttask.FieldBoot)
+	}
+	if m.FieldCleared(agenttask.FieldStartedAt) {
+		fields = append(fields, agenttask.FieldStartedAt)
+	}
+	if m.FieldCleared(agenttask.FieldFinishedAt) {
+		fields = append(fields, agenttask.FieldFinishedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AgentTaskMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AgentTaskMutation) ClearField(name string) error {
+	switch name {
+	case agenttask.FieldNodeRoleID:
+		m.ClearNodeRoleID()
+		return nil
+	case agenttask.FieldScript:
+		m.ClearScript()
+		return nil
+	case agenttask.FieldExitCode:
+		m.ClearExitCode()
+		return nil
+	case agenttask.FieldOutput:
+		m.ClearOutput()
+		return nil
+	case agenttask.FieldError:
+		m.ClearError()
+		return nil
+	case agenttask.FieldResultID:
+		m.ClearResultID()
+		return nil
+	case agenttask.FieldBoot:
+		m.ClearBoot()
+		return nil
+	case agenttask.FieldStartedAt:
+		m.ClearStartedAt()
+		return nil
+	case agenttask.FieldFinishedAt:
+		m.ClearFinishedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown AgentTask nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AgentTaskMutation) ResetField(name string) error {
+	switch name {
+	case agenttask.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case agenttask.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case agenttask.FieldMachineID:
+		m.ResetMachineID()
+		return nil
+	case agenttask.FieldNodeRoleID:
+		m.ResetNodeRoleID()
+		return nil
+	case agenttask.FieldName:
+		m.ResetName()
+		return nil
+	case agenttask.FieldKind:
+		m.ResetKind()
+		return nil
+	case agenttask.FieldScript:
+		m.ResetScript()
+		return nil
+	case agenttask.FieldTimeoutSeconds:
+		m.ResetTimeoutSeconds()
+		return nil
+	case agenttask.FieldState:
+		m.ResetState()
+		return nil
+	case agenttask.FieldExitCode:
+		m.ResetExitCode()
+		return nil
+	case agenttask.FieldOutput:
+		m.ResetOutput()
+		return nil
+	case agenttask.FieldError:
+		m.ResetError()
+		return nil
+	case agenttask.FieldResultID:
+		m.ResetResultID()
+		return nil
+	case agenttask.FieldBoot:
+		m.ResetBoot()
+		return nil
+	case agenttask.FieldStartedAt:
+		m.ResetStartedAt()
+		return nil
+	case agenttask.FieldFinishedAt:
+		m.ResetFinishedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown AgentTask field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AgentTaskMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AgentTaskMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AgentTaskMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AgentTaskMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AgentTaskMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AgentTaskMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AgentTaskMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown AgentTask unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AgentTaskMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown AgentTask edge %s", name)
 }
 
 // AttributeMutation represents an operation that mutates the Attribute nodes in the graph.
@@ -10013,6 +11462,8 @@ type MachineMutation struct {
 	bootenv            *string
 	state              *machine.State
 	discovery          *map[string]interface{}
+	drift              *map[string]interface{}
+	discovery_conflict *string
 	clearedFields      map[string]struct{}
 	rack               *int
 	clearedrack        bool
@@ -10987,6 +12438,104 @@ func (m *MachineMutation) ResetDiscovery() {
 	delete(m.clearedFields, machine.FieldDiscovery)
 }
 
+// SetDrift sets the "drift" field.
+func (m *MachineMutation) SetDrift(value map[string]interface{}) {
+	m.drift = &value
+}
+
+// Drift returns the value of the "drift" field in the mutation.
+func (m *MachineMutation) Drift() (r map[string]interface{}, exists bool) {
+	v := m.drift
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDrift returns the old "drift" field's value of the Machine entity.
+// If the Machine object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MachineMutation) OldDrift(ctx context.Context) (v map[string]interface{}, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDrift is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDrift requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDrift: %w", err)
+	}
+	return oldValue.Drift, nil
+}
+
+// ClearDrift clears the value of the "drift" field.
+func (m *MachineMutation) ClearDrift() {
+	m.drift = nil
+	m.clearedFields[machine.FieldDrift] = struct{}{}
+}
+
+// DriftCleared returns if the "drift" field was cleared in this mutation.
+func (m *MachineMutation) DriftCleared() bool {
+	_, ok := m.clearedFields[machine.FieldDrift]
+	return ok
+}
+
+// ResetDrift resets all changes to the "drift" field.
+func (m *MachineMutation) ResetDrift() {
+	m.drift = nil
+	delete(m.clearedFields, machine.FieldDrift)
+}
+
+// SetDiscoveryConflict sets the "discovery_conflict" field.
+func (m *MachineMutation) SetDiscoveryConflict(s string) {
+	m.discovery_conflict = &s
+}
+
+// DiscoveryConflict returns the value of the "discovery_conflict" field in the mutation.
+func (m *MachineMutation) DiscoveryConflict() (r string, exists bool) {
+	v := m.discovery_conflict
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDiscoveryConflict returns the old "discovery_conflict" field's value of the Machine entity.
+// If the Machine object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MachineMutation) OldDiscoveryConflict(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDiscoveryConflict is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDiscoveryConflict requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDiscoveryConflict: %w", err)
+	}
+	return oldValue.DiscoveryConflict, nil
+}
+
+// ClearDiscoveryConflict clears the value of the "discovery_conflict" field.
+func (m *MachineMutation) ClearDiscoveryConflict() {
+	m.discovery_conflict = nil
+	m.clearedFields[machine.FieldDiscoveryConflict] = struct{}{}
+}
+
+// DiscoveryConflictCleared returns if the "discovery_conflict" field was cleared in this mutation.
+func (m *MachineMutation) DiscoveryConflictCleared() bool {
+	_, ok := m.clearedFields[machine.FieldDiscoveryConflict]
+	return ok
+}
+
+// ResetDiscoveryConflict resets all changes to the "discovery_conflict" field.
+func (m *MachineMutation) ResetDiscoveryConflict() {
+	m.discovery_conflict = nil
+	delete(m.clearedFields, machine.FieldDiscoveryConflict)
+}
+
 // ClearRack clears the "rack" edge to the Rack entity.
 func (m *MachineMutation) ClearRack() {
 	m.clearedrack = true
@@ -11411,7 +12960,7 @@ func (m *MachineMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *MachineMutation) Fields() []string {
-	fields := make([]string, 0, 18)
+	fields := make([]string, 0, 20)
 	if m.created_at != nil {
 		fields = append(fields, machine.FieldCreatedAt)
 	}
@@ -11466,6 +13015,12 @@ func (m *MachineMutation) Fields() []string {
 	if m.discovery != nil {
 		fields = append(fields, machine.FieldDiscovery)
 	}
+	if m.drift != nil {
+		fields = append(fields, machine.FieldDrift)
+	}
+	if m.discovery_conflict != nil {
+		fields = append(fields, machine.FieldDiscoveryConflict)
+	}
 	return fields
 }
 
@@ -11510,6 +13065,10 @@ func (m *MachineMutation) Field(name string) (ent.Value, bool) {
 		return m.State()
 	case machine.FieldDiscovery:
 		return m.Discovery()
+	case machine.FieldDrift:
+		return m.Drift()
+	case machine.FieldDiscoveryConflict:
+		return m.DiscoveryConflict()
 	}
 	return nil, false
 }
@@ -11555,6 +13114,10 @@ func (m *MachineMutation) OldField(ctx context.Context, name string) (ent.Value,
 		return m.OldState(ctx)
 	case machine.FieldDiscovery:
 		return m.OldDiscovery(ctx)
+	case machine.FieldDrift:
+		return m.OldDrift(ctx)
+	case machine.FieldDiscoveryConflict:
+		return m.OldDiscoveryConflict(ctx)
 	}
 	return nil, fmt.Errorf("unknown Machine field %s", name)
 }
@@ -11690,6 +13253,20 @@ func (m *MachineMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetDiscovery(v)
 		return nil
+	case machine.FieldDrift:
+		v, ok := value.(map[string]interface{})
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDrift(v)
+		return nil
+	case machine.FieldDiscoveryConflict:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDiscoveryConflict(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Machine field %s", name)
 }
@@ -11798,6 +13375,12 @@ func (m *MachineMutation) ClearedFields() []string {
 	if m.FieldCleared(machine.FieldDiscovery) {
 		fields = append(fields, machine.FieldDiscovery)
 	}
+	if m.FieldCleared(machine.FieldDrift) {
+		fields = append(fields, machine.FieldDrift)
+	}
+	if m.FieldCleared(machine.FieldDiscoveryConflict) {
+		fields = append(fields, machine.FieldDiscoveryConflict)
+	}
 	return fields
 }
 
@@ -11838,6 +13421,12 @@ func (m *MachineMutation) ClearField(name string) error {
 		return nil
 	case machine.FieldDiscovery:
 		m.ClearDiscovery()
+		return nil
+	case machine.FieldDrift:
+		m.ClearDrift()
+		return nil
+	case machine.FieldDiscoveryConflict:
+		m.ClearDiscoveryConflict()
 		return nil
 	}
 	return fmt.Errorf("unknown Machine nullable field %s", name)
@@ -11900,6 +13489,12 @@ func (m *MachineMutation) ResetField(name string) error {
 		return nil
 	case machine.FieldDiscovery:
 		m.ResetDiscovery()
+		return nil
+	case machine.FieldDrift:
+		m.ResetDrift()
+		return nil
+	case machine.FieldDiscoveryConflict:
+		m.ResetDiscoveryConflict()
 		return nil
 	}
 	return fmt.Errorf("unknown Machine field %s", name)

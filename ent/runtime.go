@@ -5,6 +5,7 @@ package ent
 import (
 	"time"
 
+	"github.com/prybar/prybar/ent/agenttask"
 	"github.com/prybar/prybar/ent/apitoken"
 	"github.com/prybar/prybar/ent/attribute"
 	"github.com/prybar/prybar/ent/bmc"
@@ -67,6 +68,31 @@ func init() {
 	apitokenDescCreatedAt := apitokenFields[5].Descriptor()
 	// apitoken.DefaultCreatedAt holds the default value on creation for the created_at field.
 	apitoken.DefaultCreatedAt = apitokenDescCreatedAt.Default.(func() time.Time)
+	agenttaskMixin := schema.AgentTask{}.Mixin()
+	agenttaskMixinFields0 := agenttaskMixin[0].Fields()
+	_ = agenttaskMixinFields0
+	agenttaskFields := schema.AgentTask{}.Fields()
+	_ = agenttaskFields
+	// agenttaskDescCreatedAt is the schema descriptor for created_at field.
+	agenttaskDescCreatedAt := agenttaskMixinFields0[0].Descriptor()
+	// agenttask.DefaultCreatedAt holds the default value on creation for the created_at field.
+	agenttask.DefaultCreatedAt = agenttaskDescCreatedAt.Default.(func() time.Time)
+	// agenttaskDescUpdatedAt is the schema descriptor for updated_at field.
+	agenttaskDescUpdatedAt := agenttaskMixinFields0[1].Descriptor()
+	// agenttask.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	agenttask.DefaultUpdatedAt = agenttaskDescUpdatedAt.Default.(func() time.Time)
+	// agenttask.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	agenttask.UpdateDefaultUpdatedAt = agenttaskDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// agenttaskDescName is the schema descriptor for name field.
+	agenttaskDescName := agenttaskFields[2].Descriptor()
+	// agenttask.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	agenttask.NameValidator = agenttaskDescName.Validators[0].(func(string) error)
+	// agenttaskDescTimeoutSeconds is the schema descriptor for timeout_seconds field.
+	agenttaskDescTimeoutSeconds := agenttaskFields[5].Descriptor()
+	// agenttask.DefaultTimeoutSeconds holds the default value on creation for the timeout_seconds field.
+	agenttask.DefaultTimeoutSeconds = agenttaskDescTimeoutSeconds.Default.(int)
+	// agenttask.TimeoutSecondsValidator is a validator for the "timeout_seconds" field. It is called by the builders before save.
+	agenttask.TimeoutSecondsValidator = agenttaskDescTimeoutSeconds.Validators[0].(func(int) error)
 	attributeFields := schema.Attribute{}.Fields()
 	_ = attributeFields
 	// attributeDescName is the schema descriptor for name field.

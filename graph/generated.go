@@ -48,6 +48,7 @@ type ResolverRoot interface {
 	Attribute() AttributeResolver
 	Bootenv() BootenvResolver
 	Deployment() DeploymentResolver
+	Machine() MachineResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
@@ -170,10 +171,26 @@ type ComplexityRoot struct {
 		NodeRole func(childComplexity int) int
 	}
 
+	Boot struct {
+		DurationMs func(childComplexity int) int
+		Start      func(childComplexity int) int
+		Steps      func(childComplexity int) int
+		Trace      func(childComplexity int) int
+	}
+
 	BootScriptPreview struct {
 		Bootenv func(childComplexity int) int
 		Error   func(childComplexity int) int
 		Script  func(childComplexity int) int
+	}
+
+	BootStep struct {
+		At         func(childComplexity int) int
+		DurationMs func(childComplexity int) int
+		Error      func(childComplexity int) int
+		Kind       func(childComplexity int) int
+		Status     func(childComplexity int) int
+		What       func(childComplexity int) int
 	}
 
 	Bootenv struct {
@@ -393,33 +410,36 @@ type ComplexityRoot struct {
 	}
 
 	Machine struct {
-		Alive       func(childComplexity int) int
-		Allocations func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.IPAllocationOrder, where *ent.IPAllocationWhereInput) int
-		Arch        func(childComplexity int) int
-		Available   func(childComplexity int) int
-		Bmc         func(childComplexity int) int
-		Bootenv     func(childComplexity int) int
-		CPUCount    func(childComplexity int) int
-		CreatedAt   func(childComplexity int) int
-		Discovery   func(childComplexity int) int
-		Disks       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
-		ID          func(childComplexity int) int
-		Leases      func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.LeaseOrder, where *ent.LeaseWhereInput) int
-		MemoryBytes func(childComplexity int) int
-		Model       func(childComplexity int) int
-		Name        func(childComplexity int) int
-		Nics        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NICOrder, where *ent.NICWhereInput) int
-		NodeRoles   func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NodeRoleOrder, where *ent.NodeRoleWhereInput) int
-		Operations  func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.OperationOrder, where *ent.OperationWhereInput) int
-		Rack        func(childComplexity int) int
-		RackID      func(childComplexity int) int
-		Serial      func(childComplexity int) int
-		State       func(childComplexity int) int
-		UHeight     func(childComplexity int) int
-		UPosition   func(childComplexity int) int
-		UUID        func(childComplexity int) int
-		UpdatedAt   func(childComplexity int) int
-		Vendor      func(childComplexity int) int
+		Alive             func(childComplexity int) int
+		Allocations       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.IPAllocationOrder, where *ent.IPAllocationWhereInput) int
+		Arch              func(childComplexity int) int
+		Available         func(childComplexity int) int
+		Bmc               func(childComplexity int) int
+		Bootenv           func(childComplexity int) int
+		Boots             func(childComplexity int, last *int) int
+		CPUCount          func(childComplexity int) int
+		CreatedAt         func(childComplexity int) int
+		Discovery         func(childComplexity int) int
+		DiscoveryConflict func(childComplexity int) int
+		Disks             func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.DiskOrder, where *ent.DiskWhereInput) int
+		Drift             func(childComplexity int) int
+		ID                func(childComplexity int) int
+		Leases            func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.LeaseOrder, where *ent.LeaseWhereInput) int
+		MemoryBytes       func(childComplexity int) int
+		Model             func(childComplexity int) int
+		Name              func(childComplexity int) int
+		Nics              func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NICOrder, where *ent.NICWhereInput) int
+		NodeRoles         func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.NodeRoleOrder, where *ent.NodeRoleWhereInput) int
+		Operations        func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.OperationOrder, where *ent.OperationWhereInput) int
+		Rack              func(childComplexity int) int
+		RackID            func(childComplexity int) int
+		Serial            func(childComplexity int) int
+		State             func(childComplexity int) int
+		UHeight           func(childComplexity int) int
+		UPosition         func(childComplexity int) int
+		UUID              func(childComplexity int) int
+		UpdatedAt         func(childComplexity int) int
+		Vendor            func(childComplexity int) int
 	}
 
 	MachineConnection struct {
@@ -847,6 +867,9 @@ type BootenvResolver interface {
 }
 type DeploymentResolver interface {
 	Status(ctx context.Context, obj *ent.Deployment) (model.DeploymentStatus, error)
+}
+type MachineResolver interface {
+	Boots(ctx context.Context, obj *ent.Machine, last *int) ([]*model.Boot, error)
 }
 type MutationResolver interface {
 	CreateSite(ctx context.Context, input ent.CreateSiteInput) (*model.SitePayload, error)
@@ -1388,6 +1411,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.BindRolePayload.NodeRole(childComplexity), true
 
+	case "Boot.durationMs":
+		if e.ComplexityRoot.Boot.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.DurationMs(childComplexity), true
+	case "Boot.start":
+		if e.ComplexityRoot.Boot.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.Start(childComplexity), true
+	case "Boot.steps":
+		if e.ComplexityRoot.Boot.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.Steps(childComplexity), true
+	case "Boot.trace":
+		if e.ComplexityRoot.Boot.Trace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Boot.Trace(childComplexity), true
+
 	case "BootScriptPreview.bootenv":
 		if e.ComplexityRoot.BootScriptPreview.Bootenv == nil {
 			break
@@ -1406,6 +1454,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BootScriptPreview.Script(childComplexity), true
+
+	case "BootStep.at":
+		if e.ComplexityRoot.BootStep.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.At(childComplexity), true
+	case "BootStep.durationMs":
+		if e.ComplexityRoot.BootStep.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.DurationMs(childComplexity), true
+	case "BootStep.error":
+		if e.ComplexityRoot.BootStep.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.Error(childComplexity), true
+	case "BootStep.kind":
+		if e.ComplexityRoot.BootStep.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.Kind(childComplexity), true
+	case "BootStep.status":
+		if e.ComplexityRoot.BootStep.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.Status(childComplexity), true
+	case "BootStep.what":
+		if e.ComplexityRoot.BootStep.What == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BootStep.What(childComplexity), true
 
 	case "Bootenv.builtin":
 		if e.ComplexityRoot.Bootenv.Builtin == nil {
@@ -2273,6 +2358,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.Bootenv(childComplexity), true
+	case "Machine.boots":
+		if e.ComplexityRoot.Machine.Boots == nil {
+			break
+		}
+
+		args, err := ec.field_Machine_boots_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Machine.Boots(childComplexity, args["last"].(*int)), true
 	case "Machine.cpuCount":
 		if e.ComplexityRoot.Machine.CPUCount == nil {
 			break
@@ -2291,6 +2387,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.Discovery(childComplexity), true
+	case "Machine.discoveryConflict":
+		if e.ComplexityRoot.Machine.DiscoveryConflict == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.DiscoveryConflict(childComplexity), true
 	case "Machine.disks":
 		if e.ComplexityRoot.Machine.Disks == nil {
 			break
@@ -2302,6 +2404,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.Disks(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].(*ent.DiskOrder), args["where"].(*ent.DiskWhereInput)), true
+	case "Machine.drift":
+		if e.ComplexityRoot.Machine.Drift == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.Drift(childComplexity), true
 	case "Machine.id":
 		if e.ComplexityRoot.Machine.ID == nil {
 			break
@@ -4678,7 +4786,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "annealer.graphqls" "auth.graphqls" "bmc.graphqls" "boot.graphqls" "dhcp.graphqls" "ent.graphqls" "inventory.graphqls"
+//go:embed "annealer.graphqls" "auth.graphqls" "bmc.graphqls" "boot.graphqls" "dhcp.graphqls" "discovery.graphqls" "ent.graphqls" "inventory.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -4695,6 +4803,7 @@ var sources = []*ast.Source{
 	{Name: "bmc.graphqls", Input: sourceData("bmc.graphqls"), BuiltIn: false},
 	{Name: "boot.graphqls", Input: sourceData("boot.graphqls"), BuiltIn: false},
 	{Name: "dhcp.graphqls", Input: sourceData("dhcp.graphqls"), BuiltIn: false},
+	{Name: "discovery.graphqls", Input: sourceData("discovery.graphqls"), BuiltIn: false},
 	{Name: "ent.graphqls", Input: sourceData("ent.graphqls"), BuiltIn: false},
 	{Name: "inventory.graphqls", Input: sourceData("inventory.graphqls"), BuiltIn: false},
 }
@@ -4928,6 +5037,20 @@ func (ec *executionContext) childFields_BindRolePayload(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type BindRolePayload", field.Name)
 }
 
+func (ec *executionContext) childFields_Boot(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "trace":
+		return ec.fieldContext_Boot_trace(ctx, field)
+	case "start":
+		return ec.fieldContext_Boot_start(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_Boot_durationMs(ctx, field)
+	case "steps":
+		return ec.fieldContext_Boot_steps(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Boot", field.Name)
+}
+
 func (ec *executionContext) childFields_BootScriptPreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "bootenv":
@@ -4938,6 +5061,24 @@ func (ec *executionContext) childFields_BootScriptPreview(ctx context.Context, f
 		return ec.fieldContext_BootScriptPreview_error(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BootScriptPreview", field.Name)
+}
+
+func (ec *executionContext) childFields_BootStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_BootStep_kind(ctx, field)
+	case "what":
+		return ec.fieldContext_BootStep_what(ctx, field)
+	case "at":
+		return ec.fieldContext_BootStep_at(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_BootStep_durationMs(ctx, field)
+	case "status":
+		return ec.fieldContext_BootStep_status(ctx, field)
+	case "error":
+		return ec.fieldContext_BootStep_error(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BootStep", field.Name)
 }
 
 func (ec *executionContext) childFields_Bootenv(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5412,6 +5553,10 @@ func (ec *executionContext) childFields_Machine(ctx context.Context, field graph
 		return ec.fieldContext_Machine_state(ctx, field)
 	case "discovery":
 		return ec.fieldContext_Machine_discovery(ctx, field)
+	case "drift":
+		return ec.fieldContext_Machine_drift(ctx, field)
+	case "discoveryConflict":
+		return ec.fieldContext_Machine_discoveryConflict(ctx, field)
 	case "rack":
 		return ec.fieldContext_Machine_rack(ctx, field)
 	case "nics":
@@ -5428,6 +5573,8 @@ func (ec *executionContext) childFields_Machine(ctx context.Context, field graph
 		return ec.fieldContext_Machine_operations(ctx, field)
 	case "leases":
 		return ec.fieldContext_Machine_leases(ctx, field)
+	case "boots":
+		return ec.fieldContext_Machine_boots(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Machine", field.Name)
 }
@@ -6327,6 +6474,20 @@ func (ec *executionContext) field_Machine_allocations_args(ctx context.Context, 
 		return nil, err
 	}
 	args["where"] = arg5
+	return args, nil
+}
+
+func (ec *executionContext) field_Machine_boots_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg0
 	return args, nil
 }
 
@@ -8981,6 +9142,9 @@ func (ec *executionContext) field___Type_fields_args(ctx context.Context, rawArg
 // region    **************************** field.gotpl *****************************
 
 func (ec *executionContext) _APIToken_id(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9004,6 +9168,9 @@ func (ec *executionContext) fieldContext_APIToken_id(_ context.Context, field gr
 }
 
 func (ec *executionContext) _APIToken_name(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9027,6 +9194,9 @@ func (ec *executionContext) fieldContext_APIToken_name(_ context.Context, field 
 }
 
 func (ec *executionContext) _APIToken_prefix(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Prefix)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10851,6 +11021,113 @@ func (ec *executionContext) fieldContext_BindRolePayload_errors(_ context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Boot_trace(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.Trace)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_trace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Trace, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_trace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Boot", field, false, false, "String")
+}
+
+func (ec *executionContext) _Boot_start(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Boot", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Boot_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.DurationMs)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Boot", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Boot_steps(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Boot_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.BootStep) graphql.Marshaler {
+			return ec.marshalNBootStep2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Boot_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Boot",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BootStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _BootScriptPreview_bootenv(ctx context.Context, field graphql.CollectedField, obj *model.BootScriptPreview) (ret graphql.Marshaler) {
 	if ec.plainFields() {
 		return ec.marshalNString2string(ctx, field.Selections, obj.Bootenv)
@@ -10927,6 +11204,159 @@ func (ec *executionContext) _BootScriptPreview_error(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_BootScriptPreview_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BootScriptPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_kind(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Kind)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_what(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.What)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_what(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.What, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_what(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_at(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BootStep_durationMs(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOInt2ᚖint(ctx, field.Selections, obj.DurationMs)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BootStep_status(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.Status)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _BootStep_error(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOString2ᚖstring(ctx, field.Selections, obj.Error)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BootStep_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BootStep_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BootStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _Bootenv_id(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
@@ -13931,6 +14361,9 @@ func (ec *executionContext) fieldContext_IPRangePayload_errors(_ context.Context
 }
 
 func (ec *executionContext) _Identity_name(ctx context.Context, field graphql.CollectedField, obj *model.Identity) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13954,6 +14387,9 @@ func (ec *executionContext) fieldContext_Identity_name(_ context.Context, field 
 }
 
 func (ec *executionContext) _Identity_kind(ctx context.Context, field graphql.CollectedField, obj *model.Identity) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Kind)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14963,6 +15399,52 @@ func (ec *executionContext) fieldContext_Machine_discovery(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Machine", field, false, false, "Map")
 }
 
+func (ec *executionContext) _Machine_drift(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_drift(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Drift, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalOMap2map(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_drift(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "Map")
+}
+
+func (ec *executionContext) _Machine_discoveryConflict(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_discoveryConflict(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DiscoveryConflict, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_discoveryConflict(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
+}
+
 func (ec *executionContext) _Machine_rack(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -15285,6 +15767,50 @@ func (ec *executionContext) fieldContext_Machine_leases(ctx context.Context, fie
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Machine_leases_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Machine_boots(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_boots(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Machine().Boots(ctx, obj, fc.Args["last"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Boot) graphql.Marshaler {
+			return ec.marshalNBoot2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_boots(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Machine",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Boot(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Machine_boots_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -20471,6 +20997,9 @@ func (ec *executionContext) fieldContext_Operation_owner(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Operation_ownerEpoch(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalOInt2ᚖint(ctx, field.Selections, obj.OwnerEpoch)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25302,6 +25831,9 @@ func (ec *executionContext) fieldContext_UnbindRolePayload_errors(_ context.Cont
 }
 
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *ent.User) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNID2int(ctx, field.Selections, obj.ID)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25325,6 +25857,9 @@ func (ec *executionContext) fieldContext_User_id(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _User_name(ctx context.Context, field graphql.CollectedField, obj *ent.User) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25371,6 +25906,9 @@ func (ec *executionContext) fieldContext_User_role(_ context.Context, field grap
 }
 
 func (ec *executionContext) _User_disabled(ctx context.Context, field graphql.CollectedField, obj *ent.User) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNBoolean2bool(ctx, field.Selections, obj.Disabled)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -33173,7 +33711,7 @@ func (ec *executionContext) unmarshalInputMachineWhereInput(ctx context.Context,
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "rackID", "rackIDNEQ", "rackIDIn", "rackIDNotIn", "rackIDIsNil", "rackIDNotNil", "uPosition", "uPositionNEQ", "uPositionIn", "uPositionNotIn", "uPositionGT", "uPositionGTE", "uPositionLT", "uPositionLTE", "uPositionIsNil", "uPositionNotNil", "uHeight", "uHeightNEQ", "uHeightIn", "uHeightNotIn", "uHeightGT", "uHeightGTE", "uHeightLT", "uHeightLTE", "serial", "serialNEQ", "serialIn", "serialNotIn", "serialGT", "serialGTE", "serialLT", "serialLTE", "serialContains", "serialHasPrefix", "serialHasSuffix", "serialIsNil", "serialNotNil", "serialEqualFold", "serialContainsFold", "vendor", "vendorNEQ", "vendorIn", "vendorNotIn", "vendorGT", "vendorGTE", "vendorLT", "vendorLTE", "vendorContains", "vendorHasPrefix", "vendorHasSuffix", "vendorIsNil", "vendorNotNil", "vendorEqualFold", "vendorContainsFold", "model", "modelNEQ", "modelIn", "modelNotIn", "modelGT", "modelGTE", "modelLT", "modelLTE", "modelContains", "modelHasPrefix", "modelHasSuffix", "modelIsNil", "modelNotNil", "modelEqualFold", "modelContainsFold", "arch", "archNEQ", "archIn", "archNotIn", "archGT", "archGTE", "archLT", "archLTE", "archContains", "archHasPrefix", "archHasSuffix", "archEqualFold", "archContainsFold", "uuid", "uuidNEQ", "uuidIn", "uuidNotIn", "uuidGT", "uuidGTE", "uuidLT", "uuidLTE", "uuidContains", "uuidHasPrefix", "uuidHasSuffix", "uuidIsNil", "uuidNotNil", "uuidEqualFold", "uuidContainsFold", "cpuCount", "cpuCountNEQ", "cpuCountIn", "cpuCountNotIn", "cpuCountGT", "cpuCountGTE", "cpuCountLT", "cpuCountLTE", "cpuCountIsNil", "cpuCountNotNil", "memoryBytes", "memoryBytesNEQ", "memoryBytesIn", "memoryBytesNotIn", "memoryBytesGT", "memoryBytesGTE", "memoryBytesLT", "memoryBytesLTE", "memoryBytesIsNil", "memoryBytesNotNil", "alive", "aliveNEQ", "available", "availableNEQ", "bootenv", "bootenvNEQ", "bootenvIn", "bootenvNotIn", "bootenvGT", "bootenvGTE", "bootenvLT", "bootenvLTE", "bootenvContains", "bootenvHasPrefix", "bootenvHasSuffix", "bootenvEqualFold", "bootenvContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "hasRack", "hasRackWith", "hasNics", "hasNicsWith", "hasDisks", "hasDisksWith", "hasBmc", "hasBmcWith", "hasAllocations", "hasAllocationsWith", "hasNodeRoles", "hasNodeRolesWith", "hasOperations", "hasOperationsWith", "hasLeases", "hasLeasesWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "name", "nameNEQ", "nameIn", "nameNotIn", "nameGT", "nameGTE", "nameLT", "nameLTE", "nameContains", "nameHasPrefix", "nameHasSuffix", "nameEqualFold", "nameContainsFold", "rackID", "rackIDNEQ", "rackIDIn", "rackIDNotIn", "rackIDIsNil", "rackIDNotNil", "uPosition", "uPositionNEQ", "uPositionIn", "uPositionNotIn", "uPositionGT", "uPositionGTE", "uPositionLT", "uPositionLTE", "uPositionIsNil", "uPositionNotNil", "uHeight", "uHeightNEQ", "uHeightIn", "uHeightNotIn", "uHeightGT", "uHeightGTE", "uHeightLT", "uHeightLTE", "serial", "serialNEQ", "serialIn", "serialNotIn", "serialGT", "serialGTE", "serialLT", "serialLTE", "serialContains", "serialHasPrefix", "serialHasSuffix", "serialIsNil", "serialNotNil", "serialEqualFold", "serialContainsFold", "vendor", "vendorNEQ", "vendorIn", "vendorNotIn", "vendorGT", "vendorGTE", "vendorLT", "vendorLTE", "vendorContains", "vendorHasPrefix", "vendorHasSuffix", "vendorIsNil", "vendorNotNil", "vendorEqualFold", "vendorContainsFold", "model", "modelNEQ", "modelIn", "modelNotIn", "modelGT", "modelGTE", "modelLT", "modelLTE", "modelContains", "modelHasPrefix", "modelHasSuffix", "modelIsNil", "modelNotNil", "modelEqualFold", "modelContainsFold", "arch", "archNEQ", "archIn", "archNotIn", "archGT", "archGTE", "archLT", "archLTE", "archContains", "archHasPrefix", "archHasSuffix", "archEqualFold", "archContainsFold", "uuid", "uuidNEQ", "uuidIn", "uuidNotIn", "uuidGT", "uuidGTE", "uuidLT", "uuidLTE", "uuidContains", "uuidHasPrefix", "uuidHasSuffix", "uuidIsNil", "uuidNotNil", "uuidEqualFold", "uuidContainsFold", "cpuCount", "cpuCountNEQ", "cpuCountIn", "cpuCountNotIn", "cpuCountGT", "cpuCountGTE", "cpuCountLT", "cpuCountLTE", "cpuCountIsNil", "cpuCountNotNil", "memoryBytes", "memoryBytesNEQ", "memoryBytesIn", "memoryBytesNotIn", "memoryBytesGT", "memoryBytesGTE", "memoryBytesLT", "memoryBytesLTE", "memoryBytesIsNil", "memoryBytesNotNil", "alive", "aliveNEQ", "available", "availableNEQ", "bootenv", "bootenvNEQ", "bootenvIn", "bootenvNotIn", "bootenvGT", "bootenvGTE", "bootenvLT", "bootenvLTE", "bootenvContains", "bootenvHasPrefix", "bootenvHasSuffix", "bootenvEqualFold", "bootenvContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "discoveryConflict", "discoveryConflictNEQ", "discoveryConflictIn", "discoveryConflictNotIn", "discoveryConflictGT", "discoveryConflictGTE", "discoveryConflictLT", "discoveryConflictLTE", "discoveryConflictContains", "discoveryConflictHasPrefix", "discoveryConflictHasSuffix", "discoveryConflictIsNil", "discoveryConflictNotNil", "discoveryConflictEqualFold", "discoveryConflictContainsFold", "hasRack", "hasRackWith", "hasNics", "hasNicsWith", "hasDisks", "hasDisksWith", "hasBmc", "hasBmcWith", "hasAllocations", "hasAllocationsWith", "hasNodeRoles", "hasNodeRolesWith", "hasOperations", "hasOperationsWith", "hasLeases", "hasLeasesWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -34426,6 +34964,111 @@ func (ec *executionContext) unmarshalInputMachineWhereInput(ctx context.Context,
 				return it, err
 			}
 			it.StateNotIn = data
+		case "discoveryConflict":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflict"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflict = data
+		case "discoveryConflictNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictNEQ = data
+		case "discoveryConflictIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictIn = data
+		case "discoveryConflictNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictNotIn = data
+		case "discoveryConflictGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictGT = data
+		case "discoveryConflictGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictGTE = data
+		case "discoveryConflictLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictLT = data
+		case "discoveryConflictLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictLTE = data
+		case "discoveryConflictContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictContains = data
+		case "discoveryConflictHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictHasPrefix = data
+		case "discoveryConflictHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictHasSuffix = data
+		case "discoveryConflictIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictIsNil = data
+		case "discoveryConflictNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictNotNil = data
+		case "discoveryConflictEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictEqualFold = data
+		case "discoveryConflictContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discoveryConflictContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscoveryConflictContainsFold = data
 		case "hasRack":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("hasRack"))
 			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
@@ -42620,9 +43263,9 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 var aPITokenImplementors = []string{"APIToken"}
 
 func (ec *executionContext) _APIToken(ctx context.Context, sel ast.SelectionSet, obj *ent.APIToken) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, aPITokenImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, aPITokenImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -42693,9 +43336,9 @@ func (ec *executionContext) _APIToken(ctx context.Context, sel ast.SelectionSet,
 var aPITokenPayloadImplementors = []string{"APITokenPayload"}
 
 func (ec *executionContext) _APITokenPayload(ctx context.Context, sel ast.SelectionSet, obj *model.APITokenPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, aPITokenPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, aPITokenPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -43359,6 +44002,54 @@ func (ec *executionContext) _BindRolePayload(ctx context.Context, sel ast.Select
 	return out
 }
 
+var bootImplementors = []string{"Boot"}
+
+func (ec *executionContext) _Boot(ctx context.Context, sel ast.SelectionSet, obj *model.Boot) graphql.Marshaler {
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bootImplementors)
+
+	out := newSerialFieldSet(fields)
+	var deferred graphql.DeferredGroup
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Boot")
+		case "trace":
+			out.Values[i] = ec._Boot_trace(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "start":
+			out.Values[i] = ec._Boot_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._Boot_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "steps":
+			out.Values[i] = ec._Boot_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var bootScriptPreviewImplementors = []string{"BootScriptPreview"}
 
 func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.SelectionSet, obj *model.BootScriptPreview) graphql.Marshaler {
@@ -43382,6 +44073,64 @@ func (ec *executionContext) _BootScriptPreview(ctx context.Context, sel ast.Sele
 			}
 		case "error":
 			out.Values[i] = ec._BootScriptPreview_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var bootStepImplementors = []string{"BootStep"}
+
+func (ec *executionContext) _BootStep(ctx context.Context, sel ast.SelectionSet, obj *model.BootStep) graphql.Marshaler {
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, bootStepImplementors)
+
+	out := newSerialFieldSet(fields)
+	var deferred graphql.DeferredGroup
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BootStep")
+		case "kind":
+			out.Values[i] = ec._BootStep_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "what":
+			out.Values[i] = ec._BootStep_what(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._BootStep_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._BootStep_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._BootStep_status(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._BootStep_error(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -43478,9 +44227,9 @@ func (ec *executionContext) _Bootenv(ctx context.Context, sel ast.SelectionSet, 
 var createAPITokenPayloadImplementors = []string{"CreateAPITokenPayload"}
 
 func (ec *executionContext) _CreateAPITokenPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPITokenPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, createAPITokenPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, createAPITokenPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44627,9 +45376,9 @@ func (ec *executionContext) _IPRangePayload(ctx context.Context, sel ast.Selecti
 var identityImplementors = []string{"Identity"}
 
 func (ec *executionContext) _Identity(ctx context.Context, sel ast.SelectionSet, obj *model.Identity) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, identityImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, identityImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -44952,6 +45701,16 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "drift":
+			out.Values[i] = ec._Machine_drift(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "discoveryConflict":
+			out.Values[i] = ec._Machine_discoveryConflict(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "rack":
 			out.Values[i] = ec._Machine_rack(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
@@ -44989,6 +45748,11 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 			}
 		case "leases":
 			out.Values[i] = ec._Machine_leases(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "boots":
+			out.Values[i] = ec._Machine_boots(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -47670,9 +48434,9 @@ func (ec *executionContext) _UnbindRolePayload(ctx context.Context, sel ast.Sele
 var userImplementors = []string{"User"}
 
 func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj *ent.User) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, userImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, userImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -47723,9 +48487,9 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 var userPayloadImplementors = []string{"UserPayload"}
 
 func (ec *executionContext) _UserPayload(ctx context.Context, sel ast.SelectionSet, obj *model.UserPayload) graphql.Marshaler {
-	fields := graphql.CollectFields(ec.OperationContext, sel, userPayloadImplementors)
+	fields := collectFieldsMemo(&ec.collected, ec.OperationContext, sel, userPayloadImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newSerialFieldSet(fields)
 	var deferred graphql.DeferredGroup
 	for i, field := range fields {
 		switch field.Name {
@@ -48330,6 +49094,30 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNBoot2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Boot) graphql.Marshaler {
+	ret := marshalSliceSerial(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBoot2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBoot(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBoot2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBoot(ctx context.Context, sel ast.SelectionSet, v *model.Boot) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Boot!")
+		return graphql.Null
+	}
+	return ec._Boot(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBootDevice2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootDevice(ctx context.Context, v any) (model.BootDevice, error) {
 	var res model.BootDevice
 	err := res.UnmarshalGQL(v)
@@ -48346,6 +49134,30 @@ func (ec *executionContext) marshalNBootScriptPreview2ᚖgithubᚗcomᚋprybar�
 		return graphql.Null
 	}
 	return ec._BootScriptPreview(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBootStep2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStepᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.BootStep) graphql.Marshaler {
+	ret := marshalSliceSerial(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBootStep2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNBootStep2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStep(ctx context.Context, sel ast.SelectionSet, v *model.BootStep) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BootStep!")
+		return graphql.Null
+	}
+	return ec._BootStep(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNBootenv2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBootenvᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Bootenv) graphql.Marshaler {

@@ -21,6 +21,18 @@ func (f APITokenFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, er
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.APITokenMutation", m)
 }
 
+// The AgentTaskFunc type is an adapter to allow the use of ordinary
+// function as AgentTask mutator.
+type AgentTaskFunc func(context.Context, *ent.AgentTaskMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f AgentTaskFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.AgentTaskMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AgentTaskMutation", m)
+}
+
 // The AttributeFunc type is an adapter to allow the use of ordinary
 // function as Attribute mutator.
 type AttributeFunc func(context.Context, *ent.AttributeMutation) (ent.Value, error)

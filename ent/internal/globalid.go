@@ -2,4 +2,4 @@
 
 package internal
 
-const IncrementStarts = "{\"api_tokens\":81604378624,\"attributes\":0,\"bmc_sessions\":68719476736,\"bmcs\":4294967296,\"bootenvs\":73014444032,\"deployments\":8589934592,\"disks\":12884901888,\"events\":17179869184,\"ip_allocations\":21474836480,\"ip_ranges\":25769803776,\"leases\":77309411328,\"machines\":30064771072,\"networks\":38654705664,\"nics\":34359738368,\"node_roles\":42949672960,\"operations\":64424509440,\"racks\":47244640256,\"roles\":51539607552,\"runs\":55834574848,\"sessions\":85899345920,\"sites\":60129542144,\"users\":90194313216}"
+const IncrementStarts = "{\"agent_tasks\":94489280512,\"api_tokens\":81604378624,\"attributes\":0,\"bmc_sessions\":68719476736,\"bmcs\":4294967296,\"bootenvs\":73014444032,\"deployments\":8589934592,\"disks\":12884901888,\"events\":17179869184,\"ip_allocations\":21474836480,\"ip_ranges\":25769803776,\"leases\":77309411328,\"machines\":30064771072,\"networks\":38654705664,\"nics\":34359738368,\"node_roles\":42949672960,\"operations\":64424509440,\"racks\":47244640256,\"roles\":51539607552,\"runs\":55834574848,\"sessions\":85899345920,\"sites\":60129542144,\"users\":90194313216}"

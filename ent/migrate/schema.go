@@ -44,6 +44,44 @@ var (
 			},
 		},
 	}
+	// AgentTasksColumns holds the columns for the "agent_tasks" table.
+	AgentTasksColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "machine_id", Type: field.TypeInt},
+		{Name: "node_role_id", Type: field.TypeInt, Nullable: true},
+		{Name: "name", Type: field.TypeString},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"SCRIPT", "REBOOT", "POWEROFF", "KEXEC"}, Default: "SCRIPT"},
+		{Name: "script", Type: field.TypeString, Nullable: true, Size: 2147483647},
+		{Name: "timeout_seconds", Type: field.TypeInt, Default: 300},
+		{Name: "state", Type: field.TypeEnum, Enums: []string{"QUEUED", "RUNNING", "DONE", "FAILED"}, Default: "QUEUED"},
+		{Name: "exit_code", Type: field.TypeInt, Nullable: true},
+		{Name: "output", Type: field.TypeString, Nullable: true, Size: 2147483647},
+		{Name: "error", Type: field.TypeString, Nullable: true},
+		{Name: "result_id", Type: field.TypeString, Nullable: true},
+		{Name: "boot", Type: field.TypeString, Nullable: true},
+		{Name: "started_at", Type: field.TypeTime, Nullable: true},
+		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
+	}
+	// AgentTasksTable holds the schema information for the "agent_tasks" table.
+	AgentTasksTable = &schema.Table{
+		Name:       "agent_tasks",
+		Columns:    AgentTasksColumns,
+		PrimaryKey: []*schema.Column{AgentTasksColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "agenttask_machine_id_state",
+				Unique:  false,
+				Columns: []*schema.Column{AgentTasksColumns[3], AgentTasksColumns[9]},
+			},
+			{
+				Name:    "agenttask_node_role_id",
+				Unique:  false,
+				Columns: []*schema.Column{AgentTasksColumns[4]},
+			},
+		},
+	}
 	// AttributesColumns holds the columns for the "attributes" table.
 	AttributesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -359,6 +397,8 @@ var (
 		{Name: "bootenv", Type: field.TypeString, Default: "discovery"},
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"NEW", "DISCOVERED", "READY", "BUSY", "ERROR"}, Default: "NEW"},
 		{Name: "discovery", Type: field.TypeJSON, Nullable: true},
+		{Name: "drift", Type: field.TypeJSON, Nullable: true},
+		{Name: "discovery_conflict", Type: field.TypeString, Nullable: true},
 		{Name: "rack_id", Type: field.TypeInt, Nullable: true},
 	}
 	// MachinesTable holds the schema information for the "machines" table.
@@ -369,7 +409,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "machines_racks_machines",
-				Columns:    []*schema.Column{MachinesColumns[18]},
+				Columns:    []*schema.Column{MachinesColumns[20]},
 				RefColumns: []*schema.Column{RacksColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -378,7 +418,7 @@ var (
 			{
 				Name:    "machine_rack_id_u_position",
 				Unique:  false,
-				Columns: []*schema.Column{MachinesColumns[18], MachinesColumns[4]},
+				Columns: []*schema.Column{MachinesColumns[20], MachinesColumns[4]},
 			},
 		},
 	}
@@ -700,6 +740,7 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		APITokensTable,
+		AgentTasksTable,
 		AttributesTable,
 		BmcsTable,
 		BmcSessionsTable,
@@ -730,6 +771,9 @@ func init() {
 	APITokensTable.Annotation = &entsql.Annotation{
 		Table:          "api_tokens",
 		IncrementStart: func(i int) *int { return &i }(81604378624),
+	}
+	AgentTasksTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(94489280512),
 	}
 	AttributesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(0),

@@ -85,6 +85,16 @@ type BindRolePayload struct {
 	Errors   []*domain.Error `json:"errors"`
 }
 
+// One network boot of a machine, from its DHCP exchange or script fetch on.
+type Boot struct {
+	// The boot's trace id (from the kernel command line and the agent's requests), when known.
+	Trace *string   `json:"trace,omitempty"`
+	Start time.Time `json:"start"`
+	// Milliseconds from the first step to the last.
+	DurationMs int         `json:"durationMs"`
+	Steps      []*BootStep `json:"steps"`
+}
+
 // The script a machine would get now, without recording anything.
 type BootScriptPreview struct {
 	Bootenv string `json:"bootenv"`
@@ -92,6 +102,19 @@ type BootScriptPreview struct {
 	Script string `json:"script"`
 	// Why rendering failed, if it did.
 	Error *string `json:"error,omitempty"`
+}
+
+// One step of a boot: a DHCP decision, a TFTP or HTTP transfer, the agent's check-in, a task.
+type BootStep struct {
+	// The event kind (boot.http, boot.tftp, lease.offered, agent.registered, agent.task.start …).
+	Kind string `json:"kind"`
+	// What the step was: script, an asset or file name, agent check-in, task NAME start/end.
+	What       string    `json:"what"`
+	At         time.Time `json:"at"`
+	DurationMs *int      `json:"durationMs,omitempty"`
+	// HTTP status, task state … when the step has one.
+	Status *string `json:"status,omitempty"`
+	Error  *string `json:"error,omitempty"`
 }
 
 type CreateAPITokenInput struct {
