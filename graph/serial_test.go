@@ -20,6 +20,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/prybar/prybar/fixtures"
+	"github.com/prybar/prybar/internal/access"
 	"github.com/prybar/prybar/internal/store"
 )
 
@@ -123,7 +124,7 @@ func TestPlainFieldsMatchResolveField(t *testing.T) {
 	answer := func(plain bool) (string, map[string]int) {
 		res := NewResolver(st, nil, Options{})
 		res.plainFields = plain
-		srv := handler.New(NewExecutableSchema(Config{Resolvers: res}))
+		srv := handler.New(NewExecutableSchema(Config{Resolvers: res, Directives: DirectiveRoot{HasRole: hasRole}}))
 		srv.AddTransport(transport.POST{})
 		seen := map[string]int{}
 		var mu sync.Mutex // root fields resolve concurrently
@@ -139,6 +140,7 @@ func TestPlainFieldsMatchResolveField(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{"query": query})
 		req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req = req.WithContext(access.With(req.Context(), testAdmin))
 		rec := httptest.NewRecorder()
 		srv.ServeHTTP(rec, req)
 		return rec.Body.String(), seen
@@ -179,11 +181,12 @@ func TestLargeAnswerWrittenWhole(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{"query": query})
 		req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		req = req.WithContext(access.With(req.Context(), testAdmin))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		return rec
 	}
-	plain := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, nil, Options{})}))
+	plain := handler.New(NewExecutableSchema(Config{Resolvers: NewResolver(st, nil, Options{}), Directives: DirectiveRoot{HasRole: hasRole}}))
 	plain.AddTransport(transport.POST{})
 	ours := NewHandler(st, nil, Options{})
 	const large = `{ machines(first: 400) { edges { node { id name serial nics { edges { node { mac } } } } } } }`
@@ -214,3 +217,7 @@ func TestLargeAnswerWrittenWhole(t *testing.T) {
 		}
 	}
 }
+
+// testAdmin stands in for the identity the auth middleware (not installed by these handler-level
+// tests) would put in the request's context.
+var testAdmin = &access.Identity{Name: "serial-test", Kind: access.KindToken, Role: access.Admin}
