@@ -393,12 +393,18 @@ func (s *Service) Recheck(ctx context.Context, id *access.Identity) error {
 func (s *Service) Watch(ctx context.Context, id *access.Identity, interval time.Duration, revoked func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.changes():
-		case <-t.C:
+	// The change channel is taken before each check, never after: a revocation that lands while
+	// this goroutine is starting or re-checking would otherwise wait for the next tick.
+	changed := s.changes()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-t.C:
+			}
+			changed = s.changes()
 		}
 		err := s.Recheck(ctx, id)
 		if errors.Is(err, ErrUnauthenticated) {
