@@ -23,7 +23,7 @@ import (
 
 func init() {
 	// Tests sign in often; the production work factor would only slow them down.
-	auth.PasswordIterations = 1000
+	auth.PasswordParams = auth.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
 }
 
 // token creates a standalone API token with role on srv.

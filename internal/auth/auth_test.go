@@ -3,6 +3,7 @@ package auth_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,9 +23,9 @@ func open(t *testing.T) *auth.Service {
 }
 
 func TestPasswordHash(t *testing.T) {
-	old := auth.PasswordIterations
-	auth.PasswordIterations = 1000
-	defer func() { auth.PasswordIterations = old }()
+	old := auth.PasswordParams
+	auth.PasswordParams = auth.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
+	defer func() { auth.PasswordParams = old }()
 	h, err := auth.HashPassword("correct horse")
 	if err != nil {
 		t.Fatal(err)
@@ -37,9 +38,15 @@ func TestPasswordHash(t *testing.T) {
 		t.Error("CheckPassword")
 	}
 	// The work factor is stored: raising it keeps old hashes valid.
-	auth.PasswordIterations = 2000
+	auth.PasswordParams = auth.Argon2Params{Time: 2, MemoryKiB: 128, Threads: 1}
 	if !auth.CheckPassword(h, "correct horse") {
 		t.Error("an older work factor no longer verifies")
+	}
+	if !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
+		t.Errorf("hash %q is not an argon2id PHC string with the configured parameters", h)
+	}
+	if auth.CheckPassword("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$a2V5", "x") {
+		t.Error("a hash asking for 4 GiB was evaluated")
 	}
 	if _, err := auth.HashPassword("short"); err == nil {
 		t.Error("a short password was accepted")

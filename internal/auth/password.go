@@ -1,4 +1,4 @@
-// Package auth turns credentials into identities: users with PBKDF2-hashed passwords, API tokens
+// Package auth turns credentials into identities: users with argon2id-hashed passwords, API tokens
 // and cookie sessions stored as SHA-256 hashes, the HTTP endpoints that sign in and out, the
 // middleware that authenticates /graphql (Bearer token or session cookie with CSRF), and the
 // per-identity rate limiter. What an identity may do is internal/access and the GraphQL
@@ -7,7 +7,6 @@ package auth
 
 import (
 	"crypto/hmac"
-	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -15,23 +14,30 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/crypto/argon2"
 )
 
-// PasswordIterations is the PBKDF2-HMAC-SHA256 work factor of new hashes (OWASP's 2023
-// recommendation). The count is stored in each hash, so raising it later keeps old hashes valid.
-// golang.org/x/crypto (argon2id, bcrypt) is not available to this build; crypto/pbkdf2 is the
-// standard library's FIPS-approved password KDF.
-var PasswordIterations = 600_000
+// Argon2Params is the argon2id work factor: time (passes), memory in KiB and lanes.
+type Argon2Params struct {
+	Time      uint32
+	MemoryKiB uint32
+	Threads   uint8
+}
+
+// PasswordParams is the work factor of new hashes: OWASP's argon2id minimum (19 MiB, 2 passes,
+// 1 lane), chosen over a larger memory cost because sign-ins are rate limited per client, not
+// globally, and each concurrent sign-in holds this much memory. The parameters are stored in
+// each hash (PHC string format), so raising them later keeps old hashes valid.
+var PasswordParams = Argon2Params{Time: 2, MemoryKiB: 19 * 1024, Threads: 1}
 
 // MinPasswordLength is the shortest password accepted.
 const MinPasswordLength = 8
 
-const hashScheme = "pbkdf2-sha256"
-
-// HashPassword returns "pbkdf2-sha256$ITER$SALT$KEY" (base64, unpadded).
+// HashPassword returns the PHC string "$argon2id$v=19$m=M,t=T,p=P$SALT$KEY" (base64, unpadded),
+// the format other argon2 tools read.
 func HashPassword(password string) (string, error) {
 	if len(password) < MinPasswordLength {
 		return "", fmt.Errorf("password is shorter than %d characters", MinPasswordLength)
@@ -40,12 +46,11 @@ func HashPassword(password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", err
 	}
-	key, err := pbkdf2.Key(sha256.New, password, salt, PasswordIterations, 32)
-	if err != nil {
-		return "", err
-	}
+	p := PasswordParams
+	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, 32)
 	enc := base64.RawStdEncoding
-	return fmt.Sprintf("%s$%d$%s$%s", hashScheme, PasswordIterations, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Time, p.Threads,
+		enc.EncodeToString(salt), enc.EncodeToString(key)), nil
 }
 
 // dummyHash is checked against when the user does not exist, so a wrong name takes as long as a
@@ -65,23 +70,25 @@ func CheckPassword(hash, password string) bool {
 
 func checkPassword(hash, password string) (bool, error) {
 	parts := strings.Split(hash, "$")
-	if len(parts) != 4 || parts[0] != hashScheme {
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
 		return false, errBadHash
 	}
-	iter, err := strconv.Atoi(parts[1])
-	if err != nil || iter < 1 || iter > 10_000_000 {
+	var m, t uint32
+	var p uint8
+	if n, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); n != 3 || err != nil {
+		return false, errBadHash
+	}
+	// Bounds keep a tampered hash from turning a sign-in into a memory or CPU bomb.
+	if m < 8 || m > 1<<21 || t < 1 || t > 64 || p < 1 || p > 16 {
 		return false, errBadHash
 	}
 	enc := base64.RawStdEncoding
-	salt, err1 := enc.DecodeString(parts[2])
-	want, err2 := enc.DecodeString(parts[3])
-	if err1 != nil || err2 != nil || len(want) == 0 {
+	salt, err1 := enc.DecodeString(parts[4])
+	want, err2 := enc.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 || len(want) > 128 {
 		return false, errBadHash
 	}
-	got, err := pbkdf2.Key(sha256.New, password, salt, iter, len(want))
-	if err != nil {
-		return false, err
-	}
+	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 
