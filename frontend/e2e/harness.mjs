@@ -74,6 +74,11 @@ export class Server {
     await this.exited;
     clearTimeout(t);
   }
+  /** createToken makes an API token in the server's database (printed once by the CLI). */
+  createToken(role, name) {
+    return execFileSync(this.bin, ["tokens", "create", "--db", join(this.dir, "prybar.db"), "--role", role, `${name}-${Date.now()}`],
+      { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"] }).toString().trim();
+  }
   cleanup() { rmSync(this.dir, { recursive: true, force: true }); }
 }
 
@@ -83,7 +88,10 @@ export class Fleet {
   async start() {
     const args = ["sim", "fleet", "--machines", String(this.machines), "--prybar", this.server.url, "--alive", "--power-delay", "300ms",
       "--stats-every", "0", "--mockup", resolve(root, "..", "shared", "redfish-mockups", "public-rackmount1")];
-    if (process.env.PRYBAR_TOKEN) args.push("--token", process.env.PRYBAR_TOKEN);
+    // Registration is an API call like any other: an operator token, from the environment or
+    // created in the server's database with `prybar tokens create`.
+    const token = process.env.PRYBAR_TOKEN || this.server.createToken("operator", "e2e-fleet");
+    args.push("--token", token);
     this.proc = spawn(this.bin, args, { cwd: this.server.dir, stdio: ["ignore", "pipe", "pipe"] });
     this.exited = new Promise((r) => this.proc.on("exit", r));
     await new Promise((res, rej) => {
