@@ -88,9 +88,9 @@ export class Fleet {
   async start() {
     const args = ["sim", "fleet", "--machines", String(this.machines), "--prybar", this.server.url, "--alive", "--power-delay", "300ms",
       "--stats-every", "0", "--mockup", resolve(root, "..", "shared", "redfish-mockups", "public-rackmount1")];
-    // Registration is an API call like any other: an operator token, from the environment or
+    // Registration is an API call like any other: an admin token (it creates BMCs), from the environment or
     // created in the server's database with `prybar tokens create`.
-    const token = process.env.PRYBAR_TOKEN || this.server.createToken("operator", "e2e-fleet");
+    const token = process.env.PRYBAR_TOKEN || this.server.createToken("admin", "e2e-fleet");
     args.push("--token", token);
     this.proc = spawn(this.bin, args, { cwd: this.server.dir, stdio: ["ignore", "pipe", "pipe"] });
     this.exited = new Promise((r) => this.proc.on("exit", r));
@@ -157,6 +157,9 @@ export async function runTests(ctx, tests, only) {
     const page = await ctx.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
+    // The server rate-limits each identity (docs/security.md): the console in normal use must
+    // stay under it, so a throttled request fails the test.
+    page.on("response", (r) => { if (r.status() === 429) errors.push(`rate limited: ${r.request().method()} ${r.url()}`); });
     await ctx.tracing.start({ screenshots: true, snapshots: true, title: name });
     const t0 = Date.now();
     try {
