@@ -51,8 +51,8 @@ async function waitHTTP(url, ms) {
 
 /** Server is one `prybar serve` process on a fixed port (restartable on the same db and port). */
 export class Server {
-  constructor(bin, { fixtures = "demo", port, dir } = {}) {
-    this.bin = bin; this.fixtures = fixtures; this.port = port;
+  constructor(bin, { fixtures = "demo", port, dir, args = [] } = {}) {
+    this.bin = bin; this.fixtures = fixtures; this.port = port; this.extraArgs = args;
     this.dir = dir ?? mkdtempSync(join(tmpdir(), "prybar-console-e2e-"));
     this.url = `http://127.0.0.1:${port}`;
     this.log = [];
@@ -60,6 +60,7 @@ export class Server {
   async start(timeout = 120_000) {
     const args = ["serve", "--db", join(this.dir, "prybar.db"), "--listen", `127.0.0.1:${this.port}`];
     if (this.fixtures) args.push("--fixtures", this.fixtures);
+    args.push(...this.extraArgs);
     this.proc = spawn(this.bin, args,
       { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PRYBAR_CACHE: join(this.dir, "cache") } });
     const keep = (d) => { this.log.push(String(d)); if (this.log.length > 400) this.log.shift(); };
@@ -78,6 +79,11 @@ export class Server {
   createToken(role, name) {
     return execFileSync(this.bin, ["tokens", "create", "--db", join(this.dir, "prybar.db"), "--role", role, `${name}-${Date.now()}`],
       { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"] }).toString().trim();
+  }
+  /** addUser creates a console user in the server's database (the password on stdin, as an operator would). */
+  addUser(name, role, password = "prybar-demo") {
+    execFileSync(this.bin, ["users", "add", "--db", join(this.dir, "prybar.db"), "--role", role, name],
+      { cwd: this.dir, input: password + "\n", stdio: ["pipe", "pipe", "pipe"] });
   }
   cleanup() { rmSync(this.dir, { recursive: true, force: true }); }
 }

@@ -113,5 +113,7 @@ export class LiveHub {
   /** drop closes the socket as a network failure would (used by tests and the debug menu). */
   drop() { this.ws.terminate(); }
 
-  dispose() { this.disposed = true; this.stop?.(); void this.ws.dispose(); }
+  // The client's dispose waits for a connection attempt in progress and rejects with its close
+  // event when that attempt failed (as it does right after sign-out): nothing is left to report.
+  dispose() { this.disposed = true; this.stop?.(); void Promise.resolve(this.ws.dispose()).catch(() => {}); }
 }

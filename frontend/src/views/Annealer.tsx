@@ -16,9 +16,11 @@ const StatusQuery = graphql(`
     deployments(first: 100) { edges { node { id name status } } } }
 `);
 
+// The server prices `children` (a walk back to NodeRole) as a full page per node-role, and refuses
+// operations above 300,000 (graph/cost.go): 128 node-roles with their children stay under it.
 const GraphQuery = graphql(`
   query NodeRoleGraph($where: NodeRoleWhereInput!) {
-    nodeRoles(first: 500, where: $where) {
+    nodeRoles(first: 128, where: $where) {
       totalCount
       edges { node { id state status cohort role { name } machine { id name } children { id } } }
     }
