@@ -3,6 +3,7 @@
 import { Client, fetchExchange, mapExchange, type Exchange } from "@urql/core";
 import { cacheExchange } from "@urql/exchange-graphcache";
 import type { Session } from "./auth";
+import { pacedFetch } from "./pace";
 
 // Types without an id (payloads, connections, snapshots) are embedded in their parent.
 const embedded = [
@@ -41,6 +42,7 @@ export function makePlainClient(session: Session, onAuthLost: () => void = () =>
       if (session.csrfToken) headers["X-CSRF-Token"] = session.csrfToken;
       return { credentials: "same-origin", headers };
     },
+    fetch: pacedFetch,
     exchanges: [authLost(onAuthLost), fetchExchange],
   });
 }
@@ -58,6 +60,7 @@ export function makeClient(session: Session, onAuthLost: () => void): Client {
       if (session.csrfToken) headers["X-CSRF-Token"] = session.csrfToken;
       return { credentials: "same-origin", headers };
     },
+    fetch: pacedFetch,
     exchanges: [
       authLost(onAuthLost),
       cacheExchange({

@@ -10,6 +10,7 @@ import { useLiveEvents, useSession } from "../ctx";
 import { can } from "../lib/auth";
 import { nodeRoleStates, stateColor, stateGlyph } from "../lib/state";
 import type { LayoutIn, LayoutOut } from "./layout.worker";
+import { coalesce } from "../lib/pace";
 
 const StatusQuery = graphql(`
   query AnnealerStatus { annealer { states { state count } runsInFlight queueLength leader owner }
@@ -49,13 +50,15 @@ export default function Annealer() {
   const [one, retryOne] = useMutation(RetryOne);
   const [all, retryAll] = useMutation(RetryAll);
 
+  // A bind creates many node-roles at once: one refetch for the lot.
+  const refetchSoon = useMemo(() => coalesce(() => refetch({ requestPolicy: "network-only" })), [refetch]);
   useLiveEvents((e) => {
     if (e.objectType !== "noderole") return;
     const s = e.changes?.["state"];
     if (typeof s === "string") setLive((l) => ({ ...l, [e.objectID]: s.toUpperCase() }));
-    if (e.kind === "noderole.created" || e.kind === "noderole.deleted") refetch({ requestPolicy: "network-only" });
+    if (e.kind === "noderole.created" || e.kind === "noderole.deleted") refetchSoon();
     refetchStatusSoon(() => refetchStatus({ requestPolicy: "network-only" }));
-  }, [refetch, refetchStatus]);
+  }, [refetchSoon, refetchStatus]);
 
   const nodes = useMemo(() => data?.nodeRoles.edges?.flatMap((e) => (e?.node ? [e.node] : [])) ?? [], [data]);
   useEffect(() => {
