@@ -243,7 +243,29 @@ const tests = {
     await page.locator("[data-testid=whoami]", { hasText: "admin (ADMIN)" }).waitFor();
   },
 
+  async sessionEndedElsewhere(page) {
+    await ctx.clearCookies();
+    await open(page, U + "/", "operator");
+    await mark(page);
+    // Signed out in another tab: the cookie stays in this one but the server no longer knows it.
+    await page.evaluate(async () => {
+      const s = await (await fetch("/auth/session")).json();
+      await fetch("/auth/logout", { method: "POST", headers: { "X-CSRF-Token": s.csrfToken } });
+    });
+    // The next request (or the WebSocket, which the server closes) finds out; a click makes sure.
+    await page.getByRole("link", { name: "Deployments" }).click({ timeout: 2_000 }).catch(() => {});
+    await page.locator("form:has(input[name=password])").waitFor({ timeout: 15_000 });
+    await page.getByRole("alert").filter({ hasText: /session has ended/ }).waitFor();
+    await notReloaded(page);
+    await open(page, U + "/", "admin");
+  },
+
   async graphiql(page) {
+    // GraphiQL uses the console's session: signed out it only says so.
+    await ctx.clearCookies();
+    await page.goto(U + "/graphiql");
+    await page.getByRole("link", { name: "the console" }).waitFor({ timeout: 20_000 });
+    await open(page, U + "/");
     await page.goto(U + "/graphiql");
     await page.locator(".graphiql-container").waitFor({ timeout: 20_000 });
   },
