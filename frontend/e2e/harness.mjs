@@ -173,6 +173,7 @@ export async function runTests(ctx, tests, only) {
       if (errors.length) throw new Error("page errors: " + errors.join("; "));
       await page.screenshot({ path: join(out, `${name}.png`), fullPage: false });
       await ctx.tracing.stop();
+      rmSync(join(out, `${name}.trace.zip`), { force: true }); // a failed run's trace would mislead
       console.log(`--- PASS: ${name} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
     } catch (e) {
       failed++;
