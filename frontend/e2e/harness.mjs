@@ -51,8 +51,8 @@ async function waitHTTP(url, ms) {
 
 /** Server is one `prybar serve` process on a fixed port (restartable on the same db and port). */
 export class Server {
-  constructor(bin, { fixtures = "demo", port, dir } = {}) {
-    this.bin = bin; this.fixtures = fixtures; this.port = port;
+  constructor(bin, { fixtures = "demo", port, dir, args = [] } = {}) {
+    this.bin = bin; this.fixtures = fixtures; this.port = port; this.extraArgs = args;
     this.dir = dir ?? mkdtempSync(join(tmpdir(), "prybar-console-e2e-"));
     this.url = `http://127.0.0.1:${port}`;
     this.log = [];
@@ -60,6 +60,7 @@ export class Server {
   async start(timeout = 120_000) {
     const args = ["serve", "--db", join(this.dir, "prybar.db"), "--listen", `127.0.0.1:${this.port}`];
     if (this.fixtures) args.push("--fixtures", this.fixtures);
+    args.push(...this.extraArgs);
     this.proc = spawn(this.bin, args,
       { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PRYBAR_CACHE: join(this.dir, "cache") } });
     const keep = (d) => { this.log.push(String(d)); if (this.log.length > 400) this.log.shift(); };
@@ -74,6 +75,16 @@ export class Server {
     await this.exited;
     clearTimeout(t);
   }
+  /** createToken makes an API token in the server's database (printed once by the CLI). */
+  createToken(role, name) {
+    return execFileSync(this.bin, ["tokens", "create", "--db", join(this.dir, "prybar.db"), "--role", role, `${name}-${Date.now()}`],
+      { cwd: this.dir, stdio: ["ignore", "pipe", "pipe"] }).toString().trim();
+  }
+  /** addUser creates a console user in the server's database (the password on stdin, as an operator would). */
+  addUser(name, role, password = "prybar-demo") {
+    execFileSync(this.bin, ["users", "add", "--db", join(this.dir, "prybar.db"), "--role", role, name],
+      { cwd: this.dir, input: password + "\n", stdio: ["pipe", "pipe", "pipe"] });
+  }
   cleanup() { rmSync(this.dir, { recursive: true, force: true }); }
 }
 
@@ -83,7 +94,10 @@ export class Fleet {
   async start() {
     const args = ["sim", "fleet", "--machines", String(this.machines), "--prybar", this.server.url, "--alive", "--power-delay", "300ms",
       "--stats-every", "0", "--mockup", resolve(root, "..", "shared", "redfish-mockups", "public-rackmount1")];
-    if (process.env.PRYBAR_TOKEN) args.push("--token", process.env.PRYBAR_TOKEN);
+    // Registration is an API call like any other: an admin token (it creates BMCs), from the environment or
+    // created in the server's database with `prybar tokens create`.
+    const token = process.env.PRYBAR_TOKEN || this.server.createToken("admin", "e2e-fleet");
+    args.push("--token", token);
     this.proc = spawn(this.bin, args, { cwd: this.server.dir, stdio: ["ignore", "pipe", "pipe"] });
     this.exited = new Promise((r) => this.proc.on("exit", r));
     await new Promise((res, rej) => {
@@ -149,6 +163,9 @@ export async function runTests(ctx, tests, only) {
     const page = await ctx.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
+    // The server rate-limits each identity (docs/security.md): the console in normal use must
+    // stay under it, so a throttled request fails the test.
+    page.on("response", (r) => { if (r.status() === 429) errors.push(`rate limited: ${r.request().method()} ${r.url()}`); });
     await ctx.tracing.start({ screenshots: true, snapshots: true, title: name });
     const t0 = Date.now();
     try {
@@ -156,6 +173,7 @@ export async function runTests(ctx, tests, only) {
       if (errors.length) throw new Error("page errors: " + errors.join("; "));
       await page.screenshot({ path: join(out, `${name}.png`), fullPage: false });
       await ctx.tracing.stop();
+      rmSync(join(out, `${name}.trace.zip`), { force: true }); // a failed run's trace would mislead
       console.log(`--- PASS: ${name} (${((Date.now() - t0) / 1000).toFixed(1)}s)`);
     } catch (e) {
       failed++;

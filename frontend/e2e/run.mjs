@@ -151,7 +151,121 @@ const tests = {
     await page.getByRole("heading", { name: /not found/i }).waitFor();
   },
 
+  // Access control (docs/security.md): these sign out and in as other users, so they run last.
+  async anonymousSeesSignIn(page) {
+    await ctx.clearCookies();
+    const answered = [];
+    page.on("response", (r) => { if (new URL(r.url()).pathname === "/graphql") answered.push(r); });
+    await page.goto(U + "/");
+    await page.locator("form:has(input[name=password])").waitFor({ timeout: 15_000 });
+    await page.getByRole("button", { name: "Sign in" }).waitFor();
+    // Nothing but the form: no shell, no navigation, no inventory.
+    assert(await page.locator("header.top").count() === 0, "the console shell is shown to an anonymous visitor");
+    const text = await page.locator("body").innerText();
+    for (const leak of ["ams1", "fleet-sim", "web01", "Data centre"]) assert(!text.includes(leak), `the sign-in page shows ${leak}`);
+    // A client route deep-links to the same form.
+    await page.goto(U + "/machines/1");
+    await page.locator("form:has(input[name=password])").waitFor({ timeout: 15_000 });
+    assert(await page.locator("header.top").count() === 0, "a deep link shows the shell anonymously");
+    // The API itself refuses the anonymous page, whatever the console shows.
+    const r = await page.evaluate(async () => (await fetch("/graphql", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ query: "{ sites { totalCount } }" }) })).json());
+    assert(!r.data?.sites && r.errors?.[0]?.extensions?.code === "UNAUTHENTICATED", `anonymous query answered ${JSON.stringify(r)}`);
+    for (const x of answered) {
+      const b = await x.json().catch(() => null);
+      assert(!b?.data || Object.values(b.data).every((v) => v === null), `the anonymous console received data: ${JSON.stringify(b).slice(0, 200)}`);
+    }
+    // A wrong password is said so, and nothing opens.
+    await page.fill("input[name=name]", "admin");
+    await page.fill("input[name=password]", "wrong-password");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("alert").filter({ hasText: /wrong name or password/ }).waitFor({ timeout: 10_000 });
+    assert(await page.locator("header.top").count() === 0, "a wrong password opened the console");
+  },
+
+  async viewerMayOnlyLook(page) {
+    await ctx.clearCookies();
+    const m = await (async () => {
+      await open(page, U + "/", "viewer");
+      return (await gql(page, `{ machines(first: 1, where: {hasRackWith: [{hasSiteWith: [{name: "fleet-sim"}]}]}) { edges { node { id name } } } }`)).machines.edges[0].node;
+    })();
+    await page.locator("[data-testid=whoami]", { hasText: "viewer (VIEWER)" }).waitFor();
+    // The machine page: every power and boot button is there but disabled, saying why.
+    await page.goto(U + "/machines/" + encodeURIComponent(m.id));
+    await page.getByRole("heading", { name: new RegExp(m.name.replace(/\./g, "\\.")) }).waitFor();
+    for (const name of ["Power on", "Power off", "Power cycle"]) {
+      const b = page.getByRole("button", { name, exact: true });
+      assert(await b.count() === 1, `no ${name} button`);
+      assert(await b.isDisabled(), `${name} is enabled for a viewer`);
+      assert(await b.getAttribute("title") === "needs OPERATOR", `${name} does not say why it is disabled`);
+    }
+    // Deployments: bind, commit and propose disabled, and the form's fields too.
+    await page.goto(U + "/deployments");
+    await page.getByRole("heading", { name: /^system/ }).waitFor();
+    for (const name of ["Bind", "Commit", "Propose"]) assert(await page.getByRole("button", { name, exact: true }).first().isDisabled(), `${name} is enabled for a viewer`);
+    assert(await page.locator("input[name=role]").isDisabled(), "the bind form takes input from a viewer");
+    // Annealer: retries disabled.
+    await page.goto(U + "/annealer");
+    await page.getByRole("button", { name: "Retry all failed" }).waitFor();
+    assert(await page.getByRole("button", { name: "Retry all failed" }).isDisabled(), "Retry all failed is enabled for a viewer");
+    // The server refuses the same mutations from the viewer's session (with its CSRF token), and
+    // nothing changed.
+    const forbidden = async (q, v) => {
+      const e = await gql(page, q, v).then(() => null, (x) => x);
+      assert(e && /FORBIDDEN/.test(e.message), `viewer's ${q.slice(0, 40)}… was not refused: ${e?.message ?? "it succeeded"}`);
+    };
+    await forbidden(`mutation($id: ID!) { powerAction(machineID: $id, action: CYCLE) { operation { id } } }`, { id: m.id });
+    await forbidden(`mutation($id: ID!) { bindRole(machineID: $id, role: "demo-inventory") { errors { message } } }`, { id: m.id });
+    await forbidden(`mutation($id: ID!) { updateMachine(id: $id, input: {alive: false}) { errors { message } } }`, { id: m.id });
+    const after = (await gql(page, `query($id: ID!) { machines(where: {id: $id}) { edges { node { alive } } } }`, { id: m.id })).machines.edges[0].node;
+    assert(after.alive === true, "the refused updateMachine changed the machine");
+    await ctx.clearCookies();
+  },
+
+  async signOut(page) {
+    await ctx.clearCookies();
+    await open(page, U + "/events", "operator");
+    await page.locator("[data-testid=whoami]", { hasText: "operator (OPERATOR)" }).waitFor();
+    const [cookie] = (await ctx.cookies(U)).filter((c) => c.name === "prybar_session");
+    assert(cookie?.httpOnly, "no HttpOnly session cookie after sign-in");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.locator("form:has(input[name=password])").waitFor({ timeout: 10_000 });
+    assert(await page.locator("header.top").count() === 0, "the shell stays after sign-out");
+    assert((await ctx.cookies(U)).every((c) => c.name !== "prybar_session"), "the session cookie stays after sign-out");
+    // The session is over on the server too: its old cookie (replayed, with its CSRF token) is refused.
+    const s = await fetch(U + "/auth/session", { headers: { Cookie: `prybar_session=${cookie.value}` } });
+    assert(s.status === 401, `the signed-out session still answers /auth/session with ${s.status}`);
+    const r = await (await fetch(U + "/graphql", { method: "POST", headers: { "Content-Type": "application/json", Cookie: `prybar_session=${cookie.value}` }, body: JSON.stringify({ query: "{ whoami { name } }" }) })).json();
+    assert(!r.data?.whoami, `the signed-out session still reads: ${JSON.stringify(r)}`);
+    // A reload stays signed out; signing in again works.
+    await page.reload();
+    await page.locator("form:has(input[name=password])").waitFor({ timeout: 10_000 });
+    await open(page, U + "/", "admin");
+    await page.locator("[data-testid=whoami]", { hasText: "admin (ADMIN)" }).waitFor();
+  },
+
+  async sessionEndedElsewhere(page) {
+    await ctx.clearCookies();
+    await open(page, U + "/", "operator");
+    await mark(page);
+    // Signed out in another tab: the cookie stays in this one but the server no longer knows it.
+    await page.evaluate(async () => {
+      const s = await (await fetch("/auth/session")).json();
+      await fetch("/auth/logout", { method: "POST", headers: { "X-CSRF-Token": s.csrfToken } });
+    });
+    // The next request (or the WebSocket, which the server closes) finds out; a click makes sure.
+    await page.getByRole("link", { name: "Deployments" }).click({ timeout: 2_000 }).catch(() => {});
+    await page.locator("form:has(input[name=password])").waitFor({ timeout: 15_000 });
+    await page.getByRole("alert").filter({ hasText: /session has ended/ }).waitFor();
+    await notReloaded(page);
+    await open(page, U + "/", "admin");
+  },
+
   async graphiql(page) {
+    // GraphiQL uses the console's session: signed out it only says so.
+    await ctx.clearCookies();
+    await page.goto(U + "/graphiql");
+    await page.getByRole("link", { name: "the console" }).waitFor({ timeout: 20_000 });
+    await open(page, U + "/");
     await page.goto(U + "/graphiql");
     await page.locator(".graphiql-container").waitFor({ timeout: 20_000 });
   },

@@ -19,12 +19,15 @@ const Annealer = lazy(() => import("./views/Annealer"));
 export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [err, setErr] = useState("");
+  // Stable callbacks: the clients and the live hub are made once per session.
+  const signedOut = useCallback(() => { setErr(""); setSession(null); }, []);
+  const authLost = useCallback(() => { setErr("Your session has ended: sign in again."); setSession(null); }, []);
   useEffect(() => {
     loadSession().then(setSession, (e: Error) => { setErr(e.message); setSession(null); });
   }, []);
   if (session === undefined) return <p className="pad">Loading…</p>;
   if (session === null) return <SignIn error={err} onSignedIn={setSession} />;
-  return <Console session={session} onSignOut={() => setSession(null)} />;
+  return <Console session={session} onSignOut={signedOut} onAuthLost={authLost} />;
 }
 
 function SignIn({ error, onSignedIn }: { error: string; onSignedIn: (s: Session) => void }) {
@@ -44,13 +47,13 @@ function SignIn({ error, onSignedIn }: { error: string; onSignedIn: (s: Session)
   );
 }
 
-function Console({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
-  const client = useMemo(() => makeClient(session, onSignOut), [session, onSignOut]);
-  const plain = useMemo(() => makePlainClient(session), [session]);
+function Console({ session, onSignOut, onAuthLost }: { session: Session; onSignOut: () => void; onAuthLost: () => void }) {
+  const client = useMemo(() => makeClient(session, onAuthLost), [session, onAuthLost]);
+  const plain = useMemo(() => makePlainClient(session, onAuthLost), [session, onAuthLost]);
   const hub = useMemo(() => {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    return new LiveHub(`${proto}//${location.host}/graphql`, () => (session.csrfToken ? { csrfToken: session.csrfToken } : {}));
-  }, [session]);
+    return new LiveHub(`${proto}//${location.host}/graphql`, () => (session.csrfToken ? { csrfToken: session.csrfToken } : {}), undefined, onAuthLost);
+  }, [session, onAuthLost]);
   useEffect(() => {
     // Start the live feed at the newest seq: the views load current state by query, then apply
     // what changes after it.

@@ -6,7 +6,14 @@ import { createGraphiQLFetcher } from "@graphiql/toolkit";
 import "graphiql/style.css";
 import { loadSession } from "./lib/auth";
 
+const signInFirst = () => {
+  const el = document.getElementById("graphiql")!;
+  el.innerHTML = '<p style="padding:1em">Sign in to <a href="/">the console</a> first: GraphiQL uses its session.</p>';
+};
+
 void loadSession().then((s) => {
+  // Signed out: every query would be refused, so say what to do instead.
+  if (s === null) { signInFirst(); return; }
   const headers: Record<string, string> = s?.csrfToken ? { "X-CSRF-Token": s.csrfToken } : {};
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const fetcher = createGraphiQLFetcher({
@@ -16,6 +23,4 @@ void loadSession().then((s) => {
     wsConnectionParams: s?.csrfToken ? { csrfToken: s.csrfToken } : {},
   });
   createRoot(document.getElementById("graphiql")!).render(<GraphiQL fetcher={fetcher} />);
-}, () => {
-  document.getElementById("graphiql")!.textContent = "Sign in to the console first.";
-});
+}, signInFirst);

@@ -15,7 +15,7 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  */
 type Documents = {
     "\n  query AnnealerStatus { annealer { states { state count } runsInFlight queueLength leader owner }\n    deployments(first: 100) { edges { node { id name status } } } }\n": typeof types.AnnealerStatusDocument,
-    "\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 500, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n": typeof types.NodeRoleGraphDocument,
+    "\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 128, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n": typeof types.NodeRoleGraphDocument,
     "mutation RetryOne($id: ID!) { retryNodeRole(id: $id) { nodeRole { id state } errors { field code message } } }": typeof types.RetryOneDocument,
     "mutation RetryAll($d: ID) { retryAllFailed(deploymentID: $d) { retried errors { field code message } } }": typeof types.RetryAllDocument,
     "\n  query DataCentre {\n    sites(first: 50) { totalCount edges { node { id name description location } } }\n    NEW: machines(where: {state: NEW}) { totalCount }\n    DISCOVERED: machines(where: {state: DISCOVERED}) { totalCount }\n    READY: machines(where: {state: READY}) { totalCount }\n    BUSY: machines(where: {state: BUSY}) { totalCount }\n    ERROR: machines(where: {state: ERROR}) { totalCount }\n  }\n": typeof types.DataCentreDocument,
@@ -37,7 +37,7 @@ type Documents = {
 };
 const documents: Documents = {
     "\n  query AnnealerStatus { annealer { states { state count } runsInFlight queueLength leader owner }\n    deployments(first: 100) { edges { node { id name status } } } }\n": types.AnnealerStatusDocument,
-    "\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 500, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n": types.NodeRoleGraphDocument,
+    "\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 128, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n": types.NodeRoleGraphDocument,
     "mutation RetryOne($id: ID!) { retryNodeRole(id: $id) { nodeRole { id state } errors { field code message } } }": types.RetryOneDocument,
     "mutation RetryAll($d: ID) { retryAllFailed(deploymentID: $d) { retried errors { field code message } } }": types.RetryAllDocument,
     "\n  query DataCentre {\n    sites(first: 50) { totalCount edges { node { id name description location } } }\n    NEW: machines(where: {state: NEW}) { totalCount }\n    DISCOVERED: machines(where: {state: DISCOVERED}) { totalCount }\n    READY: machines(where: {state: READY}) { totalCount }\n    BUSY: machines(where: {state: BUSY}) { totalCount }\n    ERROR: machines(where: {state: ERROR}) { totalCount }\n  }\n": types.DataCentreDocument,
@@ -79,7 +79,7 @@ export function graphql(source: "\n  query AnnealerStatus { annealer { states { 
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 500, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n"): (typeof documents)["\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 500, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n"];
+export function graphql(source: "\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 128, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n"): (typeof documents)["\n  query NodeRoleGraph($where: NodeRoleWhereInput!) {\n    nodeRoles(first: 128, where: $where) {\n      totalCount\n      edges { node { id state status cohort role { name } machine { id name } children { id } } }\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -1,8 +1,9 @@
 // The urql client: graphcache (normalised, Relay pagination, optimistic mutations) over HTTP for
 // queries and mutations, with the session's CSRF token on every POST.
-import { Client, fetchExchange } from "@urql/core";
+import { Client, fetchExchange, mapExchange, type Exchange } from "@urql/core";
 import { cacheExchange } from "@urql/exchange-graphcache";
 import type { Session } from "./auth";
+import { pacedFetch } from "./pace";
 
 // Types without an id (payloads, connections, snapshots) are embedded in their parent.
 const embedded = [
@@ -13,20 +14,36 @@ const embedded = [
 const conn = ["Machine", "Rack", "Site", "NodeRole", "Run", "NIC", "Disk", "Deployment", "Role", "Operation", "IPAllocation", "Event"];
 
 /**
+ * authLost is an exchange that notices the server no longer knows the session (signed out in
+ * another tab, expired, revoked): the GraphQL layer answers such a cookie with UNAUTHENTICATED
+ * errors (HTTP 200), a bad token with 401. Either way the console goes back to its sign-in page.
+ */
+function authLost(onAuthLost: () => void): Exchange {
+  return mapExchange({
+    onError(error) {
+      if (error.response?.status === 401 || error.graphQLErrors.some((e) => e.extensions?.code === "UNAUTHENTICATED")) onAuthLost();
+    },
+  });
+}
+
+/**
  * makePlainClient is a client without the normalised cache, for big read-only pages (the 100-rack
  * row: ~3,000 machines) where normalising every machine costs more main-thread time than it saves.
  * Live updates still arrive through the events hub.
  */
-export function makePlainClient(session: Session): Client {
+export function makePlainClient(session: Session, onAuthLost: () => void = () => {}): Client {
   return new Client({
     url: "/graphql",
+    // POST only: the server ignores the session cookie on GET (a cross-site GET could carry it).
+    preferGetMethod: false,
     requestPolicy: "network-only",
     fetchOptions: (): RequestInit => {
       const headers: Record<string, string> = {};
       if (session.csrfToken) headers["X-CSRF-Token"] = session.csrfToken;
       return { credentials: "same-origin", headers };
     },
-    exchanges: [fetchExchange],
+    fetch: pacedFetch,
+    exchanges: [authLost(onAuthLost), fetchExchange],
   });
 }
 
@@ -36,19 +53,16 @@ export function makeClient(session: Session, onAuthLost: () => void): Client {
   for (const t of conn) { keys[t + "Connection"] = () => null; keys[t + "Edge"] = () => null; }
   return new Client({
     url: "/graphql",
-    preferGetMethod: false,
+    preferGetMethod: false, // as above
     requestPolicy: "cache-and-network",
     fetchOptions: (): RequestInit => {
       const headers: Record<string, string> = {};
       if (session.csrfToken) headers["X-CSRF-Token"] = session.csrfToken;
       return { credentials: "same-origin", headers };
     },
-    fetch: async (input, init) => {
-      const r = await fetch(input, init);
-      if (r.status === 401) onAuthLost();
-      return r;
-    },
+    fetch: pacedFetch,
     exchanges: [
+      authLost(onAuthLost),
       cacheExchange({
         keys,
         // Connections are single pages with explicit first/where (often aliased counts), keyed by

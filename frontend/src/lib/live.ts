@@ -33,7 +33,11 @@ export class LiveHub {
   private payload = { query: EVENTS, variables: { after: 0 } };
   private stop: (() => void) | null = null;
 
-  constructor(url: string, connectionParams: () => Record<string, unknown>, webSocketImpl?: unknown) {
+  /**
+   * onAuthLost is called when the server closes the socket as unauthenticated (4401) or forbidden
+   * (4403): a restart keeps sessions, so this means the session itself ended.
+   */
+  constructor(url: string, connectionParams: () => Record<string, unknown>, webSocketImpl?: unknown, onAuthLost?: () => void) {
     this.ws = createClient({
       url,
       connectionParams,
@@ -45,7 +49,11 @@ export class LiveHub {
       ...(webSocketImpl ? { webSocketImpl } : {}),
       on: {
         connected: () => this.setState("connected"),
-        closed: () => { if (this.state !== "connecting") this.setState("reconnecting"); },
+        closed: (e) => {
+          const code = (e as { code?: number } | undefined)?.code;
+          if ((code === 4401 || code === 4403) && onAuthLost) onAuthLost();
+          if (this.state !== "connecting") this.setState("reconnecting");
+        },
       },
     });
   }
@@ -105,5 +113,7 @@ export class LiveHub {
   /** drop closes the socket as a network failure would (used by tests and the debug menu). */
   drop() { this.ws.terminate(); }
 
-  dispose() { this.disposed = true; this.stop?.(); void this.ws.dispose(); }
+  // The client's dispose waits for a connection attempt in progress and rejects with its close
+  // event when that attempt failed (as it does right after sign-out): nothing is left to report.
+  dispose() { this.disposed = true; this.stop?.(); void Promise.resolve(this.ws.dispose()).catch(() => {}); }
 }

@@ -10,15 +10,18 @@ import { useLiveEvents, useSession } from "../ctx";
 import { can } from "../lib/auth";
 import { nodeRoleStates, stateColor, stateGlyph } from "../lib/state";
 import type { LayoutIn, LayoutOut } from "./layout.worker";
+import { coalesce } from "../lib/pace";
 
 const StatusQuery = graphql(`
   query AnnealerStatus { annealer { states { state count } runsInFlight queueLength leader owner }
     deployments(first: 100) { edges { node { id name status } } } }
 `);
 
+// The server prices `children` (a walk back to NodeRole) as a full page per node-role, and refuses
+// operations above 300,000 (graph/cost.go): 128 node-roles with their children stay under it.
 const GraphQuery = graphql(`
   query NodeRoleGraph($where: NodeRoleWhereInput!) {
-    nodeRoles(first: 500, where: $where) {
+    nodeRoles(first: 128, where: $where) {
       totalCount
       edges { node { id state status cohort role { name } machine { id name } children { id } } }
     }
@@ -47,13 +50,15 @@ export default function Annealer() {
   const [one, retryOne] = useMutation(RetryOne);
   const [all, retryAll] = useMutation(RetryAll);
 
+  // A bind creates many node-roles at once: one refetch for the lot.
+  const refetchSoon = useMemo(() => coalesce(() => refetch({ requestPolicy: "network-only" })), [refetch]);
   useLiveEvents((e) => {
     if (e.objectType !== "noderole") return;
     const s = e.changes?.["state"];
     if (typeof s === "string") setLive((l) => ({ ...l, [e.objectID]: s.toUpperCase() }));
-    if (e.kind === "noderole.created" || e.kind === "noderole.deleted") refetch({ requestPolicy: "network-only" });
+    if (e.kind === "noderole.created" || e.kind === "noderole.deleted") refetchSoon();
     refetchStatusSoon(() => refetchStatus({ requestPolicy: "network-only" }));
-  }, [refetch, refetchStatus]);
+  }, [refetchSoon, refetchStatus]);
 
   const nodes = useMemo(() => data?.nodeRoles.edges?.flatMap((e) => (e?.node ? [e.node] : [])) ?? [], [data]);
   useEffect(() => {

@@ -7,6 +7,7 @@ import { graphql } from "../gql";
 import { ErrorText, FieldErrors, StateBadge, type DomainError } from "../components";
 import { useLiveEvents, useSession } from "../ctx";
 import { can } from "../lib/auth";
+import { coalesce } from "../lib/pace";
 
 const DeploymentsQuery = graphql(`
   query Deployments {
@@ -72,7 +73,9 @@ function Matrix({ id, roles }: { id: string; roles: string[] }) {
   const [errors, setErrors] = useState<DomainError[]>([]);
   const [busy, setBusy] = useState(false);
   const d = data?.node?.__typename === "Deployment" ? data.node : null;
-  useLiveEvents((e) => { if (e.objectType === "noderole" || e.objectType === "deployment") refetch({ requestPolicy: "network-only" }); }, [refetch]);
+  // A commit moves many node-roles within a second: one refetch for the lot.
+  const refetchSoon = useMemo(() => coalesce(() => refetch({ requestPolicy: "network-only" })), [refetch]);
+  useLiveEvents((e) => { if (e.objectType === "noderole" || e.objectType === "deployment") refetchSoon(); }, [refetchSoon]);
 
   const matrix = useMemo(() => {
     const rs = new Set<string>(), ms = new Map<string, string>(), cells = new Map<string, { id: string; state: string }>();

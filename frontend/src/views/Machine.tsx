@@ -1,7 +1,7 @@
 // Machine detail: inventory (no BMC secrets: the API never returns them), node-roles, runs and their
 // logs, recent events, and power / one-time PXE buttons behind a confirmation whose operation
 // progress arrives live through the events subscription.
-import { useState } from "react";
+import { useMemo, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import { Link } from "wouter";
 import { graphql } from "../gql";
@@ -9,6 +9,7 @@ import { Confirm, ErrorText, FieldErrors, StateBadge } from "../components";
 import { useLive, useLiveEvents, useSession } from "../ctx";
 import { can } from "../lib/auth";
 import type { LiveEvent } from "../lib/live";
+import { coalesce } from "../lib/pace";
 
 const MachineQuery = graphql(`
   query Machine($id: ID!, $after: Int!) {
@@ -64,6 +65,7 @@ export function MachineView({ id }: { id: string }) {
   const m = data?.node?.__typename === "Machine" ? data.node : null;
   const mid = m?.id;
 
+  const refetchSoon = useMemo(() => coalesce(() => refetch({ requestPolicy: "network-only" })), [refetch]);
   useLiveEvents((e) => {
     if (e.machineID !== mid && e.objectID !== mid) return;
     setLive((l) => [e, ...l].slice(0, 50));
@@ -75,9 +77,9 @@ export function MachineView({ id }: { id: string }) {
       } : o));
     }
     if (e.objectType === "machine" || e.objectType === "noderole" || e.objectType === "operation" && /SUCCEEDED|FAILED/i.test(String(e.changes?.["state"] ?? ""))) {
-      refetch({ requestPolicy: "network-only" });
+      refetchSoon();
     }
-  }, [mid, refetch]);
+  }, [mid, refetchSoon]);
 
   if (!data && fetching) return <p>Loading…</p>;
   if (!m) return <section><h1>Machine not found</h1><p>No machine has id <code>{id}</code>. <Link href="/">Data centre</Link></p><ErrorText error={error} /></section>;

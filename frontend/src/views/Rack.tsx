@@ -10,6 +10,7 @@ import { RackSVG, svgSource, type RackMachine } from "./RackSVG";
 import { useLiveEvents } from "../ctx";
 import type { LiveEvent } from "../lib/live";
 import { machineStates } from "../lib/state";
+import { coalesce } from "../lib/pace";
 
 const RackQuery = graphql(`
   query Rack($id: ID!) {
@@ -100,7 +101,7 @@ export function RackView({ id }: { id: string }) {
   const rack = data?.node?.__typename === "Rack" ? data.node : null;
   const rackID = rack?.id;
   const inScope = useMemo(() => (e: LiveEvent) => e.rackID === rackID || e.objectID === rackID, [rackID]);
-  const onOther = useMemo(() => () => refetch({ requestPolicy: "network-only" }), [refetch]);
+  const onOther = useMemo(() => coalesce(() => refetch({ requestPolicy: "network-only" })), [refetch]);
   const patches = useMachinePatches(inScope, onOther);
   if (!data && fetching) return <p>Loading…</p>;
   if (!rack) return <section><h1>Rack not found</h1><p>No rack has id <code>{id}</code>. <Link href="/">Data centre</Link></p><ErrorText error={error} /></section>;
@@ -139,7 +140,7 @@ export function RackRow({ siteID }: { siteID: string }) {
   const site = data?.node?.__typename === "Site" ? data.node : null;
   const sid = site?.id;
   const inScope = useMemo(() => (e: LiveEvent) => e.siteID === sid, [sid]);
-  const onOther = useMemo(() => () => refetch({ requestPolicy: "network-only" }), [refetch]);
+  const onOther = useMemo(() => coalesce(() => refetch({ requestPolicy: "network-only" })), [refetch]);
   const patches = useMachinePatches(inScope, onOther);
   if (error) return <ErrorText error={error} />;
   if (!data && fetching) return <p>Loading…</p>;
