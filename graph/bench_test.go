@@ -222,7 +222,8 @@ func dialFan(ctx context.Context, baseURL string, delivered *atomic.Int64, wake 
 		return nil, err
 	}
 	conn.SetReadLimit(1 << 20)
-	if err := conn.Write(ctx, websocket.MessageText, []byte(`{"type":"connection_init","payload":{}}`)); err != nil {
+	initMsg, _ := json.Marshal(map[string]any{"type": "connection_init", "payload": map[string]any{"authorization": "Bearer " + apitest.TokenFor(baseURL)}})
+	if err := conn.Write(ctx, websocket.MessageText, initMsg); err != nil {
 		return nil, err
 	}
 	if _, ack, err := conn.Read(ctx); err != nil || !bytes.Contains(ack, []byte(`"connection_ack"`)) {
