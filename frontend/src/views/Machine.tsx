@@ -1,6 +1,7 @@
 // Machine detail: inventory (no BMC secrets: the API never returns them), node-roles, runs and their
 // logs, recent events, and power / one-time PXE buttons behind a confirmation whose operation
-// progress arrives live through the events subscription.
+// progress arrives live through the events subscription; its boot timeline (each boot's steps as a
+// waterfall) and its drift (planned against discovered).
 import { useMemo, useState } from "react";
 import { useMutation, useQuery } from "urql";
 import { Link } from "wouter";
@@ -10,13 +11,15 @@ import { useLive, useLiveEvents, useSession } from "../ctx";
 import { can } from "../lib/auth";
 import type { LiveEvent } from "../lib/live";
 import { coalesce } from "../lib/pace";
+import { driftRows, waterfall, type BootLike } from "../lib/boots";
 
 const MachineQuery = graphql(`
   query Machine($id: ID!, $after: Int!) {
     node(id: $id) {
       __typename
       ... on Machine {
-        id name serial vendor model arch uuid cpuCount memoryBytes alive available bootenv state uPosition uHeight discovery
+        id name serial vendor model arch uuid cpuCount memoryBytes alive available bootenv state uPosition uHeight discovery drift discoveryConflict
+        boots(last: 5) { trace start durationMs steps { kind what at durationMs status error } }
         rack { id name site { name } }
         bmc { id protocol address port scheme username systemID }
         nics(first: 50) { edges { node { id name mac speedMbps link pxe switchName switchPort } } }
@@ -49,6 +52,25 @@ const PXEMutation = graphql(`
 
 type Action = "ON" | "OFF" | "CYCLE" | "PXE";
 interface OpView { id: string; state: string; action: string; message?: string | null }
+
+function ms(v: number) { return v >= 1000 ? `${(v / 1000).toFixed(1)} s` : `${v} ms`; }
+
+/** BootWaterfall draws one bar per step, offset by its time from the boot's start, width by duration. */
+function BootWaterfall({ boot }: { boot: BootLike }) {
+  const { bars } = waterfall(boot);
+  return (
+    <ol className="waterfall">
+      {bars.map((b, i) => (
+        <li key={i} data-failed={b.failed || undefined}>
+          <span className="wf-label">{b.step.what} <small>{b.step.kind}</small>
+            {b.step.status ? ` · ${b.step.status}` : ""} · +{ms(b.offsetMs)}{b.durationMs ? `, ${ms(b.durationMs)}` : ""}
+            {b.failed && <strong className="error"> ✖ {b.step.error ?? "failed"}</strong>}</span>
+          <span className="wf-track" aria-hidden="true"><span className="wf-bar" style={{ left: `${b.leftPct}%`, width: `${b.widthPct}%` }} /></span>
+        </li>
+      ))}
+    </ol>
+  );
+}
 
 function gib(b?: number | null) { return b == null ? "—" : `${Math.round(b / 2 ** 30)} GiB`; }
 
@@ -94,9 +116,11 @@ export function MachineView({ id }: { id: string }) {
   const disc = (m.discovery ?? {}) as Record<string, unknown>;
   const powerState = typeof disc["power"] === "string" ? (disc["power"] as string) : null;
   const events = [...live, ...[...(data?.events.events ?? [])].reverse().filter((e) => !live.some((l) => l.seq === e.seq))].slice(0, 50);
+  const drift = driftRows(m.drift);
   return (
     <section>
       <h1>{m.name} <StateBadge state={m.state} /></h1>
+      {m.discoveryConflict && <p role="alert" className="error banner">Discovery conflict: {m.discoveryConflict}</p>}
       <p>{m.rack ? <>Rack <Link href={`/racks/${encodeURIComponent(m.rack.id)}`}>{m.rack.name}</Link> ({m.rack.site.name}) U{m.uPosition}{m.uHeight > 1 ? `–${(m.uPosition ?? 0) + m.uHeight - 1}` : ""}</> : "Not racked"}
         {" · "}{m.alive ? "✔ answering" : "✖ not answering"}{" · "}{m.available ? "available" : "reserved"}{powerState ? ` · power ${powerState}` : ""}
         {" · "}<Link href={`/annealer?machine=${encodeURIComponent(m.id)}`}>annealer graph</Link></p>
@@ -150,6 +174,22 @@ export function MachineView({ id }: { id: string }) {
             ))}</tbody></table>
           <h2>Operations</h2>
           <ul>{m.operations.edges?.map((e) => e?.node && <li key={e.node.id}>{e.node.action} <StateBadge state={e.node.state} /> {e.node.message} <small>{e.node.createdAt}</small></li>)}</ul>
+          <section aria-label="Boots">
+            <h2>Boots</h2>
+            {m.boots.length === 0 ? <p>No boots recorded.</p> : m.boots.map((b, i) => (
+              <details key={`${b.start}-${i}`} open={i === 0}>
+                <summary>{new Date(b.start).toLocaleString()} · {ms(b.durationMs)} · {b.steps.length} steps{b.trace ? ` · trace ${b.trace}` : ""}</summary>
+                <BootWaterfall boot={b} />
+              </details>
+            ))}
+          </section>
+          <section aria-label="Drift">
+            <h2>Drift</h2>
+            {drift.length === 0 ? <p>No drift.</p> : (
+              <table><thead><tr><th>Fact</th><th>Planned</th><th>Found</th></tr></thead>
+                <tbody>{drift.map((r, i) => <tr key={i}><td>{r.fact}</td><td>{r.planned}</td><td>{r.found}</td></tr>)}</tbody></table>
+            )}
+          </section>
           <h2>Recent events</h2>
           <ol className="events" reversed>{events.map((e) => <li key={e.seq}><code>#{e.seq}</code> {e.kind} <small>{e.actor} {e.time}</small></li>)}</ol>
         </section>
