@@ -142,9 +142,9 @@ func rolesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, *db)
+	st, err := openStore(ctx, *db)
 	if err != nil {
-		return fmt.Errorf("database %s: %w", store.Describe(*db), err)
+		return err
 	}
 	defer st.Close()
 	a := scheduler.New(st, nil, scheduler.Options{Log: newLogger(stderr, "warn")})

@@ -433,9 +433,14 @@ func openWithKey(ctx context.Context, dsn, keyFile string) (*store.Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("secret key %s (for database %s): %w", keyPath, store.Describe(dsn), err)
 	}
-	st, err := store.Open(ctx, dsn, store.Options{SecretKey: key})
+	return openStore(ctx, dsn, store.Options{SecretKey: key})
+}
+
+// openStore opens the database for a CLI command; its error names the database, since "unable to
+// open database file" alone does not say which one.
+func openStore(ctx context.Context, dsn string, opts ...store.Options) (*store.Store, error) {
+	st, err := store.Open(ctx, dsn, opts...)
 	if err != nil {
-		// Name the database: "unable to open database file" alone does not say which one.
 		return nil, fmt.Errorf("database %s: %w", store.Describe(dsn), err)
 	}
 	return st, nil

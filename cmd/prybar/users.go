@@ -82,9 +82,9 @@ func usersCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, *db)
+	st, err := openStore(ctx, *db)
 	if err != nil {
-		return fmt.Errorf("database %s: %w", store.Describe(*db), err)
+		return err
 	}
 	defer st.Close()
 	u, err := auth.New(st, nil).CreateUser(events.WithActor(ctx, "cli"), fs.Arg(0), password, role)
@@ -157,9 +157,9 @@ func tokensCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *expires < 0 {
 		return errors.New("--expires must be positive")
 	}
-	st, err := store.Open(ctx, *db)
+	st, err := openStore(ctx, *db)
 	if err != nil {
-		return fmt.Errorf("database %s: %w", store.Describe(*db), err)
+		return err
 	}
 	defer st.Close()
 	o := auth.TokenOptions{Name: fs.Arg(0), Role: role}
