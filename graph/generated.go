@@ -4769,6 +4769,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 type executionContext struct {
 	*graphql.ExecutionContextState[ResolverRoot, DirectiveRoot, ComplexityRoot]
 	collected collectMemo
+	args      argsMemo
 }
 
 func newExecutionContext(
@@ -9220,6 +9221,25 @@ func (ec *executionContext) fieldContext_APIToken_prefix(_ context.Context, fiel
 }
 
 func (ec *executionContext) _APIToken_role(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APIToken_role(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Role
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNAccessRole2githubᚗcomᚋprybarᚋprybarᚋinternalᚋaccessᚐRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9243,6 +9263,45 @@ func (ec *executionContext) fieldContext_APIToken_role(_ context.Context, field 
 }
 
 func (ec *executionContext) _APIToken_owner(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APIToken_owner(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return ec.Resolvers.APIToken().Owner(ctx, obj)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9266,6 +9325,25 @@ func (ec *executionContext) fieldContext_APIToken_owner(_ context.Context, field
 }
 
 func (ec *executionContext) _APIToken_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APIToken_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9289,6 +9367,28 @@ func (ec *executionContext) fieldContext_APIToken_createdAt(_ context.Context, f
 }
 
 func (ec *executionContext) _APIToken_expiresAt(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APIToken_expiresAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.ExpiresAt
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9312,6 +9412,28 @@ func (ec *executionContext) fieldContext_APIToken_expiresAt(_ context.Context, f
 }
 
 func (ec *executionContext) _APIToken_lastUsedAt(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APIToken_lastUsedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.LastUsedAt
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9335,6 +9457,28 @@ func (ec *executionContext) fieldContext_APIToken_lastUsedAt(_ context.Context, 
 }
 
 func (ec *executionContext) _APIToken_revokedAt(ctx context.Context, field graphql.CollectedField, obj *ent.APIToken) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APIToken_revokedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.RevokedAt
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9358,6 +9502,28 @@ func (ec *executionContext) fieldContext_APIToken_revokedAt(_ context.Context, f
 }
 
 func (ec *executionContext) _APITokenPayload_token(ctx context.Context, field graphql.CollectedField, obj *model.APITokenPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APITokenPayload_token(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Token
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOAPIToken2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAPIToken(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9390,6 +9556,25 @@ func (ec *executionContext) fieldContext_APITokenPayload_token(_ context.Context
 }
 
 func (ec *executionContext) _APITokenPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.APITokenPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_APITokenPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9422,6 +9607,25 @@ func (ec *executionContext) fieldContext_APITokenPayload_errors(_ context.Contex
 }
 
 func (ec *executionContext) _AnnealerStatus_states(ctx context.Context, field graphql.CollectedField, obj *model.AnnealerStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AnnealerStatus_states(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.States
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNStateCount2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐStateCountᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9610,6 +9814,28 @@ func (ec *executionContext) fieldContext_Attribute_name(_ context.Context, field
 }
 
 func (ec *executionContext) _Attribute_description(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Attribute_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Description
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9633,6 +9859,28 @@ func (ec *executionContext) fieldContext_Attribute_description(_ context.Context
 }
 
 func (ec *executionContext) _Attribute_role(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Attribute_role(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Role
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9656,6 +9904,28 @@ func (ec *executionContext) fieldContext_Attribute_role(_ context.Context, field
 }
 
 func (ec *executionContext) _Attribute_schema(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Attribute_schema(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Schema
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9679,6 +9949,28 @@ func (ec *executionContext) fieldContext_Attribute_schema(_ context.Context, fie
 }
 
 func (ec *executionContext) _Attribute_default(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Attribute_default(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Default
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9728,6 +10020,25 @@ func (ec *executionContext) fieldContext_Attribute_writable(_ context.Context, f
 }
 
 func (ec *executionContext) _Attribute_layer(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Attribute_layer(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Layer
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNAttributeLayer2githubᚗcomᚋprybarᚋprybarᚋentᚋattributeᚐLayer(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9751,6 +10062,39 @@ func (ec *executionContext) fieldContext_Attribute_layer(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Attribute_path(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Attribute_path(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Attribute().Path(ctx, obj)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(string); ok {
+			return ec.marshalNString2string(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9774,6 +10118,40 @@ func (ec *executionContext) fieldContext_Attribute_path(_ context.Context, field
 }
 
 func (ec *executionContext) _Attribute_values(ctx context.Context, field graphql.CollectedField, obj *ent.Attribute) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Attribute_values(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Attribute().Values(ctx, obj, fc.Args["first"].(*int))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]*model.AttributeValue); ok {
+			return ec.marshalNAttributeValue2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐAttributeValueᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []*model.AttributeValue
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9803,6 +10181,10 @@ func (ec *executionContext) fieldContext_Attribute_values(ctx context.Context, f
 			return ec.childFields_AttributeValue(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -9814,10 +10196,33 @@ func (ec *executionContext) fieldContext_Attribute_values(ctx context.Context, f
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _AttributeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AttributeConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOAttributeEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAttributeEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9850,6 +10255,25 @@ func (ec *executionContext) fieldContext_AttributeConnection_edges(_ context.Con
 }
 
 func (ec *executionContext) _AttributeConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AttributeConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9908,6 +10332,28 @@ func (ec *executionContext) fieldContext_AttributeConnection_totalCount(_ contex
 }
 
 func (ec *executionContext) _AttributeEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AttributeEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOAttribute2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAttribute(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9940,6 +10386,25 @@ func (ec *executionContext) fieldContext_AttributeEdge_node(_ context.Context, f
 }
 
 func (ec *executionContext) _AttributeEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.AttributeEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AttributeEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9989,6 +10454,28 @@ func (ec *executionContext) fieldContext_AttributeValue_layer(_ context.Context,
 }
 
 func (ec *executionContext) _AttributeValue_nodeRole(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AttributeValue_nodeRole(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.NodeRole
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10021,6 +10508,25 @@ func (ec *executionContext) fieldContext_AttributeValue_nodeRole(_ context.Conte
 }
 
 func (ec *executionContext) _AttributeValue_deployment(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AttributeValue_deployment(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Deployment
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10079,6 +10585,28 @@ func (ec *executionContext) fieldContext_AttributeValue_proposed(_ context.Conte
 }
 
 func (ec *executionContext) _AttributeValue_value(ctx context.Context, field graphql.CollectedField, obj *model.AttributeValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_AttributeValue_value(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Value
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOAny2interface(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10128,6 +10656,25 @@ func (ec *executionContext) fieldContext_BMC_id(_ context.Context, field graphql
 }
 
 func (ec *executionContext) _BMC_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMC_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10151,6 +10698,25 @@ func (ec *executionContext) fieldContext_BMC_createdAt(_ context.Context, field 
 }
 
 func (ec *executionContext) _BMC_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMC_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10174,6 +10740,25 @@ func (ec *executionContext) fieldContext_BMC_updatedAt(_ context.Context, field 
 }
 
 func (ec *executionContext) _BMC_protocol(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMC_protocol(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Protocol
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNBMCProtocol2githubᚗcomᚋprybarᚋprybarᚋentᚋbmcᚐProtocol(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10223,6 +10808,28 @@ func (ec *executionContext) fieldContext_BMC_address(_ context.Context, field gr
 }
 
 func (ec *executionContext) _BMC_port(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMC_port(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Port
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10298,6 +10905,28 @@ func (ec *executionContext) fieldContext_BMC_insecure(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMC_username(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMC_username(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Username
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10321,6 +10950,28 @@ func (ec *executionContext) fieldContext_BMC_username(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMC_systemID(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMC_systemID(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.SystemID
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10370,6 +11021,39 @@ func (ec *executionContext) fieldContext_BMC_machineID(_ context.Context, field 
 }
 
 func (ec *executionContext) _BMC_machine(ctx context.Context, field graphql.CollectedField, obj *ent.BMC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMC_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Machine(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Machine); ok {
+			return ec.marshalNMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Machine
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10402,6 +11086,28 @@ func (ec *executionContext) fieldContext_BMC_machine(_ context.Context, field gr
 }
 
 func (ec *executionContext) _BMCConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.BMCConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOBMCEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMCEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10434,6 +11140,25 @@ func (ec *executionContext) fieldContext_BMCConnection_edges(_ context.Context, 
 }
 
 func (ec *executionContext) _BMCConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.BMCConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10492,6 +11217,28 @@ func (ec *executionContext) fieldContext_BMCConnection_totalCount(_ context.Cont
 }
 
 func (ec *executionContext) _BMCEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.BMCEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOBMC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMC(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10524,6 +11271,25 @@ func (ec *executionContext) fieldContext_BMCEdge_node(_ context.Context, field g
 }
 
 func (ec *executionContext) _BMCEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.BMCEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10547,6 +11313,28 @@ func (ec *executionContext) fieldContext_BMCEdge_cursor(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCPayload_bmc(ctx context.Context, field graphql.CollectedField, obj *model.BMCPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCPayload_bmc(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Bmc
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOBMC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMC(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10579,6 +11367,25 @@ func (ec *executionContext) fieldContext_BMCPayload_bmc(_ context.Context, field
 }
 
 func (ec *executionContext) _BMCPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.BMCPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10845,6 +11652,28 @@ func (ec *executionContext) fieldContext_BMCSystem_hostName(_ context.Context, f
 }
 
 func (ec *executionContext) _BMCSystem_powerState(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystem) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCSystem_powerState(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PowerState
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOPowerState2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerState(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10894,6 +11723,25 @@ func (ec *executionContext) fieldContext_BMCSystem_selected(_ context.Context, f
 }
 
 func (ec *executionContext) _BMCSystemsPayload_systems(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystemsPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCSystemsPayload_systems(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Systems
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNBMCSystem2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystemᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10926,6 +11774,25 @@ func (ec *executionContext) fieldContext_BMCSystemsPayload_systems(_ context.Con
 }
 
 func (ec *executionContext) _BMCSystemsPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.BMCSystemsPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BMCSystemsPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10958,6 +11825,28 @@ func (ec *executionContext) fieldContext_BMCSystemsPayload_errors(_ context.Cont
 }
 
 func (ec *executionContext) _BindRolePayload_nodeRole(ctx context.Context, field graphql.CollectedField, obj *model.BindRolePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BindRolePayload_nodeRole(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.NodeRole
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10990,6 +11879,25 @@ func (ec *executionContext) fieldContext_BindRolePayload_nodeRole(_ context.Cont
 }
 
 func (ec *executionContext) _BindRolePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.BindRolePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BindRolePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11048,6 +11956,25 @@ func (ec *executionContext) fieldContext_Boot_trace(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Boot_start(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Boot_start(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Start
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11097,6 +12024,25 @@ func (ec *executionContext) fieldContext_Boot_durationMs(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Boot_steps(ctx context.Context, field graphql.CollectedField, obj *model.Boot) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Boot_steps(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Steps
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNBootStep2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStepᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11259,6 +12205,25 @@ func (ec *executionContext) fieldContext_BootStep_what(_ context.Context, field 
 }
 
 func (ec *executionContext) _BootStep_at(ctx context.Context, field graphql.CollectedField, obj *model.BootStep) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_BootStep_at(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.At
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11464,6 +12429,25 @@ func (ec *executionContext) fieldContext_Bootenv_kernel(_ context.Context, field
 }
 
 func (ec *executionContext) _Bootenv_initrd(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Bootenv_initrd(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Initrd
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNString2ᚕstringᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11513,6 +12497,39 @@ func (ec *executionContext) fieldContext_Bootenv_cmdline(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Bootenv_templateNames(ctx context.Context, field graphql.CollectedField, obj *ent.Bootenv) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Bootenv_templateNames(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Bootenv().TemplateNames(ctx, obj)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]string); ok {
+			return ec.marshalNString2ᚕstringᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11588,6 +12605,28 @@ func (ec *executionContext) fieldContext_Bootenv_source(_ context.Context, field
 }
 
 func (ec *executionContext) _CreateAPITokenPayload_token(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPITokenPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_CreateAPITokenPayload_token(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Token
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOAPIToken2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAPIToken(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11661,6 +12700,25 @@ func (ec *executionContext) fieldContext_CreateAPITokenPayload_secret(_ context.
 }
 
 func (ec *executionContext) _CreateAPITokenPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPITokenPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_CreateAPITokenPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11693,6 +12751,25 @@ func (ec *executionContext) fieldContext_CreateAPITokenPayload_errors(_ context.
 }
 
 func (ec *executionContext) _DHCPPoolUse_network(ctx context.Context, field graphql.CollectedField, obj *model.DHCPPoolUse) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DHCPPoolUse_network(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Network
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNNetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11933,6 +13010,25 @@ func (ec *executionContext) fieldContext_DHCPStatus_malformed(_ context.Context,
 }
 
 func (ec *executionContext) _DHCPStatus_poolUse(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DHCPStatus_poolUse(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PoolUse
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDHCPPoolUse2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUseᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11991,6 +13087,25 @@ func (ec *executionContext) fieldContext_DeletePayload_deletedID(_ context.Conte
 }
 
 func (ec *executionContext) _DeletePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.DeletePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DeletePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12049,6 +13164,25 @@ func (ec *executionContext) fieldContext_Deployment_id(_ context.Context, field 
 }
 
 func (ec *executionContext) _Deployment_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12072,6 +13206,25 @@ func (ec *executionContext) fieldContext_Deployment_createdAt(_ context.Context,
 }
 
 func (ec *executionContext) _Deployment_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12121,6 +13274,28 @@ func (ec *executionContext) fieldContext_Deployment_name(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Deployment_description(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Description
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12144,6 +13319,25 @@ func (ec *executionContext) fieldContext_Deployment_description(_ context.Contex
 }
 
 func (ec *executionContext) _Deployment_state(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_state(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.State
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDeploymentState2githubᚗcomᚋprybarᚋprybarᚋentᚋdeploymentᚐState(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12167,6 +13361,28 @@ func (ec *executionContext) fieldContext_Deployment_state(_ context.Context, fie
 }
 
 func (ec *executionContext) _Deployment_roleData(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_roleData(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.RoleData
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12216,6 +13432,45 @@ func (ec *executionContext) fieldContext_Deployment_parentID(_ context.Context, 
 }
 
 func (ec *executionContext) _Deployment_parent(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_parent(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Parent(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Deployment); ok {
+			return ec.marshalODeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Deployment
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12248,6 +13503,45 @@ func (ec *executionContext) fieldContext_Deployment_parent(_ context.Context, fi
 }
 
 func (ec *executionContext) _Deployment_children(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_children(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Children(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]*ent.Deployment); ok {
+			return ec.marshalODeployment2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeploymentᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []*ent.Deployment
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12280,6 +13574,40 @@ func (ec *executionContext) fieldContext_Deployment_children(_ context.Context, 
 }
 
 func (ec *executionContext) _Deployment_nodeRoles(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_nodeRoles(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.NodeRoles(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.NodeRoleOrder), fc.Args["where"].(*ent.NodeRoleWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.NodeRoleConnection); ok {
+			return ec.marshalNNodeRoleConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRoleConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.NodeRoleConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12309,6 +13637,10 @@ func (ec *executionContext) fieldContext_Deployment_nodeRoles(ctx context.Contex
 			return ec.childFields_NodeRoleConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -12320,10 +13652,44 @@ func (ec *executionContext) fieldContext_Deployment_nodeRoles(ctx context.Contex
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Deployment_status(ctx context.Context, field graphql.CollectedField, obj *ent.Deployment) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Deployment_status(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Deployment().Status(ctx, obj)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(model.DeploymentStatus); ok {
+			return ec.marshalNDeploymentStatus2githubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDeploymentStatus(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want model.DeploymentStatus
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12347,6 +13713,28 @@ func (ec *executionContext) fieldContext_Deployment_status(_ context.Context, fi
 }
 
 func (ec *executionContext) _DeploymentConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.DeploymentConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DeploymentConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalODeploymentEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeploymentEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12379,6 +13767,25 @@ func (ec *executionContext) fieldContext_DeploymentConnection_edges(_ context.Co
 }
 
 func (ec *executionContext) _DeploymentConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.DeploymentConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DeploymentConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12437,6 +13844,28 @@ func (ec *executionContext) fieldContext_DeploymentConnection_totalCount(_ conte
 }
 
 func (ec *executionContext) _DeploymentEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.DeploymentEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DeploymentEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalODeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12469,6 +13898,25 @@ func (ec *executionContext) fieldContext_DeploymentEdge_node(_ context.Context, 
 }
 
 func (ec *executionContext) _DeploymentEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.DeploymentEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DeploymentEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12492,6 +13940,28 @@ func (ec *executionContext) fieldContext_DeploymentEdge_cursor(_ context.Context
 }
 
 func (ec *executionContext) _DeploymentPayload_deployment(ctx context.Context, field graphql.CollectedField, obj *model.DeploymentPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DeploymentPayload_deployment(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Deployment
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalODeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12524,6 +13994,25 @@ func (ec *executionContext) fieldContext_DeploymentPayload_deployment(_ context.
 }
 
 func (ec *executionContext) _DeploymentPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.DeploymentPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DeploymentPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12582,6 +14071,25 @@ func (ec *executionContext) fieldContext_Disk_id(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _Disk_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Disk_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12605,6 +14113,25 @@ func (ec *executionContext) fieldContext_Disk_createdAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Disk_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Disk_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12680,6 +14207,28 @@ func (ec *executionContext) fieldContext_Disk_sizeBytes(_ context.Context, field
 }
 
 func (ec *executionContext) _Disk_model(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Disk_model(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Model
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12703,6 +14252,28 @@ func (ec *executionContext) fieldContext_Disk_model(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Disk_serial(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Disk_serial(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Serial
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12726,6 +14297,25 @@ func (ec *executionContext) fieldContext_Disk_serial(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Disk_kind(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Disk_kind(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Kind
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDiskKind2githubᚗcomᚋprybarᚋprybarᚋentᚋdiskᚐKind(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12749,6 +14339,28 @@ func (ec *executionContext) fieldContext_Disk_kind(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Disk_path(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Disk_path(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Path
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12798,6 +14410,39 @@ func (ec *executionContext) fieldContext_Disk_machineID(_ context.Context, field
 }
 
 func (ec *executionContext) _Disk_machine(ctx context.Context, field graphql.CollectedField, obj *ent.Disk) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Disk_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Machine(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Machine); ok {
+			return ec.marshalNMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Machine
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12830,6 +14475,28 @@ func (ec *executionContext) fieldContext_Disk_machine(_ context.Context, field g
 }
 
 func (ec *executionContext) _DiskConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.DiskConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DiskConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalODiskEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDiskEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12862,6 +14529,25 @@ func (ec *executionContext) fieldContext_DiskConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _DiskConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.DiskConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DiskConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12920,6 +14606,28 @@ func (ec *executionContext) fieldContext_DiskConnection_totalCount(_ context.Con
 }
 
 func (ec *executionContext) _DiskEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.DiskEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DiskEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalODisk2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDisk(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12952,6 +14660,25 @@ func (ec *executionContext) fieldContext_DiskEdge_node(_ context.Context, field 
 }
 
 func (ec *executionContext) _DiskEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.DiskEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DiskEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -12975,6 +14702,28 @@ func (ec *executionContext) fieldContext_DiskEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _DiskPayload_disk(ctx context.Context, field graphql.CollectedField, obj *model.DiskPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DiskPayload_disk(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Disk
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalODisk2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDisk(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13007,6 +14756,25 @@ func (ec *executionContext) fieldContext_DiskPayload_disk(_ context.Context, fie
 }
 
 func (ec *executionContext) _DiskPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.DiskPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DiskPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13065,6 +14833,25 @@ func (ec *executionContext) fieldContext_DomainError_field(_ context.Context, fi
 }
 
 func (ec *executionContext) _DomainError_code(ctx context.Context, field graphql.CollectedField, obj *domain.Error) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_DomainError_code(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Code
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNErrorCode2githubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐCode(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13166,6 +14953,25 @@ func (ec *executionContext) fieldContext_Event_seq(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Event_time(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Event_time(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Time
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13371,6 +15177,28 @@ func (ec *executionContext) fieldContext_Event_machineID(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Event_changes(ctx context.Context, field graphql.CollectedField, obj *ent.Event) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Event_changes(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Changes
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13394,6 +15222,25 @@ func (ec *executionContext) fieldContext_Event_changes(_ context.Context, field 
 }
 
 func (ec *executionContext) _EventPage_events(ctx context.Context, field graphql.CollectedField, obj *model.EventPage) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_EventPage_events(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Events
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNEvent2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐEventᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13504,6 +15351,25 @@ func (ec *executionContext) fieldContext_IPAllocation_id(_ context.Context, fiel
 }
 
 func (ec *executionContext) _IPAllocation_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocation_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13527,6 +15393,25 @@ func (ec *executionContext) fieldContext_IPAllocation_createdAt(_ context.Contex
 }
 
 func (ec *executionContext) _IPAllocation_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocation_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13576,6 +15461,28 @@ func (ec *executionContext) fieldContext_IPAllocation_address(_ context.Context,
 }
 
 func (ec *executionContext) _IPAllocation_purpose(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocation_purpose(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Purpose
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13651,6 +15558,39 @@ func (ec *executionContext) fieldContext_IPAllocation_machineID(_ context.Contex
 }
 
 func (ec *executionContext) _IPAllocation_network(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocation_network(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Network(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Network); ok {
+			return ec.marshalNNetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Network
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13683,6 +15623,45 @@ func (ec *executionContext) fieldContext_IPAllocation_network(_ context.Context,
 }
 
 func (ec *executionContext) _IPAllocation_machine(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocation_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Machine(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Machine); ok {
+			return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Machine
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13715,6 +15694,28 @@ func (ec *executionContext) fieldContext_IPAllocation_machine(_ context.Context,
 }
 
 func (ec *executionContext) _IPAllocationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocationConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOIPAllocationEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocationEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13747,6 +15748,25 @@ func (ec *executionContext) fieldContext_IPAllocationConnection_edges(_ context.
 }
 
 func (ec *executionContext) _IPAllocationConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocationConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13805,6 +15825,28 @@ func (ec *executionContext) fieldContext_IPAllocationConnection_totalCount(_ con
 }
 
 func (ec *executionContext) _IPAllocationEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocationEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocationEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOIPAllocation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocation(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13837,6 +15879,25 @@ func (ec *executionContext) fieldContext_IPAllocationEdge_node(_ context.Context
 }
 
 func (ec *executionContext) _IPAllocationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.IPAllocationEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocationEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13860,6 +15921,28 @@ func (ec *executionContext) fieldContext_IPAllocationEdge_cursor(_ context.Conte
 }
 
 func (ec *executionContext) _IPAllocationPayload_ipAllocation(ctx context.Context, field graphql.CollectedField, obj *model.IPAllocationPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocationPayload_ipAllocation(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.IPAllocation
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOIPAllocation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocation(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13892,6 +15975,25 @@ func (ec *executionContext) fieldContext_IPAllocationPayload_ipAllocation(_ cont
 }
 
 func (ec *executionContext) _IPAllocationPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.IPAllocationPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPAllocationPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13950,6 +16052,25 @@ func (ec *executionContext) fieldContext_IPRange_id(_ context.Context, field gra
 }
 
 func (ec *executionContext) _IPRange_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRange_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13973,6 +16094,25 @@ func (ec *executionContext) fieldContext_IPRange_createdAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _IPRange_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRange_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -13996,6 +16136,28 @@ func (ec *executionContext) fieldContext_IPRange_updatedAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _IPRange_name(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRange_name(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Name
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14071,6 +16233,25 @@ func (ec *executionContext) fieldContext_IPRange_last(_ context.Context, field g
 }
 
 func (ec *executionContext) _IPRange_purpose(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRange_purpose(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Purpose
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNIPRangePurpose2githubᚗcomᚋprybarᚋprybarᚋentᚋiprangeᚐPurpose(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14120,6 +16301,39 @@ func (ec *executionContext) fieldContext_IPRange_networkID(_ context.Context, fi
 }
 
 func (ec *executionContext) _IPRange_network(ctx context.Context, field graphql.CollectedField, obj *ent.IPRange) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRange_network(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Network(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Network); ok {
+			return ec.marshalNNetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Network
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14152,6 +16366,28 @@ func (ec *executionContext) fieldContext_IPRange_network(_ context.Context, fiel
 }
 
 func (ec *executionContext) _IPRangeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.IPRangeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRangeConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOIPRangeEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPRangeEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14184,6 +16420,25 @@ func (ec *executionContext) fieldContext_IPRangeConnection_edges(_ context.Conte
 }
 
 func (ec *executionContext) _IPRangeConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.IPRangeConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRangeConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14242,6 +16497,28 @@ func (ec *executionContext) fieldContext_IPRangeConnection_totalCount(_ context.
 }
 
 func (ec *executionContext) _IPRangeEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.IPRangeEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRangeEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOIPRange2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPRange(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14274,6 +16551,25 @@ func (ec *executionContext) fieldContext_IPRangeEdge_node(_ context.Context, fie
 }
 
 func (ec *executionContext) _IPRangeEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.IPRangeEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRangeEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14297,6 +16593,28 @@ func (ec *executionContext) fieldContext_IPRangeEdge_cursor(_ context.Context, f
 }
 
 func (ec *executionContext) _IPRangePayload_ipRange(ctx context.Context, field graphql.CollectedField, obj *model.IPRangePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRangePayload_ipRange(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.IPRange
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOIPRange2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPRange(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14329,6 +16647,25 @@ func (ec *executionContext) fieldContext_IPRangePayload_ipRange(_ context.Contex
 }
 
 func (ec *executionContext) _IPRangePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.IPRangePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_IPRangePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14413,6 +16750,25 @@ func (ec *executionContext) fieldContext_Identity_kind(_ context.Context, field 
 }
 
 func (ec *executionContext) _Identity_role(ctx context.Context, field graphql.CollectedField, obj *model.Identity) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Identity_role(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Role
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNAccessRole2githubᚗcomᚋprybarᚋprybarᚋinternalᚋaccessᚐRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14436,6 +16792,28 @@ func (ec *executionContext) fieldContext_Identity_role(_ context.Context, field 
 }
 
 func (ec *executionContext) _Identity_sites(ctx context.Context, field graphql.CollectedField, obj *model.Identity) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Identity_sites(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Sites
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOID2ᚕintᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14485,6 +16863,25 @@ func (ec *executionContext) fieldContext_Lease_id(_ context.Context, field graph
 }
 
 func (ec *executionContext) _Lease_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14508,6 +16905,25 @@ func (ec *executionContext) fieldContext_Lease_createdAt(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Lease_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14583,6 +16999,25 @@ func (ec *executionContext) fieldContext_Lease_address(_ context.Context, field 
 }
 
 func (ec *executionContext) _Lease_state(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_state(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.State
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNLeaseState2githubᚗcomᚋprybarᚋprybarᚋentᚋleaseᚐState(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14606,6 +17041,25 @@ func (ec *executionContext) fieldContext_Lease_state(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Lease_expiresAt(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_expiresAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.ExpiresAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14629,6 +17083,28 @@ func (ec *executionContext) fieldContext_Lease_expiresAt(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Lease_clientID(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_clientID(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.ClientID
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14652,6 +17128,28 @@ func (ec *executionContext) fieldContext_Lease_clientID(_ context.Context, field
 }
 
 func (ec *executionContext) _Lease_hostname(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_hostname(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Hostname
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14727,6 +17225,39 @@ func (ec *executionContext) fieldContext_Lease_machineID(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Lease_network(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_network(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Network(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Network); ok {
+			return ec.marshalNNetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Network
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14759,6 +17290,45 @@ func (ec *executionContext) fieldContext_Lease_network(_ context.Context, field 
 }
 
 func (ec *executionContext) _Lease_machine(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Machine(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Machine); ok {
+			return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Machine
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14791,6 +17361,28 @@ func (ec *executionContext) fieldContext_Lease_machine(_ context.Context, field 
 }
 
 func (ec *executionContext) _LeaseConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.LeaseConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_LeaseConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOLeaseEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐLeaseEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14823,6 +17415,25 @@ func (ec *executionContext) fieldContext_LeaseConnection_edges(_ context.Context
 }
 
 func (ec *executionContext) _LeaseConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.LeaseConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_LeaseConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14881,6 +17492,28 @@ func (ec *executionContext) fieldContext_LeaseConnection_totalCount(_ context.Co
 }
 
 func (ec *executionContext) _LeaseEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.LeaseEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_LeaseEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOLease2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐLease(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14913,6 +17546,25 @@ func (ec *executionContext) fieldContext_LeaseEdge_node(_ context.Context, field
 }
 
 func (ec *executionContext) _LeaseEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.LeaseEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_LeaseEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14962,6 +17614,25 @@ func (ec *executionContext) fieldContext_Machine_id(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Machine_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14985,6 +17656,25 @@ func (ec *executionContext) fieldContext_Machine_createdAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15112,6 +17802,28 @@ func (ec *executionContext) fieldContext_Machine_uHeight(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Machine_serial(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_serial(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Serial
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15135,6 +17847,28 @@ func (ec *executionContext) fieldContext_Machine_serial(_ context.Context, field
 }
 
 func (ec *executionContext) _Machine_vendor(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_vendor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Vendor
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15158,6 +17892,28 @@ func (ec *executionContext) fieldContext_Machine_vendor(_ context.Context, field
 }
 
 func (ec *executionContext) _Machine_model(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_model(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Model
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15207,6 +17963,28 @@ func (ec *executionContext) fieldContext_Machine_arch(_ context.Context, field g
 }
 
 func (ec *executionContext) _Machine_uuid(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_uuid(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UUID
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15230,6 +18008,28 @@ func (ec *executionContext) fieldContext_Machine_uuid(_ context.Context, field g
 }
 
 func (ec *executionContext) _Machine_cpuCount(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_cpuCount(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CPUCount
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15253,6 +18053,28 @@ func (ec *executionContext) fieldContext_Machine_cpuCount(_ context.Context, fie
 }
 
 func (ec *executionContext) _Machine_memoryBytes(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_memoryBytes(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.MemoryBytes
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int64(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15354,6 +18176,25 @@ func (ec *executionContext) fieldContext_Machine_bootenv(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Machine_state(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_state(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.State
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNMachineState2githubᚗcomᚋprybarᚋprybarᚋentᚋmachineᚐState(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15377,6 +18218,28 @@ func (ec *executionContext) fieldContext_Machine_state(_ context.Context, field 
 }
 
 func (ec *executionContext) _Machine_discovery(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_discovery(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Discovery
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15400,6 +18263,28 @@ func (ec *executionContext) fieldContext_Machine_discovery(_ context.Context, fi
 }
 
 func (ec *executionContext) _Machine_drift(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_drift(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Drift
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15423,6 +18308,28 @@ func (ec *executionContext) fieldContext_Machine_drift(_ context.Context, field 
 }
 
 func (ec *executionContext) _Machine_discoveryConflict(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_discoveryConflict(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.DiscoveryConflict
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15446,6 +18353,45 @@ func (ec *executionContext) fieldContext_Machine_discoveryConflict(_ context.Con
 }
 
 func (ec *executionContext) _Machine_rack(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_rack(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Rack(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Rack); ok {
+			return ec.marshalORack2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRack(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Rack
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15478,6 +18424,40 @@ func (ec *executionContext) fieldContext_Machine_rack(_ context.Context, field g
 }
 
 func (ec *executionContext) _Machine_nics(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_nics(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Nics(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.NICOrder), fc.Args["where"].(*ent.NICWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.NICConnection); ok {
+			return ec.marshalNNICConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNICConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.NICConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15507,6 +18487,10 @@ func (ec *executionContext) fieldContext_Machine_nics(ctx context.Context, field
 			return ec.childFields_NICConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -15518,10 +18502,45 @@ func (ec *executionContext) fieldContext_Machine_nics(ctx context.Context, field
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Machine_disks(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_disks(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Disks(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.DiskOrder), fc.Args["where"].(*ent.DiskWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.DiskConnection); ok {
+			return ec.marshalNDiskConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDiskConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.DiskConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15551,6 +18570,10 @@ func (ec *executionContext) fieldContext_Machine_disks(ctx context.Context, fiel
 			return ec.childFields_DiskConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -15562,10 +18585,50 @@ func (ec *executionContext) fieldContext_Machine_disks(ctx context.Context, fiel
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Machine_bmc(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_bmc(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Bmc(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.BMC); ok {
+			return ec.marshalOBMC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMC(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.BMC
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15598,6 +18661,40 @@ func (ec *executionContext) fieldContext_Machine_bmc(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Machine_allocations(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_allocations(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Allocations(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.IPAllocationOrder), fc.Args["where"].(*ent.IPAllocationWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.IPAllocationConnection); ok {
+			return ec.marshalNIPAllocationConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocationConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.IPAllocationConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15627,6 +18724,10 @@ func (ec *executionContext) fieldContext_Machine_allocations(ctx context.Context
 			return ec.childFields_IPAllocationConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -15638,10 +18739,45 @@ func (ec *executionContext) fieldContext_Machine_allocations(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Machine_nodeRoles(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_nodeRoles(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.NodeRoles(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.NodeRoleOrder), fc.Args["where"].(*ent.NodeRoleWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.NodeRoleConnection); ok {
+			return ec.marshalNNodeRoleConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRoleConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.NodeRoleConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15671,6 +18807,10 @@ func (ec *executionContext) fieldContext_Machine_nodeRoles(ctx context.Context, 
 			return ec.childFields_NodeRoleConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -15682,10 +18822,45 @@ func (ec *executionContext) fieldContext_Machine_nodeRoles(ctx context.Context, 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Machine_operations(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_operations(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Operations(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.OperationOrder), fc.Args["where"].(*ent.OperationWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.OperationConnection); ok {
+			return ec.marshalNOperationConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperationConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.OperationConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15715,6 +18890,10 @@ func (ec *executionContext) fieldContext_Machine_operations(ctx context.Context,
 			return ec.childFields_OperationConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -15726,10 +18905,45 @@ func (ec *executionContext) fieldContext_Machine_operations(ctx context.Context,
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Machine_leases(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_leases(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Leases(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.LeaseOrder), fc.Args["where"].(*ent.LeaseWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.LeaseConnection); ok {
+			return ec.marshalNLeaseConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐLeaseConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.LeaseConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15759,6 +18973,10 @@ func (ec *executionContext) fieldContext_Machine_leases(ctx context.Context, fie
 			return ec.childFields_LeaseConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -15770,10 +18988,45 @@ func (ec *executionContext) fieldContext_Machine_leases(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Machine_boots(ctx context.Context, field graphql.CollectedField, obj *ent.Machine) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Machine_boots(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Machine().Boots(ctx, obj, fc.Args["last"].(*int))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]*model.Boot); ok {
+			return ec.marshalNBoot2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []*model.Boot
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15803,6 +19056,10 @@ func (ec *executionContext) fieldContext_Machine_boots(ctx context.Context, fiel
 			return ec.childFields_Boot(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -15814,10 +19071,33 @@ func (ec *executionContext) fieldContext_Machine_boots(ctx context.Context, fiel
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _MachineConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.MachineConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_MachineConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMachineEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachineEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15850,6 +19130,25 @@ func (ec *executionContext) fieldContext_MachineConnection_edges(_ context.Conte
 }
 
 func (ec *executionContext) _MachineConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.MachineConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_MachineConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15908,6 +19207,28 @@ func (ec *executionContext) fieldContext_MachineConnection_totalCount(_ context.
 }
 
 func (ec *executionContext) _MachineEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.MachineEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_MachineEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15940,6 +19261,25 @@ func (ec *executionContext) fieldContext_MachineEdge_node(_ context.Context, fie
 }
 
 func (ec *executionContext) _MachineEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.MachineEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_MachineEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15963,6 +19303,28 @@ func (ec *executionContext) fieldContext_MachineEdge_cursor(_ context.Context, f
 }
 
 func (ec *executionContext) _MachinePayload_machine(ctx context.Context, field graphql.CollectedField, obj *model.MachinePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_MachinePayload_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Machine
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15995,6 +19357,25 @@ func (ec *executionContext) fieldContext_MachinePayload_machine(_ context.Contex
 }
 
 func (ec *executionContext) _MachinePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.MachinePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_MachinePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16074,6 +19455,10 @@ func (ec *executionContext) fieldContext_Mutation_createSite(ctx context.Context
 			return ec.childFields_SitePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16085,6 +19470,7 @@ func (ec *executionContext) fieldContext_Mutation_createSite(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16136,6 +19522,10 @@ func (ec *executionContext) fieldContext_Mutation_updateSite(ctx context.Context
 			return ec.childFields_SitePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16147,6 +19537,7 @@ func (ec *executionContext) fieldContext_Mutation_updateSite(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16198,6 +19589,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteSite(ctx context.Context
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16209,6 +19604,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteSite(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16260,6 +19656,10 @@ func (ec *executionContext) fieldContext_Mutation_createRack(ctx context.Context
 			return ec.childFields_RackPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16271,6 +19671,7 @@ func (ec *executionContext) fieldContext_Mutation_createRack(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16322,6 +19723,10 @@ func (ec *executionContext) fieldContext_Mutation_updateRack(ctx context.Context
 			return ec.childFields_RackPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16333,6 +19738,7 @@ func (ec *executionContext) fieldContext_Mutation_updateRack(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16384,6 +19790,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteRack(ctx context.Context
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16395,6 +19805,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteRack(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16446,6 +19857,10 @@ func (ec *executionContext) fieldContext_Mutation_createMachine(ctx context.Cont
 			return ec.childFields_MachinePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16457,6 +19872,7 @@ func (ec *executionContext) fieldContext_Mutation_createMachine(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16508,6 +19924,10 @@ func (ec *executionContext) fieldContext_Mutation_updateMachine(ctx context.Cont
 			return ec.childFields_MachinePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16519,6 +19939,7 @@ func (ec *executionContext) fieldContext_Mutation_updateMachine(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16570,6 +19991,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteMachine(ctx context.Cont
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16581,6 +20006,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteMachine(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16632,6 +20058,10 @@ func (ec *executionContext) fieldContext_Mutation_createNIC(ctx context.Context,
 			return ec.childFields_NICPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16643,6 +20073,7 @@ func (ec *executionContext) fieldContext_Mutation_createNIC(ctx context.Context,
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16694,6 +20125,10 @@ func (ec *executionContext) fieldContext_Mutation_updateNIC(ctx context.Context,
 			return ec.childFields_NICPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16705,6 +20140,7 @@ func (ec *executionContext) fieldContext_Mutation_updateNIC(ctx context.Context,
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16756,6 +20192,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteNIC(ctx context.Context,
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16767,6 +20207,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteNIC(ctx context.Context,
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16818,6 +20259,10 @@ func (ec *executionContext) fieldContext_Mutation_createDisk(ctx context.Context
 			return ec.childFields_DiskPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16829,6 +20274,7 @@ func (ec *executionContext) fieldContext_Mutation_createDisk(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16880,6 +20326,10 @@ func (ec *executionContext) fieldContext_Mutation_updateDisk(ctx context.Context
 			return ec.childFields_DiskPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16891,6 +20341,7 @@ func (ec *executionContext) fieldContext_Mutation_updateDisk(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -16942,6 +20393,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteDisk(ctx context.Context
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -16953,6 +20408,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteDisk(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17004,6 +20460,10 @@ func (ec *executionContext) fieldContext_Mutation_createBMC(ctx context.Context,
 			return ec.childFields_BMCPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17015,6 +20475,7 @@ func (ec *executionContext) fieldContext_Mutation_createBMC(ctx context.Context,
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17066,6 +20527,10 @@ func (ec *executionContext) fieldContext_Mutation_updateBMC(ctx context.Context,
 			return ec.childFields_BMCPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17077,6 +20542,7 @@ func (ec *executionContext) fieldContext_Mutation_updateBMC(ctx context.Context,
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17128,6 +20594,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteBMC(ctx context.Context,
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17139,6 +20609,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteBMC(ctx context.Context,
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17190,6 +20661,10 @@ func (ec *executionContext) fieldContext_Mutation_createNetwork(ctx context.Cont
 			return ec.childFields_NetworkPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17201,6 +20676,7 @@ func (ec *executionContext) fieldContext_Mutation_createNetwork(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17252,6 +20728,10 @@ func (ec *executionContext) fieldContext_Mutation_updateNetwork(ctx context.Cont
 			return ec.childFields_NetworkPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17263,6 +20743,7 @@ func (ec *executionContext) fieldContext_Mutation_updateNetwork(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17314,6 +20795,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteNetwork(ctx context.Cont
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17325,6 +20810,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteNetwork(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17376,6 +20862,10 @@ func (ec *executionContext) fieldContext_Mutation_createIPRange(ctx context.Cont
 			return ec.childFields_IPRangePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17387,6 +20877,7 @@ func (ec *executionContext) fieldContext_Mutation_createIPRange(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17438,6 +20929,10 @@ func (ec *executionContext) fieldContext_Mutation_updateIPRange(ctx context.Cont
 			return ec.childFields_IPRangePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17449,6 +20944,7 @@ func (ec *executionContext) fieldContext_Mutation_updateIPRange(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17500,6 +20996,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteIPRange(ctx context.Cont
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17511,6 +21011,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteIPRange(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17562,6 +21063,10 @@ func (ec *executionContext) fieldContext_Mutation_createIPAllocation(ctx context
 			return ec.childFields_IPAllocationPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17573,6 +21078,7 @@ func (ec *executionContext) fieldContext_Mutation_createIPAllocation(ctx context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17624,6 +21130,10 @@ func (ec *executionContext) fieldContext_Mutation_updateIPAllocation(ctx context
 			return ec.childFields_IPAllocationPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17635,6 +21145,7 @@ func (ec *executionContext) fieldContext_Mutation_updateIPAllocation(ctx context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17686,6 +21197,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteIPAllocation(ctx context
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17697,6 +21212,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteIPAllocation(ctx context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17748,6 +21264,10 @@ func (ec *executionContext) fieldContext_Mutation_bindRole(ctx context.Context, 
 			return ec.childFields_BindRolePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17759,6 +21279,7 @@ func (ec *executionContext) fieldContext_Mutation_bindRole(ctx context.Context, 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17810,6 +21331,10 @@ func (ec *executionContext) fieldContext_Mutation_unbindRole(ctx context.Context
 			return ec.childFields_UnbindRolePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17821,6 +21346,7 @@ func (ec *executionContext) fieldContext_Mutation_unbindRole(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17872,6 +21398,10 @@ func (ec *executionContext) fieldContext_Mutation_createDeployment(ctx context.C
 			return ec.childFields_DeploymentPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17883,6 +21413,7 @@ func (ec *executionContext) fieldContext_Mutation_createDeployment(ctx context.C
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17934,6 +21465,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteDeployment(ctx context.C
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -17945,6 +21480,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteDeployment(ctx context.C
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -17996,6 +21532,10 @@ func (ec *executionContext) fieldContext_Mutation_commitDeployment(ctx context.C
 			return ec.childFields_DeploymentPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18007,6 +21547,7 @@ func (ec *executionContext) fieldContext_Mutation_commitDeployment(ctx context.C
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18058,6 +21599,10 @@ func (ec *executionContext) fieldContext_Mutation_proposeDeployment(ctx context.
 			return ec.childFields_DeploymentPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18069,6 +21614,7 @@ func (ec *executionContext) fieldContext_Mutation_proposeDeployment(ctx context.
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18120,6 +21666,10 @@ func (ec *executionContext) fieldContext_Mutation_commitNodeRole(ctx context.Con
 			return ec.childFields_NodeRolePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18131,6 +21681,7 @@ func (ec *executionContext) fieldContext_Mutation_commitNodeRole(ctx context.Con
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18182,6 +21733,10 @@ func (ec *executionContext) fieldContext_Mutation_retryNodeRole(ctx context.Cont
 			return ec.childFields_NodeRolePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18193,6 +21748,7 @@ func (ec *executionContext) fieldContext_Mutation_retryNodeRole(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18244,6 +21800,10 @@ func (ec *executionContext) fieldContext_Mutation_retryAllFailed(ctx context.Con
 			return ec.childFields_RetryAllPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18255,6 +21815,7 @@ func (ec *executionContext) fieldContext_Mutation_retryAllFailed(ctx context.Con
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18312,6 +21873,10 @@ func (ec *executionContext) fieldContext_Mutation_setAttribute(ctx context.Conte
 			return ec.childFields_SetAttributePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18323,6 +21888,7 @@ func (ec *executionContext) fieldContext_Mutation_setAttribute(ctx context.Conte
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18374,6 +21940,10 @@ func (ec *executionContext) fieldContext_Mutation_powerAction(ctx context.Contex
 			return ec.childFields_OperationPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18385,6 +21955,7 @@ func (ec *executionContext) fieldContext_Mutation_powerAction(ctx context.Contex
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18436,6 +22007,10 @@ func (ec *executionContext) fieldContext_Mutation_setBootDevice(ctx context.Cont
 			return ec.childFields_OperationPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18447,6 +22022,7 @@ func (ec *executionContext) fieldContext_Mutation_setBootDevice(ctx context.Cont
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18498,6 +22074,10 @@ func (ec *executionContext) fieldContext_Mutation_createUser(ctx context.Context
 			return ec.childFields_UserPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18509,6 +22089,7 @@ func (ec *executionContext) fieldContext_Mutation_createUser(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18560,6 +22141,10 @@ func (ec *executionContext) fieldContext_Mutation_updateUser(ctx context.Context
 			return ec.childFields_UserPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18571,6 +22156,7 @@ func (ec *executionContext) fieldContext_Mutation_updateUser(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18622,6 +22208,10 @@ func (ec *executionContext) fieldContext_Mutation_deleteUser(ctx context.Context
 			return ec.childFields_DeletePayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18633,6 +22223,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteUser(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18684,6 +22275,10 @@ func (ec *executionContext) fieldContext_Mutation_createAPIToken(ctx context.Con
 			return ec.childFields_CreateAPITokenPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18695,6 +22290,7 @@ func (ec *executionContext) fieldContext_Mutation_createAPIToken(ctx context.Con
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18746,6 +22342,10 @@ func (ec *executionContext) fieldContext_Mutation_revokeAPIToken(ctx context.Con
 			return ec.childFields_APITokenPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18757,6 +22357,7 @@ func (ec *executionContext) fieldContext_Mutation_revokeAPIToken(ctx context.Con
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18808,6 +22409,10 @@ func (ec *executionContext) fieldContext_Mutation_setBootenv(ctx context.Context
 			return ec.childFields_SetBootenvPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -18819,6 +22424,7 @@ func (ec *executionContext) fieldContext_Mutation_setBootenv(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -18849,6 +22455,25 @@ func (ec *executionContext) fieldContext_NIC_id(_ context.Context, field graphql
 }
 
 func (ec *executionContext) _NIC_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NIC_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18872,6 +22497,25 @@ func (ec *executionContext) fieldContext_NIC_createdAt(_ context.Context, field 
 }
 
 func (ec *executionContext) _NIC_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NIC_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18921,6 +22565,28 @@ func (ec *executionContext) fieldContext_NIC_mac(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _NIC_name(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NIC_name(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Name
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18944,6 +22610,28 @@ func (ec *executionContext) fieldContext_NIC_name(_ context.Context, field graph
 }
 
 func (ec *executionContext) _NIC_speedMbps(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NIC_speedMbps(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.SpeedMbps
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19019,6 +22707,28 @@ func (ec *executionContext) fieldContext_NIC_pxe(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _NIC_switchName(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NIC_switchName(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.SwitchName
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19042,6 +22752,28 @@ func (ec *executionContext) fieldContext_NIC_switchName(_ context.Context, field
 }
 
 func (ec *executionContext) _NIC_switchPort(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NIC_switchPort(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.SwitchPort
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19091,6 +22823,39 @@ func (ec *executionContext) fieldContext_NIC_machineID(_ context.Context, field 
 }
 
 func (ec *executionContext) _NIC_machine(ctx context.Context, field graphql.CollectedField, obj *ent.NIC) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NIC_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Machine(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Machine); ok {
+			return ec.marshalNMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Machine
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19123,6 +22888,28 @@ func (ec *executionContext) fieldContext_NIC_machine(_ context.Context, field gr
 }
 
 func (ec *executionContext) _NICConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.NICConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NICConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONICEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNICEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19155,6 +22942,25 @@ func (ec *executionContext) fieldContext_NICConnection_edges(_ context.Context, 
 }
 
 func (ec *executionContext) _NICConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.NICConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NICConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19213,6 +23019,28 @@ func (ec *executionContext) fieldContext_NICConnection_totalCount(_ context.Cont
 }
 
 func (ec *executionContext) _NICEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.NICEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NICEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONIC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNIC(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19245,6 +23073,25 @@ func (ec *executionContext) fieldContext_NICEdge_node(_ context.Context, field g
 }
 
 func (ec *executionContext) _NICEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.NICEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NICEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19268,6 +23115,28 @@ func (ec *executionContext) fieldContext_NICEdge_cursor(_ context.Context, field
 }
 
 func (ec *executionContext) _NICPayload_nic(ctx context.Context, field graphql.CollectedField, obj *model.NICPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NICPayload_nic(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Nic
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONIC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNIC(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19300,6 +23169,25 @@ func (ec *executionContext) fieldContext_NICPayload_nic(_ context.Context, field
 }
 
 func (ec *executionContext) _NICPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.NICPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NICPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19358,6 +23246,25 @@ func (ec *executionContext) fieldContext_Network_id(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Network_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19381,6 +23288,25 @@ func (ec *executionContext) fieldContext_Network_createdAt(_ context.Context, fi
 }
 
 func (ec *executionContext) _Network_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19456,6 +23382,28 @@ func (ec *executionContext) fieldContext_Network_cidr(_ context.Context, field g
 }
 
 func (ec *executionContext) _Network_router(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_router(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Router
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19479,6 +23427,28 @@ func (ec *executionContext) fieldContext_Network_router(_ context.Context, field
 }
 
 func (ec *executionContext) _Network_vlan(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_vlan(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Vlan
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19502,6 +23472,28 @@ func (ec *executionContext) fieldContext_Network_vlan(_ context.Context, field g
 }
 
 func (ec *executionContext) _Network_description(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Description
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19551,6 +23543,28 @@ func (ec *executionContext) fieldContext_Network_siteID(_ context.Context, field
 }
 
 func (ec *executionContext) _Network_dnsServers(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_dnsServers(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.DNSServers
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19574,6 +23588,28 @@ func (ec *executionContext) fieldContext_Network_dnsServers(_ context.Context, f
 }
 
 func (ec *executionContext) _Network_domain(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_domain(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Domain
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19597,6 +23633,28 @@ func (ec *executionContext) fieldContext_Network_domain(_ context.Context, field
 }
 
 func (ec *executionContext) _Network_leaseSeconds(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_leaseSeconds(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.LeaseSeconds
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19620,6 +23678,45 @@ func (ec *executionContext) fieldContext_Network_leaseSeconds(_ context.Context,
 }
 
 func (ec *executionContext) _Network_site(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_site(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Site(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Site); ok {
+			return ec.marshalOSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Site
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19652,6 +23749,40 @@ func (ec *executionContext) fieldContext_Network_site(_ context.Context, field g
 }
 
 func (ec *executionContext) _Network_ranges(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_ranges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Ranges(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.IPRangeOrder), fc.Args["where"].(*ent.IPRangeWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.IPRangeConnection); ok {
+			return ec.marshalNIPRangeConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPRangeConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.IPRangeConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19681,6 +23812,10 @@ func (ec *executionContext) fieldContext_Network_ranges(ctx context.Context, fie
 			return ec.childFields_IPRangeConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -19692,10 +23827,45 @@ func (ec *executionContext) fieldContext_Network_ranges(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Network_allocations(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_allocations(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Allocations(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.IPAllocationOrder), fc.Args["where"].(*ent.IPAllocationWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.IPAllocationConnection); ok {
+			return ec.marshalNIPAllocationConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocationConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.IPAllocationConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19725,6 +23895,10 @@ func (ec *executionContext) fieldContext_Network_allocations(ctx context.Context
 			return ec.childFields_IPAllocationConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -19736,10 +23910,45 @@ func (ec *executionContext) fieldContext_Network_allocations(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Network_leases(ctx context.Context, field graphql.CollectedField, obj *ent.Network) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Network_leases(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Leases(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.LeaseOrder), fc.Args["where"].(*ent.LeaseWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.LeaseConnection); ok {
+			return ec.marshalNLeaseConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐLeaseConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.LeaseConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19769,6 +23978,10 @@ func (ec *executionContext) fieldContext_Network_leases(ctx context.Context, fie
 			return ec.childFields_LeaseConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -19780,10 +23993,33 @@ func (ec *executionContext) fieldContext_Network_leases(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _NetworkConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.NetworkConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NetworkConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONetworkEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetworkEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19816,6 +24052,25 @@ func (ec *executionContext) fieldContext_NetworkConnection_edges(_ context.Conte
 }
 
 func (ec *executionContext) _NetworkConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.NetworkConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NetworkConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19874,6 +24129,28 @@ func (ec *executionContext) fieldContext_NetworkConnection_totalCount(_ context.
 }
 
 func (ec *executionContext) _NetworkEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.NetworkEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NetworkEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19906,6 +24183,25 @@ func (ec *executionContext) fieldContext_NetworkEdge_node(_ context.Context, fie
 }
 
 func (ec *executionContext) _NetworkEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.NetworkEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NetworkEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19929,6 +24225,28 @@ func (ec *executionContext) fieldContext_NetworkEdge_cursor(_ context.Context, f
 }
 
 func (ec *executionContext) _NetworkPayload_network(ctx context.Context, field graphql.CollectedField, obj *model.NetworkPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NetworkPayload_network(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Network
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19961,6 +24279,25 @@ func (ec *executionContext) fieldContext_NetworkPayload_network(_ context.Contex
 }
 
 func (ec *executionContext) _NetworkPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.NetworkPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NetworkPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20019,6 +24356,25 @@ func (ec *executionContext) fieldContext_NodeRole_id(_ context.Context, field gr
 }
 
 func (ec *executionContext) _NodeRole_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20042,6 +24398,25 @@ func (ec *executionContext) fieldContext_NodeRole_createdAt(_ context.Context, f
 }
 
 func (ec *executionContext) _NodeRole_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20065,6 +24440,25 @@ func (ec *executionContext) fieldContext_NodeRole_updatedAt(_ context.Context, f
 }
 
 func (ec *executionContext) _NodeRole_state(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_state(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.State
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNNodeRoleState2githubᚗcomᚋprybarᚋprybarᚋentᚋnoderoleᚐState(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20166,6 +24560,28 @@ func (ec *executionContext) fieldContext_NodeRole_attempts(_ context.Context, fi
 }
 
 func (ec *executionContext) _NodeRole_nextAttemptAt(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_nextAttemptAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.NextAttemptAt
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20189,6 +24605,28 @@ func (ec *executionContext) fieldContext_NodeRole_nextAttemptAt(_ context.Contex
 }
 
 func (ec *executionContext) _NodeRole_status(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_status(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Status
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20212,6 +24650,28 @@ func (ec *executionContext) fieldContext_NodeRole_status(_ context.Context, fiel
 }
 
 func (ec *executionContext) _NodeRole_proposedData(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_proposedData(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.ProposedData
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20235,6 +24695,28 @@ func (ec *executionContext) fieldContext_NodeRole_proposedData(_ context.Context
 }
 
 func (ec *executionContext) _NodeRole_committedData(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_committedData(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CommittedData
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20258,6 +24740,28 @@ func (ec *executionContext) fieldContext_NodeRole_committedData(_ context.Contex
 }
 
 func (ec *executionContext) _NodeRole_systemData(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_systemData(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.SystemData
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20281,6 +24785,28 @@ func (ec *executionContext) fieldContext_NodeRole_systemData(_ context.Context, 
 }
 
 func (ec *executionContext) _NodeRole_wall(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_wall(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Wall
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20382,6 +24908,39 @@ func (ec *executionContext) fieldContext_NodeRole_deploymentID(_ context.Context
 }
 
 func (ec *executionContext) _NodeRole_machine(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Machine(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Machine); ok {
+			return ec.marshalNMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Machine
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20414,6 +24973,39 @@ func (ec *executionContext) fieldContext_NodeRole_machine(_ context.Context, fie
 }
 
 func (ec *executionContext) _NodeRole_role(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_role(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Role(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Role); ok {
+			return ec.marshalNRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRole(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Role
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20446,6 +25038,39 @@ func (ec *executionContext) fieldContext_NodeRole_role(_ context.Context, field 
 }
 
 func (ec *executionContext) _NodeRole_deployment(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_deployment(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Deployment(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Deployment); ok {
+			return ec.marshalNDeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Deployment
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20478,6 +25103,40 @@ func (ec *executionContext) fieldContext_NodeRole_deployment(_ context.Context, 
 }
 
 func (ec *executionContext) _NodeRole_parents(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_parents(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Parents(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.NodeRoleOrder), fc.Args["where"].(*ent.NodeRoleWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.NodeRoleConnection); ok {
+			return ec.marshalNNodeRoleConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRoleConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.NodeRoleConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20507,6 +25166,10 @@ func (ec *executionContext) fieldContext_NodeRole_parents(ctx context.Context, f
 			return ec.childFields_NodeRoleConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -20518,10 +25181,50 @@ func (ec *executionContext) fieldContext_NodeRole_parents(ctx context.Context, f
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _NodeRole_children(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_children(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Children(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]*ent.NodeRole); ok {
+			return ec.marshalONodeRole2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRoleᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []*ent.NodeRole
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20554,6 +25257,40 @@ func (ec *executionContext) fieldContext_NodeRole_children(_ context.Context, fi
 }
 
 func (ec *executionContext) _NodeRole_runs(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRole) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRole_runs(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Runs(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.RunOrder), fc.Args["where"].(*ent.RunWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.RunConnection); ok {
+			return ec.marshalNRunConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRunConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.RunConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20583,6 +25320,10 @@ func (ec *executionContext) fieldContext_NodeRole_runs(ctx context.Context, fiel
 			return ec.childFields_RunConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -20594,10 +25335,33 @@ func (ec *executionContext) fieldContext_NodeRole_runs(ctx context.Context, fiel
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _NodeRoleConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRoleConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONodeRoleEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRoleEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20630,6 +25394,25 @@ func (ec *executionContext) fieldContext_NodeRoleConnection_edges(_ context.Cont
 }
 
 func (ec *executionContext) _NodeRoleConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRoleConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20688,6 +25471,28 @@ func (ec *executionContext) fieldContext_NodeRoleConnection_totalCount(_ context
 }
 
 func (ec *executionContext) _NodeRoleEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRoleEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRoleEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20720,6 +25525,25 @@ func (ec *executionContext) fieldContext_NodeRoleEdge_node(_ context.Context, fi
 }
 
 func (ec *executionContext) _NodeRoleEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.NodeRoleEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRoleEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20743,6 +25567,28 @@ func (ec *executionContext) fieldContext_NodeRoleEdge_cursor(_ context.Context, 
 }
 
 func (ec *executionContext) _NodeRolePayload_nodeRole(ctx context.Context, field graphql.CollectedField, obj *model.NodeRolePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRolePayload_nodeRole(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.NodeRole
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20775,6 +25621,25 @@ func (ec *executionContext) fieldContext_NodeRolePayload_nodeRole(_ context.Cont
 }
 
 func (ec *executionContext) _NodeRolePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.NodeRolePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_NodeRolePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20859,6 +25724,28 @@ func (ec *executionContext) fieldContext_Operation_action(_ context.Context, fie
 }
 
 func (ec *executionContext) _Operation_params(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_params(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Params
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20882,6 +25769,25 @@ func (ec *executionContext) fieldContext_Operation_params(_ context.Context, fie
 }
 
 func (ec *executionContext) _Operation_state(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_state(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.State
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNOperationState2githubᚗcomᚋprybarᚋprybarᚋentᚋoperationᚐState(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20905,6 +25811,28 @@ func (ec *executionContext) fieldContext_Operation_state(_ context.Context, fiel
 }
 
 func (ec *executionContext) _Operation_message(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_message(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Message
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20928,6 +25856,28 @@ func (ec *executionContext) fieldContext_Operation_message(_ context.Context, fi
 }
 
 func (ec *executionContext) _Operation_result(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_result(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Result
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20951,6 +25901,28 @@ func (ec *executionContext) fieldContext_Operation_result(_ context.Context, fie
 }
 
 func (ec *executionContext) _Operation_log(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_log(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Log
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20974,6 +25946,28 @@ func (ec *executionContext) fieldContext_Operation_log(_ context.Context, field 
 }
 
 func (ec *executionContext) _Operation_owner(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_owner(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Owner
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21023,6 +26017,25 @@ func (ec *executionContext) fieldContext_Operation_ownerEpoch(_ context.Context,
 }
 
 func (ec *executionContext) _Operation_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21046,6 +26059,28 @@ func (ec *executionContext) fieldContext_Operation_createdAt(_ context.Context, 
 }
 
 func (ec *executionContext) _Operation_startedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_startedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.StartedAt
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21069,6 +26104,28 @@ func (ec *executionContext) fieldContext_Operation_startedAt(_ context.Context, 
 }
 
 func (ec *executionContext) _Operation_finishedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_finishedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.FinishedAt
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21118,6 +26175,39 @@ func (ec *executionContext) fieldContext_Operation_machineID(_ context.Context, 
 }
 
 func (ec *executionContext) _Operation_machine(ctx context.Context, field graphql.CollectedField, obj *ent.Operation) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Operation_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Machine(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Machine); ok {
+			return ec.marshalNMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Machine
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21150,6 +26240,28 @@ func (ec *executionContext) fieldContext_Operation_machine(_ context.Context, fi
 }
 
 func (ec *executionContext) _OperationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.OperationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_OperationConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOOperationEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperationEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21182,6 +26294,25 @@ func (ec *executionContext) fieldContext_OperationConnection_edges(_ context.Con
 }
 
 func (ec *executionContext) _OperationConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.OperationConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_OperationConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21240,6 +26371,28 @@ func (ec *executionContext) fieldContext_OperationConnection_totalCount(_ contex
 }
 
 func (ec *executionContext) _OperationEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.OperationEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_OperationEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOOperation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperation(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21272,6 +26425,25 @@ func (ec *executionContext) fieldContext_OperationEdge_node(_ context.Context, f
 }
 
 func (ec *executionContext) _OperationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.OperationEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_OperationEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21295,6 +26467,28 @@ func (ec *executionContext) fieldContext_OperationEdge_cursor(_ context.Context,
 }
 
 func (ec *executionContext) _OperationPayload_operation(ctx context.Context, field graphql.CollectedField, obj *model.OperationPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_OperationPayload_operation(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Operation
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOOperation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperation(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21327,6 +26521,25 @@ func (ec *executionContext) fieldContext_OperationPayload_operation(_ context.Co
 }
 
 func (ec *executionContext) _OperationPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.OperationPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_OperationPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21411,6 +26624,28 @@ func (ec *executionContext) fieldContext_PageInfo_hasPreviousPage(_ context.Cont
 }
 
 func (ec *executionContext) _PageInfo_startCursor(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_PageInfo_startCursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.StartCursor
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21434,6 +26669,28 @@ func (ec *executionContext) fieldContext_PageInfo_startCursor(_ context.Context,
 }
 
 func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_PageInfo_endCursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.EndCursor
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -21504,6 +26761,10 @@ func (ec *executionContext) fieldContext_Query_node(ctx context.Context, field g
 			return nil, errors.New("FieldContext.Child cannot be called on type INTERFACE")
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21515,6 +26776,7 @@ func (ec *executionContext) fieldContext_Query_node(ctx context.Context, field g
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -21566,6 +26828,10 @@ func (ec *executionContext) fieldContext_Query_nodes(ctx context.Context, field 
 			return nil, errors.New("FieldContext.Child cannot be called on type INTERFACE")
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21577,6 +26843,7 @@ func (ec *executionContext) fieldContext_Query_nodes(ctx context.Context, field 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -21628,6 +26895,10 @@ func (ec *executionContext) fieldContext_Query_attributes(ctx context.Context, f
 			return ec.childFields_AttributeConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21639,6 +26910,7 @@ func (ec *executionContext) fieldContext_Query_attributes(ctx context.Context, f
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -21690,6 +26962,10 @@ func (ec *executionContext) fieldContext_Query_bmcs(ctx context.Context, field g
 			return ec.childFields_BMCConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21701,6 +26977,7 @@ func (ec *executionContext) fieldContext_Query_bmcs(ctx context.Context, field g
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -21752,6 +27029,10 @@ func (ec *executionContext) fieldContext_Query_deployments(ctx context.Context, 
 			return ec.childFields_DeploymentConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21763,6 +27044,7 @@ func (ec *executionContext) fieldContext_Query_deployments(ctx context.Context, 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -21814,6 +27096,10 @@ func (ec *executionContext) fieldContext_Query_disks(ctx context.Context, field 
 			return ec.childFields_DiskConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21825,6 +27111,7 @@ func (ec *executionContext) fieldContext_Query_disks(ctx context.Context, field 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -21876,6 +27163,10 @@ func (ec *executionContext) fieldContext_Query_ipAllocations(ctx context.Context
 			return ec.childFields_IPAllocationConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21887,6 +27178,7 @@ func (ec *executionContext) fieldContext_Query_ipAllocations(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -21938,6 +27230,10 @@ func (ec *executionContext) fieldContext_Query_ipRanges(ctx context.Context, fie
 			return ec.childFields_IPRangeConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -21949,6 +27245,7 @@ func (ec *executionContext) fieldContext_Query_ipRanges(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22000,6 +27297,10 @@ func (ec *executionContext) fieldContext_Query_leases(ctx context.Context, field
 			return ec.childFields_LeaseConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22011,6 +27312,7 @@ func (ec *executionContext) fieldContext_Query_leases(ctx context.Context, field
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22062,6 +27364,10 @@ func (ec *executionContext) fieldContext_Query_machines(ctx context.Context, fie
 			return ec.childFields_MachineConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22073,6 +27379,7 @@ func (ec *executionContext) fieldContext_Query_machines(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22124,6 +27431,10 @@ func (ec *executionContext) fieldContext_Query_nics(ctx context.Context, field g
 			return ec.childFields_NICConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22135,6 +27446,7 @@ func (ec *executionContext) fieldContext_Query_nics(ctx context.Context, field g
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22186,6 +27498,10 @@ func (ec *executionContext) fieldContext_Query_networks(ctx context.Context, fie
 			return ec.childFields_NetworkConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22197,6 +27513,7 @@ func (ec *executionContext) fieldContext_Query_networks(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22248,6 +27565,10 @@ func (ec *executionContext) fieldContext_Query_nodeRoles(ctx context.Context, fi
 			return ec.childFields_NodeRoleConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22259,6 +27580,7 @@ func (ec *executionContext) fieldContext_Query_nodeRoles(ctx context.Context, fi
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22310,6 +27632,10 @@ func (ec *executionContext) fieldContext_Query_operations(ctx context.Context, f
 			return ec.childFields_OperationConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22321,6 +27647,7 @@ func (ec *executionContext) fieldContext_Query_operations(ctx context.Context, f
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22372,6 +27699,10 @@ func (ec *executionContext) fieldContext_Query_racks(ctx context.Context, field 
 			return ec.childFields_RackConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22383,6 +27714,7 @@ func (ec *executionContext) fieldContext_Query_racks(ctx context.Context, field 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22434,6 +27766,10 @@ func (ec *executionContext) fieldContext_Query_roles(ctx context.Context, field 
 			return ec.childFields_RoleConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22445,6 +27781,7 @@ func (ec *executionContext) fieldContext_Query_roles(ctx context.Context, field 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22496,6 +27833,10 @@ func (ec *executionContext) fieldContext_Query_runs(ctx context.Context, field g
 			return ec.childFields_RunConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22507,6 +27848,7 @@ func (ec *executionContext) fieldContext_Query_runs(ctx context.Context, field g
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22558,6 +27900,10 @@ func (ec *executionContext) fieldContext_Query_sites(ctx context.Context, field 
 			return ec.childFields_SiteConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22569,6 +27915,7 @@ func (ec *executionContext) fieldContext_Query_sites(ctx context.Context, field 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22820,6 +28167,10 @@ func (ec *executionContext) fieldContext_Query_bmcSystems(ctx context.Context, f
 			return ec.childFields_BMCSystemsPayload(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22831,6 +28182,7 @@ func (ec *executionContext) fieldContext_Query_bmcSystems(ctx context.Context, f
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -22932,6 +28284,10 @@ func (ec *executionContext) fieldContext_Query_bootScript(ctx context.Context, f
 			return ec.childFields_BootScriptPreview(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -22943,6 +28299,7 @@ func (ec *executionContext) fieldContext_Query_bootScript(ctx context.Context, f
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -23044,6 +28401,10 @@ func (ec *executionContext) fieldContext_Query_machine(ctx context.Context, fiel
 			return ec.childFields_Machine(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -23055,6 +28416,7 @@ func (ec *executionContext) fieldContext_Query_machine(ctx context.Context, fiel
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -23106,6 +28468,10 @@ func (ec *executionContext) fieldContext_Query_site(ctx context.Context, field g
 			return ec.childFields_Site(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -23117,6 +28483,7 @@ func (ec *executionContext) fieldContext_Query_site(ctx context.Context, field g
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -23168,6 +28535,10 @@ func (ec *executionContext) fieldContext_Query_nicByMAC(ctx context.Context, fie
 			return ec.childFields_NIC(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -23179,6 +28550,7 @@ func (ec *executionContext) fieldContext_Query_nicByMAC(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -23230,6 +28602,10 @@ func (ec *executionContext) fieldContext_Query_events(ctx context.Context, field
 			return ec.childFields_EventPage(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -23241,6 +28617,7 @@ func (ec *executionContext) fieldContext_Query_events(ctx context.Context, field
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -23274,6 +28651,10 @@ func (ec *executionContext) fieldContext_Query___type(ctx context.Context, field
 			return ec.childFields___Type(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -23285,6 +28666,7 @@ func (ec *executionContext) fieldContext_Query___type(ctx context.Context, field
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
@@ -23347,6 +28729,25 @@ func (ec *executionContext) fieldContext_Rack_id(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _Rack_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Rack_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23370,6 +28771,25 @@ func (ec *executionContext) fieldContext_Rack_createdAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Rack_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Rack_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23445,6 +28865,28 @@ func (ec *executionContext) fieldContext_Rack_height(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Rack_row(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Rack_row(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Row
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23468,6 +28910,28 @@ func (ec *executionContext) fieldContext_Rack_row(_ context.Context, field graph
 }
 
 func (ec *executionContext) _Rack_position(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Rack_position(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Position
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23517,6 +28981,39 @@ func (ec *executionContext) fieldContext_Rack_siteID(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Rack_site(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Rack_site(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Site(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.Site); ok {
+			return ec.marshalNSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.Site
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23549,6 +29046,40 @@ func (ec *executionContext) fieldContext_Rack_site(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Rack_machines(ctx context.Context, field graphql.CollectedField, obj *ent.Rack) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Rack_machines(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Machines(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.MachineOrder), fc.Args["where"].(*ent.MachineWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.MachineConnection); ok {
+			return ec.marshalNMachineConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachineConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.MachineConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23578,6 +29109,10 @@ func (ec *executionContext) fieldContext_Rack_machines(ctx context.Context, fiel
 			return ec.childFields_MachineConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -23589,10 +29124,33 @@ func (ec *executionContext) fieldContext_Rack_machines(ctx context.Context, fiel
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _RackConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.RackConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RackConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalORackEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRackEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23625,6 +29183,25 @@ func (ec *executionContext) fieldContext_RackConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _RackConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.RackConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RackConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23683,6 +29260,28 @@ func (ec *executionContext) fieldContext_RackConnection_totalCount(_ context.Con
 }
 
 func (ec *executionContext) _RackEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.RackEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RackEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalORack2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRack(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23715,6 +29314,25 @@ func (ec *executionContext) fieldContext_RackEdge_node(_ context.Context, field 
 }
 
 func (ec *executionContext) _RackEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.RackEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RackEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23738,6 +29356,28 @@ func (ec *executionContext) fieldContext_RackEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _RackPayload_rack(ctx context.Context, field graphql.CollectedField, obj *model.RackPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RackPayload_rack(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Rack
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalORack2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRack(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23770,6 +29410,25 @@ func (ec *executionContext) fieldContext_RackPayload_rack(_ context.Context, fie
 }
 
 func (ec *executionContext) _RackPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.RackPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RackPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23828,6 +29487,25 @@ func (ec *executionContext) fieldContext_RetryAllPayload_retried(_ context.Conte
 }
 
 func (ec *executionContext) _RetryAllPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.RetryAllPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RetryAllPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23886,6 +29564,25 @@ func (ec *executionContext) fieldContext_Role_id(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _Role_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23909,6 +29606,25 @@ func (ec *executionContext) fieldContext_Role_createdAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Role_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -23958,6 +29674,28 @@ func (ec *executionContext) fieldContext_Role_name(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Role_description(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Description
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24007,6 +29745,28 @@ func (ec *executionContext) fieldContext_Role_executor(_ context.Context, field 
 }
 
 func (ec *executionContext) _Role_requires(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_requires(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Requires
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24030,6 +29790,28 @@ func (ec *executionContext) fieldContext_Role_requires(_ context.Context, field 
 }
 
 func (ec *executionContext) _Role_provides(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_provides(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Provides
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24053,6 +29835,28 @@ func (ec *executionContext) fieldContext_Role_provides(_ context.Context, field 
 }
 
 func (ec *executionContext) _Role_conflicts(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_conflicts(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Conflicts
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24076,6 +29880,28 @@ func (ec *executionContext) fieldContext_Role_conflicts(_ context.Context, field
 }
 
 func (ec *executionContext) _Role_wants(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_wants(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Wants
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24203,6 +30029,28 @@ func (ec *executionContext) fieldContext_Role_discovery(_ context.Context, field
 }
 
 func (ec *executionContext) _Role_schema(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_schema(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Schema
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24226,6 +30074,28 @@ func (ec *executionContext) fieldContext_Role_schema(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Role_defaults(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_defaults(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Defaults
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24379,6 +30249,40 @@ func (ec *executionContext) fieldContext_Role_depth(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Role_nodeRoles(ctx context.Context, field graphql.CollectedField, obj *ent.Role) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Role_nodeRoles(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.NodeRoles(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.NodeRoleOrder), fc.Args["where"].(*ent.NodeRoleWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.NodeRoleConnection); ok {
+			return ec.marshalNNodeRoleConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRoleConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.NodeRoleConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24408,6 +30312,10 @@ func (ec *executionContext) fieldContext_Role_nodeRoles(ctx context.Context, fie
 			return ec.childFields_NodeRoleConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -24419,10 +30327,33 @@ func (ec *executionContext) fieldContext_Role_nodeRoles(ctx context.Context, fie
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _RoleConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.RoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RoleConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalORoleEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRoleEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24455,6 +30386,25 @@ func (ec *executionContext) fieldContext_RoleConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _RoleConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.RoleConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RoleConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24513,6 +30463,28 @@ func (ec *executionContext) fieldContext_RoleConnection_totalCount(_ context.Con
 }
 
 func (ec *executionContext) _RoleEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.RoleEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RoleEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalORole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24545,6 +30517,25 @@ func (ec *executionContext) fieldContext_RoleEdge_node(_ context.Context, field 
 }
 
 func (ec *executionContext) _RoleEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.RoleEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RoleEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24646,6 +30637,25 @@ func (ec *executionContext) fieldContext_Run_attempt(_ context.Context, field gr
 }
 
 func (ec *executionContext) _Run_status(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_status(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Status
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNRunStatus2githubᚗcomᚋprybarᚋprybarᚋentᚋrunᚐStatus(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24669,6 +30679,28 @@ func (ec *executionContext) fieldContext_Run_status(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Run_input(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_input(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Input
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24692,6 +30724,28 @@ func (ec *executionContext) fieldContext_Run_input(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Run_output(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_output(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Output
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMap2map(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24715,6 +30769,28 @@ func (ec *executionContext) fieldContext_Run_output(_ context.Context, field gra
 }
 
 func (ec *executionContext) _Run_log(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_log(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Log
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24738,6 +30814,28 @@ func (ec *executionContext) fieldContext_Run_log(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _Run_error(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_error(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Error
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24787,6 +30885,25 @@ func (ec *executionContext) fieldContext_Run_exitStatus(_ context.Context, field
 }
 
 func (ec *executionContext) _Run_startedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_startedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.StartedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24810,6 +30927,28 @@ func (ec *executionContext) fieldContext_Run_startedAt(_ context.Context, field 
 }
 
 func (ec *executionContext) _Run_finishedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_finishedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.FinishedAt
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24833,6 +30972,28 @@ func (ec *executionContext) fieldContext_Run_finishedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Run_owner(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_owner(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Owner
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24856,6 +31017,28 @@ func (ec *executionContext) fieldContext_Run_owner(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Run_leaderEpoch(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_leaderEpoch(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.LeaderEpoch
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOInt2int(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24905,6 +31088,39 @@ func (ec *executionContext) fieldContext_Run_nodeRoleID(_ context.Context, field
 }
 
 func (ec *executionContext) _Run_nodeRole(ctx context.Context, field graphql.CollectedField, obj *ent.Run) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Run_nodeRole(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.NodeRole(ctx)
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.NodeRole); ok {
+			return ec.marshalNNodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.NodeRole
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24937,6 +31153,28 @@ func (ec *executionContext) fieldContext_Run_nodeRole(_ context.Context, field g
 }
 
 func (ec *executionContext) _RunConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.RunConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RunConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalORunEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRunEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -24969,6 +31207,25 @@ func (ec *executionContext) fieldContext_RunConnection_edges(_ context.Context, 
 }
 
 func (ec *executionContext) _RunConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.RunConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RunConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25027,6 +31284,28 @@ func (ec *executionContext) fieldContext_RunConnection_totalCount(_ context.Cont
 }
 
 func (ec *executionContext) _RunEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.RunEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RunEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalORun2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRun(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25059,6 +31338,25 @@ func (ec *executionContext) fieldContext_RunEdge_node(_ context.Context, field g
 }
 
 func (ec *executionContext) _RunEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.RunEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_RunEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25082,6 +31380,25 @@ func (ec *executionContext) fieldContext_RunEdge_cursor(_ context.Context, field
 }
 
 func (ec *executionContext) _SetAttributePayload_reannealed(ctx context.Context, field graphql.CollectedField, obj *model.SetAttributePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SetAttributePayload_reannealed(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Reannealed
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNID2ᚕintᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25105,6 +31422,25 @@ func (ec *executionContext) fieldContext_SetAttributePayload_reannealed(_ contex
 }
 
 func (ec *executionContext) _SetAttributePayload_blocked(ctx context.Context, field graphql.CollectedField, obj *model.SetAttributePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SetAttributePayload_blocked(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Blocked
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNID2ᚕintᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25128,6 +31464,25 @@ func (ec *executionContext) fieldContext_SetAttributePayload_blocked(_ context.C
 }
 
 func (ec *executionContext) _SetAttributePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.SetAttributePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SetAttributePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25160,6 +31515,28 @@ func (ec *executionContext) fieldContext_SetAttributePayload_errors(_ context.Co
 }
 
 func (ec *executionContext) _SetBootenvPayload_machine(ctx context.Context, field graphql.CollectedField, obj *model.SetBootenvPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SetBootenvPayload_machine(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Machine
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25192,6 +31569,25 @@ func (ec *executionContext) fieldContext_SetBootenvPayload_machine(_ context.Con
 }
 
 func (ec *executionContext) _SetBootenvPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.SetBootenvPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SetBootenvPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25250,6 +31646,25 @@ func (ec *executionContext) fieldContext_Site_id(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _Site_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Site_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25273,6 +31688,25 @@ func (ec *executionContext) fieldContext_Site_createdAt(_ context.Context, field
 }
 
 func (ec *executionContext) _Site_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Site_updatedAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UpdatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25322,6 +31756,28 @@ func (ec *executionContext) fieldContext_Site_name(_ context.Context, field grap
 }
 
 func (ec *executionContext) _Site_description(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Site_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Description
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25345,6 +31801,28 @@ func (ec *executionContext) fieldContext_Site_description(_ context.Context, fie
 }
 
 func (ec *executionContext) _Site_location(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Site_location(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Location
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25368,6 +31846,40 @@ func (ec *executionContext) fieldContext_Site_location(_ context.Context, field 
 }
 
 func (ec *executionContext) _Site_racks(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Site_racks(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Racks(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.RackOrder), fc.Args["where"].(*ent.RackWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.RackConnection); ok {
+			return ec.marshalNRackConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRackConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.RackConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25397,6 +31909,10 @@ func (ec *executionContext) fieldContext_Site_racks(ctx context.Context, field g
 			return ec.childFields_RackConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -25408,10 +31924,45 @@ func (ec *executionContext) fieldContext_Site_racks(ctx context.Context, field g
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _Site_networks(ctx context.Context, field graphql.CollectedField, obj *ent.Site) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Site_networks(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Networks(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.NetworkOrder), fc.Args["where"].(*ent.NetworkWhereInput))
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*ent.NetworkConnection); ok {
+			return ec.marshalNNetworkConnection2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetworkConnection(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *ent.NetworkConnection
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25441,6 +31992,10 @@ func (ec *executionContext) fieldContext_Site_networks(ctx context.Context, fiel
 			return ec.childFields_NetworkConnection(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -25452,10 +32007,33 @@ func (ec *executionContext) fieldContext_Site_networks(ctx context.Context, fiel
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _SiteConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.SiteConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SiteConnection_edges(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Edges
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOSiteEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSiteEdge(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25488,6 +32066,25 @@ func (ec *executionContext) fieldContext_SiteConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _SiteConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.SiteConnection) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SiteConnection_pageInfo(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.PageInfo
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25546,6 +32143,28 @@ func (ec *executionContext) fieldContext_SiteConnection_totalCount(_ context.Con
 }
 
 func (ec *executionContext) _SiteEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.SiteEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SiteEdge_node(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Node
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25578,6 +32197,25 @@ func (ec *executionContext) fieldContext_SiteEdge_node(_ context.Context, field 
 }
 
 func (ec *executionContext) _SiteEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.SiteEdge) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SiteEdge_cursor(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Cursor
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25601,6 +32239,28 @@ func (ec *executionContext) fieldContext_SiteEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _SitePayload_site(ctx context.Context, field graphql.CollectedField, obj *model.SitePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SitePayload_site(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Site
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25633,6 +32293,25 @@ func (ec *executionContext) fieldContext_SitePayload_site(_ context.Context, fie
 }
 
 func (ec *executionContext) _SitePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.SitePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_SitePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25665,6 +32344,25 @@ func (ec *executionContext) fieldContext_SitePayload_errors(_ context.Context, f
 }
 
 func (ec *executionContext) _StateCount_state(ctx context.Context, field graphql.CollectedField, obj *model.StateCount) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_StateCount_state(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.State
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNNodeRoleState2githubᚗcomᚋprybarᚋprybarᚋentᚋnoderoleᚐState(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25761,6 +32459,10 @@ func (ec *executionContext) fieldContext_Subscription_events(ctx context.Context
 			return ec.childFields_Event(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -25772,10 +32474,30 @@ func (ec *executionContext) fieldContext_Subscription_events(ctx context.Context
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) _UnbindRolePayload_unboundIDs(ctx context.Context, field graphql.CollectedField, obj *model.UnbindRolePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_UnbindRolePayload_unboundIDs(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.UnboundIDs
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNID2ᚕintᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25799,6 +32521,25 @@ func (ec *executionContext) fieldContext_UnbindRolePayload_unboundIDs(_ context.
 }
 
 func (ec *executionContext) _UnbindRolePayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.UnbindRolePayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_UnbindRolePayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25883,6 +32624,25 @@ func (ec *executionContext) fieldContext_User_name(_ context.Context, field grap
 }
 
 func (ec *executionContext) _User_role(ctx context.Context, field graphql.CollectedField, obj *ent.User) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_User_role(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Role
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNAccessRole2githubᚗcomᚋprybarᚋprybarᚋinternalᚋaccessᚐRole(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25932,6 +32692,25 @@ func (ec *executionContext) fieldContext_User_disabled(_ context.Context, field 
 }
 
 func (ec *executionContext) _User_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.User) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_User_createdAt(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.CreatedAt
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNTime2timeᚐTime(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25955,6 +32734,28 @@ func (ec *executionContext) fieldContext_User_createdAt(_ context.Context, field
 }
 
 func (ec *executionContext) _UserPayload_user(ctx context.Context, field graphql.CollectedField, obj *model.UserPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_UserPayload_user(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.User
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOUser2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐUser(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -25987,6 +32788,25 @@ func (ec *executionContext) fieldContext_UserPayload_user(_ context.Context, fie
 }
 
 func (ec *executionContext) _UserPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.UserPayload) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_UserPayload_errors(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Errors
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26045,6 +32865,45 @@ func (ec *executionContext) fieldContext___Directive_name(_ context.Context, fie
 }
 
 func (ec *executionContext) ___Directive_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Directive_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Description(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26094,6 +32953,25 @@ func (ec *executionContext) fieldContext___Directive_isRepeatable(_ context.Cont
 }
 
 func (ec *executionContext) ___Directive_locations(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Directive_locations(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Locations
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalN__DirectiveLocation2ᚕstringᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26117,6 +32995,25 @@ func (ec *executionContext) fieldContext___Directive_locations(_ context.Context
 }
 
 func (ec *executionContext) ___Directive_args(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Directive_args(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Args
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalN__InputValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValueᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26186,6 +33083,45 @@ func (ec *executionContext) fieldContext___EnumValue_name(_ context.Context, fie
 }
 
 func (ec *executionContext) ___EnumValue_description(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___EnumValue_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Description(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26209,6 +33145,39 @@ func (ec *executionContext) fieldContext___EnumValue_description(_ context.Conte
 }
 
 func (ec *executionContext) ___EnumValue_isDeprecated(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___EnumValue_isDeprecated(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.IsDeprecated(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(bool); ok {
+			return ec.marshalNBoolean2bool(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want bool
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26232,6 +33201,45 @@ func (ec *executionContext) fieldContext___EnumValue_isDeprecated(_ context.Cont
 }
 
 func (ec *executionContext) ___EnumValue_deprecationReason(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___EnumValue_deprecationReason(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.DeprecationReason(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26281,6 +33289,45 @@ func (ec *executionContext) fieldContext___Field_name(_ context.Context, field g
 }
 
 func (ec *executionContext) ___Field_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Field_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Description(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26304,6 +33351,25 @@ func (ec *executionContext) fieldContext___Field_description(_ context.Context, 
 }
 
 func (ec *executionContext) ___Field_args(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Field_args(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Args
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalN__InputValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValueᚄ(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26332,6 +33398,10 @@ func (ec *executionContext) fieldContext___Field_args(ctx context.Context, field
 			return ec.childFields___InputValue(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -26343,10 +33413,30 @@ func (ec *executionContext) fieldContext___Field_args(ctx context.Context, field
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) ___Field_type(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Field_type(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Type
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26379,6 +33469,39 @@ func (ec *executionContext) fieldContext___Field_type(_ context.Context, field g
 }
 
 func (ec *executionContext) ___Field_isDeprecated(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Field_isDeprecated(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.IsDeprecated(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(bool); ok {
+			return ec.marshalNBoolean2bool(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want bool
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26402,6 +33525,45 @@ func (ec *executionContext) fieldContext___Field_isDeprecated(_ context.Context,
 }
 
 func (ec *executionContext) ___Field_deprecationReason(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Field_deprecationReason(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.DeprecationReason(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26451,6 +33613,45 @@ func (ec *executionContext) fieldContext___InputValue_name(_ context.Context, fi
 }
 
 func (ec *executionContext) ___InputValue_description(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___InputValue_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Description(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26474,6 +33675,25 @@ func (ec *executionContext) fieldContext___InputValue_description(_ context.Cont
 }
 
 func (ec *executionContext) ___InputValue_type(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___InputValue_type(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Type
+		if any(v) == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26532,6 +33752,39 @@ func (ec *executionContext) fieldContext___InputValue_defaultValue(_ context.Con
 }
 
 func (ec *executionContext) ___InputValue_isDeprecated(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___InputValue_isDeprecated(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.IsDeprecated(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(bool); ok {
+			return ec.marshalNBoolean2bool(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want bool
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26555,6 +33808,45 @@ func (ec *executionContext) fieldContext___InputValue_isDeprecated(_ context.Con
 }
 
 func (ec *executionContext) ___InputValue_deprecationReason(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___InputValue_deprecationReason(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.DeprecationReason(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26578,6 +33870,45 @@ func (ec *executionContext) fieldContext___InputValue_deprecationReason(_ contex
 }
 
 func (ec *executionContext) ___Schema_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Schema_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Description(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26601,6 +33932,39 @@ func (ec *executionContext) fieldContext___Schema_description(_ context.Context,
 }
 
 func (ec *executionContext) ___Schema_types(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Schema_types(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Types(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]introspection.Type); ok {
+			return ec.marshalN__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []introspection.Type
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26633,6 +33997,39 @@ func (ec *executionContext) fieldContext___Schema_types(_ context.Context, field
 }
 
 func (ec *executionContext) ___Schema_queryType(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Schema_queryType(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.QueryType(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*introspection.Type); ok {
+			return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *introspection.Type
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26665,6 +34062,45 @@ func (ec *executionContext) fieldContext___Schema_queryType(_ context.Context, f
 }
 
 func (ec *executionContext) ___Schema_mutationType(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Schema_mutationType(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.MutationType(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*introspection.Type); ok {
+			return ec.marshalO__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *introspection.Type
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26697,6 +34133,45 @@ func (ec *executionContext) fieldContext___Schema_mutationType(_ context.Context
 }
 
 func (ec *executionContext) ___Schema_subscriptionType(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Schema_subscriptionType(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.SubscriptionType(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*introspection.Type); ok {
+			return ec.marshalO__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *introspection.Type
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26729,6 +34204,39 @@ func (ec *executionContext) fieldContext___Schema_subscriptionType(_ context.Con
 }
 
 func (ec *executionContext) ___Schema_directives(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Schema_directives(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Directives(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]introspection.Directive); ok {
+			return ec.marshalN__Directive2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirectiveᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []introspection.Directive
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26761,6 +34269,39 @@ func (ec *executionContext) fieldContext___Schema_directives(_ context.Context, 
 }
 
 func (ec *executionContext) ___Type_kind(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_kind(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Kind(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			return graphql.Null
+		}
+		if resTmp == nil {
+			graphql.AddInvalidNullError(ctx, "")
+			return graphql.Null
+		}
+		if v, ok := resTmp.(string); ok {
+			return ec.marshalN__TypeKind2string(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26784,6 +34325,45 @@ func (ec *executionContext) fieldContext___Type_kind(_ context.Context, field gr
 }
 
 func (ec *executionContext) ___Type_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_name(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Name(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26807,6 +34387,45 @@ func (ec *executionContext) fieldContext___Type_name(_ context.Context, field gr
 }
 
 func (ec *executionContext) ___Type_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_description(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Description(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26830,6 +34449,45 @@ func (ec *executionContext) fieldContext___Type_description(_ context.Context, f
 }
 
 func (ec *executionContext) ___Type_specifiedByURL(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_specifiedByURL(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.SpecifiedByURL(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*string); ok {
+			return ec.marshalOString2ᚖstring(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *string
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26853,6 +34511,46 @@ func (ec *executionContext) fieldContext___Type_specifiedByURL(_ context.Context
 }
 
 func (ec *executionContext) ___Type_fields(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_fields(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Fields(fc.Args["includeDeprecated"].(bool)), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]introspection.Field); ok {
+			return ec.marshalO__Field2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐFieldᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []introspection.Field
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26882,6 +34580,10 @@ func (ec *executionContext) fieldContext___Type_fields(ctx context.Context, fiel
 			return ec.childFields___Field(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -26893,10 +34595,50 @@ func (ec *executionContext) fieldContext___Type_fields(ctx context.Context, fiel
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) ___Type_interfaces(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_interfaces(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.Interfaces(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]introspection.Type); ok {
+			return ec.marshalO__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []introspection.Type
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26929,6 +34671,45 @@ func (ec *executionContext) fieldContext___Type_interfaces(_ context.Context, fi
 }
 
 func (ec *executionContext) ___Type_possibleTypes(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_possibleTypes(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.PossibleTypes(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]introspection.Type); ok {
+			return ec.marshalO__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []introspection.Type
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26961,6 +34742,46 @@ func (ec *executionContext) fieldContext___Type_possibleTypes(_ context.Context,
 }
 
 func (ec *executionContext) ___Type_enumValues(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_enumValues(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.EnumValues(fc.Args["includeDeprecated"].(bool)), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]introspection.EnumValue); ok {
+			return ec.marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValueᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []introspection.EnumValue
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -26990,6 +34811,10 @@ func (ec *executionContext) fieldContext___Type_enumValues(ctx context.Context, 
 			return ec.childFields___EnumValue(ctx, field)
 		},
 	}
+	if args, ok := ec.args.get(field.Field); ok {
+		fc.Args = args
+		return fc, nil
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = ec.Recover(ctx, r)
@@ -27001,10 +34826,50 @@ func (ec *executionContext) fieldContext___Type_enumValues(ctx context.Context, 
 		ec.Error(ctx, err)
 		return fc, err
 	}
+	ec.args.put(field.Field, fc.Args)
 	return fc, nil
 }
 
 func (ec *executionContext) ___Type_inputFields(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_inputFields(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.InputFields(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.([]introspection.InputValue); ok {
+			return ec.marshalO__InputValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValueᚄ(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want []introspection.InputValue
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -27037,6 +34902,45 @@ func (ec *executionContext) fieldContext___Type_inputFields(_ context.Context, f
 }
 
 func (ec *executionContext) ___Type_ofType(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_ofType(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.OfType(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(*introspection.Type); ok {
+			return ec.marshalO__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want *introspection.Type
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -27069,6 +34973,45 @@ func (ec *executionContext) fieldContext___Type_ofType(_ context.Context, field 
 }
 
 func (ec *executionContext) ___Type_isOneOf(ctx context.Context, field graphql.CollectedField, obj *introspection.Type) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext___Type_isOneOf(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		resTmp, err := func(ctx context.Context) (any, error) {
+			return obj.IsOneOf(), nil
+		}(ctx)
+		if err != nil {
+			ec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))
+			if fc.NonNull {
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if resTmp == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		if v, ok := resTmp.(bool); ok {
+			return ec.marshalOBoolean2bool(ctx, field.Selections, v)
+		}
+		if v, ok := resTmp.(graphql.Marshaler); ok {
+			return v
+		}
+		var want bool
+		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		return graphql.Null
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,

@@ -12,7 +12,9 @@ import (
 // marshalSliceSerial is graphql.MarshalSliceConcurrently without the goroutines: `make generate`
 // (internal/gqlgenerate) points the generated executor at it. Each element gets its own
 // FieldContext with its index and a panic in one element is reported and nulls that element, as in
-// gqlgen's version (without a worker limit, which one worker makes irrelevant).
+// gqlgen's version (without a worker limit, which one worker makes irrelevant). The elements'
+// contexts, field contexts and indexes are allocated in one block per list rather than three
+// allocations per element (a 10,000-machine topology query has 50,000 elements).
 func marshalSliceSerial(
 	ctx context.Context,
 	length int,
@@ -21,6 +23,8 @@ func marshalSliceSerial(
 	marshalElement func(ctx context.Context, i int) graphql.Marshaler,
 ) graphql.Array {
 	ret := make(graphql.Array, length)
+	ctxs, idx := make([]fieldCtx, length), make([]int, length)
+	parent := graphql.GetFieldContext(ctx)
 	for i := range length {
 		// A client that went away (or a cancelled request) stops the walk here, within one
 		// element, instead of after the whole result has been built for nobody.
@@ -30,11 +34,56 @@ func marshalSliceSerial(
 			}
 			return ret
 		}
-		fc := &graphql.FieldContext{Index: &i}
-		childCtx := graphql.WithFieldContext(ctx, fc)
-		ret[i] = marshalOne(childCtx, i, omitPanicHandler, marshalElement)
+		idx[i] = i
+		c := &ctxs[i]
+		c.Context, c.fc.Index, c.fc.Parent = ctx, &idx[i], parent
+		ret[i] = marshalOne(c, i, omitPanicHandler, marshalElement)
 	}
 	return ret
+}
+
+// fieldCtx is the context graphql.WithFieldContext makes — its parent plus one FieldContext whose
+// Parent is the parent's — in one allocation with the FieldContext instead of two.
+type fieldCtx struct {
+	context.Context
+	fc graphql.FieldContext
+}
+
+// Value answers gqlgen's field-context key (graphql.GetFieldContext) with the FieldContext.
+func (c *fieldCtx) Value(k any) any {
+	if k == fieldCtxKey {
+		return &c.fc
+	}
+	return c.Context.Value(k)
+}
+
+// withFieldContext is graphql.WithFieldContext(ctx, fc) for a FieldContext nothing else holds
+// (it is copied: set fields on the one graphql.GetFieldContext returns).
+func withFieldContext(ctx context.Context, fc *graphql.FieldContext) context.Context {
+	c := &fieldCtx{Context: ctx, fc: *fc}
+	c.fc.Parent = graphql.GetFieldContext(ctx)
+	return c
+}
+
+// fieldCtxKey is gqlgen's (unexported) context key for the FieldContext, learnt by asking
+// graphql.GetFieldContext once; TestFieldCtx checks that gqlgen still finds the FieldContext.
+var fieldCtxKey = func() any {
+	p := &keyProbe{Context: context.Background()}
+	graphql.GetFieldContext(p)
+	if p.key == nil {
+		panic("graph: graphql.GetFieldContext asked its context for no key")
+	}
+	return p.key
+}()
+
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(k any) any {
+	p.key = k
+	return nil
 }
 
 func marshalOne(
@@ -165,4 +214,29 @@ func collectFieldsMemo(m *collectMemo, oc *graphql.OperationContext, sel ast.Sel
 	m.m[k] = fields
 	m.mu.Unlock()
 	return fields
+}
+
+// argsMemo remembers, for one operation, each field's arguments by its AST node (see
+// internal/gqlgenerate memoArgs): they depend only on the node and the operation's variables,
+// and the executionContext holding the memo lives for one operation. The maps are shared by
+// every FieldContext of that field, so they must only be read (resolvers do).
+type argsMemo struct {
+	mu sync.Mutex
+	m  map[*ast.Field]map[string]any
+}
+
+func (a *argsMemo) get(f *ast.Field) (map[string]any, bool) {
+	a.mu.Lock()
+	args, ok := a.m[f]
+	a.mu.Unlock()
+	return args, ok
+}
+
+func (a *argsMemo) put(f *ast.Field, args map[string]any) {
+	a.mu.Lock()
+	if a.m == nil {
+		a.m = map[*ast.Field]map[string]any{}
+	}
+	a.m[f] = args
+	a.mu.Unlock()
 }

@@ -222,10 +222,25 @@ func (c *Client) Do(query string, vars map[string]any) (*Response, error) {
 
 // DoContext is Do with a context (cancelling it disconnects, like a client that leaves).
 func (c *Client) DoContext(ctx context.Context, query string, vars map[string]any) (*Response, error) {
+	status, data, err := c.RawContext(ctx, query, vars)
+	if err != nil {
+		return nil, err
+	}
+	var r Response
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("status %d, body %q: %w", status, data, err)
+	}
+	return &r, nil
+}
+
+// RawContext posts a GraphQL request and returns the HTTP status and the whole body, unparsed:
+// what a client has received once the last byte arrives (benchmarks time this, so that decoding
+// the answer in the test client is not counted as the server's latency).
+func (c *Client) RawContext(ctx context.Context, query string, vars map[string]any) (int, []byte, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+"/graphql", bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for k, vs := range c.Header {
@@ -240,16 +255,9 @@ func (c *Client) DoContext(ctx context.Context, query string, vars map[string]an
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		return nil, err
-	}
-	var r Response
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("status %d, body %q: %w", res.StatusCode, data, err)
-	}
-	return &r, nil
+	return res.StatusCode, data, err
 }
