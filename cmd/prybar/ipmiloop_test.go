@@ -121,6 +121,10 @@ func TestIPMILoopBMCOnlyMachineToReady(t *testing.T) {
 	// Identity: one machine, the operator's, now carrying what the agent found.
 	st := lab.open(t)
 	ctx := context.Background()
+	if nr, err := st.Client.NodeRole.Get(ctx, lab.nodeRoleID(t, mid, "pxe-discover")); err == nil {
+		d, _ := nr.Wall["discovery"].(map[string]any)
+		t.Logf("pxe-discover: PXE override + power on through ipmi_sim → agent check-in: %.1fs", d["seconds"])
+	}
 	if n, _ := st.Client.Machine.Query().Count(ctx); n != 1 {
 		names, _ := st.Client.Machine.Query().Select(machine.FieldName).Strings(ctx)
 		t.Errorf("%d machines %v: the agent's report must merge into the BMC's machine", n, names)
