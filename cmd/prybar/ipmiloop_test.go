@@ -115,7 +115,7 @@ func TestIPMILoopBMCOnlyMachineToReady(t *testing.T) {
 		t.Fatalf("commitDeployment: %+v", commit)
 	}
 
-	m := lab.waitReady(t, vm, sim, mid, 12*time.Minute)
+	m := lab.waitReady(t, vm, sim, mid, 8*time.Minute)
 	t.Logf("commit → every node-role ACTIVE, machine READY: %v (TCG, BIOS, under the machine's load)", time.Since(start).Round(100*time.Millisecond))
 
 	// Identity: one machine, the operator's, now carrying what the agent found.
