@@ -34,7 +34,8 @@ func TestIPMILoopBMCOnlyMachineToReady(t *testing.T) {
 	netlab.NeedCommands(t, "ip", "qemu-system-x86_64", "dnsmasq", "curl", "ipmitool")
 	nonce := randHex(t, 6)
 	// The operator's read-back role: it requires the built-in agent-script, whose node-role
-	// writes the marker (its script is set per node-role below).
+	// writes the marker (its script is set per node-role below). The page cache is dropped
+	// first, so the line comes from the device rather than from the write's cached pages.
 	roles := t.TempDir()
 	readScript := "echo 3 > /proc/sys/vm/drop_caches\nread -r line < /dev/vda\necho \"read back: $line\"\n"
 	rolesYAML := fmt.Sprintf(`roles:
