@@ -47,6 +47,21 @@ type discoLab struct {
 
 func newDiscoLab(t *testing.T, setup func(ctx context.Context, tx *ent.Tx) error) *discoLab {
 	t.Helper()
+	return newDiscoLabWith(t, discoLabConfig{prefix: "disco", env: []string{"PRYBAR_SCHEDULER=off"}, setup: setup})
+}
+
+// discoLabConfig varies the lab: the namespace's name prefix, serve's extra environment (the
+// annealer runs unless it says PRYBAR_SCHEDULER=off) and flags, records made before serve starts.
+type discoLabConfig struct {
+	prefix string
+	env    []string
+	flags  []string
+	setup  func(ctx context.Context, tx *ent.Tx) error
+}
+
+func newDiscoLabWith(t *testing.T, cfg discoLabConfig) *discoLab {
+	t.Helper()
+	setup := cfg.setup
 	netlab.NeedCommands(t, "ip", "qemu-system-x86_64", "dnsmasq")
 	needDHCP(t)
 	assets := discoveryImage(t)
@@ -74,11 +89,13 @@ func newDiscoLab(t *testing.T, setup func(ctx context.Context, tx *ent.Tx) error
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab.ns = netlab.NewNS(t, "disco")
-	lab.ns.Start(t, filepath.Join(dir, "serve.log"), "env", "PRYBAR_TEST_MAIN=1", "PRYBAR_SCHEDULER=off", os.Args[0], "serve",
+	lab.ns = netlab.NewNS(t, cfg.prefix)
+	args := append([]string{"PRYBAR_TEST_MAIN=1"}, cfg.env...)
+	args = append(args, os.Args[0], "serve",
 		"--db", lab.db, "--listen", lab.ns.Addr+":8080", "--secret-key-file", filepath.Join(dir, "key"),
 		"--boot-assets", assets, "--dhcp", "authoritative", "--dhcp-iface", "br0", "--boot-url", "http://10.77.0.1:8080",
 		"--log-level", "debug")
+	lab.ns.Start(t, filepath.Join(dir, "serve.log"), "env", append(args, cfg.flags...)...)
 	// iPXE waits ~16 s for IPv6 autoconfiguration unless a router advertisement answers.
 	lab.ns.Start(t, filepath.Join(dir, "ra.log"), "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--port=0", "--interface=br0", "--bind-interfaces", "--pid-file="+filepath.Join(dir, "ra.pid"),

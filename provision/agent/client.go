@@ -282,7 +282,15 @@ func (s *streamBuf) pending() (int64, []byte) {
 	return int64(s.sent), bytes.Clone(s.buf.Bytes()[s.sent:])
 }
 
-func (s *streamBuf) ack(n int) { s.mu.Lock(); s.sent += n; s.mu.Unlock() }
+// ack records n bytes from offset off as delivered; an ack for an offset already passed changes
+// nothing, so a chunk can never be counted twice.
+func (s *streamBuf) ack(off int64, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int64(s.sent) == off {
+		s.sent += n
+	}
+}
 
 // Run runs one task with its timeout, streaming its output, and returns its result. Power tasks
 // succeed at once: the action happens after the result is delivered.
@@ -323,11 +331,12 @@ func (r *Runner) Run(ctx context.Context, t Task) Result {
 			return
 		}
 		if err := r.Client.Output(ctx, t.ID, off, chunk); err == nil {
-			out.ack(len(chunk))
+			out.ack(off, len(chunk))
 		}
 	}
-	done := make(chan struct{})
+	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(stopped)
 		tk := time.NewTicker(every)
 		defer tk.Stop()
 		for {
@@ -341,6 +350,7 @@ func (r *Runner) Run(ctx context.Context, t Task) Result {
 	}()
 	err := cmd.Run()
 	close(done)
+	<-stopped // a tick's flush may still be in flight: one flush at a time
 	flush()
 	if off, rest := out.pending(); len(rest) > 0 {
 		// Streaming could not deliver this part (server away): the result carries it.

@@ -202,7 +202,8 @@ func contains(l []string, s string) bool {
 	return false
 }
 
-// candidates are the machines the inventory matches: by any NIC MAC, by DMI serial, by DMI UUID.
+// candidates are the machines the inventory matches: by any NIC MAC, by DMI serial, by DMI UUID
+// (in any byte order a BMC's system GUID may have given it: see uuidVariants).
 func candidates(ctx context.Context, tx *ent.Tx, inv agent.Inventory, macs []string) ([]int, error) {
 	preds := []func(*ent.MachineQuery) *ent.MachineQuery{
 		func(q *ent.MachineQuery) *ent.MachineQuery { return q.Where(machine.HasNicsWith(nic.MACIn(macs...))) },
@@ -212,7 +213,7 @@ func candidates(ctx context.Context, tx *ent.Tx, inv agent.Inventory, macs []str
 	}
 	if usableID(inv.DMI.UUID) {
 		preds = append(preds, func(q *ent.MachineQuery) *ent.MachineQuery {
-			return q.Where(machine.Or(machine.UUID(inv.DMI.UUID), machine.UUID(strings.ToUpper(inv.DMI.UUID))))
+			return q.Where(machine.UUIDIn(uuidVariants(strings.ToLower(inv.DMI.UUID))...))
 		})
 	}
 	set := map[int]bool{}

@@ -13,6 +13,7 @@ import (
 	"github.com/prybar/prybar/ent/nic"
 	"github.com/prybar/prybar/internal/domain"
 	"github.com/prybar/prybar/provision/bmc"
+	"github.com/prybar/prybar/provision/ipmi"
 	"github.com/prybar/prybar/provision/redfish"
 	"github.com/prybar/prybar/scheduler/executor"
 )
@@ -21,6 +22,36 @@ import (
 // has no standard inventory beyond FRU text, so IPMI discovery records power and liveness only).
 type Inventorier interface {
 	Inventory(ctx context.Context) (*redfish.Inventory, error)
+}
+
+// GUIDReader is a controller that can read the system GUID (the IPMI client: Get System GUID).
+// For an IPMI-only machine it is the one identity the BMC knows that the machine's own firmware
+// reports too (SMBIOS type 1 UUID, what the discovery agent reads), so recording it as the
+// machine's UUID lets the agent's report find the machine known only by its BMC.
+type GUIDReader interface {
+	SystemGUID(ctx context.Context) (ipmi.GUID, error)
+}
+
+// readGUID records the GUID as inv.UUID. A BMC that answers without one (a completion code:
+// the command is optional) or with an unset one (all zero or all ones) leaves the UUID empty;
+// a BMC that does not answer fails the run, which is retried: discovery without the identity
+// would let the agent create a second machine.
+func readGUID(ctx context.Context, gr GUIDReader, inv *redfish.Inventory, logf func(string, ...any)) error {
+	g, err := gr.SystemGUID(ctx)
+	cc, answered := ipmi.CompletionCode(err)
+	switch {
+	case answered:
+		logf("no system GUID (the BMC answered completion code %#02x); the machine's UUID stays unknown", cc)
+		return nil
+	case err != nil:
+		return fmt.Errorf("oob: read system GUID: %w", err)
+	case g.IsZero():
+		logf("system GUID not set (%x); the machine's UUID stays unknown", g[:])
+		return nil
+	}
+	inv.UUID = g.String()
+	logf("system GUID %x: UUID %s (%s byte order)", g[:], inv.UUID, g.Encoding())
+	return nil
 }
 
 func (e *Executor) inventory(ctx context.Context, ctl bmc.Controller, out, output map[string]any, private *any, logf func(string, ...any)) error {
@@ -41,6 +72,11 @@ func (e *Executor) inventory(ctx context.Context, ctl bmc.Controller, out, outpu
 	} else {
 		inv = &redfish.Inventory{}
 		logf("protocol has no inventory; recording power state and liveness only")
+	}
+	if gr, ok := ctl.(GUIDReader); ok && inv.UUID == "" {
+		if err := readGUID(ctx, gr, inv, logf); err != nil {
+			return err
+		}
 	}
 	inv.PowerState = cur
 	output[OutputInventory] = InventoryOutput(inv)

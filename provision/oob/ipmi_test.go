@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prybar/prybar/provision/ipmi/ipmisim"
 	"github.com/prybar/prybar/provision/ipmi/ipmisimtest"
 	"github.com/prybar/prybar/provision/oob"
 	"github.com/prybar/prybar/scheduler/executor"
@@ -54,5 +55,52 @@ func TestRealIPMISim(t *testing.T) {
 	want := []string{"set power 1", "set power 0", "set boot pxe", "set boot pxe", "set power 1"}
 	if got := sim.Log(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("chassis log %q, want %q", got, want)
+	}
+}
+
+// bmc-discover on an IPMI-only machine records the BMC's system GUID as the machine's UUID (the
+// identity the discovery agent's DMI report is matched by), decoded as ipmitool decodes it.
+func TestRealIPMISimGUIDIsMachineUUID(t *testing.T) {
+	const uuid = "5a0c8f3e-1d2b-4e6f-8a9b-0c1d2e3f4a5b"
+	sim := ipmisimtest.Start(t, ipmisimtest.Options{GUID: "3e8f0c5a2b1d6f4e8a9b0c1d2e3f4a5b"}) // its SMBIOS bytes
+	st := openStore(t)
+	id := newMachine(t, st, "ipmi-only.example.com")
+	b := &executor.BMC{Protocol: "IPMI", Address: sim.Host, Port: sim.Port, Username: sim.User, Password: sim.Pass}
+	ctx := ctxT(t)
+	res, err := runCommit(ctx, oob.New(fastConfig(st)), st, input(id, "ipmi-only.example.com", b, map[string]any{"action": "inventory"}))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.Log)
+	}
+	if got := str(res.Output["inventory"].(map[string]any)["uuid"]); got != uuid {
+		t.Errorf("inventory output uuid %q, want %q", got, uuid)
+	}
+	m, err := st.Client.Machine.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.UUID != uuid || !m.Alive {
+		t.Errorf("machine uuid %q alive %t, want %q and alive", m.UUID, m.Alive, uuid)
+	}
+	if out := sim.Ipmitool(t, "mc", "guid"); !strings.Contains(out, uuid) {
+		t.Errorf("ipmitool mc guid disagrees:\n%s", out)
+	}
+}
+
+// A BMC without Get System GUID (go-ipmi's BMC server answers C1h, invalid command) is still
+// discovered: the UUID stays empty and the log says why.
+func TestIPMIWithoutGUIDStillDiscovers(t *testing.T) {
+	sim := ipmisim.New(ipmisim.Config{})
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	ep := sim.Endpoint()
+	b := &executor.BMC{Protocol: "IPMI", Address: ep.Address, Port: ep.Port, Username: ep.Username, Password: ep.Password}
+	res, err := oob.New(fastConfig(nil)).Run(ctxT(t), input(1, "old-bmc.example.com", b, map[string]any{"action": "inventory"}))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.Log)
+	}
+	if u := str(res.Output["inventory"].(map[string]any)["uuid"]); u != "" || !strings.Contains(res.Log, "no system GUID (the BMC answered completion code 0xc1)") {
+		t.Errorf("uuid %q, log:\n%s", u, res.Log)
 	}
 }

@@ -6,6 +6,11 @@
 // chassis_control shell script. ipmi_sim asks that script for the power state and boot device
 // and tells it every change; the script keeps them in files and appends every "set" to a log,
 // so tests can assert what reached the "hardware" and in which order.
+//
+// With Options.Machine the chassis drives a real machine: the script runs that program to
+// power it on (with the boot device ipmi_sim holds) or off and asks it whether it is running,
+// so a QEMU VM started by it is powered and PXE-booted through the BMC like a server. With
+// Options.NS ipmi_sim (and so the machine it starts) runs inside a test network namespace.
 package ipmisimtest
 
 import (
@@ -22,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prybar/prybar/internal/netlab"
 	"github.com/prybar/prybar/internal/testenv"
 	"github.com/prybar/prybar/provision/bmc"
 )
@@ -32,14 +38,16 @@ const (
 	Password = "password"
 )
 
-// Sim is one running ipmi_sim process listening on 127.0.0.1.
+// Sim is one running ipmi_sim process listening on 127.0.0.1 (of its namespace).
 type Sim struct {
 	Host string // always 127.0.0.1
 	Port int
 	User string
 	Pass string
 	Dir  string // temp dir with configs, state files and ipmi_sim's output
+	GUID string // the system GUID as lan.conf spells it: 32 hex digits, bytes in the order sent
 
+	ns   *netlab.NS
 	cmd  *exec.Cmd
 	done chan struct{}
 	once sync.Once
@@ -47,9 +55,24 @@ type Sim struct {
 
 // Options tune a Sim.
 type Options struct {
-	// PowerOn starts the simulated machine powered on (default off).
+	// PowerOn starts the simulated machine powered on (default off). Ignored with Machine.
 	PowerOn bool
+	// GUID is the system GUID ipmi_sim answers Get System GUID with: 32 hex digits, the bytes in
+	// the order they are sent (DefaultGUID when empty).
+	GUID string
+	// NS runs ipmi_sim inside this network namespace, on 127.0.0.1 port 623 there (a fresh
+	// namespace has every port free). Readiness is probed from inside it; Sim.Ipmitool runs there.
+	NS *netlab.NS
+	// Machine is a program standing for the hardware behind the BMC. The chassis script runs
+	// `MACHINE on BOOTDEV` on power on (BOOTDEV is ipmi_sim's boot device: pxe, default, ...),
+	// `MACHINE off` on power off and ACPI shutdown, `MACHINE reset BOOTDEV` on reset, and answers
+	// ipmi_sim's power query with `MACHINE status` (exit 0: on). It must return promptly
+	// (daemonise what it starts): ipmi_sim waits for the chassis script.
+	Machine string
 }
+
+// DefaultGUID is the system GUID of a Sim started without Options.GUID.
+const DefaultGUID = "a123456789abcdefa123456789abcdef"
 
 // Available reports whether ipmi_sim is installed.
 func Available() bool {
@@ -82,9 +105,11 @@ func Start(t testing.TB, opts ...Options) *Sim {
 }
 
 func start(t testing.TB, bin string, o Options) (_ *Sim, err error) {
-	port, err := freeUDPPort()
-	if err != nil {
-		return nil, err
+	port := 623
+	if o.NS == nil {
+		if port, err = freeUDPPort(); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "ipmisim-*")
 	if err != nil {
@@ -96,13 +121,20 @@ func start(t testing.TB, bin string, o Options) (_ *Sim, err error) {
 			os.RemoveAll(dir) // once launched, the cleanup registered below owns dir
 		}
 	}()
-	s := &Sim{Host: "127.0.0.1", Port: port, User: User, Pass: Password, Dir: dir, done: make(chan struct{})}
+	guid := o.GUID
+	if guid == "" {
+		guid = DefaultGUID
+	}
+	if len(guid) != 32 || strings.Trim(strings.ToLower(guid), "0123456789abcdef") != "" {
+		return nil, fmt.Errorf("GUID %q: want 32 hex digits", guid)
+	}
+	s := &Sim{Host: "127.0.0.1", Port: port, User: User, Pass: Password, Dir: dir, GUID: guid, ns: o.NS, done: make(chan struct{})}
 	power := "0"
 	if o.PowerOn {
 		power = "1"
 	}
 	files := map[string]string{
-		"lan.conf":    lanConf(port, filepath.Join(dir, "chassis_control.sh")),
+		"lan.conf":    lanConf(port, filepath.Join(dir, "chassis_control.sh"), guid),
 		"bmc.emu":     bmcEmu,
 		"power":       power + "\n",
 		"boot":        "default\n",
@@ -114,7 +146,7 @@ func start(t testing.TB, bin string, o Options) (_ *Sim, err error) {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "chassis_control.sh"), []byte(chassisScript(dir)), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "chassis_control.sh"), []byte(chassisScript(dir, o.Machine)), 0o755); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o755); err != nil {
@@ -126,7 +158,11 @@ func start(t testing.TB, bin string, o Options) (_ *Sim, err error) {
 	}
 	// -n: no console on stdin (we have none); -s: keep ipmi_sim's persisted state in our dir
 	// instead of /var/lib, so parallel tests and users do not share state.
-	cmd := exec.Command(bin, "-n", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "bmc.emu"), "-s", filepath.Join(dir, "state"))
+	args := []string{bin, "-n", "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(dir, "bmc.emu"), "-s", filepath.Join(dir, "state")}
+	if o.NS != nil {
+		args = append([]string{"ip", "netns", "exec", o.NS.Name}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -147,6 +183,9 @@ func start(t testing.TB, bin string, o Options) (_ *Sim, err error) {
 				t.Logf("ipmi_sim output:\n%s", b)
 			}
 			t.Logf("ipmisimtest: chassis log: %q", s.Log())
+			if m := s.read("machine.log"); m != "" {
+				t.Logf("ipmisimtest: machine program output:\n%s", m)
+			}
 		}
 		os.RemoveAll(dir)
 	})
@@ -189,7 +228,15 @@ func (s *Sim) waitReady(max time.Duration) error {
 			return fmt.Errorf("ipmi_sim exited")
 		default:
 		}
-		conn, err := net.Dial("udp", s.Addr())
+		var (
+			conn net.Conn
+			err  error
+		)
+		if s.ns != nil {
+			conn, err = s.ns.Dial("udp", s.Addr())
+		} else {
+			conn, err = net.Dial("udp", s.Addr())
+		}
 		if err != nil {
 			return err
 		}
@@ -233,6 +280,9 @@ func (s *Sim) Log() []string { return lines(s.read("ops.log")) }
 // ChassisLog returns every call of the chassis script, reads included ("get power", ...).
 func (s *Sim) ChassisLog() []string { return lines(s.read("chassis.log")) }
 
+// MachineLog returns what the machine program (Options.Machine) printed.
+func (s *Sim) MachineLog() string { return s.read("machine.log") }
+
 // SetPower changes the simulated machine's power behind the BMC's back, like a person at the
 // power button would.
 func (s *Sim) SetPower(on bool) {
@@ -249,7 +299,11 @@ func (s *Sim) SetPower(on bool) {
 func (s *Sim) Ipmitool(t testing.TB, args ...string) string {
 	t.Helper()
 	testenv.LookPath(t, "ipmitool", "ipmitool")
-	out, err := Ipmitool(context.Background(), s.Host, s.Port, s.User, s.Pass, args...)
+	ctx := context.Background()
+	if s.ns != nil {
+		ctx = context.WithValue(ctx, nsKey{}, s.ns.Name)
+	}
+	out, err := Ipmitool(ctx, s.Host, s.Port, s.User, s.Pass, args...)
 	if err != nil {
 		t.Fatalf("ipmitool %s: %v", strings.Join(args, " "), err)
 	}
@@ -266,8 +320,11 @@ func Ipmitool(ctx context.Context, host string, port int, user, pass string, arg
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	full := append([]string{"-I", "lanplus", "-C", "3", "-N", "1", "-R", "2", "-H", host, "-p", strconv.Itoa(port), "-U", user, "-P", pass}, args...)
-	cmd := exec.CommandContext(ctx, bin, full...)
+	full := append([]string{bin, "-I", "lanplus", "-C", "3", "-N", "1", "-R", "2", "-H", host, "-p", strconv.Itoa(port), "-U", user, "-P", pass}, args...)
+	if ns, _ := ctx.Value(nsKey{}).(string); ns != "" {
+		full = append([]string{"ip", "netns", "exec", ns}, full...)
+	}
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -275,6 +332,9 @@ func Ipmitool(ctx context.Context, host string, port int, user, pass string, arg
 	}
 	return stdout.String(), nil
 }
+
+// nsKey carries the namespace Sim.Ipmitool runs ipmitool in.
+type nsKey struct{}
 
 func (s *Sim) read(name string) string {
 	b, _ := os.ReadFile(filepath.Join(s.Dir, name))
@@ -302,7 +362,7 @@ func freeUDPPort() (int, error) {
 
 // lanConf is the minimum ipmi_sim needs for one RMCP+ LAN channel (Debian ships no example).
 // Auth types include "none" and "straight" so that any client ipmitool mode works.
-func lanConf(port int, script string) string {
+func lanConf(port int, script, guid string) string {
 	auths := "none md2 md5 straight"
 	return fmt.Sprintf(`name "prybar"
 set_working_mc 0x20
@@ -313,11 +373,11 @@ startlan 1
   allowed_auths_user %[2]s
   allowed_auths_operator %[2]s
   allowed_auths_admin %[2]s
-  guid a123456789abcdefa123456789abcdef
+  guid %[6]s
 endlan
 chassis_control "%[3]s 0x20"
 user 2 true "%[4]s" "%[5]s" admin 10 %[2]s
-`, port, auths, script, User, Password)
+`, port, auths, script, User, Password, strings.ToLower(guid))
 }
 
 const bmcEmu = `mc_setbmc 0x20
@@ -333,9 +393,15 @@ mc_enable 0x20
 // An ACPI soft shutdown ("set shutdown 1") powers off, as a cooperative OS would; reset does
 // not change power and is only logged. Every call goes to chassis.log, every set
 // to ops.log; writes go through a temp file and rename so a reader never sees a torn file.
-func chassisScript(dir string) string {
+//
+// With a machine program (Options.Machine) power changes also run it, and the power state is
+// what `machine status` says: a VM that stopped by itself reads as off, as on a real chassis.
+// Its output goes to machine.log and its stdin is /dev/null: what it leaves running must not
+// hold the pipe ipmi_sim reads the script's answer from.
+func chassisScript(dir, machine string) string {
 	return fmt.Sprintf(`#!/bin/sh
 D='%s'
+M='%s'
 echo "$*" | cut -d' ' -f2- >> "$D/chassis.log"
 shift
 op="$1"; shift
@@ -343,7 +409,14 @@ case "$op" in
 get)
 	for k in "$@"; do
 		case "$k" in
-		power) echo "power:$(cat "$D/power")" ;;
+		power)
+			if [ -z "$M" ]; then
+				echo "power:$(cat "$D/power")"
+			elif "$M" status </dev/null >>"$D/machine.log" 2>&1; then
+				echo "power:1"
+			else
+				echo "power:0"
+			fi ;;
 		boot) echo "boot:$(cat "$D/boot")" ;;
 		esac
 	done
@@ -355,10 +428,17 @@ set)
 		power|boot) echo "$2" > "$D/$1.tmp" && mv "$D/$1.tmp" "$D/$1" ;;
 		shutdown) [ "$2" = 1 ] && echo 0 > "$D/power.tmp" && mv "$D/power.tmp" "$D/power" ;;
 		esac
+		if [ -n "$M" ]; then
+			case "$1 $2" in
+			"power 1") "$M" on "$(cat "$D/boot")" </dev/null >>"$D/machine.log" 2>&1 ;;
+			"power 0"|"shutdown 1") "$M" off </dev/null >>"$D/machine.log" 2>&1 ;;
+			"reset 1") "$M" reset "$(cat "$D/boot")" </dev/null >>"$D/machine.log" 2>&1 ;;
+			esac
+		fi
 		shift 2
 	done
 	;;
 esac
 exit 0
-`, dir)
+`, dir, machine)
 }
