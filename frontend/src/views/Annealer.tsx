@@ -48,6 +48,7 @@ const RetryOne = graphql(`mutation RetryOne($id: ID!) { retryNodeRole(id: $id) {
 const RetryAll = graphql(`mutation RetryAll($d: ID) { retryAllFailed(deploymentID: $d) { retried errors { field code message } } }`);
 
 const NW = 170, NH = 40;
+const noNodes: GraphNodeRole[] = [];
 
 export default function Annealer() {
   const search = new URLSearchParams(useSearch());
@@ -123,7 +124,7 @@ export default function Annealer() {
     refetchStatusSoon(() => refetchStatus({ requestPolicy: "network-only" }));
   }, [refetchSoon, refetchStatus]);
 
-  const nodes = useMemo(() => graph?.nodes ?? [], [graph?.nodes]);
+  const nodes = graph?.nodes ?? noNodes;
   const { edges, offPage } = useMemo(() => splitEdges(nodes), [nodes]);
   useEffect(() => {
     if (nodes.length === 0) { setLayout(null); return; }
