@@ -76,8 +76,14 @@ func buildAgent(t *testing.T, dir string) string {
 // database and address. The agent (the real prybar-agent program) keeps running the script,
 // delivers its result to the new server (retrying while it is away), the new server's recovery
 // re-runs the interrupted node-role without queuing the script again, and the node-role ends
-// ACTIVE with the effect applied once.
+// ACTIVE with the effect applied once. Two orders: the new server is up while the script still
+// runs (its re-run waits for the task), or only after the agent failed to deliver the result.
 func TestAgentSurvivesServerCrash(t *testing.T) {
+	t.Run("restart while the script runs", func(t *testing.T) { agentCrash(t, true) })
+	t.Run("restart after the delivery failed", func(t *testing.T) { agentCrash(t, false) })
+}
+
+func agentCrash(t *testing.T, early bool) {
 	dir := t.TempDir()
 	db, keyPath := filepath.Join(dir, "prybar.db"), filepath.Join(dir, "prybar.key")
 	key, err := secret.LoadOrCreateKey(keyPath)
@@ -153,7 +159,12 @@ func TestAgentSurvivesServerCrash(t *testing.T) {
 	}
 	nrID := br.BindRole.NodeRole.ID
 	// The script is a template: the effect line names the machine, so the rendering is exercised.
-	script := fmt.Sprintf("echo started; echo {{.machine.name}} >> %s; sleep 3; echo finished", effects)
+	// Early: long enough for serve to be back before the script ends, even on a loaded machine.
+	sleep := 3
+	if early {
+		sleep = 12
+	}
+	script := fmt.Sprintf("echo started; echo {{.machine.name}} >> %s; sleep %d; echo finished", effects, sleep)
 	var errs struct {
 		SetAttribute, CommitNodeRole struct {
 			Errors []struct{ Code, Message string }
@@ -183,13 +194,30 @@ func TestAgentSurvivesServerCrash(t *testing.T) {
 	if nr.State != noderole.StateTRANSITION {
 		t.Fatalf("node-role %s when the server was killed, want TRANSITION", nr.State)
 	}
-	// Restart only once the agent has failed to deliver the result, so it must reconnect.
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(agentLog.String(), "what=result"); time.Sleep(50 * time.Millisecond) {
+	// Late: restart only once the agent has failed to deliver the result, so it must reconnect.
+	for deadline := time.Now().Add(30 * time.Second); !early && !strings.Contains(agentLog.String(), "what=result"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the agent did not try to deliver the result; agent log:\n%s", agentLog)
 		}
 	}
 	srv2 := startServe(t, args...)
+	if early {
+		// The new server's re-run must be waiting on the task the killed one queued, not
+		// queue another, while the agent still runs the script.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			n, err := st.Client.Run.Query().Where(entrun.NodeRoleID(nodeRoleID), entrun.StatusEQ(entrun.StatusRUNNING)).Count(context.Background())
+			must(t, err)
+			if n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no re-run after the restart; server log:\n%s", srv2.out.String())
+			}
+		}
+		if strings.Contains(agentLog.String(), "what=result") {
+			t.Fatalf("the script ended before the re-run started (machine too slow for this case); agent log:\n%s", agentLog)
+		}
+	}
 
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		nr, err = st.Client.NodeRole.Get(context.Background(), nodeRoleID)
