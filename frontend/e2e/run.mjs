@@ -188,6 +188,12 @@ const tests = {
       await drawn(40);
       assert(graphErrors.length === 0, `graph query refused: ${graphErrors.join("; ")}`);
       await notReloaded(page);
+
+      // One machine's graph has no pager: its chain, whole.
+      await page.goto(`${base}/annealer?machine=${encodeURIComponent(ms[119])}`);
+      await drawn(4);
+      assert(await page.locator("[data-testid=pager]").count() === 0, "a machine's graph offers machine pages");
+      assert(await page.locator("svg.dag path[marker-end]").count() === 3, "a machine's chain is not linked");
     } finally {
       await big.stop();
       big.cleanup();
