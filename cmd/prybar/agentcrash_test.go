@@ -194,6 +194,9 @@ func agentCrash(t *testing.T, early bool) {
 	if nr.State != noderole.StateTRANSITION {
 		t.Fatalf("node-role %s when the server was killed, want TRANSITION", nr.State)
 	}
+	if m, err := st.Client.Machine.Get(context.Background(), machineID); err != nil || m.State != machine.StateBUSY {
+		t.Fatalf("machine state when the server was killed: %v %v, want BUSY", m, err)
+	}
 	// Late: restart only once the agent has failed to deliver the result, so it must reconnect.
 	for deadline := time.Now().Add(30 * time.Second); !early && !strings.Contains(agentLog.String(), "what=result"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
