@@ -1,5 +1,7 @@
 // Browser tests (playwright-core + Debian chromium) against a real `prybar serve --fixtures demo`
 // with a simulated BMC fleet. Run: `npm run test:e2e` (or `make test`). E2E_ONLY=regex picks tests.
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { Server, Fleet, buildAll, freePort, launch, need, open, gql, runTests, assert, chromiumPath } from "./harness.mjs";
 
 if (!need(chromiumPath)) process.exit(0);
@@ -110,6 +112,92 @@ const tests = {
     });
     for (const s of await node.all()) await s.and(page.locator("[data-state=ACTIVE]")).waitFor({ timeout: 30_000 });
     await notReloaded(page);
+  },
+
+  // A deployment bigger than one drawing: 120 generated machines with the 4-role crowbar chain each
+  // (480 node-roles) on a server of its own (the demo's machine counts stay what the other tests
+  // expect). The view pages by machines (100 a page: 400 node-roles, more than one node-role
+  // request may ask for under the server's cost limit) and moves between pages by cursor.
+  async annealerPages(page) {
+    const big = new Server(bin, { port: await freePort(), fixtures: "" });
+    try {
+      execFileSync(bin, ["fixtures", "generate", "--machines", "120", "--sites", "1", "--racks", "3", "--seed", "3", "--db", join(big.dir, "prybar.db")], { cwd: big.dir, stdio: "ignore" });
+      big.addUser("admin", "admin");
+      await big.start();
+      const token = big.createToken("admin", "e2e-pages");
+      const api = async (query) => {
+        const r = await (await fetch(big.url + "/graphql", { method: "POST", headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` }, body: JSON.stringify({ query }) })).json();
+        if (r.errors) throw new Error(JSON.stringify(r.errors));
+        return r.data;
+      };
+      const ms = (await api(`{ machines(first: 200) { edges { node { id } } } }`)).machines.edges.map((e) => e.node.id);
+      assert(ms.length === 120, `${ms.length} machines generated`);
+      const dep = (await api(`mutation { createDeployment(name: "paged") { deployment { id } errors { message } } }`)).createDeployment.deployment.id;
+      // Each role of the chain in order, so every machine gets its own chain; 50 aliases a request.
+      for (const role of ["provisioner-base", "network", "os-install", "ready"]) {
+        for (let i = 0; i < ms.length; i += 50) {
+          const q = ms.slice(i, i + 50).map((m, j) => `b${j}: bindRole(machineID: "${m}", role: "${role}", deploymentID: "${dep}") { errors { message } }`);
+          const r = await api(`mutation { ${q.join(" ")} }`);
+          const errs = Object.values(r).flatMap((p) => p.errors);
+          assert(errs.length === 0, `bind ${role}: ${JSON.stringify(errs)}`);
+        }
+      }
+      // Another host name for the same server: its own cookie jar, so the demo server's session stays.
+      const base = big.url.replace("127.0.0.1", "localhost");
+      const graphRequests = [];
+      page.on("request", (r) => { if (r.postData()?.includes("query NodeRoleGraph")) graphRequests.push(r); });
+      const graphErrors = [];
+      page.on("response", async (r) => {
+        if (!r.request().postData()?.includes("query NodeRoleGraph")) return;
+        const body = await r.json().catch(() => null);
+        if (body?.errors) graphErrors.push(JSON.stringify(body.errors));
+      });
+      await open(page, `${base}/annealer?deployment=${encodeURIComponent(dep)}&per=100`);
+      const count = page.locator("[data-testid=graph-count]");
+      const nodesNow = () => page.evaluate(() => [...document.querySelectorAll("g.dag-node")].map((g) => g.getAttribute("data-noderole")));
+      const drawn = async (n) => {
+        await count.filter({ hasText: new RegExp(`^${n} node-roles`) }).waitFor({ timeout: 30_000 });
+        await page.waitForFunction((n) => document.querySelectorAll("g.dag-node").length === n, n, { timeout: 30_000 });
+        return nodesNow();
+      };
+      const first = await drawn(400);
+      assert(graphErrors.length === 0, `graph query refused: ${graphErrors.join("; ")}`);
+      assert(graphRequests.length >= 2, `400 node-roles came in ${graphRequests.length} request(s), want 2 pages of 250`);
+      await page.locator("[data-testid=page-of]", { hasText: "page 1 of 2" }).waitFor();
+      await page.locator("[data-testid=pager]", { hasText: "machines 1–100 of 120" }).waitFor();
+      // Every machine's chain is drawn: 3 links per machine.
+      const links = await page.locator("svg.dag path[marker-end]").count();
+      assert(links === 300, `${links} links drawn, want 300`);
+      assert(await page.getByRole("link", { name: "Previous" }).count() === 0, "Previous offered on the first page");
+      await mark(page);
+
+      await page.getByRole("link", { name: "Next" }).click();
+      await page.locator("[data-testid=page-of]", { hasText: "page 2 of 2" }).waitFor({ timeout: 15_000 });
+      const second = await drawn(80);
+      assert(second.every((id) => !first.includes(id)), "page 2 repeats node-roles of page 1");
+      assert(new Set([...first, ...second]).size === 480, "the two pages do not cover the deployment");
+      assert(await page.getByRole("link", { name: "Next" }).count() === 0, "Next offered on the last page");
+
+      await page.getByRole("link", { name: "Previous" }).click();
+      await page.locator("[data-testid=page-of]", { hasText: "page 1 of 2" }).waitFor({ timeout: 15_000 });
+      const back = await drawn(400);
+      assert(back.slice().sort().join() === first.slice().sort().join(), "Previous did not return to the first page");
+
+      await page.getByLabel("machines per page").selectOption("10");
+      await page.locator("[data-testid=page-of]", { hasText: "page 1 of 12" }).waitFor({ timeout: 15_000 });
+      await drawn(40);
+      assert(graphErrors.length === 0, `graph query refused: ${graphErrors.join("; ")}`);
+      await notReloaded(page);
+
+      // One machine's graph has no pager: its chain, whole.
+      await page.goto(`${base}/annealer?machine=${encodeURIComponent(ms[119])}`);
+      await drawn(4);
+      assert(await page.locator("[data-testid=pager]").count() === 0, "a machine's graph offers machine pages");
+      assert(await page.locator("svg.dag path[marker-end]").count() === 3, "a machine's chain is not linked");
+    } finally {
+      await big.stop();
+      big.cleanup();
+    }
   },
 
   async eventsSurviveRestart(page) {
