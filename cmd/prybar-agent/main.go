@@ -174,18 +174,22 @@ func bringUp(ctx context.Context, log *slog.Logger, mac string, ipc *ipConfig) m
 		return nil
 	}
 	mark("nic-found", "")
+	// u-root's init used to bring the loopback up; task scripts may use it.
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		_ = netlink.LinkSetUp(lo)
+	}
 	facts := map[string]string{"interface": ifname}
 	if ipc != nil {
-		if err := staticUp(ifname, ipc); err == nil {
+		err := staticUp(ifname, ipc)
+		if err == nil {
 			facts["source"] = "ipxe"
 			facts["address"] = ipc.addr.String()
 			if ipc.gw != nil {
 				facts["router"] = ipc.gw.String()
 			}
 			return facts
-		} else {
-			log.Warn("configuring the firmware's address failed; trying DHCP", "addr", ipc.addr, "err", err)
 		}
+		log.Warn("configuring the firmware's address failed; trying DHCP", "addr", ipc.addr, "err", err)
 	}
 	dhclient := ""
 	for _, p := range []string{"/bbin/dhclient", "/bin/dhclient"} {
@@ -262,6 +266,9 @@ func parseIPConfig(cmdline string) *ipConfig {
 
 // staticUp sets the link up with c's address and, when there is a router, a default route.
 func staticUp(ifname string, c *ipConfig) error {
+	if c.gw != nil && !c.addr.Contains(c.gw) {
+		return fmt.Errorf("router %s is outside %s", c.gw, c.addr)
+	}
 	link, err := netlink.LinkByName(ifname)
 	if err != nil {
 		return err
@@ -271,9 +278,6 @@ func staticUp(ifname string, c *ipConfig) error {
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("link up: %w", err)
-	}
-	if c.gw != nil && !c.addr.Contains(c.gw) {
-		return fmt.Errorf("router %s is outside %s", c.gw, c.addr)
 	}
 	if c.gw != nil {
 		if err := netlink.RouteReplace(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: c.gw}); err != nil {

@@ -109,15 +109,15 @@ type bootPhase struct {
 // milestones). A source that is missing leaves its phases out.
 func bootPhases(vm *discoVM, evs []*ent.Event) []bootPhase {
 	rel := func(t time.Time) time.Duration { return t.Sub(vm.start) }
-	var marks []struct {
-		name string
-		at   time.Duration
+	type point struct {
+		name, note string
+		at         time.Duration
 	}
+	var marks []point
 	mark := func(name string, at time.Duration) {
-		marks = append(marks, struct {
-			name string
-			at   time.Duration
-		}{name, at})
+		if at >= 0 {
+			marks = append(marks, point{name: name, at: at})
+		}
 	}
 	var romAt, setupAt time.Duration = -1, -1
 	if vm.firmware != nil {
@@ -163,7 +163,7 @@ func bootPhases(vm *discoVM, evs []*ent.Event) []bootPhase {
 	var kernelLine, initLine time.Duration = -1, -1
 	agent := map[string]time.Duration{}
 	var agentOrder []string
-	var modules string
+	notes := map[string]string{}
 	for _, l := range vm.console.Lines() {
 		switch {
 		case strings.Contains(l.text, "Linux version") && kernelLine < 0:
@@ -178,9 +178,9 @@ func bootPhases(vm *discoVM, evs []*ent.Event) []bootPhase {
 			if _, seen := agent[f[0]]; !seen {
 				agent[f[0]] = rel(l.at)
 				agentOrder = append(agentOrder, f[0])
-			}
-			if f[0] == "modules-loaded" && len(f) > 2 {
-				modules = strings.Join(f[2:], " ")
+				// The guest's own clock (uptime=…): the kernel's time to /init, and the modules'
+				// load times.
+				notes["agent: "+f[0]] = strings.Join(f[1:], " ")
 			}
 		}
 	}
@@ -201,17 +201,9 @@ func bootPhases(vm *discoVM, evs []*ent.Event) []bootPhase {
 	mark("server: agent registered", regAt)
 	sort.SliceStable(marks, func(i, j int) bool { return marks[i].at < marks[j].at })
 	var out []bootPhase
-	prev := marks[0]
-	for _, m := range marks[1:] {
-		if m.at < 0 {
-			continue
-		}
-		p := bootPhase{name: prev.name + " → " + m.name, start: prev.at, end: m.at}
-		if m.name == "agent: modules-loaded" {
-			p.note = modules
-		}
-		out = append(out, p)
-		prev = m
+	for i := 1; i < len(marks); i++ {
+		prev, m := marks[i-1], marks[i]
+		out = append(out, bootPhase{name: prev.name + " → " + m.name, start: prev.at, end: m.at, note: notes[m.name]})
 	}
 	return out
 }
