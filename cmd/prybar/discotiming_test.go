@@ -110,8 +110,8 @@ type bootPhase struct {
 func bootPhases(vm *discoVM, evs []*ent.Event) []bootPhase {
 	rel := func(t time.Time) time.Duration { return t.Sub(vm.start) }
 	type point struct {
-		name, note string
-		at         time.Duration
+		name string
+		at   time.Duration
 	}
 	var marks []point
 	mark := func(name string, at time.Duration) {
