@@ -35,7 +35,7 @@ func TestScriptBuiltins(t *testing.T) {
 	for _, tc := range []struct{ env, want string }{
 		{"discovery", `#!ipxe
 echo Prybar: web01.a01.ams1.example boots discovery
-kernel http://10.0.0.1:8081/boot/assets/discovery/vmlinuz initrd=initrd console=ttyS0,115200 console=tty0 panic=10 prybar.url=http://10.0.0.1:8081 prybar.machine=42 prybar.token=AGENTTOKEN prybar.trace=TRACE prybar.mac=52:54:00:a1:01:01
+kernel http://10.0.0.1:8081/boot/assets/discovery/vmlinuz initrd=initrd quiet cryptomgr.notests no_timer_check console=tty0 console=ttyS0,115200 panic=10 prybar.ip=${ip}/${netmask} prybar.gw=${gateway} prybar.url=http://10.0.0.1:8081 prybar.machine=42 prybar.token=AGENTTOKEN prybar.trace=TRACE prybar.mac=52:54:00:a1:01:01
 initrd --name initrd http://10.0.0.1:8081/boot/assets/discovery/initrd
 boot || goto failed
 :failed

@@ -29,8 +29,13 @@ import (
 )
 
 // Commands is the u-root core commands put into the image besides the agent.
-var Commands = []string{"init", "gosh", "dhclient", "ls", "cat", "echo", "mkdir", "mount", "umount", "rm", "cp", "sync",
+var Commands = []string{"gosh", "dhclient", "ls", "cat", "echo", "mkdir", "mount", "umount", "rm", "cp", "sync",
 	"shutdown", "ip", "dmesg", "sleep"}
+
+// initArgs are the u-root builder's options that shape the image: prybar-agent is /init itself
+// (process 1; it starts the agent and reaps orphans), gosh is /bin/sh for task scripts. They are
+// part of the cache key.
+var initArgs = []string{"-initcmd", "prybar-agent", "-defaultsh", "gosh"}
 
 // rootModules are the modules the agent needs (their dependencies are added from each module's
 // .modinfo): the cloud kernel builds the virtio drivers as modules.
@@ -39,8 +44,13 @@ var rootModules = []string{"virtio_pci", "virtio_net", "virtio_blk"}
 func main() {
 	out := flag.String("out", "", "output directory (gets discovery/vmlinuz and discovery/initrd)")
 	cache := flag.String("cache", "", "cache directory (default $PRYBAR_CACHE, else the user cache's prybar/netboot)")
+	verify := flag.Bool("verify", false, "also build the image again outside the cache and fail unless both are byte-identical")
 	flag.Parse()
-	if err := build(*out, *cache); err != nil {
+	err := build(*out, *cache)
+	if err == nil && *verify {
+		err = verifyBuild(*out, *cache)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
@@ -208,7 +218,7 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // inputsKey hashes everything the image is made from, for the cache check.
 func inputsKey(pkg string, mods []string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "kernel %s\nmodules %s\ncommands %s\n", pkg, strings.Join(mods, " "), strings.Join(Commands, " "))
+	fmt.Fprintf(h, "kernel %s\nmodules %s\ncommands %s\nlayout %s\n", pkg, strings.Join(mods, " "), strings.Join(Commands, " "), strings.Join(initArgs, " "))
 	for _, f := range []string{"go.mod", "go.sum"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -310,6 +320,51 @@ func build(out, cache string) error {
 	return nil
 }
 
+// verifyBuild builds the image once more into a scratch directory (same kernel tree, no image
+// cache) and compares it with out's: the reproducibility check (`make discovery-image-verify`).
+func verifyBuild(out, cache string) error {
+	cache, err := cacheDir(cache)
+	if err != nil {
+		return err
+	}
+	pkg, err := kernelPackage()
+	if err != nil {
+		return err
+	}
+	tree, err := kernelTree(cache, pkg)
+	if err != nil {
+		return err
+	}
+	mods, err := moduleOrder(tree, rootModules)
+	if err != nil {
+		return err
+	}
+	scratch, err := os.MkdirTemp(cache, "verify-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+	again := filepath.Join(scratch, "image")
+	if err := buildInto(again, tree, mods); err != nil {
+		return err
+	}
+	for _, f := range []string{"vmlinuz", "initrd"} {
+		a, err := os.ReadFile(filepath.Join(out, "discovery", f))
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(again, f))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(a, b) {
+			return fmt.Errorf("not reproducible: a second build's %s differs (sha256 %x, first %x)", f, sha256.Sum256(b), sha256.Sum256(a))
+		}
+		fmt.Printf("verified: a second build's %s is byte-identical (%d bytes)\n", f, len(b))
+	}
+	return nil
+}
+
 func buildInto(dir, tree string, mods []string) error {
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
@@ -333,8 +388,8 @@ func buildInto(dir, tree string, mods []string) error {
 		return err
 	}
 	args := []string{"tool", "u-root", "-o", filepath.Join(tmp, "initrd"), "-base", "/dev/null",
-		"-uinitcmd", "prybar-agent -image", "-defaultsh", "gosh",
 		"-files", modDir + ":lib/modules/prybar"}
+	args = append(args, initArgs...)
 	for _, c := range Commands {
 		args = append(args, "github.com/u-root/u-root/cmds/core/"+c)
 	}

@@ -11,7 +11,6 @@ import (
 	_ "github.com/u-root/u-root/cmds/core/dmesg"
 	_ "github.com/u-root/u-root/cmds/core/echo"
 	_ "github.com/u-root/u-root/cmds/core/gosh"
-	_ "github.com/u-root/u-root/cmds/core/init"
 	_ "github.com/u-root/u-root/cmds/core/ip"
 	_ "github.com/u-root/u-root/cmds/core/ls"
 	_ "github.com/u-root/u-root/cmds/core/mkdir"
