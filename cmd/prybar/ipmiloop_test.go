@@ -229,14 +229,14 @@ func newLoopVM(t *testing.T, lab *discoLab) *loopVM {
 		t.Fatal(err)
 	}
 	f.Close()
-	qemu := shellQuote("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "1024",
+	qemu := shellQuote(append(append([]string{"qemu-system-x86_64"}, discoQEMUOptions...), "-cpu", "max", "-smp", "2", "-m", "1024",
 		"-display", "none", "-monitor", "none", "-serial", "file:"+vm.serial, "-no-reboot",
 		"-daemonize", "-pidfile", filepath.Join(lab.dir, "qemu.pid"),
 		"-smbios", "type=1,manufacturer=Prybar Lab,product=IPMI Loop VM,serial=IL-SN-0001,uuid="+vm.uuid,
 		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac="+vm.mac,
 		"-drive", "file="+vm.disk+",format=raw,if=none,id=d0",
-		"-device", "virtio-blk-pci,drive=d0,serial=il-disk0")
+		"-device", "virtio-blk-pci,drive=d0,serial=il-disk0")...)
 	// ipmi_sim runs this (in the lab's namespace, so QEMU reaches tap0) for every power change
 	// and power query. -daemonize returns once the VM runs; the pid file is the power state.
 	script := `#!/bin/sh
