@@ -91,7 +91,7 @@ func LoadLeases(ctx context.Context, st *store.Store) ([]Lease, error) {
 			continue
 		}
 		l := Lease{NetworkID: r.NetworkID, Addr: a, MAC: r.MAC, State: State(r.State), Expires: r.ExpiresAt,
-			ClientID: r.ClientID, Hostname: r.Hostname}
+			ClientID: r.ClientID, Hostname: r.Hostname, Trace: r.Trace, TraceAt: r.UpdatedAt}
 		if r.MachineID != nil {
 			l.MachineID = *r.MachineID
 		}
@@ -117,18 +117,18 @@ func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease)
 		}
 	}
 	now := time.Now().UTC()
-	const chunk = 100 // 10 parameters a row: well under SQLite's bound-variable limit
+	const chunk = 100 // 11 parameters a row: well under SQLite's bound-variable limit
 	for start := 0; start < len(uniq); start += chunk {
 		part := uniq[start:min(start+chunk, len(uniq))]
 		var b strings.Builder
-		b.WriteString("INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id) VALUES ")
-		args := make([]any, 0, len(part)*10)
+		b.WriteString("INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id, trace) VALUES ")
+		args := make([]any, 0, len(part)*11)
 		for i, l := range part {
 			if i > 0 {
 				b.WriteString(", ")
 			}
 			b.WriteString("(")
-			for j := 0; j < 10; j++ {
+			for j := 0; j < 11; j++ {
 				if j > 0 {
 					b.WriteString(", ")
 				}
@@ -139,11 +139,11 @@ func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease)
 			if l.MachineID != 0 {
 				mid = l.MachineID
 			}
-			args = append(args, now, now, l.MAC, l.Addr.String(), string(l.State), l.Expires.UTC(), l.ClientID, l.Hostname, l.NetworkID, mid)
+			args = append(args, now, now, l.MAC, l.Addr.String(), string(l.State), l.Expires.UTC(), l.ClientID, l.Hostname, l.NetworkID, mid, l.Trace)
 		}
 		b.WriteString(" ON CONFLICT (network_id, address) DO UPDATE SET updated_at = excluded.updated_at, mac = excluded.mac, " +
 			"state = excluded.state, expires_at = excluded.expires_at, client_id = excluded.client_id, " +
-			"hostname = excluded.hostname, machine_id = excluded.machine_id")
+			"hostname = excluded.hostname, machine_id = excluded.machine_id, trace = excluded.trace")
 		q := b.String()
 		if dialectName == dialect.SQLite {
 			q = strings.ReplaceAll(q, "$", "?")
