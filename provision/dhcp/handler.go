@@ -297,6 +297,7 @@ type Event struct {
 	NetworkID int
 	MachineID int
 	Data      map[string]any
+	At        time.Time // when it happened; zero: when recorded
 }
 
 // Boot is where PXE clients find their boot files.
@@ -738,16 +739,35 @@ func (h *Handler) addBoot(resp, req *dhcpv4.DHCPv4, mac, trace string) {
 	resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{176, 1, 1}))
 }
 
-func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, yiaddr netip.Addr, mac, trace string) *dhcpv4.DHCPv4 {
-	resp, err := dhcpv4.NewReplyFromRequest(req,
-		dhcpv4.WithMessageType(mt),
-		dhcpv4.WithServerIP(ip4(h.ServerID)),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(ip4(h.ServerID))),
-	)
-	if err != nil {
-		return nil
+// newReply is dhcpv4.NewReplyFromRequest with the message type and server identifier: the same
+// fields, without the random transaction id (a syscall and several allocations per reply) that
+// the library draws only for it to be overwritten by the request's.
+func newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, server netip.Addr) *dhcpv4.DHCPv4 {
+	resp := &dhcpv4.DHCPv4{
+		OpCode: dhcpv4.OpcodeBootReply, HWType: req.HWType, ClientHWAddr: req.ClientHWAddr,
+		TransactionID: req.TransactionID, Flags: req.Flags,
+		ClientIPAddr: net.IPv4zero, YourIPAddr: net.IPv4zero, ServerIPAddr: net.IPv4zero, GatewayIPAddr: req.GatewayIPAddr,
+		Options: make(dhcpv4.Options, 16),
 	}
-	resp.ServerIPAddr = net.IPv4zero
+	if resp.GatewayIPAddr == nil {
+		resp.GatewayIPAddr = net.IPv4zero
+	}
+	// RFC 6842: the client identifier is echoed; so is the relay agent information (RFC 3046).
+	for _, o := range []dhcpv4.OptionCode{dhcpv4.OptionRelayAgentInformation, dhcpv4.OptionClientIdentifier} {
+		if v := req.GetOneOption(o); v != nil {
+			resp.Options[o.Code()] = v
+		}
+	}
+	resp.Options[dhcpv4.OptionDHCPMessageType.Code()] = []byte{byte(mt)}
+	if server.Is4() {
+		s := server.As4()
+		resp.Options[dhcpv4.OptionServerIdentifier.Code()] = s[:]
+	}
+	return resp
+}
+
+func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, yiaddr netip.Addr, mac, trace string) *dhcpv4.DHCPv4 {
+	resp := newReply(req, mt, h.ServerID)
 	if yiaddr.IsValid() {
 		resp.YourIPAddr = ip4(yiaddr)
 	}
@@ -778,11 +798,7 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, y
 }
 
 func (h *Handler) nak(req *dhcpv4.DHCPv4, _ string) *dhcpv4.DHCPv4 {
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(ip4(h.ServerID))))
-	if err != nil {
-		return nil
-	}
+	resp := newReply(req, dhcpv4.MessageTypeNak, h.ServerID)
 	resp.ClientIPAddr, resp.YourIPAddr = net.IPv4zero, net.IPv4zero
 	if ri := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); ri != nil {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, ri))
