@@ -329,7 +329,7 @@ func insertEvents(ctx context.Context, tx *ent.Tx, dialectName string, maxSeq in
 		for i, p := range part {
 			var changes any
 			if len(p.changes) > 0 {
-				b, err := json.Marshal(p.changes)
+				b, err := marshalChanges(p.changes)
 				if err != nil {
 					return fmt.Errorf("marshal changes of %s: %w", p.kind, err)
 				}

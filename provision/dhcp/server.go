@@ -570,7 +570,7 @@ func (s *Server) send(out []outgoing, committed bool) {
 		if o.commit && !committed {
 			continue
 		}
-		b := o.reply.ToBytes()
+		b := encode(o.reply)
 		if uc, ok := o.conn.(*net.UDPConn); ok && o.conn == s.conn {
 			if pc == nil {
 				pc = s.batchConn(uc)
