@@ -192,6 +192,9 @@ type Leases struct {
 
 	inv      *Inventory        // what inPool was counted against
 	held     int               // leases in a holding state
+	// due is no later than the earliest expiry of a lease in a holding state (zero: none known),
+	// so Expire walks the table only when something may have run out, not every second.
+	due time.Time
 	inPool   map[int]int       // per network: of those, the ones on a pool address that is not reserved
 	fullScan map[int]time.Time // per network: when a pool search last found it full
 	size     map[int][2]int    // per network: pool size and never-offered addresses in it (Inventory.poolSize)
@@ -254,6 +257,9 @@ func (t *Leases) put(l *Lease) {
 	}
 	if holding(l.State) {
 		t.held++
+		if t.due.IsZero() || l.Expires.Before(t.due) {
+			t.due = l.Expires
+		}
 	}
 	if t.pooled(l) {
 		t.inPool[l.NetworkID]++
@@ -662,7 +668,15 @@ func (h *Handler) free(n *Network, a netip.Addr, now time.Time) bool {
 func (h *Handler) Expire(now time.Time) ([]Lease, []Event) {
 	var ls []Lease
 	var evs []Event
-	for _, l := range h.Leases.byAddr {
+	t := h.Leases
+	if t.due.IsZero() || now.Before(t.due) {
+		return nil, nil
+	}
+	var next time.Time
+	for _, l := range t.byAddr {
+		if holding(l.State) && now.Before(l.Expires) && (next.IsZero() || l.Expires.Before(next)) {
+			next = l.Expires
+		}
 		if (l.State == Bound || l.State == Offered || l.State == Declined) && !now.Before(l.Expires) {
 			c := *l
 			c.State = Expired
@@ -673,6 +687,7 @@ func (h *Handler) Expire(now time.Time) ([]Lease, []Event) {
 			}
 		}
 	}
+	t.due = next
 	return ls, evs
 }
 

@@ -496,3 +496,41 @@ func TestTraceFollowsOneBoot(t *testing.T) {
 		}
 	}
 }
+
+// Expire skips its walk until the earliest expiry, which every new holding lease can move
+// earlier: an offer made after a long binding still expires on time, and so does the binding.
+func TestExpireFollowsEarliestExpiry(t *testing.T) {
+	h := testHandler()
+	o := h.Handle(roundTrip(t, discover(t, "02:00:00:00:00:51")), t0)
+	h.Handle(roundTrip(t, request(t, roundTrip(t, o.Reply), "02:00:00:00:00:51")), t0) // bound for 2 h
+	expire := func(at time.Duration) []string {
+		ls, evs := h.Expire(t0.Add(at))
+		var got []string
+		for _, l := range ls {
+			got = append(got, l.MAC)
+		}
+		for _, e := range evs {
+			got = append(got, e.Kind)
+		}
+		return got
+	}
+	if got := expire(time.Hour); len(got) != 0 {
+		t.Fatalf("at 1 h: expired %v", got)
+	}
+	h.Handle(roundTrip(t, discover(t, "02:00:00:00:00:52")), t0.Add(time.Hour)) // offer held 30 s
+	if got := expire(time.Hour + 29*time.Second); len(got) != 0 {
+		t.Fatalf("at 1 h 29 s: expired %v", got)
+	}
+	if got := expire(time.Hour + 31*time.Second); len(got) != 1 || got[0] != "02:00:00:00:00:52" {
+		t.Fatalf("at 1 h 31 s: expired %v, want the offer", got)
+	}
+	if got := expire(2*time.Hour - time.Second); len(got) != 0 {
+		t.Fatalf("before 2 h: expired %v", got)
+	}
+	if got := expire(2 * time.Hour); len(got) != 2 || got[0] != "02:00:00:00:00:51" || got[1] != "lease.expired" {
+		t.Fatalf("at 2 h: expired %v, want the binding and its event", got)
+	}
+	if got := expire(10 * time.Hour); len(got) != 0 {
+		t.Fatalf("at 10 h: expired %v again", got)
+	}
+}
