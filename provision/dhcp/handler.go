@@ -192,12 +192,13 @@ type Leases struct {
 
 	inv      *Inventory        // what inPool was counted against
 	held     int               // leases in a holding state
-	// due is no later than the earliest expiry of a lease in a holding state (zero: none known),
-	// so Expire walks the table only when something may have run out, not every second.
-	due time.Time
 	inPool   map[int]int       // per network: of those, the ones on a pool address that is not reserved
 	fullScan map[int]time.Time // per network: when a pool search last found it full
 	size     map[int][2]int    // per network: pool size and never-offered addresses in it (Inventory.poolSize)
+
+	// due is no later than the earliest expiry of a lease in a holding state (zero: none known),
+	// so Expire walks the table only when something may have run out, not every second.
+	due time.Time
 }
 
 // NewLeases builds a table from stored leases.
