@@ -763,7 +763,7 @@ func newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, server netip.Addr) *dhc
 		OpCode: dhcpv4.OpcodeBootReply, HWType: req.HWType, ClientHWAddr: req.ClientHWAddr,
 		TransactionID: req.TransactionID, Flags: req.Flags,
 		ClientIPAddr: net.IPv4zero, YourIPAddr: net.IPv4zero, ServerIPAddr: net.IPv4zero, GatewayIPAddr: req.GatewayIPAddr,
-		Options: make(dhcpv4.Options, 16),
+		Options: make(dhcpv4.Options, 8), // a typical reply's count: one small map, no growth
 	}
 	if resp.GatewayIPAddr == nil {
 		resp.GatewayIPAddr = net.IPv4zero

@@ -290,8 +290,8 @@ func (s *Server) read(conn net.PacketConn, kind packet) {
 		s.readUDP(uc, kind)
 		return
 	}
+	buf := make([]byte, 1500)
 	for {
-		buf := make([]byte, 1500)
 		n, peer, err := conn.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -300,7 +300,8 @@ func (s *Server) read(conn net.PacketConn, kind packet) {
 			s.log.Warn("dhcp: read", "err", err)
 			continue
 		}
-		s.queue(packet{data: buf[:n], peer: peer, rogue: kind.rogue, pxe: kind.pxe})
+		// A copy of the packet's size (about 300 bytes), not a fresh 1,500-byte buffer per packet.
+		s.queue(packet{data: append([]byte(nil), buf[:n]...), peer: peer, rogue: kind.rogue, pxe: kind.pxe})
 	}
 }
 
@@ -323,8 +324,7 @@ func (s *Server) readUDP(uc *net.UDPConn, kind packet) {
 		}
 		for i := range msgs[:n] {
 			m := &msgs[i]
-			s.queue(packet{data: m.Buffers[0][:m.N], peer: m.Addr, rogue: kind.rogue, pxe: kind.pxe})
-			m.Buffers[0] = make([]byte, 1500) // the worker owns the queued one
+			s.queue(packet{data: append([]byte(nil), m.Buffers[0][:m.N]...), peer: m.Addr, rogue: kind.rogue, pxe: kind.pxe})
 		}
 	}
 }
@@ -631,7 +631,11 @@ func (s *Server) persist(ctx context.Context, ls []Lease, evs []Event) error {
 	if len(s.lazy)+len(s.lazyEvs) > 0 {
 		ls = append(s.lazy, ls...)
 		evs = append(s.lazyEvs, evs...)
-		s.lazy, s.lazyEvs = nil, nil
+		// The transaction below is done with them when persist returns: keep the arrays.
+		defer func() {
+			clear(evs) // drop the references to the events' data
+			s.lazy, s.lazyEvs = ls[:0], evs[:0]
+		}()
 	}
 	ctx = events.WithActor(ctx, "dhcp")
 	return s.cfg.Store.Events.Tx(ctx, func(ctx context.Context, tx *entTx) error {
