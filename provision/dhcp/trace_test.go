@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,8 +16,8 @@ import (
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/iprange"
 	"github.com/prybar/prybar/ent/lease"
+	"github.com/prybar/prybar/internal/apitest"
 	"github.com/prybar/prybar/internal/events"
-	"github.com/prybar/prybar/internal/store"
 	"github.com/prybar/prybar/provision/agentapi"
 	"github.com/prybar/prybar/provision/dhcp"
 	"github.com/prybar/prybar/provision/ipxe"
@@ -27,20 +26,21 @@ import (
 // A BIOS boot of a known machine through the real server, the real boot HTTP handler and the
 // timeline: the PXE ROM's exchange starts a trace, iPXE's keeps it and is handed a script URL with
 // it, the script carries it onto the kernel command line, the stored lease holds it, and the
-// timeline puts the four DHCP steps and the script fetch into one boot with that trace.
+// timeline puts the four DHCP steps and the script fetch into one boot with that trace. On both
+// databases: the lease upsert and the event appends are plain SQL.
 func TestTraceTiesDHCPToScript(t *testing.T) {
+	apitest.ForEachDB(t, testTraceTiesDHCPToScript)
+}
+
+func testTraceTiesDHCPToScript(t *testing.T, db apitest.Backend) {
 	ctx := events.WithActor(context.Background(), "test")
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "trace.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := apitest.Open(t, apitest.DSN(t, db))
 	if _, err := ipxe.Load(ctx, st, ipxe.BuiltinCatalog()); err != nil {
 		t.Fatal(err)
 	}
 	const mac = "52:54:00:7a:00:01"
 	var machine int
-	err = st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
+	err := st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		m, err := tx.Machine.Create().SetName("tr01.lab.example").Save(ctx)
 		if err != nil {
 			return err
