@@ -1158,6 +1158,11 @@ func (_q *LeaseQuery) collectField(ctx context.Context, oneNode bool, opCtx *gra
 				selectedFields = append(selectedFields, lease.FieldHostname)
 				fieldSeen[lease.FieldHostname] = struct{}{}
 			}
+		case "trace":
+			if _, ok := fieldSeen[lease.FieldTrace]; !ok {
+				selectedFields = append(selectedFields, lease.FieldTrace)
+				fieldSeen[lease.FieldTrace] = struct{}{}
+			}
 		case "networkID":
 			if _, ok := fieldSeen[lease.FieldNetworkID]; !ok {
 				selectedFields = append(selectedFields, lease.FieldNetworkID)

@@ -3280,6 +3280,23 @@ type LeaseWhereInput struct {
 	HostnameEqualFold    *string  `json:"hostnameEqualFold,omitempty"`
 	HostnameContainsFold *string  `json:"hostnameContainsFold,omitempty"`
 
+	// "trace" field predicates.
+	Trace             *string  `json:"trace,omitempty"`
+	TraceNEQ          *string  `json:"traceNEQ,omitempty"`
+	TraceIn           []string `json:"traceIn,omitempty"`
+	TraceNotIn        []string `json:"traceNotIn,omitempty"`
+	TraceGT           *string  `json:"traceGT,omitempty"`
+	TraceGTE          *string  `json:"traceGTE,omitempty"`
+	TraceLT           *string  `json:"traceLT,omitempty"`
+	TraceLTE          *string  `json:"traceLTE,omitempty"`
+	TraceContains     *string  `json:"traceContains,omitempty"`
+	TraceHasPrefix    *string  `json:"traceHasPrefix,omitempty"`
+	TraceHasSuffix    *string  `json:"traceHasSuffix,omitempty"`
+	TraceIsNil        bool     `json:"traceIsNil,omitempty"`
+	TraceNotNil       bool     `json:"traceNotNil,omitempty"`
+	TraceEqualFold    *string  `json:"traceEqualFold,omitempty"`
+	TraceContainsFold *string  `json:"traceContainsFold,omitempty"`
+
 	// "network_id" field predicates.
 	NetworkID      *int  `json:"networkID,omitempty"`
 	NetworkIDNEQ   *int  `json:"networkIDNEQ,omitempty"`
@@ -3649,6 +3666,51 @@ func (i *LeaseWhereInput) P() (predicate.Lease, error) {
 	}
 	if i.HostnameContainsFold != nil {
 		predicates = append(predicates, lease.HostnameContainsFold(*i.HostnameContainsFold))
+	}
+	if i.Trace != nil {
+		predicates = append(predicates, lease.TraceEQ(*i.Trace))
+	}
+	if i.TraceNEQ != nil {
+		predicates = append(predicates, lease.TraceNEQ(*i.TraceNEQ))
+	}
+	if len(i.TraceIn) > 0 {
+		predicates = append(predicates, lease.TraceIn(i.TraceIn...))
+	}
+	if len(i.TraceNotIn) > 0 {
+		predicates = append(predicates, lease.TraceNotIn(i.TraceNotIn...))
+	}
+	if i.TraceGT != nil {
+		predicates = append(predicates, lease.TraceGT(*i.TraceGT))
+	}
+	if i.TraceGTE != nil {
+		predicates = append(predicates, lease.TraceGTE(*i.TraceGTE))
+	}
+	if i.TraceLT != nil {
+		predicates = append(predicates, lease.TraceLT(*i.TraceLT))
+	}
+	if i.TraceLTE != nil {
+		predicates = append(predicates, lease.TraceLTE(*i.TraceLTE))
+	}
+	if i.TraceContains != nil {
+		predicates = append(predicates, lease.TraceContains(*i.TraceContains))
+	}
+	if i.TraceHasPrefix != nil {
+		predicates = append(predicates, lease.TraceHasPrefix(*i.TraceHasPrefix))
+	}
+	if i.TraceHasSuffix != nil {
+		predicates = append(predicates, lease.TraceHasSuffix(*i.TraceHasSuffix))
+	}
+	if i.TraceIsNil {
+		predicates = append(predicates, lease.TraceIsNil())
+	}
+	if i.TraceNotNil {
+		predicates = append(predicates, lease.TraceNotNil())
+	}
+	if i.TraceEqualFold != nil {
+		predicates = append(predicates, lease.TraceEqualFold(*i.TraceEqualFold))
+	}
+	if i.TraceContainsFold != nil {
+		predicates = append(predicates, lease.TraceContainsFold(*i.TraceContainsFold))
 	}
 	if i.NetworkID != nil {
 		predicates = append(predicates, lease.NetworkIDEQ(*i.NetworkID))

@@ -35,6 +35,8 @@ type Lease struct {
 	ClientID string `json:"client_id,omitempty"`
 	// option 12
 	Hostname string `json:"hostname,omitempty"`
+	// the boot trace id: set when a boot's first DHCP exchange starts, kept by that boot's later exchanges, carried in the iPXE script URL
+	Trace string `json:"trace,omitempty"`
 	// NetworkID holds the value of the "network_id" field.
 	NetworkID int `json:"network_id,omitempty"`
 	// MachineID holds the value of the "machine_id" field.
@@ -87,7 +89,7 @@ func (*Lease) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case lease.FieldID, lease.FieldNetworkID, lease.FieldMachineID:
 			values[i] = new(sql.NullInt64)
-		case lease.FieldMAC, lease.FieldAddress, lease.FieldState, lease.FieldClientID, lease.FieldHostname:
+		case lease.FieldMAC, lease.FieldAddress, lease.FieldState, lease.FieldClientID, lease.FieldHostname, lease.FieldTrace:
 			values[i] = new(sql.NullString)
 		case lease.FieldCreatedAt, lease.FieldUpdatedAt, lease.FieldExpiresAt:
 			values[i] = new(sql.NullTime)
@@ -159,6 +161,12 @@ func (_m *Lease) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field hostname", values[i])
 			} else if value.Valid {
 				_m.Hostname = value.String
+			}
+		case lease.FieldTrace:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field trace", values[i])
+			} else if value.Valid {
+				_m.Trace = value.String
 			}
 		case lease.FieldNetworkID:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
@@ -242,6 +250,9 @@ func (_m *Lease) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("hostname=")
 	builder.WriteString(_m.Hostname)
+	builder.WriteString(", ")
+	builder.WriteString("trace=")
+	builder.WriteString(_m.Trace)
 	builder.WriteString(", ")
 	builder.WriteString("network_id=")
 	builder.WriteString(fmt.Sprintf("%v", _m.NetworkID))

@@ -102,6 +102,20 @@ func (_c *LeaseCreate) SetNillableHostname(v *string) *LeaseCreate {
 	return _c
 }
 
+// SetTrace sets the "trace" field.
+func (_c *LeaseCreate) SetTrace(v string) *LeaseCreate {
+	_c.mutation.SetTrace(v)
+	return _c
+}
+
+// SetNillableTrace sets the "trace" field if the given value is not nil.
+func (_c *LeaseCreate) SetNillableTrace(v *string) *LeaseCreate {
+	if v != nil {
+		_c.SetTrace(*v)
+	}
+	return _c
+}
+
 // SetNetworkID sets the "network_id" field.
 func (_c *LeaseCreate) SetNetworkID(v int) *LeaseCreate {
 	_c.mutation.SetNetworkID(v)
@@ -275,6 +289,10 @@ func (_c *LeaseCreate) createSpec() (*Lease, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Hostname(); ok {
 		_spec.SetField(lease.FieldHostname, field.TypeString, value)
 		_node.Hostname = value
+	}
+	if value, ok := _c.mutation.Trace(); ok {
+		_spec.SetField(lease.FieldTrace, field.TypeString, value)
+		_node.Trace = value
 	}
 	if nodes := _c.mutation.NetworkIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{

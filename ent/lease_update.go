@@ -133,6 +133,26 @@ func (_u *LeaseUpdate) ClearHostname() *LeaseUpdate {
 	return _u
 }
 
+// SetTrace sets the "trace" field.
+func (_u *LeaseUpdate) SetTrace(v string) *LeaseUpdate {
+	_u.mutation.SetTrace(v)
+	return _u
+}
+
+// SetNillableTrace sets the "trace" field if the given value is not nil.
+func (_u *LeaseUpdate) SetNillableTrace(v *string) *LeaseUpdate {
+	if v != nil {
+		_u.SetTrace(*v)
+	}
+	return _u
+}
+
+// ClearTrace clears the value of the "trace" field.
+func (_u *LeaseUpdate) ClearTrace() *LeaseUpdate {
+	_u.mutation.ClearTrace()
+	return _u
+}
+
 // SetNetworkID sets the "network_id" field.
 func (_u *LeaseUpdate) SetNetworkID(v int) *LeaseUpdate {
 	_u.mutation.SetNetworkID(v)
@@ -297,6 +317,12 @@ func (_u *LeaseUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.HostnameCleared() {
 		_spec.ClearField(lease.FieldHostname, field.TypeString)
+	}
+	if value, ok := _u.mutation.Trace(); ok {
+		_spec.SetField(lease.FieldTrace, field.TypeString, value)
+	}
+	if _u.mutation.TraceCleared() {
+		_spec.ClearField(lease.FieldTrace, field.TypeString)
 	}
 	if _u.mutation.NetworkCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -477,6 +503,26 @@ func (_u *LeaseUpdateOne) SetNillableHostname(v *string) *LeaseUpdateOne {
 // ClearHostname clears the value of the "hostname" field.
 func (_u *LeaseUpdateOne) ClearHostname() *LeaseUpdateOne {
 	_u.mutation.ClearHostname()
+	return _u
+}
+
+// SetTrace sets the "trace" field.
+func (_u *LeaseUpdateOne) SetTrace(v string) *LeaseUpdateOne {
+	_u.mutation.SetTrace(v)
+	return _u
+}
+
+// SetNillableTrace sets the "trace" field if the given value is not nil.
+func (_u *LeaseUpdateOne) SetNillableTrace(v *string) *LeaseUpdateOne {
+	if v != nil {
+		_u.SetTrace(*v)
+	}
+	return _u
+}
+
+// ClearTrace clears the value of the "trace" field.
+func (_u *LeaseUpdateOne) ClearTrace() *LeaseUpdateOne {
+	_u.mutation.ClearTrace()
 	return _u
 }
 
@@ -674,6 +720,12 @@ func (_u *LeaseUpdateOne) sqlSave(ctx context.Context) (_node *Lease, err error)
 	}
 	if _u.mutation.HostnameCleared() {
 		_spec.ClearField(lease.FieldHostname, field.TypeString)
+	}
+	if value, ok := _u.mutation.Trace(); ok {
+		_spec.SetField(lease.FieldTrace, field.TypeString, value)
+	}
+	if _u.mutation.TraceCleared() {
+		_spec.ClearField(lease.FieldTrace, field.TypeString)
 	}
 	if _u.mutation.NetworkCleared() {
 		edge := &sqlgraph.EdgeSpec{

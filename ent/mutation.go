@@ -10474,6 +10474,7 @@ type LeaseMutation struct {
 	expires_at     *time.Time
 	client_id      *string
 	hostname       *string
+	trace          *string
 	clearedFields  map[string]struct{}
 	network        *int
 	clearednetwork bool
@@ -10896,6 +10897,55 @@ func (m *LeaseMutation) ResetHostname() {
 	delete(m.clearedFields, lease.FieldHostname)
 }
 
+// SetTrace sets the "trace" field.
+func (m *LeaseMutation) SetTrace(s string) {
+	m.trace = &s
+}
+
+// Trace returns the value of the "trace" field in the mutation.
+func (m *LeaseMutation) Trace() (r string, exists bool) {
+	v := m.trace
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTrace returns the old "trace" field's value of the Lease entity.
+// If the Lease object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LeaseMutation) OldTrace(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTrace is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTrace requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTrace: %w", err)
+	}
+	return oldValue.Trace, nil
+}
+
+// ClearTrace clears the value of the "trace" field.
+func (m *LeaseMutation) ClearTrace() {
+	m.trace = nil
+	m.clearedFields[lease.FieldTrace] = struct{}{}
+}
+
+// TraceCleared returns if the "trace" field was cleared in this mutation.
+func (m *LeaseMutation) TraceCleared() bool {
+	_, ok := m.clearedFields[lease.FieldTrace]
+	return ok
+}
+
+// ResetTrace resets all changes to the "trace" field.
+func (m *LeaseMutation) ResetTrace() {
+	m.trace = nil
+	delete(m.clearedFields, lease.FieldTrace)
+}
+
 // SetNetworkID sets the "network_id" field.
 func (m *LeaseMutation) SetNetworkID(i int) {
 	m.network = &i
@@ -11069,7 +11119,7 @@ func (m *LeaseMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *LeaseMutation) Fields() []string {
-	fields := make([]string, 0, 10)
+	fields := make([]string, 0, 11)
 	if m.created_at != nil {
 		fields = append(fields, lease.FieldCreatedAt)
 	}
@@ -11093,6 +11143,9 @@ func (m *LeaseMutation) Fields() []string {
 	}
 	if m.hostname != nil {
 		fields = append(fields, lease.FieldHostname)
+	}
+	if m.trace != nil {
+		fields = append(fields, lease.FieldTrace)
 	}
 	if m.network != nil {
 		fields = append(fields, lease.FieldNetworkID)
@@ -11124,6 +11177,8 @@ func (m *LeaseMutation) Field(name string) (ent.Value, bool) {
 		return m.ClientID()
 	case lease.FieldHostname:
 		return m.Hostname()
+	case lease.FieldTrace:
+		return m.Trace()
 	case lease.FieldNetworkID:
 		return m.NetworkID()
 	case lease.FieldMachineID:
@@ -11153,6 +11208,8 @@ func (m *LeaseMutation) OldField(ctx context.Context, name string) (ent.Value, e
 		return m.OldClientID(ctx)
 	case lease.FieldHostname:
 		return m.OldHostname(ctx)
+	case lease.FieldTrace:
+		return m.OldTrace(ctx)
 	case lease.FieldNetworkID:
 		return m.OldNetworkID(ctx)
 	case lease.FieldMachineID:
@@ -11222,6 +11279,13 @@ func (m *LeaseMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetHostname(v)
 		return nil
+	case lease.FieldTrace:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTrace(v)
+		return nil
 	case lease.FieldNetworkID:
 		v, ok := value.(int)
 		if !ok {
@@ -11275,6 +11339,9 @@ func (m *LeaseMutation) ClearedFields() []string {
 	if m.FieldCleared(lease.FieldHostname) {
 		fields = append(fields, lease.FieldHostname)
 	}
+	if m.FieldCleared(lease.FieldTrace) {
+		fields = append(fields, lease.FieldTrace)
+	}
 	if m.FieldCleared(lease.FieldMachineID) {
 		fields = append(fields, lease.FieldMachineID)
 	}
@@ -11297,6 +11364,9 @@ func (m *LeaseMutation) ClearField(name string) error {
 		return nil
 	case lease.FieldHostname:
 		m.ClearHostname()
+		return nil
+	case lease.FieldTrace:
+		m.ClearTrace()
 		return nil
 	case lease.FieldMachineID:
 		m.ClearMachineID()
@@ -11332,6 +11402,9 @@ func (m *LeaseMutation) ResetField(name string) error {
 		return nil
 	case lease.FieldHostname:
 		m.ResetHostname()
+		return nil
+	case lease.FieldTrace:
+		m.ResetTrace()
 		return nil
 	case lease.FieldNetworkID:
 		m.ResetNetworkID()

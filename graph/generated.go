@@ -395,6 +395,7 @@ type ComplexityRoot struct {
 		Network   func(childComplexity int) int
 		NetworkID func(childComplexity int) int
 		State     func(childComplexity int) int
+		Trace     func(childComplexity int) int
 		UpdatedAt func(childComplexity int) int
 	}
 
@@ -2278,6 +2279,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Lease.State(childComplexity), true
+	case "Lease.trace":
+		if e.ComplexityRoot.Lease.Trace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Lease.Trace(childComplexity), true
 	case "Lease.updatedAt":
 		if e.ComplexityRoot.Lease.UpdatedAt == nil {
 			break
@@ -5480,6 +5487,8 @@ func (ec *executionContext) childFields_Lease(ctx context.Context, field graphql
 		return ec.fieldContext_Lease_clientID(ctx, field)
 	case "hostname":
 		return ec.fieldContext_Lease_hostname(ctx, field)
+	case "trace":
+		return ec.fieldContext_Lease_trace(ctx, field)
 	case "networkID":
 		return ec.fieldContext_Lease_networkID(ctx, field)
 	case "machineID":
@@ -17169,6 +17178,29 @@ func (ec *executionContext) _Lease_hostname(ctx context.Context, field graphql.C
 	)
 }
 func (ec *executionContext) fieldContext_Lease_hostname(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Lease", field, false, false, "String")
+}
+
+func (ec *executionContext) _Lease_trace(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Lease_trace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Trace, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Lease_trace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Lease", field, false, false, "String")
 }
 
@@ -40803,7 +40835,7 @@ func (ec *executionContext) unmarshalInputLeaseWhereInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "mac", "macNEQ", "macIn", "macNotIn", "macGT", "macGTE", "macLT", "macLTE", "macContains", "macHasPrefix", "macHasSuffix", "macEqualFold", "macContainsFold", "address", "addressNEQ", "addressIn", "addressNotIn", "addressGT", "addressGTE", "addressLT", "addressLTE", "addressContains", "addressHasPrefix", "addressHasSuffix", "addressEqualFold", "addressContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "expiresAt", "expiresAtNEQ", "expiresAtIn", "expiresAtNotIn", "expiresAtGT", "expiresAtGTE", "expiresAtLT", "expiresAtLTE", "clientID", "clientIDNEQ", "clientIDIn", "clientIDNotIn", "clientIDGT", "clientIDGTE", "clientIDLT", "clientIDLTE", "clientIDContains", "clientIDHasPrefix", "clientIDHasSuffix", "clientIDIsNil", "clientIDNotNil", "clientIDEqualFold", "clientIDContainsFold", "hostname", "hostnameNEQ", "hostnameIn", "hostnameNotIn", "hostnameGT", "hostnameGTE", "hostnameLT", "hostnameLTE", "hostnameContains", "hostnameHasPrefix", "hostnameHasSuffix", "hostnameIsNil", "hostnameNotNil", "hostnameEqualFold", "hostnameContainsFold", "networkID", "networkIDNEQ", "networkIDIn", "networkIDNotIn", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "machineIDIsNil", "machineIDNotNil", "hasNetwork", "hasNetworkWith", "hasMachine", "hasMachineWith"}
+	fieldsInOrder := [...]string{"not", "and", "or", "id", "idNEQ", "idIn", "idNotIn", "idGT", "idGTE", "idLT", "idLTE", "createdAt", "createdAtNEQ", "createdAtIn", "createdAtNotIn", "createdAtGT", "createdAtGTE", "createdAtLT", "createdAtLTE", "updatedAt", "updatedAtNEQ", "updatedAtIn", "updatedAtNotIn", "updatedAtGT", "updatedAtGTE", "updatedAtLT", "updatedAtLTE", "mac", "macNEQ", "macIn", "macNotIn", "macGT", "macGTE", "macLT", "macLTE", "macContains", "macHasPrefix", "macHasSuffix", "macEqualFold", "macContainsFold", "address", "addressNEQ", "addressIn", "addressNotIn", "addressGT", "addressGTE", "addressLT", "addressLTE", "addressContains", "addressHasPrefix", "addressHasSuffix", "addressEqualFold", "addressContainsFold", "state", "stateNEQ", "stateIn", "stateNotIn", "expiresAt", "expiresAtNEQ", "expiresAtIn", "expiresAtNotIn", "expiresAtGT", "expiresAtGTE", "expiresAtLT", "expiresAtLTE", "clientID", "clientIDNEQ", "clientIDIn", "clientIDNotIn", "clientIDGT", "clientIDGTE", "clientIDLT", "clientIDLTE", "clientIDContains", "clientIDHasPrefix", "clientIDHasSuffix", "clientIDIsNil", "clientIDNotNil", "clientIDEqualFold", "clientIDContainsFold", "hostname", "hostnameNEQ", "hostnameIn", "hostnameNotIn", "hostnameGT", "hostnameGTE", "hostnameLT", "hostnameLTE", "hostnameContains", "hostnameHasPrefix", "hostnameHasSuffix", "hostnameIsNil", "hostnameNotNil", "hostnameEqualFold", "hostnameContainsFold", "trace", "traceNEQ", "traceIn", "traceNotIn", "traceGT", "traceGTE", "traceLT", "traceLTE", "traceContains", "traceHasPrefix", "traceHasSuffix", "traceIsNil", "traceNotNil", "traceEqualFold", "traceContainsFold", "networkID", "networkIDNEQ", "networkIDIn", "networkIDNotIn", "machineID", "machineIDNEQ", "machineIDIn", "machineIDNotIn", "machineIDIsNil", "machineIDNotNil", "hasNetwork", "hasNetworkWith", "hasMachine", "hasMachineWith"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -41475,6 +41507,111 @@ func (ec *executionContext) unmarshalInputLeaseWhereInput(ctx context.Context, o
 				return it, err
 			}
 			it.HostnameContainsFold = data
+		case "trace":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("trace"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Trace = data
+		case "traceNEQ":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceNEQ"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceNEQ = data
+		case "traceIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceIn = data
+		case "traceNotIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceNotIn"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceNotIn = data
+		case "traceGT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceGT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceGT = data
+		case "traceGTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceGTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceGTE = data
+		case "traceLT":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceLT"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceLT = data
+		case "traceLTE":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceLTE"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceLTE = data
+		case "traceContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceContains = data
+		case "traceHasPrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceHasPrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceHasPrefix = data
+		case "traceHasSuffix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceHasSuffix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceHasSuffix = data
+		case "traceIsNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceIsNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceIsNil = data
+		case "traceNotNil":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceNotNil"))
+			data, err := ec.unmarshalOBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceNotNil = data
+		case "traceEqualFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceEqualFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceEqualFold = data
+		case "traceContainsFold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("traceContainsFold"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TraceContainsFold = data
 		case "networkID":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("networkID"))
 			data, err := ec.unmarshalOID2ᚖint(ctx, v)
@@ -53417,6 +53554,11 @@ func (ec *executionContext) _Lease(ctx context.Context, sel ast.SelectionSet, ob
 			}
 		case "hostname":
 			out.Values[i] = ec._Lease_hostname(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "trace":
+			out.Values[i] = ec._Lease_trace(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

@@ -33,6 +33,8 @@ const (
 	FieldClientID = "client_id"
 	// FieldHostname holds the string denoting the hostname field in the database.
 	FieldHostname = "hostname"
+	// FieldTrace holds the string denoting the trace field in the database.
+	FieldTrace = "trace"
 	// FieldNetworkID holds the string denoting the network_id field in the database.
 	FieldNetworkID = "network_id"
 	// FieldMachineID holds the string denoting the machine_id field in the database.
@@ -70,6 +72,7 @@ var Columns = []string{
 	FieldExpiresAt,
 	FieldClientID,
 	FieldHostname,
+	FieldTrace,
 	FieldNetworkID,
 	FieldMachineID,
 }
@@ -169,6 +172,11 @@ func ByClientID(opts ...sql.OrderTermOption) OrderOption {
 // ByHostname orders the results by the hostname field.
 func ByHostname(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldHostname, opts...).ToFunc()
+}
+
+// ByTrace orders the results by the trace field.
+func ByTrace(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTrace, opts...).ToFunc()
 }
 
 // ByNetworkID orders the results by the network_id field.

@@ -90,6 +90,11 @@ func Hostname(v string) predicate.Lease {
 	return predicate.Lease(sql.FieldEQ(FieldHostname, v))
 }
 
+// Trace applies equality check predicate on the "trace" field. It's identical to TraceEQ.
+func Trace(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldEQ(FieldTrace, v))
+}
+
 // NetworkID applies equality check predicate on the "network_id" field. It's identical to NetworkIDEQ.
 func NetworkID(v int) predicate.Lease {
 	return predicate.Lease(sql.FieldEQ(FieldNetworkID, v))
@@ -518,6 +523,81 @@ func HostnameEqualFold(v string) predicate.Lease {
 // HostnameContainsFold applies the ContainsFold predicate on the "hostname" field.
 func HostnameContainsFold(v string) predicate.Lease {
 	return predicate.Lease(sql.FieldContainsFold(FieldHostname, v))
+}
+
+// TraceEQ applies the EQ predicate on the "trace" field.
+func TraceEQ(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldEQ(FieldTrace, v))
+}
+
+// TraceNEQ applies the NEQ predicate on the "trace" field.
+func TraceNEQ(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldNEQ(FieldTrace, v))
+}
+
+// TraceIn applies the In predicate on the "trace" field.
+func TraceIn(vs ...string) predicate.Lease {
+	return predicate.Lease(sql.FieldIn(FieldTrace, vs...))
+}
+
+// TraceNotIn applies the NotIn predicate on the "trace" field.
+func TraceNotIn(vs ...string) predicate.Lease {
+	return predicate.Lease(sql.FieldNotIn(FieldTrace, vs...))
+}
+
+// TraceGT applies the GT predicate on the "trace" field.
+func TraceGT(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldGT(FieldTrace, v))
+}
+
+// TraceGTE applies the GTE predicate on the "trace" field.
+func TraceGTE(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldGTE(FieldTrace, v))
+}
+
+// TraceLT applies the LT predicate on the "trace" field.
+func TraceLT(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldLT(FieldTrace, v))
+}
+
+// TraceLTE applies the LTE predicate on the "trace" field.
+func TraceLTE(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldLTE(FieldTrace, v))
+}
+
+// TraceContains applies the Contains predicate on the "trace" field.
+func TraceContains(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldContains(FieldTrace, v))
+}
+
+// TraceHasPrefix applies the HasPrefix predicate on the "trace" field.
+func TraceHasPrefix(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldHasPrefix(FieldTrace, v))
+}
+
+// TraceHasSuffix applies the HasSuffix predicate on the "trace" field.
+func TraceHasSuffix(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldHasSuffix(FieldTrace, v))
+}
+
+// TraceIsNil applies the IsNil predicate on the "trace" field.
+func TraceIsNil() predicate.Lease {
+	return predicate.Lease(sql.FieldIsNull(FieldTrace))
+}
+
+// TraceNotNil applies the NotNil predicate on the "trace" field.
+func TraceNotNil() predicate.Lease {
+	return predicate.Lease(sql.FieldNotNull(FieldTrace))
+}
+
+// TraceEqualFold applies the EqualFold predicate on the "trace" field.
+func TraceEqualFold(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldEqualFold(FieldTrace, v))
+}
+
+// TraceContainsFold applies the ContainsFold predicate on the "trace" field.
+func TraceContainsFold(v string) predicate.Lease {
+	return predicate.Lease(sql.FieldContainsFold(FieldTrace, v))
 }
 
 // NetworkIDEQ applies the EQ predicate on the "network_id" field.

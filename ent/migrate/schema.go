@@ -337,6 +337,7 @@ var (
 		{Name: "expires_at", Type: field.TypeTime},
 		{Name: "client_id", Type: field.TypeString, Nullable: true},
 		{Name: "hostname", Type: field.TypeString, Nullable: true},
+		{Name: "trace", Type: field.TypeString, Nullable: true},
 		{Name: "machine_id", Type: field.TypeInt, Nullable: true},
 		{Name: "network_id", Type: field.TypeInt},
 	}
@@ -348,13 +349,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "leases_machines_leases",
-				Columns:    []*schema.Column{LeasesColumns[9]},
+				Columns:    []*schema.Column{LeasesColumns[10]},
 				RefColumns: []*schema.Column{MachinesColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "leases_networks_leases",
-				Columns:    []*schema.Column{LeasesColumns[10]},
+				Columns:    []*schema.Column{LeasesColumns[11]},
 				RefColumns: []*schema.Column{NetworksColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -363,7 +364,7 @@ var (
 			{
 				Name:    "lease_network_id_address",
 				Unique:  true,
-				Columns: []*schema.Column{LeasesColumns[10], LeasesColumns[4]},
+				Columns: []*schema.Column{LeasesColumns[11], LeasesColumns[4]},
 			},
 			{
 				Name:    "lease_mac",
@@ -373,7 +374,7 @@ var (
 			{
 				Name:    "lease_machine_id",
 				Unique:  false,
-				Columns: []*schema.Column{LeasesColumns[9]},
+				Columns: []*schema.Column{LeasesColumns[10]},
 			},
 		},
 	}

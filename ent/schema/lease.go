@@ -29,6 +29,8 @@ func (Lease) Fields() []ent.Field {
 		field.Time("expires_at").Annotations(entgql.OrderField("EXPIRES_AT")),
 		field.String("client_id").Optional().Comment("option 61, hex"),
 		field.String("hostname").Optional().Comment("option 12"),
+		field.String("trace").Optional().
+			Comment("the boot trace id: set when a boot's first DHCP exchange starts, kept by that boot's later exchanges, carried in the iPXE script URL"),
 		field.Int("network_id"),
 		field.Int("machine_id").Optional().Nillable(),
 	}

@@ -12,11 +12,18 @@ import (
 // objectType/objectID name what it is about. machineID, when not nil, places the event on that
 // machine and, like a change of the machine, on its rack and site; nil leaves it unlocated.
 func Emit(ctx context.Context, kind, objectType string, objectID int, machineID *int, changes map[string]any) error {
+	return EmitAt(ctx, time.Now(), kind, objectType, objectID, machineID, changes)
+}
+
+// EmitAt is Emit for something that happened at a given time before the transaction that records
+// it (the DHCP server writes an offer's event with the next batch it commits). The event's time is
+// at; its seq is still its commit's.
+func EmitAt(ctx context.Context, at time.Time, kind, objectType string, objectID int, machineID *int, changes map[string]any) error {
 	buf, _ := ctx.Value(bufferKey).(*buffer)
 	if buf == nil {
 		return fmt.Errorf("%w: emit %s", ErrNoTx, kind)
 	}
-	p := &pending{kind: kind, objectType: objectType, objectID: objectID, changes: changes, at: time.Now(), actor: Actor(ctx)}
+	p := &pending{kind: kind, objectType: objectType, objectID: objectID, changes: changes, at: at, actor: Actor(ctx)}
 	if machineID != nil {
 		// Located at flush, with the other events, as the machine is.
 		p.locType, p.locID = "machine", *machineID

@@ -8,7 +8,9 @@ package dhcp
 
 import (
 	"bytes"
+	crand "crypto/rand"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -150,6 +152,10 @@ type Lease struct {
 	ClientID  string
 	Hostname  string
 	MachineID int // 0: unknown machine
+	// Trace is the boot trace id (see Handler.traceFor); TraceAt when a boot exchange last used
+	// it (not stored: a loaded lease takes the row's last update).
+	Trace   string
+	TraceAt time.Time
 }
 
 // holds reports whether the lease keeps its address from other clients at now.
@@ -189,6 +195,10 @@ type Leases struct {
 	inPool   map[int]int       // per network: of those, the ones on a pool address that is not reserved
 	fullScan map[int]time.Time // per network: when a pool search last found it full
 	size     map[int][2]int    // per network: pool size and never-offered addresses in it (Inventory.poolSize)
+
+	// due is no later than the earliest expiry of a lease in a holding state (zero: none known),
+	// so Expire walks the table only when something may have run out, not every second.
+	due time.Time
 }
 
 // NewLeases builds a table from stored leases.
@@ -248,6 +258,9 @@ func (t *Leases) put(l *Lease) {
 	}
 	if holding(l.State) {
 		t.held++
+		if t.due.IsZero() || l.Expires.Before(t.due) {
+			t.due = l.Expires
+		}
 	}
 	if t.pooled(l) {
 		t.inPool[l.NetworkID]++
@@ -291,6 +304,7 @@ type Event struct {
 	NetworkID int
 	MachineID int
 	Data      map[string]any
+	At        time.Time // when it happened; zero: when recorded
 }
 
 // Boot is where PXE clients find their boot files.
@@ -330,7 +344,13 @@ type Handler struct {
 	// LeaseTime is the default lease time (networks may override); OfferHold how long an offer
 	// keeps its address; Quarantine how long a declined address stays out of the pool.
 	LeaseTime, OfferHold, Quarantine time.Duration
+	// TraceHold is how long after a MAC's last boot exchange a new exchange still belongs to the
+	// same boot and keeps its trace (zero: DefaultTraceHold). NewTrace makes a trace id (nil: 16
+	// random hex digits, the form provision/ipxe.NewTrace makes).
+	TraceHold time.Duration
+	NewTrace  func() string
 
+	rng *rand.ChaCha8
 	// exhaustedAt is when each network's last dhcp.pool_exhausted event was recorded: one a
 	// minute at most, however many clients a full pool turns away.
 	exhaustedAt map[int]time.Time
@@ -423,6 +443,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		}
 		l.State, l.Expires, l.MachineID = Offered, now.Add(h.offerHold()), machine
 		l.ClientID, l.Hostname = clientID(req), req.HostName()
+		l.Trace, l.TraceAt = h.traceFor(n, mac, now), now
 		if old, ok := h.Leases.byAddr[addrKey{n.ID, l.Addr}]; ok && old.State == Bound && old.MAC == mac && old.Expires.After(now) {
 			// A bound client that rediscovers keeps its binding: the offer does not shorten it.
 			l.State, l.Expires = Bound, old.Expires
@@ -430,7 +451,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		h.Leases.put(l)
 		r.Changed = append(r.Changed, *l)
 		r.Events = append(r.Events, h.leaseEvent("lease.offered", l))
-		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, n, l.Addr, mac)
+		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, n, l.Addr, mac, l.Trace)
 	case dhcpv4.MessageTypeRequest:
 		if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != h.ServerID {
 			// The client chose another server: our offer is void.
@@ -459,10 +480,15 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		}
 		l.State, l.Expires, l.MachineID = Bound, now.Add(h.leaseTime(n)), machine
 		l.ClientID, l.Hostname = clientID(req), req.HostName()
+		if renewing := addrOf(req.ClientIPAddr).IsValid() && !addrOf(req.RequestedIPAddress()).IsValid(); !renewing || l.Trace == "" {
+			// A renewal (RENEWING/REBINDING: ciaddr, no option 50) is the running system's, not a
+			// boot's: it keeps the lease's trace. Any other REQUEST continues or starts a boot.
+			l.Trace, l.TraceAt = h.traceFor(n, mac, now), now
+		}
 		h.Leases.put(l)
 		r.Changed, r.Commit = append(r.Changed, *l), true
 		r.Events = append(r.Events, h.leaseEvent("lease.bound", l))
-		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, n, want, mac)
+		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, n, want, mac, l.Trace)
 	case dhcpv4.MessageTypeDecline:
 		a := addrOf(req.RequestedIPAddress())
 		l := h.Leases.byAddr[addrKey{n.ID, a}]
@@ -490,7 +516,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		if !ci.IsValid() {
 			return r
 		}
-		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, n, netip.Addr{}, mac)
+		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, n, netip.Addr{}, mac, "")
 		r.Reply.Options.Del(dhcpv4.OptionIPAddressLeaseTime) // RFC 2131: no lease time in an INFORM ACK
 	default:
 		return r
@@ -515,9 +541,39 @@ func (h *Handler) quarantine() time.Duration {
 	return 10 * time.Minute
 }
 
+// DefaultTraceHold is Handler.TraceHold's default. A BIOS boot does DHCP twice within seconds (the
+// PXE ROM, then iPXE) and the discovery agent a third time some seconds later: all of one boot.
+const DefaultTraceHold = time.Minute
+
+// traceFor is the trace of a boot exchange of mac starting at now: the one of the MAC's lease when
+// a boot exchange used it less than TraceHold ago (the same boot), else a new one.
+func (h *Handler) traceFor(n *Network, mac string, now time.Time) string {
+	hold := h.TraceHold
+	if hold <= 0 {
+		hold = DefaultTraceHold
+	}
+	if cur := h.Leases.byMAC[macKey{n.ID, mac}]; cur != nil && cur.Trace != "" && !now.Before(cur.TraceAt) && now.Sub(cur.TraceAt) < hold {
+		return cur.Trace
+	}
+	if h.NewTrace != nil {
+		return h.NewTrace()
+	}
+	if h.rng == nil {
+		var seed [32]byte
+		_, _ = crand.Read(seed[:])
+		h.rng = rand.NewChaCha8(seed)
+	}
+	// Not a secret (it travels in clear in DHCP and on kernel command lines): a seeded generator
+	// spares a system call per boot.
+	return fmt.Sprintf("%016x", h.rng.Uint64())
+}
+
 func (h *Handler) leaseEvent(kind string, l *Lease) Event {
-	return Event{Kind: kind, MAC: l.MAC, Addr: l.Addr, NetworkID: l.NetworkID, MachineID: l.MachineID,
-		Data: map[string]any{"mac": l.MAC, "address": l.Addr.String(), "expires": l.Expires.UTC().Format(time.RFC3339)}}
+	data := map[string]any{"mac": l.MAC, "address": l.Addr.String(), "expires": l.Expires.UTC().Format(time.RFC3339)}
+	if l.Trace != "" {
+		data["trace"] = l.Trace
+	}
+	return Event{Kind: kind, MAC: l.MAC, Addr: l.Addr, NetworkID: l.NetworkID, MachineID: l.MachineID, Data: data}
 }
 
 // mayHave reports whether mac may be bound to a (REQUEST): its reservation, its own lease, or a
@@ -613,7 +669,15 @@ func (h *Handler) free(n *Network, a netip.Addr, now time.Time) bool {
 func (h *Handler) Expire(now time.Time) ([]Lease, []Event) {
 	var ls []Lease
 	var evs []Event
-	for _, l := range h.Leases.byAddr {
+	t := h.Leases
+	if t.due.IsZero() || now.Before(t.due) {
+		return nil, nil
+	}
+	var next time.Time
+	for _, l := range t.byAddr {
+		if holding(l.State) && now.Before(l.Expires) && (next.IsZero() || l.Expires.Before(next)) {
+			next = l.Expires
+		}
 		if (l.State == Bound || l.State == Offered || l.State == Declined) && !now.Before(l.Expires) {
 			c := *l
 			c.State = Expired
@@ -624,6 +688,7 @@ func (h *Handler) Expire(now time.Time) ([]Lease, []Event) {
 			}
 		}
 	}
+	t.due = next
 	return ls, evs
 }
 
@@ -645,11 +710,15 @@ func isIPXE(req *dhcpv4.DHCPv4) bool {
 	return bytes.Equal(req.GetOneOption(dhcpv4.OptionUserClassInformation), []byte("iPXE"))
 }
 
-// bootFile is the file (or URL) this client should load next.
-func (h *Handler) bootFile(req *dhcpv4.DHCPv4, mac string) string {
+// bootFile is the file (or URL) this client should load next. iPXE's script URL carries the
+// boot's trace, so the script fetch and what follows it are tied to this DHCP exchange.
+func (h *Handler) bootFile(req *dhcpv4.DHCPv4, mac, trace string) string {
 	if isIPXE(req) {
 		if h.Boot.ScriptURL == "" {
 			return ""
+		}
+		if trace != "" {
+			return h.Boot.ScriptURL + "?mac=" + mac + "&trace=" + trace
 		}
 		return h.Boot.ScriptURL + "?mac=" + mac
 	}
@@ -663,11 +732,11 @@ func (h *Handler) bootFile(req *dhcpv4.DHCPv4, mac string) string {
 	return DefaultBootFiles[arch]
 }
 
-func (h *Handler) addBoot(resp, req *dhcpv4.DHCPv4, mac string) {
+func (h *Handler) addBoot(resp, req *dhcpv4.DHCPv4, mac, trace string) {
 	if !isPXE(req) {
 		return
 	}
-	f := h.bootFile(req, mac)
+	f := h.bootFile(req, mac, trace)
 	if f == "" {
 		return
 	}
@@ -686,16 +755,35 @@ func (h *Handler) addBoot(resp, req *dhcpv4.DHCPv4, mac string) {
 	resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{176, 1, 1}))
 }
 
-func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, yiaddr netip.Addr, mac string) *dhcpv4.DHCPv4 {
-	resp, err := dhcpv4.NewReplyFromRequest(req,
-		dhcpv4.WithMessageType(mt),
-		dhcpv4.WithServerIP(ip4(h.ServerID)),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(ip4(h.ServerID))),
-	)
-	if err != nil {
-		return nil
+// newReply is dhcpv4.NewReplyFromRequest with the message type and server identifier: the same
+// fields, without the random transaction id (a syscall and several allocations per reply) that
+// the library draws only for it to be overwritten by the request's.
+func newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, server netip.Addr) *dhcpv4.DHCPv4 {
+	resp := &dhcpv4.DHCPv4{
+		OpCode: dhcpv4.OpcodeBootReply, HWType: req.HWType, ClientHWAddr: req.ClientHWAddr,
+		TransactionID: req.TransactionID, Flags: req.Flags,
+		ClientIPAddr: net.IPv4zero, YourIPAddr: net.IPv4zero, ServerIPAddr: net.IPv4zero, GatewayIPAddr: req.GatewayIPAddr,
+		Options: make(dhcpv4.Options, 8), // a typical reply's count: one small map, no growth
 	}
-	resp.ServerIPAddr = net.IPv4zero
+	if resp.GatewayIPAddr == nil {
+		resp.GatewayIPAddr = net.IPv4zero
+	}
+	// RFC 6842: the client identifier is echoed; so is the relay agent information (RFC 3046).
+	for _, o := range []dhcpv4.OptionCode{dhcpv4.OptionRelayAgentInformation, dhcpv4.OptionClientIdentifier} {
+		if v := req.GetOneOption(o); v != nil {
+			resp.Options[o.Code()] = v
+		}
+	}
+	resp.Options[dhcpv4.OptionDHCPMessageType.Code()] = []byte{byte(mt)}
+	if server.Is4() {
+		s := server.As4()
+		resp.Options[dhcpv4.OptionServerIdentifier.Code()] = s[:]
+	}
+	return resp
+}
+
+func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, yiaddr netip.Addr, mac, trace string) *dhcpv4.DHCPv4 {
+	resp := newReply(req, mt, h.ServerID)
 	if yiaddr.IsValid() {
 		resp.YourIPAddr = ip4(yiaddr)
 	}
@@ -721,16 +809,12 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, y
 	if ri := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); ri != nil {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, ri))
 	}
-	h.addBoot(resp, req, mac)
+	h.addBoot(resp, req, mac, trace)
 	return resp
 }
 
 func (h *Handler) nak(req *dhcpv4.DHCPv4, _ string) *dhcpv4.DHCPv4 {
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
-		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(ip4(h.ServerID))))
-	if err != nil {
-		return nil
-	}
+	resp := newReply(req, dhcpv4.MessageTypeNak, h.ServerID)
 	resp.ClientIPAddr, resp.YourIPAddr = net.IPv4zero, net.IPv4zero
 	if ri := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); ri != nil {
 		resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionRelayAgentInformation, ri))
@@ -747,12 +831,12 @@ func (h *Handler) proxy(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, mac string) R
 	}
 	switch mt {
 	case dhcpv4.MessageTypeDiscover:
-		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, nil, netip.Addr{}, mac)
+		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, nil, netip.Addr{}, mac, "")
 	case dhcpv4.MessageTypeRequest:
 		if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != h.ServerID {
 			return r
 		}
-		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, nil, netip.Addr{}, mac)
+		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, nil, netip.Addr{}, mac, "")
 	default:
 		return r
 	}

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -30,8 +31,10 @@ func testHandler() *Handler {
 		Machines:     map[string]int{knownMAC: 7},
 		Allocated:    map[int]map[netip.Addr]bool{1: {a("10.0.0.10"): true, a("10.0.0.101"): true}},
 	}
+	traces := 0
 	return &Handler{Mode: Authoritative, ServerID: a("10.0.0.1"), Inv: inv, Leases: NewLeases(nil),
-		Boot: Boot{ScriptURL: "http://10.0.0.1:8081/boot/ipxe"}}
+		Boot:     Boot{ScriptURL: "http://10.0.0.1:8081/boot/ipxe"},
+		NewTrace: func() string { traces++; return fmt.Sprintf("trace-%d", traces) }}
 }
 
 func discover(t *testing.T, mac string, mods ...dhcpv4.Modifier) *dhcpv4.DHCPv4 {
@@ -158,7 +161,7 @@ func TestIPXEUserClassGetsScriptURL(t *testing.T) {
 	r := h.Handle(roundTrip(t, discover(t, knownMAC,
 		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC)),
 		dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))), t0)
-	want := "http://10.0.0.1:8081/boot/ipxe?mac=" + knownMAC
+	want := "http://10.0.0.1:8081/boot/ipxe?mac=" + knownMAC + "&trace=trace-1"
 	if r.Reply == nil || r.Reply.BootFileName != want {
 		t.Fatalf("boot file %v, want %s", r.Reply, want)
 	}
@@ -419,4 +422,115 @@ func TestPoolUseCountsMatchAddressWalk(t *testing.T) {
 	inv.Allocated = map[int]map[netip.Addr]bool{2: {addrOf(bound[20].YourIPAddr): true, a("10.2.0.199"): true}}
 	h.Inv = &inv
 	check("inventory reload", now)
+}
+
+// One boot, one trace: a BIOS boot's two exchanges (PXE ROM, then iPXE seconds later) and the
+// discovery agent's share the trace started by the first DISCOVER; the iPXE script URL and every
+// lease event carry it. A renewal keeps it however late; a boot after TraceHold gets a new one, also
+// when it starts with a REQUEST (INIT-REBOOT); another MAC has its own.
+func TestTraceFollowsOneBoot(t *testing.T) {
+	h := testHandler()
+	const mac = "02:00:00:00:00:31"
+	rom := []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000")),
+		dhcpv4.WithOption(dhcpv4.OptClientArch(iana.INTEL_X86PC))}
+	ipxe := append(rom, dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+	hw, _ := net.ParseMAC(mac)
+	initReboot := func(addr string) *dhcpv4.DHCPv4 { // a rebooting client asks for its old address
+		m, err := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP(addr))), dhcpv4.WithOption(dhcpv4.OptUserClass("iPXE")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	renew := func(addr string) *dhcpv4.DHCPv4 { // RENEWING: ciaddr, no option 50, no server id
+		m, err := dhcpv4.New(dhcpv4.WithHwAddr(hw), dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+			dhcpv4.WithClientIP(net.ParseIP(addr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	var last *dhcpv4.DHCPv4 // the last OFFER, for the REQUEST that follows it
+	steps := []struct {
+		name string
+		at   time.Duration
+		msg  func() *dhcpv4.DHCPv4
+		// want: the trace of the lease event and the boot file (script URL for iPXE)
+		event, trace, bootFile string
+	}{
+		{"PXE ROM discover", 0, func() *dhcpv4.DHCPv4 { return discover(t, mac, rom...) }, "lease.offered", "trace-1", "undionly.kpxe"},
+		{"PXE ROM request", time.Second, func() *dhcpv4.DHCPv4 { return request(t, last, mac) }, "lease.bound", "trace-1", ""},
+		{"iPXE discover", 5 * time.Second, func() *dhcpv4.DHCPv4 { return discover(t, mac, ipxe...) }, "lease.offered", "trace-1",
+			"http://10.0.0.1:8081/boot/ipxe?mac=" + mac + "&trace=trace-1"},
+		{"iPXE request", 6 * time.Second, func() *dhcpv4.DHCPv4 {
+			r := request(t, last, mac)
+			r.UpdateOption(dhcpv4.OptUserClass("iPXE"))
+			return r
+		}, "lease.bound", "trace-1", "http://10.0.0.1:8081/boot/ipxe?mac=" + mac + "&trace=trace-1"},
+		{"agent discover, 50 s later", 56 * time.Second, func() *dhcpv4.DHCPv4 { return discover(t, mac) }, "lease.offered", "trace-1", ""},
+		{"renewal half an hour later", 30 * time.Minute, func() *dhcpv4.DHCPv4 { return renew("10.0.0.100") }, "lease.bound", "trace-1", ""},
+		{"next boot starts with INIT-REBOOT", 40 * time.Minute, func() *dhcpv4.DHCPv4 { return initReboot("10.0.0.100") }, "lease.bound", "trace-2",
+			"http://10.0.0.1:8081/boot/ipxe?mac=" + mac + "&trace=trace-2"},
+		{"other MAC", 40 * time.Minute, func() *dhcpv4.DHCPv4 { return discover(t, "02:00:00:00:00:32", ipxe...) }, "lease.offered", "trace-3",
+			"http://10.0.0.1:8081/boot/ipxe?mac=02:00:00:00:00:32&trace=trace-3"},
+		{"boot after the hold", 43 * time.Minute, func() *dhcpv4.DHCPv4 { return discover(t, mac, rom...) }, "lease.offered", "trace-4", "undionly.kpxe"},
+	}
+	for _, st := range steps {
+		r := h.Handle(roundTrip(t, st.msg()), t0.Add(st.at))
+		if r.Reply == nil || len(r.Events) != 1 {
+			t.Fatalf("%s: reply %v, events %+v", st.name, r.Reply, r.Events)
+		}
+		ev := r.Events[0]
+		if ev.Kind != st.event || ev.Data["trace"] != st.trace {
+			t.Errorf("%s: event %s trace %v, want %s %s", st.name, ev.Kind, ev.Data["trace"], st.event, st.trace)
+		}
+		if r.Reply.BootFileName != st.bootFile {
+			t.Errorf("%s: boot file %q, want %q", st.name, r.Reply.BootFileName, st.bootFile)
+		}
+		if l, ok := h.Leases.Get(1, addrOf(r.Reply.YourIPAddr)); !ok || l.Trace != st.trace || len(r.Changed) != 1 || r.Changed[0].Trace != st.trace {
+			t.Errorf("%s: lease %+v, changed %+v: want trace %s", st.name, l, r.Changed, st.trace)
+		}
+		if r.Reply.MessageType() == dhcpv4.MessageTypeOffer {
+			last = roundTrip(t, r.Reply)
+		}
+	}
+}
+
+// Expire skips its walk until the earliest expiry, which every new holding lease can move
+// earlier: an offer made after a long binding still expires on time, and so does the binding.
+func TestExpireFollowsEarliestExpiry(t *testing.T) {
+	h := testHandler()
+	o := h.Handle(roundTrip(t, discover(t, "02:00:00:00:00:51")), t0)
+	h.Handle(roundTrip(t, request(t, roundTrip(t, o.Reply), "02:00:00:00:00:51")), t0) // bound for 2 h
+	expire := func(at time.Duration) []string {
+		ls, evs := h.Expire(t0.Add(at))
+		var got []string
+		for _, l := range ls {
+			got = append(got, l.MAC)
+		}
+		for _, e := range evs {
+			got = append(got, e.Kind)
+		}
+		return got
+	}
+	if got := expire(time.Hour); len(got) != 0 {
+		t.Fatalf("at 1 h: expired %v", got)
+	}
+	h.Handle(roundTrip(t, discover(t, "02:00:00:00:00:52")), t0.Add(time.Hour)) // offer held 30 s
+	if got := expire(time.Hour + 29*time.Second); len(got) != 0 {
+		t.Fatalf("at 1 h 29 s: expired %v", got)
+	}
+	if got := expire(time.Hour + 31*time.Second); len(got) != 1 || got[0] != "02:00:00:00:00:52" {
+		t.Fatalf("at 1 h 31 s: expired %v, want the offer", got)
+	}
+	if got := expire(2*time.Hour - time.Second); len(got) != 0 {
+		t.Fatalf("before 2 h: expired %v", got)
+	}
+	if got := expire(2 * time.Hour); len(got) != 2 || got[0] != "02:00:00:00:00:51" || got[1] != "lease.expired" {
+		t.Fatalf("at 2 h: expired %v, want the binding and its event", got)
+	}
+	if got := expire(10 * time.Hour); len(got) != 0 {
+		t.Fatalf("at 10 h: expired %v again", got)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/prybar/prybar/ent/event"
@@ -41,6 +42,9 @@ type Config struct {
 	LeaseTime, OfferHold, Quarantine time.Duration
 	// BatchMax bounds the packets handled per transaction (group commit); default 512.
 	BatchMax int
+	// LazyFlush bounds how long lazy writes (offers, rogue and shadow events: see Server.lazy) wait
+	// for a commit to ride with before the worker commits them on their own (default 200 ms).
+	LazyFlush time.Duration
 	// Linger is how long the worker waits for more packets once a batch has begun (default 5 ms;
 	// negative: not at all). A transaction costs far more than a packet, so on a moderately busy
 	// network a few milliseconds of latency buy batches several packets long instead of one
@@ -84,6 +88,19 @@ type Server struct {
 
 	received, answered, malformed, failed atomic.Uint64
 	rogueSeen                             map[netip.Addr]time.Time
+
+	// lazy holds what must be recorded but need not be durable before any reply: offers (their
+	// OFFERED rows and lease.offered events) and the rogue, shadow and exhaustion events. An OFFER
+	// is sent at once and its writes ride with the next commit (usually the REQUEST's that follows
+	// it), or are committed on their own after LazyFlush. A crash loses at most those: a lost
+	// offer is harmless (the in-memory table reserved the address while the server ran; after a
+	// restart the client's REQUEST is checked against the stored leases, or it starts over), and
+	// halving the transactions per exchange is what group commit alone could not do at low rates.
+	lazy      []Lease
+	lazyEvs   []Event
+	lazySince time.Time
+
+	out *ipv4.PacketConn // s.conn for batch writes, when it is a UDP socket
 }
 
 type packet struct {
@@ -112,6 +129,9 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 	}
 	if c.Debounce <= 0 {
 		c.Debounce = 200 * time.Millisecond
+	}
+	if c.LazyFlush <= 0 {
+		c.LazyFlush = 200 * time.Millisecond
 	}
 	log := c.Log
 	if log == nil {
@@ -261,10 +281,17 @@ func (s *Server) PoolUse() []PoolUse {
 // PXEPort is where PXE clients ask a proxy boot server for their boot file (PXE 2.1, RFC 4578).
 const PXEPort = 4011
 
+// readBatch is how many packets one read may return (recvmmsg on a UDP socket).
+const readBatch = 64
+
 // read queues what arrives on conn, each packet marked like kind.
 func (s *Server) read(conn net.PacketConn, kind packet) {
+	if uc, ok := conn.(*net.UDPConn); ok {
+		s.readUDP(uc, kind)
+		return
+	}
+	buf := make([]byte, 1500)
 	for {
-		buf := make([]byte, 1500)
 		n, peer, err := conn.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -273,10 +300,39 @@ func (s *Server) read(conn net.PacketConn, kind packet) {
 			s.log.Warn("dhcp: read", "err", err)
 			continue
 		}
-		select {
-		case s.in <- packet{data: buf[:n], peer: peer, rogue: kind.rogue, pxe: kind.pxe}:
-		default: // the worker is behind: drop, as a loaded server must; the client retries
+		// A copy of the packet's size (about 300 bytes), not a fresh 1,500-byte buffer per packet.
+		s.queue(packet{data: append([]byte(nil), buf[:n]...), peer: peer, rogue: kind.rogue, pxe: kind.pxe})
+	}
+}
+
+// readUDP is read for a UDP socket: one recvmmsg returns every packet waiting (up to readBatch),
+// so a burst costs one system call and one wake-up of this goroutine, not one per packet.
+func (s *Server) readUDP(uc *net.UDPConn, kind packet) {
+	pc := ipv4.NewPacketConn(uc)
+	msgs := make([]ipv4.Message, readBatch)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 1500)}
+	}
+	for {
+		n, err := pc.ReadBatch(msgs, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("dhcp: read", "err", err)
+			continue
 		}
+		for i := range msgs[:n] {
+			m := &msgs[i]
+			s.queue(packet{data: append([]byte(nil), m.Buffers[0][:m.N]...), peer: m.Addr, rogue: kind.rogue, pxe: kind.pxe})
+		}
+	}
+}
+
+func (s *Server) queue(p packet) {
+	select {
+	case s.in <- p:
+	default: // the worker is behind: drop, as a loaded server must; the client retries
 	}
 }
 
@@ -350,19 +406,36 @@ type outgoing struct {
 
 // work is the one goroutine that runs the handler. It takes every packet waiting (up to
 // BatchMax), handles them, writes all their lease changes and events in one transaction, and
-// only then sends the replies: an ACK never leaves before its lease is durable.
+// only then sends the replies: an ACK never leaves before its lease is durable. A batch with
+// nothing durable to write (offers only) commits nothing: its writes wait in s.lazy.
 func (s *Server) work(ctx context.Context) {
 	defer close(s.done)
+	defer s.flushLazy()
 	expire := time.NewTicker(time.Second)
 	defer expire.Stop()
 	batch := make([]packet, 0, s.cfg.BatchMax)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	lazy := time.NewTimer(time.Hour)
+	lazy.Stop()
+	lazyArmed := false
 	for {
 		batch = batch[:0]
+		if !lazyArmed && len(s.lazy)+len(s.lazyEvs) > 0 {
+			lazy.Reset(max(0, s.cfg.LazyFlush-time.Since(s.lazySince)))
+			lazyArmed = true
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-lazy.C:
+			lazyArmed = false
+			if len(s.lazy)+len(s.lazyEvs) > 0 {
+				if err := s.persist(ctx, nil, nil); err != nil && ctx.Err() == nil {
+					s.log.Warn("dhcp: persist offers and events", "err", err)
+				}
+			}
+			continue
 		case <-expire.C:
 			s.mu.Lock()
 			ls, evs := s.h.Expire(time.Now())
@@ -376,20 +449,15 @@ func (s *Server) work(ctx context.Context) {
 		case p := <-s.in:
 			batch = append(batch, p)
 		}
-		if s.cfg.Linger > 0 {
+		if s.cfg.Linger > 0 && len(s.in) < s.cfg.BatchMax {
+			// Sleep through the linger instead of waking for each packet: the packets queue in
+			// s.in (4096 deep) and are drained below, one wake-up per batch instead of one per packet.
 			linger.Reset(s.cfg.Linger)
-		collect:
-			for len(batch) < s.cfg.BatchMax {
-				select {
-				case p := <-s.in:
-					batch = append(batch, p)
-				case <-linger.C:
-					break collect
-				case <-ctx.Done():
-					break collect
-				}
+			select {
+			case <-linger.C:
+			case <-ctx.Done():
+				linger.Stop()
 			}
-			linger.Stop()
 		}
 	drain:
 		for len(batch) < s.cfg.BatchMax {
@@ -401,6 +469,25 @@ func (s *Server) work(ctx context.Context) {
 			}
 		}
 		s.handleBatch(ctx, batch)
+		if lazyArmed && len(s.lazy)+len(s.lazyEvs) == 0 {
+			lazy.Stop()
+			lazyArmed = false
+		}
+	}
+}
+
+// lazyMax bounds the lazy writes held: past it they are committed with the batch that reached it.
+const lazyMax = 4096
+
+// flushLazy commits what is still lazy when the server stops (its context is already done).
+func (s *Server) flushLazy() {
+	if len(s.lazy)+len(s.lazyEvs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.persist(ctx, nil, nil); err != nil {
+		s.log.Warn("dhcp: persist offers and events at shutdown", "err", err)
 	}
 }
 
@@ -411,6 +498,18 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 		out     []outgoing
 	)
 	now := time.Now()
+	lazy := func(ls []Lease, es ...Event) {
+		if len(s.lazy)+len(s.lazyEvs) == 0 {
+			s.lazySince = now
+		}
+		s.lazy = append(s.lazy, ls...)
+		for _, e := range es {
+			if e.At.IsZero() {
+				e.At = now
+			}
+			s.lazyEvs = append(s.lazyEvs, e)
+		}
+	}
 	s.mu.Lock()
 	for _, p := range batch {
 		s.received.Add(1)
@@ -421,18 +520,22 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 		}
 		if p.rogue || req.OpCode == dhcpv4.OpcodeBootReply {
 			if ev, ok := s.rogue(req, now); ok {
-				evs = append(evs, ev)
+				lazy(nil, ev)
 			}
 			continue
 		}
 		r := s.h.Handle(req, now)
-		changed = append(changed, r.Changed...)
-		evs = append(evs, r.Events...)
+		if r.Commit {
+			changed = append(changed, r.Changed...)
+			evs = append(evs, r.Events...)
+		} else {
+			lazy(r.Changed, r.Events...)
+		}
 		if r.Reply == nil {
 			continue
 		}
 		if s.cfg.Mode == Shadow {
-			evs = append(evs, Event{Kind: "dhcp.shadow", MAC: req.ClientHWAddr.String(), Addr: addrOf(r.Reply.YourIPAddr),
+			lazy(nil, Event{Kind: "dhcp.shadow", MAC: req.ClientHWAddr.String(), Addr: addrOf(r.Reply.YourIPAddr),
 				Data: map[string]any{"mac": req.ClientHWAddr.String(), "reply": r.Reply.MessageType().String(),
 					"address": r.Reply.YourIPAddr.String(), "bootfile": r.Reply.BootFileName, "to": r.Dest.String()}})
 			continue
@@ -446,7 +549,7 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 	}
 	s.mu.Unlock()
 	committed := true
-	if len(changed) > 0 || len(evs) > 0 {
+	if len(changed) > 0 || len(evs) > 0 || len(s.lazy)+len(s.lazyEvs) > lazyMax {
 		if err := s.persist(ctx, changed, evs); err != nil {
 			committed = false
 			s.failed.Add(1)
@@ -455,16 +558,50 @@ func (s *Server) handleBatch(ctx context.Context, batch []packet) {
 			}
 		}
 	}
+	s.send(out, committed)
+}
+
+// send writes the batch's replies (those that wait for a commit only if it committed): on a UDP
+// socket with sendmmsg, as many per system call as there are.
+func (s *Server) send(out []outgoing, committed bool) {
+	var msgs []ipv4.Message
+	var pc *ipv4.PacketConn
 	for _, o := range out {
 		if o.commit && !committed {
 			continue
 		}
-		if _, err := o.conn.WriteTo(o.reply.ToBytes(), o.dest); err != nil {
+		b := encode(o.reply)
+		if uc, ok := o.conn.(*net.UDPConn); ok && o.conn == s.conn {
+			if pc == nil {
+				pc = s.batchConn(uc)
+			}
+			msgs = append(msgs, ipv4.Message{Buffers: [][]byte{b}, Addr: o.dest})
+			continue
+		}
+		if _, err := o.conn.WriteTo(b, o.dest); err != nil {
 			s.log.Debug("dhcp: send", "to", o.dest, "err", err)
 			continue
 		}
 		s.answered.Add(1)
 	}
+	for len(msgs) > 0 {
+		n, err := pc.WriteBatch(msgs, 0)
+		if n > 0 {
+			s.answered.Add(uint64(n))
+			msgs = msgs[n:]
+			continue
+		}
+		// A message that cannot be sent (no route, …) must not hold back the others.
+		s.log.Debug("dhcp: send", "to", msgs[0].Addr, "err", err)
+		msgs = msgs[1:]
+	}
+}
+
+func (s *Server) batchConn(uc *net.UDPConn) *ipv4.PacketConn {
+	if s.out == nil {
+		s.out = ipv4.NewPacketConn(uc)
+	}
+	return s.out
 }
 
 // rogue turns an OFFER from another server into a dhcp.rogue event, once per server per hour.
@@ -487,12 +624,25 @@ func (s *Server) rogue(req *dhcpv4.DHCPv4, now time.Time) (Event, bool) {
 		"server": sid.String(), "offered": req.YourIPAddr.String(), "client": req.ClientHWAddr.String()}}, true
 }
 
+// persist commits the lazy writes waiting (first: they happened earlier) with ls and evs, in one
+// transaction. The lazy writes are gone either way: on failure they are logged with the batch,
+// not retried (none of them is an acknowledgement).
 func (s *Server) persist(ctx context.Context, ls []Lease, evs []Event) error {
+	if len(s.lazy)+len(s.lazyEvs) > 0 {
+		ls = append(s.lazy, ls...)
+		evs = append(s.lazyEvs, evs...)
+		// The transaction below is done with them when persist returns: keep the arrays.
+		defer func() {
+			clear(evs) // drop the references to the events' data
+			s.lazy, s.lazyEvs = ls[:0], evs[:0]
+		}()
+	}
 	ctx = events.WithActor(ctx, "dhcp")
 	return s.cfg.Store.Events.Tx(ctx, func(ctx context.Context, tx *entTx) error {
 		if err := saveLeases(ctx, tx, s.cfg.Store.Dialect, ls); err != nil {
 			return err
 		}
+		now := time.Now()
 		for _, e := range evs {
 			var mid *int
 			if e.MachineID != 0 {
@@ -503,7 +653,11 @@ func (s *Server) persist(ctx context.Context, ls []Lease, evs []Event) error {
 			if mid != nil {
 				obj, id = "machine", *mid
 			}
-			if err := events.Emit(ctx, e.Kind, obj, id, mid, e.Data); err != nil {
+			at := e.At
+			if at.IsZero() {
+				at = now
+			}
+			if err := events.EmitAt(ctx, at, e.Kind, obj, id, mid, e.Data); err != nil {
 				return err
 			}
 		}

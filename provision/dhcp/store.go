@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -91,7 +93,7 @@ func LoadLeases(ctx context.Context, st *store.Store) ([]Lease, error) {
 			continue
 		}
 		l := Lease{NetworkID: r.NetworkID, Addr: a, MAC: r.MAC, State: State(r.State), Expires: r.ExpiresAt,
-			ClientID: r.ClientID, Hostname: r.Hostname}
+			ClientID: r.ClientID, Hostname: r.Hostname, Trace: r.Trace, TraceAt: r.UpdatedAt}
 		if r.MachineID != nil {
 			l.MachineID = *r.MachineID
 		}
@@ -117,40 +119,69 @@ func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease)
 		}
 	}
 	now := time.Now().UTC()
-	const chunk = 100 // 10 parameters a row: well under SQLite's bound-variable limit
-	for start := 0; start < len(uniq); start += chunk {
-		part := uniq[start:min(start+chunk, len(uniq))]
-		var b strings.Builder
-		b.WriteString("INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id) VALUES ")
-		args := make([]any, 0, len(part)*10)
-		for i, l := range part {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(")
-			for j := 0; j < 10; j++ {
-				if j > 0 {
-					b.WriteString(", ")
-				}
-				fmt.Fprintf(&b, "$%d", len(args)+j+1)
-			}
-			b.WriteString(")")
+	var stamp any = now
+	if dialectName == dialect.SQLite {
+		// The driver would format each time value on every row; created_at and updated_at are
+		// the same for the whole batch, so they are formatted once, exactly as the driver does.
+		stamp = now.Format(sqliteTime)
+	}
+	for start := 0; start < len(uniq); start += leaseChunk {
+		part := uniq[start:min(start+leaseChunk, len(uniq))]
+		args := make([]any, 0, len(part)*leaseColumns)
+		for _, l := range part {
 			var mid any
 			if l.MachineID != 0 {
 				mid = l.MachineID
 			}
-			args = append(args, now, now, l.MAC, l.Addr.String(), string(l.State), l.Expires.UTC(), l.ClientID, l.Hostname, l.NetworkID, mid)
+			args = append(args, stamp, stamp, l.MAC, l.Addr.String(), string(l.State), l.Expires.UTC(), l.ClientID, l.Hostname, l.NetworkID, mid, l.Trace)
 		}
-		b.WriteString(" ON CONFLICT (network_id, address) DO UPDATE SET updated_at = excluded.updated_at, mac = excluded.mac, " +
-			"state = excluded.state, expires_at = excluded.expires_at, client_id = excluded.client_id, " +
-			"hostname = excluded.hostname, machine_id = excluded.machine_id")
-		q := b.String()
-		if dialectName == dialect.SQLite {
-			q = strings.ReplaceAll(q, "$", "?")
-		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, upsertStatement(dialectName, len(part)), args...); err != nil {
 			return fmt.Errorf("dhcp: save leases: %w", err)
 		}
 	}
 	return nil
+}
+
+// sqliteTime is how github.com/mattn/go-sqlite3 writes a time.Time (its SQLiteTimestampFormats[0]).
+const sqliteTime = "2006-01-02 15:04:05.999999999-07:00"
+
+const (
+	leaseColumns = 11
+	leaseChunk   = 100 // 11 parameters a row: well under SQLite's bound-variable limit
+)
+
+var upserts sync.Map // "dialect/rows" → statement
+
+// upsertStatement is the upsert of n leases, built once per dialect and size so the driver's
+// prepared-statement cache finds it again.
+func upsertStatement(dialectName string, n int) string {
+	key := dialectName + "/" + strconv.Itoa(n)
+	if q, ok := upserts.Load(key); ok {
+		return q.(string)
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id, trace) VALUES ")
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(")
+		for j := 0; j < leaseColumns; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			if dialectName == dialect.SQLite {
+				b.WriteString("?")
+			} else {
+				fmt.Fprintf(&b, "$%d", i*leaseColumns+j+1)
+			}
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(" ON CONFLICT (network_id, address) DO UPDATE SET updated_at = excluded.updated_at, mac = excluded.mac, " +
+		"state = excluded.state, expires_at = excluded.expires_at, client_id = excluded.client_id, " +
+		"hostname = excluded.hostname, machine_id = excluded.machine_id, trace = excluded.trace")
+	q := b.String()
+	upserts.Store(key, q)
+	return q
 }

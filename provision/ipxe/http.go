@@ -184,8 +184,14 @@ func (h *Handler) script(w http.ResponseWriter, r *http.Request) {
 	}
 	var script, env string
 	var machineID int
+	// The boot's trace (from the DHCP answer's URL, else a new one) also goes into the event, so
+	// the timeline ties this fetch to the DHCP exchange before it.
+	trace := q.Get("trace")
+	if !traceRE.MatchString(trace) {
+		trace = NewTrace()
+	}
 	if err == nil {
-		script, env, machineID, err = h.RenderTrace(r.Context(), mac, id, h.baseURL(r), q.Get("trace"))
+		script, env, machineID, err = h.RenderTrace(r.Context(), mac, id, h.baseURL(r), trace)
 	} else {
 		script = ErrorScript(err.Error())
 	}
@@ -200,7 +206,7 @@ func (h *Handler) script(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	n, _ := w.Write([]byte(script))
 	ch := map[string]any{"path": r.URL.Path, "what": "script", "status": status, "bytes": n, "start": start.UTC().Format(time.RFC3339Nano),
-		"client": clientAddr(r).String(), "duration_ms": time.Since(start).Milliseconds()}
+		"client": clientAddr(r).String(), "duration_ms": time.Since(start).Milliseconds(), "trace": trace}
 	if mac != "" {
 		ch["mac"] = mac
 	}

@@ -1210,6 +1210,22 @@ export type LeaseWhereInput = {
   stateIn?: InputMaybe<Array<LeaseState>>;
   stateNEQ?: InputMaybe<LeaseState>;
   stateNotIn?: InputMaybe<Array<LeaseState>>;
+  /** trace field predicates */
+  trace?: InputMaybe<Scalars['String']['input']>;
+  traceContains?: InputMaybe<Scalars['String']['input']>;
+  traceContainsFold?: InputMaybe<Scalars['String']['input']>;
+  traceEqualFold?: InputMaybe<Scalars['String']['input']>;
+  traceGT?: InputMaybe<Scalars['String']['input']>;
+  traceGTE?: InputMaybe<Scalars['String']['input']>;
+  traceHasPrefix?: InputMaybe<Scalars['String']['input']>;
+  traceHasSuffix?: InputMaybe<Scalars['String']['input']>;
+  traceIn?: InputMaybe<Array<Scalars['String']['input']>>;
+  traceIsNil?: InputMaybe<Scalars['Boolean']['input']>;
+  traceLT?: InputMaybe<Scalars['String']['input']>;
+  traceLTE?: InputMaybe<Scalars['String']['input']>;
+  traceNEQ?: InputMaybe<Scalars['String']['input']>;
+  traceNotIn?: InputMaybe<Array<Scalars['String']['input']>>;
+  traceNotNil?: InputMaybe<Scalars['Boolean']['input']>;
   /** updated_at field predicates */
   updatedAt?: InputMaybe<Scalars['Time']['input']>;
   updatedAtGT?: InputMaybe<Scalars['Time']['input']>;
