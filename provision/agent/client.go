@@ -196,6 +196,9 @@ type Runner struct {
 	// Shell runs a script (default /bin/sh -c; the discovery image has no shell of its own, so it
 	// passes the u-root one or its builtin).
 	Shell []string
+	// Exec, when set, runs a script instead of Shell: it writes the output to out and returns the
+	// exit code (an error means the script could not run at all). Simulated machines use it.
+	Exec func(ctx context.Context, script string, out io.Writer) (exitCode int, err error)
 	// Power performs reboot, poweroff and kexec (nil: refuse them).
 	Power func(kind string) error
 	// ChunkEvery is how often output is streamed (default 1 s).
@@ -305,14 +308,7 @@ func (r *Runner) Run(ctx context.Context, t Task) Result {
 	}
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	shell := r.Shell
-	if len(shell) == 0 {
-		shell = []string{"/bin/sh", "-c"}
-	}
-	cmd := exec.CommandContext(tctx, shell[0], append(shell[1:], t.Script)...)
-	cmd.WaitDelay = 2 * time.Second
 	out := &streamBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
 	every := r.ChunkEvery
 	if every <= 0 {
 		every = time.Second
@@ -339,21 +335,40 @@ func (r *Runner) Run(ctx context.Context, t Task) Result {
 			}
 		}
 	}()
-	err := cmd.Run()
+	code, err := r.exec(tctx, t.Script, out)
 	close(done)
 	flush()
 	if off, rest := out.pending(); len(rest) > 0 {
 		// Streaming could not deliver this part (server away): the result carries it.
 		res.Output, res.OutputOffset = string(rest), off
 	}
-	var ee *exec.ExitError
 	switch {
 	case tctx.Err() == context.DeadlineExceeded:
 		res.ExitCode, res.Error = -1, fmt.Sprintf("timed out after %s", timeout)
-	case errors.As(err, &ee):
-		res.ExitCode = ee.ExitCode()
 	case err != nil:
 		res.ExitCode, res.Error = -1, err.Error()
+	default:
+		res.ExitCode = code
 	}
 	return res
+}
+
+// exec runs script with Exec, else with the shell.
+func (r *Runner) exec(ctx context.Context, script string, out io.Writer) (int, error) {
+	if r.Exec != nil {
+		return r.Exec(ctx, script, out)
+	}
+	shell := r.Shell
+	if len(shell) == 0 {
+		shell = []string{"/bin/sh", "-c"}
+	}
+	cmd := exec.CommandContext(ctx, shell[0], append(shell[1:], script)...)
+	cmd.WaitDelay = 2 * time.Second
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	return 0, err
 }

@@ -283,7 +283,15 @@ func (s *Server) merge(ctx context.Context, tx *ent.Tx, id int, reg agent.Regist
 		return agent.Registered{}, err
 	}
 	drift := Drift(m, inv)
-	up := tx.Machine.UpdateOneID(id).SetDiscovery(Raw(inv)).SetAlive(true).SetDrift(drift).ClearDiscoveryConflict()
+	// Other sources' views (the BMC's, under "bmc") are kept, as oob.ApplyInventory keeps the
+	// agent's.
+	disc := Raw(inv)
+	for k, v := range m.Discovery {
+		if _, mine := disc[k]; !mine {
+			disc[k] = v
+		}
+	}
+	up := tx.Machine.UpdateOneID(id).SetDiscovery(disc).SetAlive(true).SetDrift(drift).ClearDiscoveryConflict()
 	if m.Serial == "" {
 		up.SetSerial(inv.DMI.Serial)
 	}
