@@ -55,6 +55,8 @@ func simFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("sim fleet", "--machines N [--prybar URL] [--mockup DIR] …")
 	var cfg fleet.Config
 	fs.IntVar(&cfg.Machines, "machines", 10, "number of simulated machines (one BMC each)")
+	fs.IntVar(&cfg.FirstIndex, "first-index", 0, "index of the first machine (fleets in several processes use disjoint ranges)")
+	parallel := fs.Int("register-parallelism", 4, "concurrent API requests while registering")
 	fs.Float64Var(&cfg.RedfishShare, "redfish-share", 0.5, "share of Redfish BMCs (the rest speak IPMI)")
 	fs.StringVar(&cfg.MockupDir, "mockup", "../shared/redfish-mockups/public-rackmount1", "Redfish mock-up every Redfish BMC serves")
 	fs.DurationVar(&cfg.PowerDelay, "power-delay", 2*time.Second, "time a power change takes")
@@ -95,7 +97,7 @@ func simFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *prybar != "" {
 		// With agents, each machine's UUID is recorded too, so an agent is matched to its machine
 		// even when the BMC reports no NICs (IPMI).
-		reg, err := f.Register(ctx, *prybar, fleet.RegisterOptions{Site: *site, Alive: *alive, Token: *token, Identity: *agents})
+		reg, err := f.Register(ctx, *prybar, fleet.RegisterOptions{Site: *site, Alive: *alive, Token: *token, Identity: *agents, Parallelism: *parallel})
 		if err != nil {
 			return err
 		}
@@ -134,6 +136,7 @@ func simBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.PowerDelay, "power-delay", time.Second, "time a simulated power change takes")
 	fs.DurationVar(&cfg.BootDelay, "boot-delay", time.Second, "simulated PXE boot: power-on → script fetch, and script → agent registration")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Minute, "give up after this long")
+	fs.IntVar(&cfg.PerWorker, "per-worker", 5000, "machines per fleet process (prybar sim fleet --agents; each machine costs two file descriptors)")
 	fs.StringVar(&cfg.Dir, "dir", "", "keep the database and serve.log here (default: a temporary folder, removed)")
 	prybarBin := fs.String("prybar", "", "prybar binary to run as the server (default: this one)")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {

@@ -36,6 +36,7 @@ type BenchConfig struct {
 	Dir                   string        // working folder (database, logs); default a temporary one, removed
 	Timeout               time.Duration // for the whole run (default 30 min)
 	Parallelism           int           // concurrent API requests when registering and binding (default 8)
+	PerWorker             int           // machines per fleet worker process (default 5,000)
 	Env                   []string      // extra environment of the server (e.g. PRYBAR_CONCURRENCY=…)
 	Out                   io.Writer     // progress lines (default discard)
 }
@@ -49,7 +50,7 @@ type BenchResult struct {
 	PeakRSS         int64         // VmHWM of the serve process, bytes
 	ServeCPU        time.Duration // user + system CPU time of the serve process over the whole run
 	Load            string        // /proc/loadavg at the start and the end
-	Agents          AgentStats
+	Agents          []string      // the fleet workers' agent summaries
 	Last            Progress
 	Failed          []string // examples of node-roles in ERROR
 }
@@ -61,7 +62,7 @@ func (r BenchResult) String() string {
 	}
 	return fmt.Sprintf("%d/%d machines READY in %s (commit → READY); %d node-roles ACTIVE, %.1f node-roles/s; serve peak RSS %.0f MB, CPU %s; setup: register %s, bind %s; load %s; %s",
 		r.Ready, r.Machines, r.Wall.Round(time.Second), r.NodeRoles, nps, float64(r.PeakRSS)/(1<<20), r.ServeCPU.Round(time.Second),
-		r.Register.Round(time.Second), r.Bind.Round(time.Second), r.Load, r.Agents)
+		r.Register.Round(time.Second), r.Bind.Round(time.Second), r.Load, strings.Join(r.Agents, "; "))
 }
 
 func freePort() (int, error) {
@@ -137,6 +138,9 @@ func Bench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error) {
 	if cfg.Parallelism <= 0 {
 		cfg.Parallelism = 8
 	}
+	if cfg.PerWorker <= 0 {
+		cfg.PerWorker = 5000
+	}
 	out := cfg.Out
 	if out == nil {
 		out = io.Discard
@@ -210,28 +214,30 @@ func Bench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error) {
 	res.Load = loadavg()
 	logf("prybar serve (pid %d) ready at %s, boot HTTP at %s; load %s", pid, api, boot, res.Load)
 
-	f, err := Start(Config{Machines: cfg.Machines, RedfishShare: cfg.RedfishShare, MockupDir: cfg.MockupDir, PowerDelay: cfg.PowerDelay,
-		Agents: &AgentConfig{BootURL: boot, BootDelay: cfg.BootDelay}})
-	if err != nil {
-		return res, err
-	}
-	defer func() {
-		res.Agents = f.AgentStats()
-		f.Close()
-	}()
-	s := f.Stats()
-	logf("%d simulated BMCs (%d Redfish, %d IPMI) with agents", len(f.BMCs), s.Redfish, s.IPMI)
-
-	o := RegisterOptions{Token: token, Identity: true, Parallelism: cfg.Parallelism}
+	// The fleet runs in worker processes (`prybar sim fleet --agents`) of at most PerWorker
+	// machines: a process may hold 20,000 descriptors here, and each machine costs two (its BMC's
+	// socket and its agent's connection).
+	o := RegisterOptions{Token: token, Parallelism: cfg.Parallelism}
 	t0 := time.Now()
-	reg, err := f.Register(ctx, api, o)
+	workers, err := startWorkers(ctx, cfg, api, boot, token, logf)
+	defer func() {
+		res.Agents = stopWorkers(workers)
+	}()
 	if err != nil {
 		return res, err
 	}
 	res.Register = time.Since(t0)
-	logf("registered %d machines with their BMCs in %s", len(reg.MachineIDs), res.Register.Round(time.Millisecond))
-
 	op := NewOperator(api, o)
+	ids, err := op.MachineIDs(ctx)
+	if err != nil {
+		return res, err
+	}
+	if len(ids) != cfg.Machines {
+		return res, fmt.Errorf("bench: %d machines registered, want %d", len(ids), cfg.Machines)
+	}
+	logf("registered %d machines with their BMCs in %s", len(ids), res.Register.Round(time.Millisecond))
+	reg := &Registration{MachineIDs: ids}
+
 	dep, err := op.CreateDeployment(ctx, "fleet-bench")
 	if err != nil {
 		return res, err
@@ -265,7 +271,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error) {
 			if res.Ready != lastReady {
 				lastReady, lastChange = res.Ready, time.Now()
 			}
-			logf("%s; rss %.0f MB; %s", p, float64(procStatus(pid, "VmRSS"))/(1<<20), f.AgentStats())
+			logf("%s; serve RSS %.0f MB", p, float64(procStatus(pid, "VmRSS"))/(1<<20))
 			if res.Ready == cfg.Machines {
 				break
 			}
@@ -317,4 +323,85 @@ func tail(path string) string {
 		b = b[len(b)-2000:]
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// worker is one `prybar sim fleet --agents` process.
+type worker struct {
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when its output ended
+	summaries []string
+}
+
+func startWorkers(ctx context.Context, cfg BenchConfig, api, boot, token string, logf func(string, ...any)) ([]*worker, error) {
+	var ws []*worker
+	registered := make(chan error, cfg.Machines/cfg.PerWorker+1)
+	per := (cfg.Machines + cfg.PerWorker - 1) / cfg.PerWorker
+	for n := 0; n < per; n++ {
+		first := n * cfg.PerWorker
+		count := min(cfg.PerWorker, cfg.Machines-first)
+		w := &worker{done: make(chan struct{})}
+		w.cmd = exec.Command(cfg.Prybar, "sim", "fleet", "--agents", "--machines", strconv.Itoa(count), "--first-index", strconv.Itoa(first),
+			"--redfish-share", strconv.FormatFloat(cfg.RedfishShare, 'f', -1, 64), "--mockup", cfg.MockupDir,
+			"--power-delay", cfg.PowerDelay.String(), "--boot-delay", cfg.BootDelay.String(),
+			"--prybar", api, "--boot-url", boot, "--token", token, "--site", "fleet-bench", "--stats-every", "1m",
+			"--register-parallelism", strconv.Itoa(max(cfg.Parallelism/per, 2)))
+		w.cmd.Stderr = os.Stderr
+		outp, err := w.cmd.StdoutPipe()
+		if err != nil {
+			return ws, err
+		}
+		if err := w.cmd.Start(); err != nil {
+			return ws, fmt.Errorf("bench: start fleet worker: %w", err)
+		}
+		ws = append(ws, w)
+		go func() {
+			defer close(w.done)
+			sc := bufio.NewScanner(outp)
+			said := false
+			for sc.Scan() {
+				line := sc.Text()
+				logf("[fleet %d] %s", n, line)
+				if strings.HasPrefix(line, "summary: agents:") {
+					w.summaries = append(w.summaries, strings.TrimPrefix(line, "summary: "))
+				}
+				if !said && strings.HasPrefix(line, "registered in ") {
+					said = true
+					registered <- nil
+				}
+			}
+			if !said {
+				registered <- fmt.Errorf("bench: fleet worker %d ended before registering its machines", n)
+			}
+		}()
+	}
+	for range ws {
+		select {
+		case err := <-registered:
+			if err != nil {
+				return ws, err
+			}
+		case <-ctx.Done():
+			return ws, ctx.Err()
+		}
+	}
+	return ws, nil
+}
+
+// stopWorkers interrupts the workers and returns their agent summaries.
+func stopWorkers(ws []*worker) []string {
+	var out []string
+	for _, w := range ws {
+		_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, w := range ws {
+		select {
+		case <-w.done:
+		case <-time.After(60 * time.Second):
+			_ = w.cmd.Process.Kill()
+			<-w.done
+		}
+		_ = w.cmd.Wait()
+		out = append(out, w.summaries...)
+	}
+	return out
 }

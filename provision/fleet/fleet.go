@@ -31,6 +31,9 @@ import (
 // Config describes a fleet.
 type Config struct {
 	Machines     int     // number of BMCs (one machine each)
+	// FirstIndex is the index of the first BMC (default 0): fleets in several processes, each
+	// with its own range, form one fleet (names, MACs, GUIDs and rack positions derive from it).
+	FirstIndex int
 	RedfishShare float64 // share of Redfish BMCs, 0..1; the rest are IPMI. Negative means 0.
 	MockupDir    string  // Redfish mock-up served by every Redfish BMC (required when any)
 	// PowerDelay is how long a power change takes on every BMC (default 200ms).
@@ -127,7 +130,10 @@ func Start(cfg Config) (_ *Fleet, err error) {
 			_ = f.Close()
 		}
 	}()
-	for i := 0; i < cfg.Machines; i++ {
+	if cfg.FirstIndex < 0 || cfg.FirstIndex+cfg.Machines > 1<<16 {
+		return nil, errors.New("fleet: BMC indices must lie in 0..65535 (they are encoded in MAC addresses)")
+	}
+	for i := cfg.FirstIndex; i < cfg.FirstIndex+cfg.Machines; i++ {
 		// Bresenham-style interleave: BMC i is Redfish when the running Redfish count steps up.
 		redfish := int(float64(i+1)*cfg.RedfishShare) > int(float64(i)*cfg.RedfishShare)
 		b := &BMC{Index: i, Name: fmt.Sprintf("sim-%04d.%s", i, cfg.Domain), Address: "127.0.0.1",

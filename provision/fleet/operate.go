@@ -114,6 +114,34 @@ func (op *Operator) BindChain(ctx context.Context, deploymentID string, chain, m
 	return nil
 }
 
+// MachineIDs lists every machine's id.
+func (op *Operator) MachineIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	var after any
+	for {
+		var out struct {
+			Machines struct {
+				Edges    []struct{ Node struct{ ID string } }
+				PageInfo struct {
+					HasNextPage bool
+					EndCursor   string
+				}
+			}
+		}
+		if err := op.c.do(ctx, `query($a: Cursor) { machines(first: 500, after: $a) { edges { node { id } } pageInfo { hasNextPage endCursor } } }`,
+			map[string]any{"a": after}, &out); err != nil {
+			return nil, err
+		}
+		for _, e := range out.Machines.Edges {
+			ids = append(ids, e.Node.ID)
+		}
+		if !out.Machines.PageInfo.HasNextPage {
+			return ids, nil
+		}
+		after = out.Machines.PageInfo.EndCursor
+	}
+}
+
 // Commit commits the deployment.
 func (op *Operator) Commit(ctx context.Context, deploymentID string) error {
 	var out struct {

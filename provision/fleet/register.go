@@ -27,7 +27,7 @@ type RegisterOptions struct {
 
 // Registration is what Register created or found: Prybar's machine id per BMC index.
 type Registration struct {
-	MachineIDs []string // by BMC index; GraphQL ids as the API returned them
+	MachineIDs []string // by position in Fleet.BMCs; GraphQL ids as the API returned them
 	Created    int      // machines created now (the rest existed already)
 }
 
@@ -131,9 +131,14 @@ func (f *Fleet) Register(ctx context.Context, apiURL string, o RegisterOptions) 
 	if err != nil {
 		return nil, err
 	}
-	nRacks := (len(f.BMCs) + o.RackSize - 1) / o.RackSize
-	rackIDs := make([]string, nRacks)
-	for r := range rackIDs {
+	// Positions derive from the BMC's index, so fleets started with different FirstIndex values
+	// fill the same racks without colliding.
+	rackIDs := map[int]string{}
+	for _, b := range f.BMCs {
+		r := b.Index / o.RackSize
+		if _, ok := rackIDs[r]; ok {
+			continue
+		}
 		if rackIDs[r], err = c.rack(ctx, siteID, o.Site, fmt.Sprintf("%s-rack-%03d", o.Site, r+1)); err != nil {
 			return nil, err
 		}
@@ -152,7 +157,7 @@ func (f *Fleet) Register(ctx context.Context, apiURL string, o RegisterOptions) 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			id, created, err := c.machine(ctx, b, rackIDs[i/o.RackSize], i%o.RackSize+1, o.Alive, o.Identity)
+			id, created, err := c.machine(ctx, b, rackIDs[b.Index/o.RackSize], b.Index%o.RackSize+1, o.Alive, o.Identity)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
