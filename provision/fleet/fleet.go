@@ -30,10 +30,10 @@ import (
 
 // Config describes a fleet.
 type Config struct {
-	Machines     int     // number of BMCs (one machine each)
+	Machines int // number of BMCs (one machine each)
 	// FirstIndex is the index of the first BMC (default 0): fleets in several processes, each
 	// with its own range, form one fleet (names, MACs, GUIDs and rack positions derive from it).
-	FirstIndex int
+	FirstIndex   int
 	RedfishShare float64 // share of Redfish BMCs, 0..1; the rest are IPMI. Negative means 0.
 	MockupDir    string  // Redfish mock-up served by every Redfish BMC (required when any)
 	// PowerDelay is how long a power change takes on every BMC (default 200ms).
