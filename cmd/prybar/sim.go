@@ -139,6 +139,8 @@ func simBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.PerWorker, "per-worker", 5000, "machines per fleet process (prybar sim fleet --agents; each machine costs two file descriptors)")
 	fs.StringVar(&cfg.Dir, "dir", "", "keep the database and serve.log here (default: a temporary folder, removed)")
 	prybarBin := fs.String("prybar", "", "prybar binary to run as the server (default: this one)")
+	var env multiFlag
+	fs.Var(&env, "serve-env", "KEY=VALUE added to the server's environment (repeatable), e.g. PRYBAR_CONCURRENCY=1024 or GOGC=50")
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ func simBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		*prybarBin = exe
 	}
-	cfg.Prybar, cfg.Out = *prybarBin, stdout
+	cfg.Prybar, cfg.Out, cfg.Env = *prybarBin, stdout, env
 	res, err := fleet.Bench(ctx, cfg)
 	fmt.Fprintln(stdout, "result:", res)
 	return err

@@ -262,14 +262,16 @@ func Bench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error) {
 		return res, err
 	}
 	logf("committed")
-	var lastReady int
+	// Stuck means no node-role became ACTIVE for five minutes (READY lags: the annealer works
+	// through each role on every machine before the last one makes any machine READY).
+	lastActive := -1
 	lastChange := time.Now()
 	for {
 		p, err := op.Progress(ctx)
 		if err == nil {
 			res.Last, res.Ready, res.NodeRoles, res.Failed = p, p.MachineStates["READY"], p.NodeRoles["ACTIVE"], p.FailedExamples
-			if res.Ready != lastReady {
-				lastReady, lastChange = res.Ready, time.Now()
+			if res.NodeRoles != lastActive {
+				lastActive, lastChange = res.NodeRoles, time.Now()
 			}
 			logf("%s; serve RSS %.0f MB", p, float64(procStatus(pid, "VmRSS"))/(1<<20))
 			if res.Ready == cfg.Machines {
@@ -284,7 +286,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (res BenchResult, err error) {
 			return res, fmt.Errorf("bench: %d of %d machines READY when time ran out", res.Ready, cfg.Machines)
 		case time.Since(lastChange) > 5*time.Minute:
 			res.Wall = time.Since(t0)
-			return res, fmt.Errorf("bench: stuck at %d of %d machines READY for 5 minutes; failed e.g. %v", res.Ready, cfg.Machines, res.Failed)
+			return res, fmt.Errorf("bench: no node-role became ACTIVE for 5 minutes (%d of %d machines READY); failed e.g. %v", res.Ready, cfg.Machines, res.Failed)
 		}
 		select {
 		case <-exited:
