@@ -204,9 +204,16 @@ func contains(l []string, s string) bool {
 
 // candidates are the machines the inventory matches: by any NIC MAC, by DMI serial, by DMI UUID.
 func candidates(ctx context.Context, tx *ent.Tx, inv agent.Inventory, macs []string) ([]int, error) {
-	preds := []func(*ent.MachineQuery) *ent.MachineQuery{
-		func(q *ent.MachineQuery) *ent.MachineQuery { return q.Where(machine.HasNicsWith(nic.MACIn(macs...))) },
+	// MACs through the NIC table's unique index: machine.HasNicsWith would test every machine.
+	byMAC, err := tx.NIC.Query().Where(nic.MACIn(macs...)).Select(nic.FieldMachineID).Ints(ctx)
+	if err != nil {
+		return nil, err
 	}
+	set := map[int]bool{}
+	for _, id := range byMAC {
+		set[id] = true
+	}
+	var preds []func(*ent.MachineQuery) *ent.MachineQuery
 	if usableID(inv.DMI.Serial) {
 		preds = append(preds, func(q *ent.MachineQuery) *ent.MachineQuery { return q.Where(machine.Serial(inv.DMI.Serial)) })
 	}
@@ -215,7 +222,6 @@ func candidates(ctx context.Context, tx *ent.Tx, inv agent.Inventory, macs []str
 			return q.Where(machine.Or(machine.UUID(inv.DMI.UUID), machine.UUID(strings.ToUpper(inv.DMI.UUID))))
 		})
 	}
-	set := map[int]bool{}
 	for _, p := range preds {
 		ids, err := p(tx.Machine.Query()).IDs(ctx)
 		if err != nil {
