@@ -420,6 +420,16 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{MachinesColumns[20], MachinesColumns[4]},
 			},
+			{
+				Name:    "machine_serial",
+				Unique:  false,
+				Columns: []*schema.Column{MachinesColumns[6]},
+			},
+			{
+				Name:    "machine_uuid",
+				Unique:  false,
+				Columns: []*schema.Column{MachinesColumns[10]},
+			},
 		},
 	}
 	// NicsColumns holds the columns for the "nics" table.
