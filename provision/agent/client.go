@@ -31,6 +31,9 @@ type Client struct {
 	Backoff time.Duration
 
 	session string
+	// idle is the Retry-After of the last empty work answer: the server holds too many polls
+	// and asks this agent to come back later.
+	idle time.Duration
 }
 
 // HTTPError is a non-2xx answer.
@@ -66,13 +69,19 @@ func (c *Client) log() *slog.Logger {
 }
 
 func (c *Client) do(ctx context.Context, method, path, tok string, body []byte, out any) (int, error) {
+	status, _, err := c.doH(ctx, method, path, tok, body, out)
+	return status, err
+}
+
+// doH is do, also returning the answer's headers.
+func (c *Client) doH(ctx context.Context, method, path, tok string, body []byte, out any) (int, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if body != nil {
@@ -80,19 +89,19 @@ func (c *Client) do(ctx context.Context, method, path, tok string, body []byte, 
 	}
 	resp, err := c.httpc().Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, MaxReport))
 	if resp.StatusCode >= 300 {
-		return resp.StatusCode, &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(data))}
+		return resp.StatusCode, resp.Header, &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(data))}
 	}
 	if out != nil && resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("bad answer from %s: %w", path, err)
+			return resp.StatusCode, resp.Header, fmt.Errorf("bad answer from %s: %w", path, err)
 		}
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
 // retry calls f until it succeeds, fails with a final error, or ctx ends.
@@ -148,16 +157,24 @@ func (c *Client) Work(ctx context.Context, wait time.Duration, have []int) (*Tas
 	}
 	var t Task
 	var status int
+	var hdr http.Header
 	err := c.retry(ctx, "work", func() error {
 		var err error
-		status, err = c.do(ctx, http.MethodGet, "/agent/work?"+q.Encode(), c.session, nil, &t)
+		status, hdr, err = c.doH(ctx, http.MethodGet, "/agent/work?"+q.Encode(), c.session, nil, &t)
 		return err
 	})
+	c.idle = 0
 	if err != nil || status == http.StatusNoContent {
+		if s, err := strconv.Atoi(hdr.Get("Retry-After")); err == nil && s > 0 {
+			c.idle = min(time.Duration(s)*time.Second, 2*time.Minute)
+		}
 		return nil, err
 	}
 	return &t, nil
 }
+
+// Idle is how long the server asked this agent to wait before the next Work (0: none).
+func (c *Client) Idle() time.Duration { return c.idle }
 
 // Output sends a chunk of a task's output at offset (best effort: the result carries the tail).
 func (c *Client) Output(ctx context.Context, task int, offset int64, chunk []byte) error {
@@ -219,6 +236,12 @@ func (r *Runner) Loop(ctx context.Context) error {
 			return err
 		}
 		if t == nil {
+			if d := r.Client.Idle(); d > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(d):
+				}
+			}
 			continue
 		}
 		if r.seen(t.ID) {

@@ -17,7 +17,7 @@ import (
 // maxOutput bounds the output kept per task; the rest is cut with a marker.
 const maxOutput = agent.MaxReport
 
-func (s *Server) work(r *http.Request) (*agent.Task, error) {
+func (s *Server) work(w http.ResponseWriter, r *http.Request) (*agent.Task, error) {
 	if err := method(r, http.MethodGet); err != nil {
 		return nil, err
 	}
@@ -47,12 +47,22 @@ func (s *Server) work(r *http.Request) (*agent.Task, error) {
 		}
 	}
 	deadline := time.Now().Add(min(time.Duration(wait)*time.Second, maxWait))
+	if s.hold() {
+		defer s.held.Add(-1)
+	} else {
+		// Too many polls held: look, wait a second at most, and tell the agent when to come
+		// back, so the server's memory does not grow with the fleet.
+		if soon := time.Now().Add(time.Second); soon.Before(deadline) {
+			deadline = soon
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(s.retryAfter()))
+	}
 	feed := NotifierFor(s.Store)
 	for {
 		// Register interest before looking, so a task queued between the look and the wait wakes us.
 		woken := s.wait(sess.machine)
 		queued := feed.Wait(r.Context(), sess.machine)
-		t, err := s.next(r.Context(), sess, have)
+		t, err := s.look(r.Context(), sess, have)
 		if err != nil || t != nil {
 			return t, err
 		}
@@ -75,6 +85,23 @@ func (s *Server) work(r *http.Request) (*agent.Task, error) {
 			return nil, nil
 		}
 	}
+}
+
+// look runs next on a goroutine of its own: the deep stack of a database call (ent, the SQL
+// driver) then does not stay with the long poll's goroutine, which waits with a small one — with
+// thousands of polls held, that is most of their memory.
+func (s *Server) look(ctx context.Context, sess session, have []int) (*agent.Task, error) {
+	type answer struct {
+		t   *agent.Task
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		t, err := s.next(ctx, sess, have)
+		ch <- answer{t, err}
+	}()
+	a := <-ch
+	return a.t, a.err
 }
 
 // next is claim behind a plain read: the claim is a write transaction (on SQLite it takes the
