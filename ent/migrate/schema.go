@@ -231,6 +231,13 @@ var (
 				OnDelete:   schema.NoAction,
 			},
 		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "disk_machine_id",
+				Unique:  false,
+				Columns: []*schema.Column{DisksColumns[9]},
+			},
+		},
 	}
 	// EventsColumns holds the columns for the "events" table.
 	EventsColumns = []*schema.Column{
@@ -457,6 +464,13 @@ var (
 				Columns:    []*schema.Column{NicsColumns[10]},
 				RefColumns: []*schema.Column{MachinesColumns[0]},
 				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "nic_machine_id",
+				Unique:  false,
+				Columns: []*schema.Column{NicsColumns[10]},
 			},
 		},
 	}
