@@ -125,3 +125,13 @@ bench-discovery:
 	PRYBAR_BENCH_OUT=$(DISCOVERY_BENCH_OUT) $(GO) test -run 'TestDiscoveryVMUnknownMachine' -count=1 -v -timeout 30m ./cmd/prybar/
 	$(GO) test -run '^$$' -bench 'Register' -benchtime 500x ./provision/agentapi/
 	@cat $(DISCOVERY_BENCH_OUT)
+
+# Discover → ready at fleet scale without VMs (docs/benchmarks.md, "Discover → ready"): a real
+# prybar serve, FLEET_MACHINES simulated BMCs with simulated agents, the built-in chain bound and
+# committed over GraphQL; prints wall time, node-roles/s and the server's peak RSS. `make bench`
+# runs the same as BenchmarkDiscoverToReady (PRYBAR_FLEET_MACHINES, default 10000).
+FLEET_MACHINES ?= 10000
+.PHONY: bench-fleet
+bench-fleet:
+	$(GO) build -o $(BIN) ./cmd/prybar
+	./$(BIN) sim bench --machines $(FLEET_MACHINES)

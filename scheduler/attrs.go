@@ -57,7 +57,7 @@ func (a *Annealer) SetAttribute(ctx context.Context, t AttrTarget, path string, 
 	var res AttrChange
 	err = a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		res = AttrChange{}
-		_, byName, err := a.roles.get(ctx, a.st.Client, 0)
+		_, byName, err := a.roles.get(ctx, tx.Client(), 0) // in the transaction: see BindRoles
 		if err != nil {
 			return err
 		}
@@ -118,7 +118,7 @@ func (a *Annealer) setNodeRoleAttr(ctx context.Context, tx *ent.Tx, id int, part
 	} else if err != nil {
 		return nil, err
 	}
-	ri, err := a.roleInfo(ctx, nr.Edges.Role)
+	ri, err := a.roleInfo(ctx, tx.Client(), nr.Edges.Role)
 	if err != nil {
 		return nil, err
 	}
@@ -198,8 +198,8 @@ func (a *Annealer) setDeploymentAttr(ctx context.Context, tx *ent.Tx, depID int,
 	return out, nil
 }
 
-func (a *Annealer) roleInfo(ctx context.Context, r *ent.Role) (*roleInfo, error) {
-	byID, _, err := a.roles.get(ctx, a.st.Client, 0)
+func (a *Annealer) roleInfo(ctx context.Context, client *ent.Client, r *ent.Role) (*roleInfo, error) {
+	byID, _, err := a.roles.get(ctx, client, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func (a *Annealer) roleInfo(ctx context.Context, r *ent.Role) (*roleInfo, error)
 		return ri, nil
 	}
 	a.roles.invalidate()
-	byID, _, err = a.roles.get(ctx, a.st.Client, 0)
+	byID, _, err = a.roles.get(ctx, client, 0)
 	if err != nil {
 		return nil, err
 	}

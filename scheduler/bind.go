@@ -42,14 +42,18 @@ func (a *Annealer) BindRole(ctx context.Context, machineID int, roleName string,
 func (a *Annealer) BindRoles(ctx context.Context, machineIDs []int, roleName string, deploymentID int) ([]*ent.NodeRole, error) {
 	var out []*ent.NodeRole
 	err := a.tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
-		_, byName, err := a.roles.get(ctx, a.st.Client, 0)
+		// Through the transaction: on SQLite a query on another connection while this
+		// transaction holds the write lock waits for a free connection, and with every
+		// connection of the pool queued on that lock it never gets one (a deadlock until the busy
+		// timeout, seen with eight concurrent bindRole requests).
+		_, byName, err := a.roles.get(ctx, tx.Client(), 0)
 		if err != nil {
 			return err
 		}
 		ri, ok := byName[roleName]
 		if !ok {
 			a.roles.invalidate()
-			if _, byName, err = a.roles.get(ctx, a.st.Client, 0); err != nil {
+			if _, byName, err = a.roles.get(ctx, tx.Client(), 0); err != nil {
 				return err
 			}
 			if ri, ok = byName[roleName]; !ok {

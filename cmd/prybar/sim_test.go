@@ -62,6 +62,49 @@ func TestSimFleetRegisters(t *testing.T) {
 	}
 }
 
+// `prybar sim fleet --agents` needs a boot URL; with one it records each machine's UUID (so an
+// IPMI machine's agent can be matched) and reports its agents in the summary.
+func TestSimFleetAgents(t *testing.T) {
+	mockup := redfishsimtest.Mockup(t, "public-rackmount1")
+	var out syncBuffer
+	if err := run(context.Background(), []string{"sim", "fleet", "--agents", "--machines", "2", "--mockup", mockup}, &out, &out); err == nil ||
+		!strings.Contains(err.Error(), "--boot-url") {
+		t.Fatalf("--agents without a URL: %v", err)
+	}
+	st := apitest.Open(t, filepath.Join(t.TempDir(), "prybar.db"))
+	srv := apitest.Serve(t, st)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"sim", "fleet", "--agents", "--machines", "4", "--first-index", "100", "--mockup", mockup, "--prybar", srv.URL,
+			"--token", srv.Token, "--stats-every", "0"}, &out, &out)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "registered in") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no registration:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "summary: agents: 0 running, 0 PXE boots") {
+		t.Fatalf("output:\n%s", s)
+	}
+	ms, err := st.Client.Machine.Query().All(context.Background())
+	if err != nil || len(ms) != 4 {
+		t.Fatalf("%d machines: %v", len(ms), err)
+	}
+	for _, m := range ms {
+		if m.UUID == "" || !strings.HasPrefix(m.Name, "sim-010") {
+			t.Errorf("machine %s has UUID %q; want sim-0100… with a UUID", m.Name, m.UUID)
+		}
+	}
+}
+
 func TestSecretKeyPath(t *testing.T) {
 	for dsn, want := range map[string]string{
 		"":                        "prybar.key",

@@ -231,6 +231,13 @@ var (
 				OnDelete:   schema.NoAction,
 			},
 		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "disk_machine_id",
+				Unique:  false,
+				Columns: []*schema.Column{DisksColumns[9]},
+			},
+		},
 	}
 	// EventsColumns holds the columns for the "events" table.
 	EventsColumns = []*schema.Column{
@@ -421,6 +428,16 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{MachinesColumns[20], MachinesColumns[4]},
 			},
+			{
+				Name:    "machine_serial",
+				Unique:  false,
+				Columns: []*schema.Column{MachinesColumns[6]},
+			},
+			{
+				Name:    "machine_uuid",
+				Unique:  false,
+				Columns: []*schema.Column{MachinesColumns[10]},
+			},
 		},
 	}
 	// NicsColumns holds the columns for the "nics" table.
@@ -448,6 +465,13 @@ var (
 				Columns:    []*schema.Column{NicsColumns[10]},
 				RefColumns: []*schema.Column{MachinesColumns[0]},
 				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "nic_machine_id",
+				Unique:  false,
+				Columns: []*schema.Column{NicsColumns[10]},
 			},
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
 )
 
 // Disk is a block device of a machine.
@@ -36,3 +37,8 @@ func (Disk) Edges() []ent.Edge {
 
 // Annotations of Disk.
 func (Disk) Annotations() []schema.Annotation { return gqlAnnotations() }
+
+// Indexes of Disk: a machine's Disks are loaded by machine (SQLite does not index foreign keys).
+func (Disk) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("machine_id")}
+}

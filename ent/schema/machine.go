@@ -66,7 +66,8 @@ func (Machine) Edges() []ent.Edge {
 
 // Indexes of Machine.
 func (Machine) Indexes() []ent.Index {
-	return []ent.Index{index.Fields("rack_id", "u_position")}
+	// serial and uuid: the discovery agent's registration matches machines by them.
+	return []ent.Index{index.Fields("rack_id", "u_position"), index.Fields("serial"), index.Fields("uuid")}
 }
 
 // Annotations of Machine.

@@ -7,6 +7,7 @@ import (
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
 )
 
 // NIC is a network interface of a machine, identified by its MAC address.
@@ -41,4 +42,9 @@ func (NIC) Edges() []ent.Edge {
 // Annotations of NIC.
 func (NIC) Annotations() []schema.Annotation {
 	return append(gqlAnnotations("nics"), entsql.Annotation{Table: "nics"})
+}
+
+// Indexes of NIC: a machine's NICs are loaded by machine (SQLite does not index foreign keys).
+func (NIC) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("machine_id")}
 }

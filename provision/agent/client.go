@@ -31,6 +31,9 @@ type Client struct {
 	Backoff time.Duration
 
 	session string
+	// idle is the Retry-After of the last empty work answer: the server holds too many polls
+	// and asks this agent to come back later.
+	idle time.Duration
 }
 
 // HTTPError is a non-2xx answer.
@@ -66,13 +69,19 @@ func (c *Client) log() *slog.Logger {
 }
 
 func (c *Client) do(ctx context.Context, method, path, tok string, body []byte, out any) (int, error) {
+	status, _, err := c.doH(ctx, method, path, tok, body, out)
+	return status, err
+}
+
+// doH is do, also returning the answer's headers.
+func (c *Client) doH(ctx context.Context, method, path, tok string, body []byte, out any) (int, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if body != nil {
@@ -80,19 +89,19 @@ func (c *Client) do(ctx context.Context, method, path, tok string, body []byte, 
 	}
 	resp, err := c.httpc().Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, MaxReport))
 	if resp.StatusCode >= 300 {
-		return resp.StatusCode, &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(data))}
+		return resp.StatusCode, resp.Header, &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(data))}
 	}
 	if out != nil && resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("bad answer from %s: %w", path, err)
+			return resp.StatusCode, resp.Header, fmt.Errorf("bad answer from %s: %w", path, err)
 		}
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
 // retry calls f until it succeeds, fails with a final error, or ctx ends.
@@ -148,16 +157,24 @@ func (c *Client) Work(ctx context.Context, wait time.Duration, have []int) (*Tas
 	}
 	var t Task
 	var status int
+	var hdr http.Header
 	err := c.retry(ctx, "work", func() error {
 		var err error
-		status, err = c.do(ctx, http.MethodGet, "/agent/work?"+q.Encode(), c.session, nil, &t)
+		status, hdr, err = c.doH(ctx, http.MethodGet, "/agent/work?"+q.Encode(), c.session, nil, &t)
 		return err
 	})
+	c.idle = 0
 	if err != nil || status == http.StatusNoContent {
+		if s, err := strconv.Atoi(hdr.Get("Retry-After")); err == nil && s > 0 {
+			c.idle = min(time.Duration(s)*time.Second, 2*time.Minute)
+		}
 		return nil, err
 	}
 	return &t, nil
 }
+
+// Idle is how long the server asked this agent to wait before the next Work (0: none).
+func (c *Client) Idle() time.Duration { return c.idle }
 
 // Output sends a chunk of a task's output at offset (best effort: the result carries the tail).
 func (c *Client) Output(ctx context.Context, task int, offset int64, chunk []byte) error {
@@ -196,6 +213,9 @@ type Runner struct {
 	// Shell runs a script (default /bin/sh -c; the discovery image has no shell of its own, so it
 	// passes the u-root one or its builtin).
 	Shell []string
+	// Exec, when set, runs a script instead of Shell: it writes the output to out and returns the
+	// exit code (an error means the script could not run at all). Simulated machines use it.
+	Exec func(ctx context.Context, script string, out io.Writer) (exitCode int, err error)
 	// Power performs reboot, poweroff and kexec (nil: refuse them).
 	Power func(kind string) error
 	// ChunkEvery is how often output is streamed (default 1 s).
@@ -216,6 +236,12 @@ func (r *Runner) Loop(ctx context.Context) error {
 			return err
 		}
 		if t == nil {
+			if d := r.Client.Idle(); d > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(d):
+				}
+			}
 			continue
 		}
 		if r.seen(t.ID) {
@@ -313,14 +339,7 @@ func (r *Runner) Run(ctx context.Context, t Task) Result {
 	}
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	shell := r.Shell
-	if len(shell) == 0 {
-		shell = []string{"/bin/sh", "-c"}
-	}
-	cmd := exec.CommandContext(tctx, shell[0], append(shell[1:], t.Script)...)
-	cmd.WaitDelay = 2 * time.Second
 	out := &streamBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
 	every := r.ChunkEvery
 	if every <= 0 {
 		every = time.Second
@@ -348,7 +367,7 @@ func (r *Runner) Run(ctx context.Context, t Task) Result {
 			}
 		}
 	}()
-	err := cmd.Run()
+	code, err := r.exec(tctx, t.Script, out)
 	close(done)
 	<-stopped // a tick's flush may still be in flight: one flush at a time
 	flush()
@@ -356,14 +375,33 @@ func (r *Runner) Run(ctx context.Context, t Task) Result {
 		// Streaming could not deliver this part (server away): the result carries it.
 		res.Output, res.OutputOffset = string(rest), off
 	}
-	var ee *exec.ExitError
 	switch {
 	case tctx.Err() == context.DeadlineExceeded:
 		res.ExitCode, res.Error = -1, fmt.Sprintf("timed out after %s", timeout)
-	case errors.As(err, &ee):
-		res.ExitCode = ee.ExitCode()
 	case err != nil:
 		res.ExitCode, res.Error = -1, err.Error()
+	default:
+		res.ExitCode = code
 	}
 	return res
+}
+
+// exec runs script with Exec, else with the shell.
+func (r *Runner) exec(ctx context.Context, script string, out io.Writer) (int, error) {
+	if r.Exec != nil {
+		return r.Exec(ctx, script, out)
+	}
+	shell := r.Shell
+	if len(shell) == 0 {
+		shell = []string{"/bin/sh", "-c"}
+	}
+	cmd := exec.CommandContext(ctx, shell[0], append(shell[1:], script)...)
+	cmd.WaitDelay = 2 * time.Second
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	return 0, err
 }

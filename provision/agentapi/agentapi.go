@@ -14,10 +14,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prybar/prybar/internal/store"
@@ -49,11 +51,45 @@ type Server struct {
 	NamePattern string
 	// MaxWait bounds a work long poll (default 25 s).
 	MaxWait time.Duration
-	Log     *slog.Logger
-	Now     func() time.Time
+	// MaxWaiters bounds the work long polls this server holds at once (default 2,000; negative:
+	// no bound). Each held poll costs tens of kilobytes (its connection's goroutines and
+	// buffers); past the bound a poll looks once, waits at most a second and answers 204 with a
+	// Retry-After of about IdleRetry, which the agent sleeps before asking again.
+	MaxWaiters int
+	// IdleRetry is the Retry-After given past MaxWaiters (default 10 s, ±50 % jitter).
+	IdleRetry time.Duration
+	Log       *slog.Logger
+	Now       func() time.Time
 
 	mu      sync.Mutex
 	waiters map[int]chan struct{}
+	held    atomic.Int64 // work long polls held now
+}
+
+// hold reserves a long-poll slot (false: over MaxWaiters).
+func (s *Server) hold() bool {
+	limit := s.MaxWaiters
+	if limit == 0 {
+		limit = 2000
+	}
+	if limit < 0 {
+		s.held.Add(1)
+		return true
+	}
+	if s.held.Add(1) > int64(limit) {
+		s.held.Add(-1)
+		return false
+	}
+	return true
+}
+
+// retryAfter is the Retry-After, in whole seconds, of a poll past MaxWaiters.
+func (s *Server) retryAfter() int {
+	d := s.IdleRetry
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return max(1, int((d/2 + time.Duration(mrand.Int64N(int64(d)))).Seconds()))
 }
 
 func (s *Server) now() time.Time {
@@ -145,7 +181,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/agent/register":
 		v, err = s.register(r)
 	case "/agent/work":
-		v, err = s.work(r)
+		v, err = s.work(w, r)
 	case "/agent/output":
 		err = s.output(r)
 	case "/agent/result":

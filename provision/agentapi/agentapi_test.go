@@ -424,3 +424,52 @@ func TestAgentRunsTasks(t *testing.T) {
 		t.Errorf("%d agent.task.end events, want 3", n)
 	}
 }
+
+// Past MaxWaiters a work poll is not held: it answers 204 within about a second with a
+// Retry-After, which the client reports (Idle); a task queued for a held poll's machine wakes it
+// at once through the event feed (the queue here bypasses Notify).
+func TestWorkPollsBounded(t *testing.T) {
+	e := newEnv(t)
+	e.srv.MaxWaiters, e.srv.MaxWait, e.srv.IdleRetry = 1, 10*time.Second, 4*time.Second
+	ctx := context.Background()
+	c1, c2 := e.client(0, vmMAC, "p1"), e.client(0, "52:54:00:aa:bb:01", "p2")
+	reg1, err := c1.Register(ctx, agent.Register{Trace: "p1", Inventory: fixture(t, "qemu-vm")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := fixture(t, "qemu-vm")
+	inv.NICs = inv.NICs[:1]
+	inv.NICs[0].MAC = "52:54:00:aa:bb:01"
+	inv.DMI.Serial, inv.DMI.UUID = "other-serial", ""
+	if _, err := c2.Register(ctx, agent.Register{Trace: "p2", Inventory: inv}); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan *agent.Task, 1)
+	go func() {
+		tk, err := c1.Work(ctx, 10*time.Second, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		held <- tk
+	}()
+	time.Sleep(300 * time.Millisecond) // c1's poll is held
+	start := time.Now()
+	tk, err := c2.Work(ctx, 10*time.Second, nil)
+	if err != nil || tk != nil {
+		t.Fatalf("second poll: %v %v", tk, err)
+	}
+	if d := time.Since(start); d > 3*time.Second || c2.Idle() < 2*time.Second || c2.Idle() > 6*time.Second {
+		t.Errorf("second poll answered after %s with Retry-After %s; want ~1 s and 2–6 s", d, c2.Idle())
+	}
+	start = time.Now()
+	e.tx(t, func(ctx context.Context, tx *ent.Tx) error {
+		tk, err := agentapi.Queue(ctx, tx, reg1.Machine, nil, "k", agent.KindScript, "true", 10*time.Second)
+		if err == nil {
+			err = events.Emit(ctx, "agent.task.queued", "machine", reg1.Machine, &reg1.Machine, map[string]any{"task": tk.ID})
+		}
+		return err
+	})
+	if tk := <-held; tk == nil || tk.Name != "k" || time.Since(start) > 3*time.Second || c1.Idle() != 0 {
+		t.Errorf("held poll got %v after %s (idle %s); want task k at once", tk, time.Since(start), c1.Idle())
+	}
+}

@@ -18,7 +18,10 @@ type Backend struct {
 	Server *Server
 }
 
-var _ pxe.Backend = (*Backend)(nil)
+var (
+	_ pxe.Backend = (*Backend)(nil)
+	_ pxe.Waiter  = (*Backend)(nil)
+)
 
 // SetBootenv implements pxe.Backend.
 func (b *Backend) SetBootenv(ctx context.Context, id int, env string) error {
@@ -39,6 +42,12 @@ func (b *Backend) Bootenv(ctx context.Context, id int) (string, error) {
 		return "", err
 	}
 	return m.Bootenv, nil
+}
+
+// Changed implements pxe.Waiter: the machine's next agent event (check-in, task queued or ended),
+// from the event feed; nil when the feed cannot be read.
+func (b *Backend) Changed(ctx context.Context, id int) <-chan struct{} {
+	return NotifierFor(b.Server.Store).Wait(ctx, id)
 }
 
 // CheckedIn implements pxe.Backend from the agent.registered events.

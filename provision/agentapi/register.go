@@ -205,9 +205,16 @@ func contains(l []string, s string) bool {
 // candidates are the machines the inventory matches: by any NIC MAC, by DMI serial, by DMI UUID
 // (in any byte order a BMC's system GUID may have given it: see uuidVariants).
 func candidates(ctx context.Context, tx *ent.Tx, inv agent.Inventory, macs []string) ([]int, error) {
-	preds := []func(*ent.MachineQuery) *ent.MachineQuery{
-		func(q *ent.MachineQuery) *ent.MachineQuery { return q.Where(machine.HasNicsWith(nic.MACIn(macs...))) },
+	// MACs through the NIC table's unique index: machine.HasNicsWith would test every machine.
+	byMAC, err := tx.NIC.Query().Where(nic.MACIn(macs...)).Select(nic.FieldMachineID).Ints(ctx)
+	if err != nil {
+		return nil, err
 	}
+	set := map[int]bool{}
+	for _, id := range byMAC {
+		set[id] = true
+	}
+	var preds []func(*ent.MachineQuery) *ent.MachineQuery
 	if usableID(inv.DMI.Serial) {
 		preds = append(preds, func(q *ent.MachineQuery) *ent.MachineQuery { return q.Where(machine.Serial(inv.DMI.Serial)) })
 	}
@@ -216,7 +223,6 @@ func candidates(ctx context.Context, tx *ent.Tx, inv agent.Inventory, macs []str
 			return q.Where(machine.UUIDIn(uuidVariants(strings.ToLower(inv.DMI.UUID))...))
 		})
 	}
-	set := map[int]bool{}
 	for _, p := range preds {
 		ids, err := p(tx.Machine.Query()).IDs(ctx)
 		if err != nil {
@@ -284,7 +290,15 @@ func (s *Server) merge(ctx context.Context, tx *ent.Tx, id int, reg agent.Regist
 		return agent.Registered{}, err
 	}
 	drift := Drift(m, inv)
-	up := tx.Machine.UpdateOneID(id).SetDiscovery(Raw(inv)).SetAlive(true).SetDrift(drift).ClearDiscoveryConflict()
+	// Other sources' views (the BMC's, under "bmc") are kept, as oob.ApplyInventory keeps the
+	// agent's.
+	disc := Raw(inv)
+	for k, v := range m.Discovery {
+		if _, mine := disc[k]; !mine {
+			disc[k] = v
+		}
+	}
+	up := tx.Machine.UpdateOneID(id).SetDiscovery(disc).SetAlive(true).SetDrift(drift).ClearDiscoveryConflict()
 	if m.Serial == "" {
 		up.SetSerial(inv.DMI.Serial)
 	}

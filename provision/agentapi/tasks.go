@@ -17,7 +17,7 @@ import (
 // maxOutput bounds the output kept per task; the rest is cut with a marker.
 const maxOutput = agent.MaxReport
 
-func (s *Server) work(r *http.Request) (*agent.Task, error) {
+func (s *Server) work(w http.ResponseWriter, r *http.Request) (*agent.Task, error) {
 	if err := method(r, http.MethodGet); err != nil {
 		return nil, err
 	}
@@ -47,10 +47,22 @@ func (s *Server) work(r *http.Request) (*agent.Task, error) {
 		}
 	}
 	deadline := time.Now().Add(min(time.Duration(wait)*time.Second, maxWait))
+	if s.hold() {
+		defer s.held.Add(-1)
+	} else {
+		// Too many polls held: look, wait a second at most, and tell the agent when to come
+		// back, so the server's memory does not grow with the fleet.
+		if soon := time.Now().Add(time.Second); soon.Before(deadline) {
+			deadline = soon
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(s.retryAfter()))
+	}
+	feed := NotifierFor(s.Store)
 	for {
 		// Register interest before looking, so a task queued between the look and the wait wakes us.
 		woken := s.wait(sess.machine)
-		t, err := s.claim(r.Context(), sess, have)
+		queued := feed.Wait(r.Context(), sess.machine)
+		t, err := s.look(r.Context(), sess, have)
 		if err != nil || t != nil {
 			return t, err
 		}
@@ -58,14 +70,51 @@ func (s *Server) work(r *http.Request) (*agent.Task, error) {
 		if left <= 0 {
 			return nil, nil
 		}
-		// Poll the database too (bounded), for tasks queued by another replica.
+		// The event feed wakes us for a task queued by any replica; without it (unreadable),
+		// poll the database every second. Either way every long poll starts with a look, which
+		// is the slow fallback should a wake-up be lost.
+		poll := left
+		if queued == nil {
+			poll = min(left, time.Second)
+		}
 		select {
 		case <-woken:
-		case <-time.After(min(left, time.Second)):
+		case <-queued:
+		case <-time.After(poll):
 		case <-r.Context().Done():
 			return nil, nil
 		}
 	}
+}
+
+// look runs next on a goroutine of its own: the deep stack of a database call (ent, the SQL
+// driver) then does not stay with the long poll's goroutine, which waits with a small one — with
+// thousands of polls held, that is most of their memory.
+func (s *Server) look(ctx context.Context, sess session, have []int) (*agent.Task, error) {
+	type answer struct {
+		t   *agent.Task
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		t, err := s.next(ctx, sess, have)
+		ch <- answer{t, err}
+	}()
+	a := <-ch
+	return a.t, a.err
+}
+
+// next is claim behind a plain read: the claim is a write transaction (on SQLite it takes the
+// database's write lock), and nearly every look of a fleet of idle agents finds nothing.
+func (s *Server) next(ctx context.Context, sess session, have []int) (*agent.Task, error) {
+	ok, err := s.Store.Client.AgentTask.Query().Where(agenttask.MachineID(sess.machine), agenttask.Or(
+		agenttask.StateEQ(agenttask.StateQUEUED),
+		agenttask.And(agenttask.StateEQ(agenttask.StateRUNNING), agenttask.Boot(sess.trace), agenttask.IDNotIn(have...)),
+	)).Exist(ctx)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return s.claim(ctx, sess, have)
 }
 
 // claim hands out the machine's next task: a RUNNING task of this boot the agent does not hold

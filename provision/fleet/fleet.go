@@ -30,7 +30,10 @@ import (
 
 // Config describes a fleet.
 type Config struct {
-	Machines     int     // number of BMCs (one machine each)
+	Machines int // number of BMCs (one machine each)
+	// FirstIndex is the index of the first BMC (default 0): fleets in several processes, each
+	// with its own range, form one fleet (names, MACs, GUIDs and rack positions derive from it).
+	FirstIndex   int
 	RedfishShare float64 // share of Redfish BMCs, 0..1; the rest are IPMI. Negative means 0.
 	MockupDir    string  // Redfish mock-up served by every Redfish BMC (required when any)
 	// PowerDelay is how long a power change takes on every BMC (default 200ms).
@@ -44,6 +47,9 @@ type Config struct {
 	Domain         string // machine names are sim-NNNN.<Domain> (default "fleet.sim")
 	PoweredOn      bool   // IPMI machines start powered on (Redfish ones start as the mock-up says)
 	Faults         redfishsim.Faults
+	// Agents, when set, puts a simulated machine with a discovery agent behind every BMC: a
+	// boot from the network starts its agent (see AgentConfig).
+	Agents *AgentConfig
 }
 
 // BMC is one simulated BMC and the machine behind it.
@@ -57,9 +63,15 @@ type BMC struct {
 	Username string
 	Password string
 
+	// Serial and UUID identify the machine as its BMC reports them (Redfish: the mock-up's,
+	// made unique per BMC; IPMI: no serial from the BMC, the System GUID as UUID) and as its
+	// simulated agent reports them from SMBIOS.
+	Serial, UUID string
+
 	Redfish *redfishsim.Simulator // nil for IPMI
 	IPMI    *ipmisim.BMC          // nil for Redfish
 	srv     *http.Server
+	agent   *agentSlot
 }
 
 // Key is the BMC's concurrency key ("address:port"), as bmc.Endpoint.Key spells it.
@@ -78,8 +90,9 @@ func (b *BMC) ExecutorBMC() *executor.BMC {
 
 // Fleet is a running set of simulated BMCs.
 type Fleet struct {
-	cfg  Config
-	BMCs []*BMC
+	cfg    Config
+	BMCs   []*BMC
+	agents *agents
 }
 
 // Start starts cfg.Machines BMCs. Redfish and IPMI BMCs are interleaved (by index) so any prefix
@@ -107,16 +120,24 @@ func Start(cfg Config) (_ *Fleet, err error) {
 		cfg.Domain = "fleet.sim"
 	}
 	f := &Fleet{cfg: cfg}
+	if cfg.Agents != nil {
+		if f.agents, err = newAgents(*cfg.Agents, cfg.Machines); err != nil {
+			return nil, err
+		}
+	}
 	defer func() {
 		if err != nil {
 			_ = f.Close()
 		}
 	}()
-	for i := 0; i < cfg.Machines; i++ {
+	if cfg.FirstIndex < 0 || cfg.FirstIndex+cfg.Machines > 1<<16 {
+		return nil, errors.New("fleet: BMC indices must lie in 0..65535 (they are encoded in MAC addresses)")
+	}
+	for i := cfg.FirstIndex; i < cfg.FirstIndex+cfg.Machines; i++ {
 		// Bresenham-style interleave: BMC i is Redfish when the running Redfish count steps up.
 		redfish := int(float64(i+1)*cfg.RedfishShare) > int(float64(i)*cfg.RedfishShare)
 		b := &BMC{Index: i, Name: fmt.Sprintf("sim-%04d.%s", i, cfg.Domain), Address: "127.0.0.1",
-			Username: cfg.Username, Password: cfg.Password}
+			Username: cfg.Username, Password: cfg.Password, agent: &agentSlot{}}
 		if redfish {
 			err = f.startRedfish(b)
 		} else {
@@ -134,19 +155,26 @@ func (f *Fleet) startRedfish(b *BMC) error {
 	if f.cfg.MockupDir == "" {
 		return errors.New("a Redfish mock-up folder is required (MockupDir)")
 	}
-	sim, err := redfishsim.New(redfishsim.Config{
+	rc := redfishsim.Config{
 		MockupDir: f.cfg.MockupDir, Username: b.Username, Password: b.Password,
 		MaxSessions: f.cfg.MaxSessions, PowerDelay: f.cfg.PowerDelay, Seed: uint64(b.Index + 1),
-	})
+	}
+	if f.agents != nil {
+		rc.OnPower = func(_ string, on bool, boot redfishsim.Boot) { f.power(b, on, boot.Target == "Pxe") }
+	}
+	sim, err := redfishsim.New(rc)
 	if err != nil {
 		return err
 	}
 	sim.SetFaults(f.cfg.Faults)
+	id := identityOf(sim)
+	b.Serial, b.UUID = id.serialOf(b.Index), id.uuidOf(b.Index)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		_ = sim.Close()
 		return err
 	}
-	srv := &http.Server{Handler: rewriteMACs(b.Index, sim.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: rewrite(b.Index, id, sim.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	b.Protocol, b.Scheme, b.Port = "redfish", "http", ln.Addr().(*net.TCPAddr).Port
 	b.Redfish, b.srv = sim, srv
@@ -154,10 +182,17 @@ func (f *Fleet) startRedfish(b *BMC) error {
 }
 
 func (f *Fleet) startIPMI(b *BMC) error {
-	sim := ipmisim.New(ipmisim.Config{
+	guid := ipmiGUID(b.Index)
+	ic := ipmisim.Config{
 		User: b.Username, Password: b.Password, PoweredOn: f.cfg.PoweredOn,
-		PowerDelay: f.cfg.PowerDelay, CommandLatency: f.cfg.CommandLatency,
-	})
+		PowerDelay: f.cfg.PowerDelay, CommandLatency: f.cfg.CommandLatency, GUID: guid,
+	}
+	if f.agents != nil {
+		ic.OnPower = func(on bool, dev bmc.BootDevice) { f.power(b, on, dev == bmc.BootPXE) }
+	}
+	b.UUID = guidString(guid)
+	b.Serial = fmt.Sprintf("SIM-IPMI-%05d", b.Index)
+	sim := ipmisim.New(ic)
 	if err := sim.Start(); err != nil {
 		return err
 	}
@@ -165,8 +200,11 @@ func (f *Fleet) startIPMI(b *BMC) error {
 	return nil
 }
 
-// Close stops every BMC.
+// Close stops every agent, then every BMC.
 func (f *Fleet) Close() error {
+	if f.agents != nil {
+		f.agents.close()
+	}
 	var errs []error
 	for _, b := range f.BMCs {
 		if b.srv != nil {
@@ -288,9 +326,52 @@ func MAC(index int, orig string) string {
 	return net.HardwareAddr{0x02, hw[2] ^ hw[3], byte(index >> 8), byte(index), hw[4], hw[5]}.String()
 }
 
-// rewriteMACs buffers each answer and replaces the MAC addresses in it. Hijacking (the
-// simulator's dropped-connection fault) passes straight through.
-func rewriteMACs(index int, next http.Handler) http.Handler {
+// identity is the mock-up system's serial number and UUID, which every Redfish BMC of the fleet
+// would otherwise share: Prybar matches discovery agents to machines by them, so each BMC's
+// answers carry its own (serialOf, uuidOf).
+type identity struct {
+	serial, uuid string
+	serialRe     *regexp.Regexp // "SerialNumber": "<serial>" in a body
+}
+
+func identityOf(sim *redfishsim.Simulator) identity {
+	var id identity
+	if sys := systemOf(sim); sys != nil {
+		id.serial, _ = sys["SerialNumber"].(string)
+		id.uuid, _ = sys["UUID"].(string)
+	}
+	if id.serial != "" {
+		id.serialRe = regexp.MustCompile(`"SerialNumber"\s*:\s*"` + regexp.QuoteMeta(id.serial) + `"`)
+	}
+	return id
+}
+
+func (id identity) serialOf(index int) string {
+	if id.serial == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s-%05d", id.serial, index)
+}
+
+// uuidOf replaces the UUID's last group with the index (a UUID that is not the canonical 36
+// characters is left alone).
+func (id identity) uuidOf(index int) string {
+	if len(id.uuid) != 36 {
+		return id.uuid
+	}
+	return id.uuid[:24] + fmt.Sprintf("%012x", index)
+}
+
+// rewrite buffers each answer and replaces the MAC addresses, the system's serial number and its
+// UUID in it. Hijacking (the simulator's dropped-connection fault) passes straight through.
+func rewrite(index int, id identity, next http.Handler) http.Handler {
+	var serialTo, uuidFrom, uuidTo []byte
+	if id.serialRe != nil {
+		serialTo = []byte(`"SerialNumber":"` + id.serialOf(index) + `"`)
+	}
+	if len(id.uuid) == 36 {
+		uuidFrom, uuidTo = []byte(`"`+id.uuid+`"`), []byte(`"`+id.uuidOf(index)+`"`)
+	}
 	var cache sync.Map // original MAC -> rewritten
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bw := &bufferedWriter{ResponseWriter: w, header: http.Header{}}
@@ -306,6 +387,12 @@ func rewriteMACs(index int, next http.Handler) http.Handler {
 			cache.Store(string(m), v)
 			return v
 		})
+		if serialTo != nil {
+			body = id.serialRe.ReplaceAllLiteral(body, serialTo)
+		}
+		if uuidFrom != nil {
+			body = bytes.ReplaceAll(body, uuidFrom, uuidTo)
+		}
 		for k, v := range bw.header {
 			w.Header()[k] = v
 		}

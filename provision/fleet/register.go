@@ -14,9 +14,12 @@ import (
 
 // RegisterOptions tune Register.
 type RegisterOptions struct {
-	Site        string // site name (default "fleet-sim"); reused when it exists
-	RackSize    int    // machines per rack (default 40, one U each, in 42U racks)
-	Alive       bool   // create machines with alive=true (the scheduler only runs work on alive machines)
+	Site     string // site name (default "fleet-sim"); reused when it exists
+	RackSize int    // machines per rack (default 40, one U each, in 42U racks)
+	Alive    bool   // create machines with alive=true (the scheduler only runs work on alive machines)
+	// Identity records each new machine's UUID (BMC.UUID), as an operator's asset list would:
+	// a discovery agent is then matched to the machine even when its BMC reports no NICs (IPMI).
+	Identity    bool
 	Parallelism int    // concurrent API requests (default 4)
 	Token       string // sent as "Authorization: Bearer <token>" when set
 	HTTPClient  *http.Client
@@ -24,7 +27,7 @@ type RegisterOptions struct {
 
 // Registration is what Register created or found: Prybar's machine id per BMC index.
 type Registration struct {
-	MachineIDs []string // by BMC index; GraphQL ids as the API returned them
+	MachineIDs []string // by position in Fleet.BMCs; GraphQL ids as the API returned them
 	Created    int      // machines created now (the rest existed already)
 }
 
@@ -128,9 +131,14 @@ func (f *Fleet) Register(ctx context.Context, apiURL string, o RegisterOptions) 
 	if err != nil {
 		return nil, err
 	}
-	nRacks := (len(f.BMCs) + o.RackSize - 1) / o.RackSize
-	rackIDs := make([]string, nRacks)
-	for r := range rackIDs {
+	// Positions derive from the BMC's index, so fleets started with different FirstIndex values
+	// fill the same racks without colliding.
+	rackIDs := map[int]string{}
+	for _, b := range f.BMCs {
+		r := b.Index / o.RackSize
+		if _, ok := rackIDs[r]; ok {
+			continue
+		}
 		if rackIDs[r], err = c.rack(ctx, siteID, o.Site, fmt.Sprintf("%s-rack-%03d", o.Site, r+1)); err != nil {
 			return nil, err
 		}
@@ -149,7 +157,7 @@ func (f *Fleet) Register(ctx context.Context, apiURL string, o RegisterOptions) 
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			id, created, err := c.machine(ctx, b, rackIDs[i/o.RackSize], i%o.RackSize+1, o.Alive)
+			id, created, err := c.machine(ctx, b, rackIDs[b.Index/o.RackSize], b.Index%o.RackSize+1, o.Alive, o.Identity)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -242,7 +250,7 @@ func (c *gql) findRack(ctx context.Context, siteName, name string) (string, erro
 }
 
 // machine creates the machine and its BMC, or finds them.
-func (c *gql) machine(ctx context.Context, b *BMC, rackID string, u int, alive bool) (id string, created bool, err error) {
+func (c *gql) machine(ctx context.Context, b *BMC, rackID string, u int, alive, identity bool) (id string, created bool, err error) {
 	// Look the machine up first: on a re-run the create would be refused for its rack position
 	// (checked before the name), which would hide that the machine is simply already there.
 	var q struct {
@@ -267,6 +275,9 @@ func (c *gql) machine(ctx context.Context, b *BMC, rackID string, u int, alive b
 		in := map[string]any{"name": b.Name, "rackID": rackID, "uPosition": u, "uHeight": 1}
 		if alive {
 			in["alive"] = true
+		}
+		if identity && b.UUID != "" {
+			in["uuid"] = b.UUID
 		}
 		if err := c.do(ctx, `mutation($in: CreateMachineInput!) { createMachine(input: $in) { machine { id } errors { field code message } } }`,
 			map[string]any{"in": in}, &out); err != nil {

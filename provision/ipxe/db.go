@@ -30,12 +30,18 @@ var _ Backend = (*DB)(nil)
 
 // Machine implements Backend.
 func (db *DB) Machine(ctx context.Context, mac string, id int) (Data, error) {
-	q := db.Store.Client.Machine.Query()
 	if mac != "" {
-		q = q.Where(machine.HasNicsWith(nic.MAC(mac)))
-	} else {
-		q = q.Where(machine.ID(id))
+		// Through the NIC table's unique index (machine.HasNicsWith would test every machine).
+		n, err := db.Store.Client.NIC.Query().Where(nic.MAC(mac)).Only(ctx)
+		if ent.IsNotFound(err) {
+			return Data{}, ErrUnknownMachine
+		}
+		if err != nil {
+			return Data{}, err
+		}
+		id = n.MachineID
 	}
+	q := db.Store.Client.Machine.Query().Where(machine.ID(id))
 	m, err := q.WithNics(func(q *ent.NICQuery) { q.Order(ent.Asc(nic.FieldID)) }).
 		WithAllocations(func(q *ent.IPAllocationQuery) { q.WithNetwork().Order(ent.Asc(ipallocation.FieldID)) }).
 		WithNodeRoles(func(q *ent.NodeRoleQuery) { q.Order(ent.Asc(noderole.FieldCohort), ent.Asc(noderole.FieldID)) }).

@@ -50,9 +50,45 @@ type Backend interface {
 	LatestTask(ctx context.Context, nodeRole int) (Task, bool, error)
 }
 
+// Waiter is optionally implemented by a Backend whose changes can be waited for: Changed returns
+// a channel closed at machine id's next agent event (a check-in, a task queued or ended), or nil
+// when it cannot tell. Call it before looking, so a change between the look and the wait is not
+// missed.
+type Waiter interface {
+	Changed(ctx context.Context, id int) <-chan struct{}
+}
+
 // poll is how often waiting executors look at the database (tasks and check-ins come from
-// another request, possibly another replica).
-var poll = 250 * time.Millisecond
+// another request, possibly another replica). slowPoll is the fallback when the backend wakes
+// them (Waiter): thousands of machines waiting on their agents must not cost thousands of
+// queries a second.
+var (
+	poll     = 250 * time.Millisecond
+	slowPoll = 5 * time.Second
+)
+
+// changed is the backend's wake-up channel for machine id (nil: none) and how long to wait for it
+// before looking anyway.
+func changed(ctx context.Context, b Backend, id int) (<-chan struct{}, time.Duration) {
+	if w, ok := b.(Waiter); ok {
+		if ch := w.Changed(ctx, id); ch != nil {
+			return ch, slowPoll
+		}
+	}
+	return nil, poll
+}
+
+// await waits for ch, d or ctx.
+func await(ctx context.Context, ch <-chan struct{}, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-ch:
+		return nil
+	case <-time.After(d):
+		return nil
+	}
+}
 
 func sleep(ctx context.Context, d time.Duration) error {
 	select {
@@ -123,6 +159,13 @@ func (a AgentTask) Run(ctx context.Context, in executor.Input) (executor.Result,
 		return executor.Result{}, err
 	}
 	for {
+		ch, d := changed(ctx, a.Backend, in.Machine.ID)
+		if ch != nil {
+			// Look again after registering for the wake-up: the task may have ended meanwhile.
+			if t, err = a.Backend.Task(ctx, t.ID); err != nil {
+				return executor.Result{}, err
+			}
+		}
 		switch t.State {
 		case "DONE":
 			return executor.Result{Output: map[string]any{"agent_task": map[string]any{"id": t.ID, "exit_code": 0, "output": t.Output}}, Log: t.Output}, nil
@@ -133,11 +176,13 @@ func (a AgentTask) Run(ctx context.Context, in executor.Input) (executor.Result,
 			}
 			return executor.Result{Log: t.Output}, fmt.Errorf("agent task %d failed (exit %d) %s", t.ID, code, t.Error)
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := await(ctx, ch, d); err != nil {
 			return executor.Result{Log: t.Output}, fmt.Errorf("agent task %d still %s: %w", t.ID, t.State, err)
 		}
-		if t, err = a.Backend.Task(ctx, t.ID); err != nil {
-			return executor.Result{}, err
+		if ch == nil {
+			if t, err = a.Backend.Task(ctx, t.ID); err != nil {
+				return executor.Result{}, err
+			}
 		}
 	}
 }
@@ -204,6 +249,7 @@ func (d Discover) Run(ctx context.Context, in executor.Input) (executor.Result, 
 		logf("no BMC: waiting for the machine to be network-booted by hand")
 	}
 	for {
+		ch, wait := changed(ctx, d.Backend, in.Machine.ID)
 		at, err := d.Backend.CheckedIn(ctx, in.Machine.ID)
 		if err != nil {
 			return executor.Result{Log: log.String()}, err
@@ -213,7 +259,7 @@ func (d Discover) Run(ctx context.Context, in executor.Input) (executor.Result, 
 			return executor.Result{Output: map[string]any{"discovery": map[string]any{"checked_in": at.UTC().Format(time.RFC3339Nano),
 				"seconds": at.Sub(start).Seconds()}}, Log: log.String()}, nil
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := await(ctx, ch, wait); err != nil {
 			return executor.Result{Log: log.String()}, fmt.Errorf("pxe-discover: the agent did not check in: %w", err)
 		}
 	}

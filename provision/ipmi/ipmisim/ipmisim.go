@@ -63,6 +63,12 @@ type Config struct {
 	OpLatency      time.Duration // added to chassis commands and BMC resets only (slow or hung BMC)
 	MaxSessions    int           // concurrent RMCP+ sessions, default 4 like most BMCs
 	LogLimit       int           // events kept by Log, default 1000 (oldest dropped)
+	// GUID is the System GUID the BMC reports (zero: a fixed default shared by every simulator).
+	GUID [16]byte
+	// OnPower, when set, is told every boot (on, with the device booted from: power-on, cycle or
+	// reset) and every power-off. It is called with the BMC's lock held, in order, so it must not
+	// block or call the BMC.
+	OnPower func(on bool, dev bmc.BootDevice)
 }
 
 // BMC is one simulated BMC. Create it with New, then Start; Close stops it.
@@ -134,8 +140,10 @@ func (b *BMC) Start() error {
 		ProductID:               0x0001,
 		AdditionalDeviceSupport: 0x01 << 7, // chassis device
 	}
-	var guid [16]byte
-	copy(guid[:], "prybar-ipmisim")
+	guid := b.cfg.GUID
+	if guid == ([16]byte{}) {
+		copy(guid[:], "prybar-ipmisim")
+	}
 	core := gobmc.New(info, guid, h, gobmc.WithClock(clock.Real))
 	core.Sessions = gobmc.NewSessionStoreWithOptions(clock.Real, gobmc.WithMaxSessions(b.cfg.MaxSessions))
 	core.Sessions.SetOnRemove(core.SOL.DeactivateBySession)
@@ -384,6 +392,9 @@ func (b *BMC) applyPowerLocked(on bool, why string) {
 	if on && !was {
 		b.bootLocked()
 	}
+	if !on && was && b.cfg.OnPower != nil {
+		b.cfg.OnPower(false, "")
+	}
 }
 
 // bootLocked records a boot and consumes a one-time override, as BIOS does (spec 28.12:
@@ -398,6 +409,9 @@ func (b *BMC) bootLocked() {
 	b.eventLocked("booted " + string(dev))
 	if b.flags.BootFlagsValid && !b.flags.Persist {
 		b.flags = types.BootOptionParam_BootFlags{}
+	}
+	if b.cfg.OnPower != nil {
+		b.cfg.OnPower(true, dev)
 	}
 }
 

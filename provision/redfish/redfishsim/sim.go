@@ -51,6 +51,10 @@ type Config struct {
 	// OmitLastResetTime leaves ComputerSystem.LastResetTime out, like BMCs older than schema
 	// 1.15: a client that lost a reset's answer then cannot tell whether the reset happened.
 	OmitLastResetTime bool
+	// OnPower, when set, is told every power transition of a system (its @odata.id): on with the
+	// boot that started (its override target) or off. It is called with the simulator's lock
+	// held, in transition order, so it must not block or call the simulator.
+	OnPower func(system string, on bool, boot Boot)
 }
 
 // Faults are injected into every request while set. The zero value injects nothing.
@@ -104,8 +108,12 @@ type Simulator struct {
 	cfg      Config
 	metadata []byte
 
-	mu        sync.Mutex
-	res       map[string]map[string]any // resource path -> live resource
+	mu sync.Mutex
+	// base is the mock-up as loaded, shared read-only by every simulator of the same folder; res
+	// holds this simulator's own copy of each resource it changed (copy on write: a fleet of
+	// thousands of simulators shares one parsed mock-up).
+	base      map[string]map[string]any
+	res       map[string]map[string]any // resource path -> live resource, once changed
 	actions   map[string]action         // action target -> action
 	sessions  map[string]*session       // by id
 	tokens    map[string]string         // token -> id
@@ -153,11 +161,32 @@ func New(cfg Config) (*Simulator, error) {
 	return s, nil
 }
 
-func (s *Simulator) load(dir string) error {
+// parsedMockup is a parsed mock-up folder.
+type parsedMockup struct {
+	once     sync.Once
+	res      map[string]map[string]any
+	metadata []byte
+	err      error
+}
+
+// mockups caches parsed folders by path: parsing one takes tens of milliseconds and about a
+// megabyte, too much to repeat for each of thousands of simulators. The folders are not expected
+// to change while a process runs.
+var mockups sync.Map // string -> *parsedMockup
+
+func loadMockup(dir string) (*parsedMockup, error) {
+	v, _ := mockups.LoadOrStore(dir, &parsedMockup{})
+	mk := v.(*parsedMockup)
+	mk.once.Do(func() { mk.err = mk.load(dir) })
+	return mk, mk.err
+}
+
+func (mk *parsedMockup) load(dir string) error {
+	mk.res = map[string]map[string]any{}
 	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
 		return fmt.Errorf("redfishsim: %s is not a Redfish mock-up (no index.json): %w", dir, err)
 	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -172,7 +201,7 @@ func (s *Simulator) load(dir string) error {
 		switch d.Name() {
 		case "index.xml":
 			if urlPath == root+"/$metadata" {
-				s.metadata, err = os.ReadFile(p)
+				mk.metadata, err = os.ReadFile(p)
 			}
 			return err
 		case "index.json":
@@ -190,13 +219,59 @@ func (s *Simulator) load(dir string) error {
 		if err := dec.Decode(&m); err != nil {
 			return fmt.Errorf("redfishsim: %s: %w", p, err)
 		}
-		s.res[urlPath] = m
+		mk.res[urlPath] = m
 		return nil
 	})
+}
+
+// lookup returns the live resource at p (read only: change it through writable).
+func (s *Simulator) lookup(p string) (map[string]any, bool) {
+	if m, ok := s.res[p]; ok {
+		return m, true
+	}
+	m, ok := s.base[p]
+	return m, ok
+}
+
+// writable returns this simulator's own copy of the resource at p (nil when there is none).
+func (s *Simulator) writable(p string) map[string]any {
+	if m, ok := s.res[p]; ok {
+		return m
+	}
+	b, ok := s.base[p]
+	if !ok {
+		return nil
+	}
+	m := deepCopy(b).(map[string]any)
+	s.res[p] = m
+	return m
+}
+
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, x := range v {
+			m[k] = deepCopy(x)
+		}
+		return m
+	case []any:
+		l := make([]any, len(v))
+		for i, x := range v {
+			l[i] = deepCopy(x)
+		}
+		return l
+	}
+	return v // strings, json.Number, bools and nil are values
+}
+
+func (s *Simulator) load(dir string) error {
+	mk, err := loadMockup(dir)
 	if err != nil {
 		return err
 	}
-	for p, m := range s.res {
+	s.base, s.metadata = mk.res, mk.metadata
+	for p, m := range s.base {
 		acts, _ := m["Actions"].(map[string]any)
 		for k, v := range acts {
 			a, ok := v.(map[string]any)
@@ -291,7 +366,7 @@ func (s *Simulator) Ops() []Op {
 func (s *Simulator) Resource(p string) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.res[clean(p)]
+	m, ok := s.lookup(clean(p))
 	if !ok {
 		return nil
 	}
@@ -618,7 +693,7 @@ func (s *Simulator) get(w http.ResponseWriter, p string) {
 		}
 		return
 	}
-	m, ok := s.res[p]
+	m, ok := s.lookup(p)
 	if !ok {
 		writeError(w, http.StatusNotFound, "Base.1.0.ResourceMissingAtURI", "no resource at "+p)
 		return
@@ -755,7 +830,7 @@ func (s *Simulator) post(w http.ResponseWriter, r *http.Request, p string, op *O
 func (s *Simulator) setMedia(p, img string, inserted bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.res[p]
+	m := s.writable(p)
 	m["Inserted"] = inserted
 	if inserted {
 		m["Image"] = img
@@ -778,7 +853,7 @@ func (s *Simulator) managerReset(p string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mgrResets++
-	s.res[p]["LastResetTime"] = time.Now().UTC().Format(time.RFC3339)
+	s.writable(p)["LastResetTime"] = time.Now().UTC().Format(time.RFC3339)
 	// A rebooting BMC forgets its sessions; clients must cope with their token vanishing.
 	clear(s.sessions)
 	clear(s.tokens)
@@ -791,11 +866,12 @@ func (s *Simulator) systemReset(p, rt string) {
 	defer s.mu.Unlock()
 	s.powerGen[p]++
 	gen := s.powerGen[p]
-	cur, _ := s.res[p]["PowerState"].(string)
+	sys, _ := s.lookup(p)
+	cur, _ := sys["PowerState"].(string)
 	// Real BMCs record when the system was last reset; a client that lost the answer to a reset
 	// reads it to tell whether the reset happened. Nanoseconds keep quick resets apart.
 	if !s.cfg.OmitLastResetTime {
-		s.res[p]["LastResetTime"] = time.Now().UTC().Format(time.RFC3339Nano)
+		s.writable(p)["LastResetTime"] = time.Now().UTC().Format(time.RFC3339Nano)
 	}
 	s.resets[p] = append(s.resets[p], rt)
 	d := s.cfg.PowerDelay
@@ -836,10 +912,13 @@ func (s *Simulator) schedule(p string, gen int, d time.Duration, state string) {
 // override target while an override is enabled, and a one-time override is then consumed
 // (Enabled goes back to Disabled), as the Redfish schema specifies and real BMCs do.
 func (s *Simulator) setPower(p, state string) {
-	m := s.res[p]
+	m := s.writable(p)
 	prev, _ := m["PowerState"].(string)
 	m["PowerState"] = state
 	if state != "On" || prev == "On" {
+		if state != "On" && prev == "On" && s.cfg.OnPower != nil {
+			s.cfg.OnPower(p, false, Boot{})
+		}
 		return
 	}
 	b := Boot{Target: "None", Enabled: "Disabled", Time: time.Now()}
@@ -854,6 +933,9 @@ func (s *Simulator) setPower(p, state string) {
 		}
 	}
 	s.boots[p] = append(s.boots[p], b)
+	if s.cfg.OnPower != nil {
+		s.cfg.OnPower(p, true, b)
+	}
 }
 
 // Boot is one boot of a simulated system: the override in force when it came on.
@@ -899,7 +981,7 @@ func (s *Simulator) patch(w http.ResponseWriter, r *http.Request, p string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, ok := s.res[p]
+	m, ok := s.lookup(p)
 	if !ok {
 		writeError(w, http.StatusNotFound, "Base.1.0.ResourceMissingAtURI", "no resource at "+p)
 		return
@@ -909,6 +991,7 @@ func (s *Simulator) patch(w http.ResponseWriter, r *http.Request, p string) {
 			"If-Match "+im+" does not match the current ETag")
 		return
 	}
+	m = s.writable(p)
 	switch {
 	case isType(m, "ComputerSystem"):
 		err = s.patchSystem(m, body)
