@@ -17182,6 +17182,28 @@ func (ec *executionContext) fieldContext_Lease_hostname(_ context.Context, field
 }
 
 func (ec *executionContext) _Lease_trace(ctx context.Context, field graphql.CollectedField, obj *ent.Lease) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		fc, err := ec.fieldContext_Lease_trace(ctx, field)
+		if err != nil {
+			return graphql.Null
+		}
+		ctx = withFieldContext(ctx, fc)
+		defer func() {
+			if r := recover(); r != nil {
+				ec.OperationContext.Error(ctx, ec.OperationContext.Recover(ctx, r))
+				ret = graphql.Null
+			}
+		}()
+		v := obj.Trace
+		if any(v) == nil {
+			if fc.NonNull {
+				graphql.AddInvalidNullError(ctx, "")
+				return graphql.RequiredNull
+			}
+			return graphql.Null
+		}
+		return ec.marshalOString2string(ctx, field.Selections, v)
+	}
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
