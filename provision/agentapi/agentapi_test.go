@@ -473,3 +473,44 @@ func TestWorkPollsBounded(t *testing.T) {
 		t.Errorf("held poll got %v after %s (idle %s); want task k at once", tk, time.Since(start), c1.Idle())
 	}
 }
+
+// A machine that boots again while its agent runs a task loses that task's agent and result: the
+// new boot's registration ends the task FAILED (an event says so), so a re-run of its node-role
+// queues it again instead of waiting on it until the role's timeout. A repeated registration of
+// the same boot (an agent retrying) leaves its running task alone.
+func TestRebootFailsLostTasks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c1 := e.client(0, vmMAC, "b1")
+	reg, err := c1.Register(ctx, agent.Register{Trace: "b1", Inventory: fixture(t, "qemu-vm")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := e.queue(t, reg.Machine, "long", "sleep 600")
+	if tk, err := c1.Work(ctx, time.Second, nil); err != nil || tk == nil || tk.ID != id {
+		t.Fatalf("work: %+v %v", tk, err)
+	}
+	state := func() *ent.AgentTask { tk, _ := e.st.Client.AgentTask.Get(ctx, id); return tk }
+	if _, err := c1.Register(ctx, agent.Register{Trace: "b1", Inventory: fixture(t, "qemu-vm")}); err != nil {
+		t.Fatal(err)
+	}
+	if tk := state(); tk.State != agenttask.StateRUNNING {
+		t.Fatalf("the same boot registering again ended its task: %s %q", tk.State, tk.Error)
+	}
+	c2 := e.client(reg.Machine, "", "b2")
+	if _, err := c2.Register(ctx, agent.Register{Trace: "b2", Inventory: fixture(t, "qemu-vm")}); err != nil {
+		t.Fatal(err)
+	}
+	tk := state()
+	if tk.State != agenttask.StateFAILED || !strings.Contains(tk.Error, "booted again (boot b2)") || tk.FinishedAt == nil {
+		t.Errorf("after a new boot the lost task is %s %q", tk.State, tk.Error)
+	}
+	if n := e.eventCount(t, "agent.task.end"); n != 1 {
+		t.Errorf("%d agent.task.end events, want 1", n)
+	}
+	// Queuing the node-role's work again gives a fresh task, handed to the new boot.
+	id2 := e.queue(t, reg.Machine, "long-again", "true")
+	if got, err := c2.Work(ctx, time.Second, nil); err != nil || got == nil || got.ID != id2 {
+		t.Errorf("the new boot's agent got %+v %v, want task %d", got, err, id2)
+	}
+}

@@ -7,8 +7,10 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/ent/agenttask"
 	"github.com/prybar/prybar/ent/disk"
 	"github.com/prybar/prybar/ent/machine"
 	"github.com/prybar/prybar/ent/nic"
@@ -180,6 +182,9 @@ func (s *Server) register(r *http.Request) (any, error) {
 			return err
 		}
 		mid := out.Machine
+		if err := s.failLostTasks(ctx, tx, mid, trace); err != nil {
+			return err
+		}
 		return events.Emit(ctx, "agent.registered", "machine", mid, &mid, map[string]any{"trace": trace, "created": out.Created,
 			"client": clientIP(r), "mac": bootMAC, "step": "agent check-in", "start": s.now().UTC().Format("2006-01-02T15:04:05.000000000Z07:00")})
 	})
@@ -355,4 +360,31 @@ func (s *Server) merge(ctx context.Context, tx *ent.Tx, id int, reg agent.Regist
 		}
 	}
 	return agent.Registered{Machine: id, Name: m.Name, Drift: drift}, nil
+}
+
+// failLostTasks ends the machine's tasks still RUNNING on an earlier boot: an agent registering
+// for a new boot means the machine restarted, and the agent that ran them (and held their
+// results) is gone, so their results can never arrive. Left RUNNING, every re-run of their
+// node-role would find and wait on them until the role's timeout, again on each retry. They end
+// FAILED, so the node-role's retry policy decides what happens next (a task's script must not
+// reboot the machine itself: the agent's REBOOT task delivers its result first).
+func (s *Server) failLostTasks(ctx context.Context, tx *ent.Tx, machine int, trace string) error {
+	lost, err := tx.AgentTask.Query().Where(agenttask.MachineID(machine), agenttask.StateEQ(agenttask.StateRUNNING),
+		agenttask.BootNEQ(trace)).All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range lost {
+		msg := fmt.Sprintf("the machine booted again (boot %s) while the task ran on boot %s: its result was lost", trace, t.Boot)
+		if err := tx.AgentTask.UpdateOneID(t.ID).SetState(agenttask.StateFAILED).SetExitCode(-1).SetError(msg).
+			SetFinishedAt(s.now()).Exec(ctx); err != nil {
+			return err
+		}
+		ch := map[string]any{"task": t.ID, "name": t.Name, "state": string(agenttask.StateFAILED), "exitCode": -1, "trace": t.Boot,
+			"lost": true, "error": msg, "step": "task " + t.Name + " end", "start": s.now().UTC().Format(time.RFC3339Nano)}
+		if err := events.Emit(ctx, "agent.task.end", "machine", machine, &machine, ch); err != nil {
+			return err
+		}
+	}
+	return nil
 }
