@@ -14,6 +14,7 @@ import (
 	"github.com/prybar/prybar/ent/noderole"
 	"github.com/prybar/prybar/ent/role"
 	"github.com/prybar/prybar/internal/domain"
+	"github.com/prybar/prybar/internal/jsonvalue"
 	"github.com/prybar/prybar/scheduler/catalog"
 	"github.com/prybar/prybar/scheduler/nodestate"
 )
@@ -281,7 +282,7 @@ func mergeInto(dst, src map[string]any) {
 			dst[k] = dm
 			continue
 		}
-		dst[k] = deepCopyAny(v)
+		dst[k] = jsonvalue.Copy(v)
 	}
 }
 
@@ -349,25 +350,7 @@ func deepCopy(m map[string]any) map[string]any {
 	if m == nil {
 		return nil
 	}
-	return deepCopyAny(m).(map[string]any)
-}
-
-func deepCopyAny(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(v))
-		for k, x := range v {
-			m[k] = deepCopyAny(x)
-		}
-		return m
-	case []any:
-		s := make([]any, len(v))
-		for i, x := range v {
-			s[i] = deepCopyAny(x)
-		}
-		return s
-	}
-	return v
+	return jsonvalue.Copy(m).(map[string]any)
 }
 
 // jsonValue normalises a Go value to its JSON shape (float64 numbers, map[string]any …), the shape

@@ -17,6 +17,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"github.com/prybar/prybar/internal/jsonvalue"
 )
 
 // prepare checks one role on its own and compiles its schema and defaults.
@@ -201,7 +203,7 @@ func collectDefaults(schema map[string]any, ptr string, found *[]defaultAt) map[
 		has := false
 		if d, ok := sub["default"]; ok {
 			*found = append(*found, defaultAt{sptr, d})
-			val, has = deepCopy(d), true
+			val, has = jsonvalue.Copy(d), true
 		}
 		if nested := collectDefaults(sub, sptr, found); len(nested) > 0 {
 			switch v := val.(type) {
@@ -243,7 +245,7 @@ func (r *Role) Defaults() map[string]any {
 	if r.defaults == nil {
 		return map[string]any{}
 	}
-	return deepCopy(r.defaults).(map[string]any)
+	return jsonvalue.Copy(r.defaults).(map[string]any)
 }
 
 // Problem is one reason attributes fail their schema.
@@ -385,22 +387,4 @@ func jsonNumberCopy(v any) (any, error) {
 		return nil, err
 	}
 	return jsonschema.UnmarshalJSON(bytes.NewReader(b))
-}
-
-func deepCopy(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(v))
-		for k, x := range v {
-			m[k] = deepCopy(x)
-		}
-		return m
-	case []any:
-		a := make([]any, len(v))
-		for i, x := range v {
-			a[i] = deepCopy(x)
-		}
-		return a
-	}
-	return v
 }

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prybar/prybar/internal/jsonvalue"
 )
 
 const (
@@ -242,27 +244,9 @@ func (s *Simulator) writable(p string) map[string]any {
 	if !ok {
 		return nil
 	}
-	m := deepCopy(b).(map[string]any)
+	m := jsonvalue.Copy(b).(map[string]any)
 	s.res[p] = m
 	return m
-}
-
-func deepCopy(v any) any {
-	switch v := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(v))
-		for k, x := range v {
-			m[k] = deepCopy(x)
-		}
-		return m
-	case []any:
-		l := make([]any, len(v))
-		for i, x := range v {
-			l[i] = deepCopy(x)
-		}
-		return l
-	}
-	return v // strings, json.Number, bools and nil are values
 }
 
 func (s *Simulator) load(dir string) error {
