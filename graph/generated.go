@@ -9243,7 +9243,7 @@ func (ec *executionContext) _APIToken_role(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Role
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -9308,7 +9308,7 @@ func (ec *executionContext) _APIToken_owner(ctx context.Context, field graphql.C
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -9347,7 +9347,7 @@ func (ec *executionContext) _APIToken_createdAt(ctx context.Context, field graph
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -9389,13 +9389,6 @@ func (ec *executionContext) _APIToken_expiresAt(ctx context.Context, field graph
 			}
 		}()
 		v := obj.ExpiresAt
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -9434,13 +9427,6 @@ func (ec *executionContext) _APIToken_lastUsedAt(ctx context.Context, field grap
 			}
 		}()
 		v := obj.LastUsedAt
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -9479,13 +9465,6 @@ func (ec *executionContext) _APIToken_revokedAt(ctx context.Context, field graph
 			}
 		}()
 		v := obj.RevokedAt
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -9524,13 +9503,6 @@ func (ec *executionContext) _APITokenPayload_token(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Token
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOAPIToken2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAPIToken(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -9578,10 +9550,6 @@ func (ec *executionContext) _APITokenPayload_errors(ctx context.Context, field g
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -9629,10 +9597,6 @@ func (ec *executionContext) _AnnealerStatus_states(ctx context.Context, field gr
 			}
 		}()
 		v := obj.States
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNStateCount2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐStateCountᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -9836,7 +9800,7 @@ func (ec *executionContext) _Attribute_description(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Description
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -9881,7 +9845,7 @@ func (ec *executionContext) _Attribute_role(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Role
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -9926,13 +9890,6 @@ func (ec *executionContext) _Attribute_schema(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Schema
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -9971,13 +9928,6 @@ func (ec *executionContext) _Attribute_default(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.Default
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -10042,7 +9992,7 @@ func (ec *executionContext) _Attribute_layer(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Layer
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -10101,7 +10051,7 @@ func (ec *executionContext) _Attribute_path(ctx context.Context, field graphql.C
 			return v
 		}
 		var want string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -10158,7 +10108,7 @@ func (ec *executionContext) _Attribute_values(ctx context.Context, field graphql
 			return v
 		}
 		var want []*model.AttributeValue
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -10223,13 +10173,6 @@ func (ec *executionContext) _AttributeConnection_edges(ctx context.Context, fiel
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOAttributeEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAttributeEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -10277,7 +10220,7 @@ func (ec *executionContext) _AttributeConnection_pageInfo(ctx context.Context, f
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -10354,13 +10297,6 @@ func (ec *executionContext) _AttributeEdge_node(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOAttribute2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAttribute(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -10408,7 +10344,7 @@ func (ec *executionContext) _AttributeEdge_cursor(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -10476,13 +10412,6 @@ func (ec *executionContext) _AttributeValue_nodeRole(ctx context.Context, field 
 			}
 		}()
 		v := obj.NodeRole
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -10530,10 +10459,6 @@ func (ec *executionContext) _AttributeValue_deployment(ctx context.Context, fiel
 			}
 		}()
 		v := obj.Deployment
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -10607,7 +10532,7 @@ func (ec *executionContext) _AttributeValue_value(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Value
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -10678,7 +10603,7 @@ func (ec *executionContext) _BMC_createdAt(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -10720,7 +10645,7 @@ func (ec *executionContext) _BMC_updatedAt(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -10762,7 +10687,7 @@ func (ec *executionContext) _BMC_protocol(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Protocol
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -10830,7 +10755,7 @@ func (ec *executionContext) _BMC_port(ctx context.Context, field graphql.Collect
 			}
 		}()
 		v := obj.Port
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -10927,7 +10852,7 @@ func (ec *executionContext) _BMC_username(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Username
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -10972,7 +10897,7 @@ func (ec *executionContext) _BMC_systemID(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.SystemID
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -11060,7 +10985,7 @@ func (ec *executionContext) _BMC_machine(ctx context.Context, field graphql.Coll
 			return v
 		}
 		var want *ent.Machine
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -11108,13 +11033,6 @@ func (ec *executionContext) _BMCConnection_edges(ctx context.Context, field grap
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOBMCEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMCEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11162,7 +11080,7 @@ func (ec *executionContext) _BMCConnection_pageInfo(ctx context.Context, field g
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -11239,13 +11157,6 @@ func (ec *executionContext) _BMCEdge_node(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOBMC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMC(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11293,7 +11204,7 @@ func (ec *executionContext) _BMCEdge_cursor(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -11335,13 +11246,6 @@ func (ec *executionContext) _BMCPayload_bmc(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Bmc
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOBMC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐBMC(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11389,10 +11293,6 @@ func (ec *executionContext) _BMCPayload_errors(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11674,13 +11574,6 @@ func (ec *executionContext) _BMCSystem_powerState(ctx context.Context, field gra
 			}
 		}()
 		v := obj.PowerState
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOPowerState2ᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐPowerState(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11745,10 +11638,6 @@ func (ec *executionContext) _BMCSystemsPayload_systems(ctx context.Context, fiel
 			}
 		}()
 		v := obj.Systems
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNBMCSystem2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBMCSystemᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11796,10 +11685,6 @@ func (ec *executionContext) _BMCSystemsPayload_errors(ctx context.Context, field
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11847,13 +11732,6 @@ func (ec *executionContext) _BindRolePayload_nodeRole(ctx context.Context, field
 			}
 		}()
 		v := obj.NodeRole
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11901,10 +11779,6 @@ func (ec *executionContext) _BindRolePayload_errors(ctx context.Context, field g
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -11978,7 +11852,7 @@ func (ec *executionContext) _Boot_start(ctx context.Context, field graphql.Colle
 			}
 		}()
 		v := obj.Start
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -12046,10 +11920,6 @@ func (ec *executionContext) _Boot_steps(ctx context.Context, field graphql.Colle
 			}
 		}()
 		v := obj.Steps
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNBootStep2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐBootStepᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -12227,7 +12097,7 @@ func (ec *executionContext) _BootStep_at(ctx context.Context, field graphql.Coll
 			}
 		}()
 		v := obj.At
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -12451,10 +12321,6 @@ func (ec *executionContext) _Bootenv_initrd(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Initrd
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNString2ᚕstringᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -12536,7 +12402,7 @@ func (ec *executionContext) _Bootenv_templateNames(ctx context.Context, field gr
 			return v
 		}
 		var want []string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -12627,13 +12493,6 @@ func (ec *executionContext) _CreateAPITokenPayload_token(ctx context.Context, fi
 			}
 		}()
 		v := obj.Token
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOAPIToken2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐAPIToken(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -12722,10 +12581,6 @@ func (ec *executionContext) _CreateAPITokenPayload_errors(ctx context.Context, f
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -12773,10 +12628,6 @@ func (ec *executionContext) _DHCPPoolUse_network(ctx context.Context, field grap
 			}
 		}()
 		v := obj.Network
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNNetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -13032,10 +12883,6 @@ func (ec *executionContext) _DHCPStatus_poolUse(ctx context.Context, field graph
 			}
 		}()
 		v := obj.PoolUse
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDHCPPoolUse2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋgraphᚋmodelᚐDHCPPoolUseᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -13109,10 +12956,6 @@ func (ec *executionContext) _DeletePayload_errors(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -13186,7 +13029,7 @@ func (ec *executionContext) _Deployment_createdAt(ctx context.Context, field gra
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -13228,7 +13071,7 @@ func (ec *executionContext) _Deployment_updatedAt(ctx context.Context, field gra
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -13296,7 +13139,7 @@ func (ec *executionContext) _Deployment_description(ctx context.Context, field g
 			}
 		}()
 		v := obj.Description
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -13341,7 +13184,7 @@ func (ec *executionContext) _Deployment_state(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.State
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -13383,13 +13226,6 @@ func (ec *executionContext) _Deployment_roleData(ctx context.Context, field grap
 			}
 		}()
 		v := obj.RoleData
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -13477,7 +13313,7 @@ func (ec *executionContext) _Deployment_parent(ctx context.Context, field graphq
 			return v
 		}
 		var want *ent.Deployment
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -13548,7 +13384,7 @@ func (ec *executionContext) _Deployment_children(ctx context.Context, field grap
 			return v
 		}
 		var want []*ent.Deployment
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -13614,7 +13450,7 @@ func (ec *executionContext) _Deployment_nodeRoles(ctx context.Context, field gra
 			return v
 		}
 		var want *ent.NodeRoleConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -13696,7 +13532,7 @@ func (ec *executionContext) _Deployment_status(ctx context.Context, field graphq
 			return v
 		}
 		var want model.DeploymentStatus
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -13735,13 +13571,6 @@ func (ec *executionContext) _DeploymentConnection_edges(ctx context.Context, fie
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalODeploymentEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeploymentEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -13789,7 +13618,7 @@ func (ec *executionContext) _DeploymentConnection_pageInfo(ctx context.Context, 
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -13866,13 +13695,6 @@ func (ec *executionContext) _DeploymentEdge_node(ctx context.Context, field grap
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalODeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -13920,7 +13742,7 @@ func (ec *executionContext) _DeploymentEdge_cursor(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -13962,13 +13784,6 @@ func (ec *executionContext) _DeploymentPayload_deployment(ctx context.Context, f
 			}
 		}()
 		v := obj.Deployment
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalODeployment2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDeployment(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -14016,10 +13831,6 @@ func (ec *executionContext) _DeploymentPayload_errors(ctx context.Context, field
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -14093,7 +13904,7 @@ func (ec *executionContext) _Disk_createdAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -14135,7 +13946,7 @@ func (ec *executionContext) _Disk_updatedAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -14229,7 +14040,7 @@ func (ec *executionContext) _Disk_model(ctx context.Context, field graphql.Colle
 			}
 		}()
 		v := obj.Model
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -14274,7 +14085,7 @@ func (ec *executionContext) _Disk_serial(ctx context.Context, field graphql.Coll
 			}
 		}()
 		v := obj.Serial
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -14319,7 +14130,7 @@ func (ec *executionContext) _Disk_kind(ctx context.Context, field graphql.Collec
 			}
 		}()
 		v := obj.Kind
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -14361,7 +14172,7 @@ func (ec *executionContext) _Disk_path(ctx context.Context, field graphql.Collec
 			}
 		}()
 		v := obj.Path
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -14449,7 +14260,7 @@ func (ec *executionContext) _Disk_machine(ctx context.Context, field graphql.Col
 			return v
 		}
 		var want *ent.Machine
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -14497,13 +14308,6 @@ func (ec *executionContext) _DiskConnection_edges(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalODiskEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDiskEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -14551,7 +14355,7 @@ func (ec *executionContext) _DiskConnection_pageInfo(ctx context.Context, field 
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -14628,13 +14432,6 @@ func (ec *executionContext) _DiskEdge_node(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalODisk2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDisk(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -14682,7 +14479,7 @@ func (ec *executionContext) _DiskEdge_cursor(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -14724,13 +14521,6 @@ func (ec *executionContext) _DiskPayload_disk(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Disk
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalODisk2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐDisk(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -14778,10 +14568,6 @@ func (ec *executionContext) _DiskPayload_errors(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -14855,7 +14641,7 @@ func (ec *executionContext) _DomainError_code(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Code
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -14975,7 +14761,7 @@ func (ec *executionContext) _Event_time(ctx context.Context, field graphql.Colle
 			}
 		}()
 		v := obj.Time
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -15199,13 +14985,6 @@ func (ec *executionContext) _Event_changes(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Changes
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -15244,10 +15023,6 @@ func (ec *executionContext) _EventPage_events(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Events
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNEvent2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐEventᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -15373,7 +15148,7 @@ func (ec *executionContext) _IPAllocation_createdAt(ctx context.Context, field g
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -15415,7 +15190,7 @@ func (ec *executionContext) _IPAllocation_updatedAt(ctx context.Context, field g
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -15483,7 +15258,7 @@ func (ec *executionContext) _IPAllocation_purpose(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Purpose
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -15597,7 +15372,7 @@ func (ec *executionContext) _IPAllocation_network(ctx context.Context, field gra
 			return v
 		}
 		var want *ent.Network
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -15668,7 +15443,7 @@ func (ec *executionContext) _IPAllocation_machine(ctx context.Context, field gra
 			return v
 		}
 		var want *ent.Machine
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -15716,13 +15491,6 @@ func (ec *executionContext) _IPAllocationConnection_edges(ctx context.Context, f
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOIPAllocationEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocationEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -15770,7 +15538,7 @@ func (ec *executionContext) _IPAllocationConnection_pageInfo(ctx context.Context
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -15847,13 +15615,6 @@ func (ec *executionContext) _IPAllocationEdge_node(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOIPAllocation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocation(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -15901,7 +15662,7 @@ func (ec *executionContext) _IPAllocationEdge_cursor(ctx context.Context, field 
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -15943,13 +15704,6 @@ func (ec *executionContext) _IPAllocationPayload_ipAllocation(ctx context.Contex
 			}
 		}()
 		v := obj.IPAllocation
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOIPAllocation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPAllocation(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -15997,10 +15751,6 @@ func (ec *executionContext) _IPAllocationPayload_errors(ctx context.Context, fie
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -16074,7 +15824,7 @@ func (ec *executionContext) _IPRange_createdAt(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -16116,7 +15866,7 @@ func (ec *executionContext) _IPRange_updatedAt(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -16158,7 +15908,7 @@ func (ec *executionContext) _IPRange_name(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Name
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -16255,7 +16005,7 @@ func (ec *executionContext) _IPRange_purpose(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Purpose
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -16340,7 +16090,7 @@ func (ec *executionContext) _IPRange_network(ctx context.Context, field graphql.
 			return v
 		}
 		var want *ent.Network
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -16388,13 +16138,6 @@ func (ec *executionContext) _IPRangeConnection_edges(ctx context.Context, field 
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOIPRangeEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPRangeEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -16442,7 +16185,7 @@ func (ec *executionContext) _IPRangeConnection_pageInfo(ctx context.Context, fie
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -16519,13 +16262,6 @@ func (ec *executionContext) _IPRangeEdge_node(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOIPRange2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPRange(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -16573,7 +16309,7 @@ func (ec *executionContext) _IPRangeEdge_cursor(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -16615,13 +16351,6 @@ func (ec *executionContext) _IPRangePayload_ipRange(ctx context.Context, field g
 			}
 		}()
 		v := obj.IPRange
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOIPRange2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐIPRange(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -16669,10 +16398,6 @@ func (ec *executionContext) _IPRangePayload_errors(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -16772,7 +16497,7 @@ func (ec *executionContext) _Identity_role(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Role
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -16814,13 +16539,6 @@ func (ec *executionContext) _Identity_sites(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Sites
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOID2ᚕintᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -16885,7 +16603,7 @@ func (ec *executionContext) _Lease_createdAt(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -16927,7 +16645,7 @@ func (ec *executionContext) _Lease_updatedAt(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -17021,7 +16739,7 @@ func (ec *executionContext) _Lease_state(ctx context.Context, field graphql.Coll
 			}
 		}()
 		v := obj.State
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -17063,7 +16781,7 @@ func (ec *executionContext) _Lease_expiresAt(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.ExpiresAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -17105,7 +16823,7 @@ func (ec *executionContext) _Lease_clientID(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.ClientID
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -17150,7 +16868,7 @@ func (ec *executionContext) _Lease_hostname(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Hostname
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -17195,7 +16913,7 @@ func (ec *executionContext) _Lease_trace(ctx context.Context, field graphql.Coll
 			}
 		}()
 		v := obj.Trace
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -17309,7 +17027,7 @@ func (ec *executionContext) _Lease_network(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *ent.Network
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -17380,7 +17098,7 @@ func (ec *executionContext) _Lease_machine(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *ent.Machine
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -17428,13 +17146,6 @@ func (ec *executionContext) _LeaseConnection_edges(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOLeaseEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐLeaseEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -17482,7 +17193,7 @@ func (ec *executionContext) _LeaseConnection_pageInfo(ctx context.Context, field
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -17559,13 +17270,6 @@ func (ec *executionContext) _LeaseEdge_node(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOLease2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐLease(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -17613,7 +17317,7 @@ func (ec *executionContext) _LeaseEdge_cursor(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -17681,7 +17385,7 @@ func (ec *executionContext) _Machine_createdAt(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -17723,7 +17427,7 @@ func (ec *executionContext) _Machine_updatedAt(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -17869,7 +17573,7 @@ func (ec *executionContext) _Machine_serial(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Serial
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -17914,7 +17618,7 @@ func (ec *executionContext) _Machine_vendor(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Vendor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -17959,7 +17663,7 @@ func (ec *executionContext) _Machine_model(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Model
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -18030,7 +17734,7 @@ func (ec *executionContext) _Machine_uuid(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.UUID
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -18075,7 +17779,7 @@ func (ec *executionContext) _Machine_cpuCount(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.CPUCount
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -18120,7 +17824,7 @@ func (ec *executionContext) _Machine_memoryBytes(ctx context.Context, field grap
 			}
 		}()
 		v := obj.MemoryBytes
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -18243,7 +17947,7 @@ func (ec *executionContext) _Machine_state(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.State
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -18285,13 +17989,6 @@ func (ec *executionContext) _Machine_discovery(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.Discovery
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -18330,13 +18027,6 @@ func (ec *executionContext) _Machine_drift(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Drift
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -18375,7 +18065,7 @@ func (ec *executionContext) _Machine_discoveryConflict(ctx context.Context, fiel
 			}
 		}()
 		v := obj.DiscoveryConflict
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -18443,7 +18133,7 @@ func (ec *executionContext) _Machine_rack(ctx context.Context, field graphql.Col
 			return v
 		}
 		var want *ent.Rack
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -18509,7 +18199,7 @@ func (ec *executionContext) _Machine_nics(ctx context.Context, field graphql.Col
 			return v
 		}
 		var want *ent.NICConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -18592,7 +18282,7 @@ func (ec *executionContext) _Machine_disks(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *ent.DiskConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -18680,7 +18370,7 @@ func (ec *executionContext) _Machine_bmc(ctx context.Context, field graphql.Coll
 			return v
 		}
 		var want *ent.BMC
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -18746,7 +18436,7 @@ func (ec *executionContext) _Machine_allocations(ctx context.Context, field grap
 			return v
 		}
 		var want *ent.IPAllocationConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -18829,7 +18519,7 @@ func (ec *executionContext) _Machine_nodeRoles(ctx context.Context, field graphq
 			return v
 		}
 		var want *ent.NodeRoleConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -18912,7 +18602,7 @@ func (ec *executionContext) _Machine_operations(ctx context.Context, field graph
 			return v
 		}
 		var want *ent.OperationConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -18995,7 +18685,7 @@ func (ec *executionContext) _Machine_leases(ctx context.Context, field graphql.C
 			return v
 		}
 		var want *ent.LeaseConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -19078,7 +18768,7 @@ func (ec *executionContext) _Machine_boots(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want []*model.Boot
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -19143,13 +18833,6 @@ func (ec *executionContext) _MachineConnection_edges(ctx context.Context, field 
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMachineEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachineEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -19197,7 +18880,7 @@ func (ec *executionContext) _MachineConnection_pageInfo(ctx context.Context, fie
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -19274,13 +18957,6 @@ func (ec *executionContext) _MachineEdge_node(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -19328,7 +19004,7 @@ func (ec *executionContext) _MachineEdge_cursor(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -19370,13 +19046,6 @@ func (ec *executionContext) _MachinePayload_machine(ctx context.Context, field g
 			}
 		}()
 		v := obj.Machine
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -19424,10 +19093,6 @@ func (ec *executionContext) _MachinePayload_errors(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -22522,7 +22187,7 @@ func (ec *executionContext) _NIC_createdAt(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -22564,7 +22229,7 @@ func (ec *executionContext) _NIC_updatedAt(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -22632,7 +22297,7 @@ func (ec *executionContext) _NIC_name(ctx context.Context, field graphql.Collect
 			}
 		}()
 		v := obj.Name
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -22677,7 +22342,7 @@ func (ec *executionContext) _NIC_speedMbps(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.SpeedMbps
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -22774,7 +22439,7 @@ func (ec *executionContext) _NIC_switchName(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.SwitchName
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -22819,7 +22484,7 @@ func (ec *executionContext) _NIC_switchPort(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.SwitchPort
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -22907,7 +22572,7 @@ func (ec *executionContext) _NIC_machine(ctx context.Context, field graphql.Coll
 			return v
 		}
 		var want *ent.Machine
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -22955,13 +22620,6 @@ func (ec *executionContext) _NICConnection_edges(ctx context.Context, field grap
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONICEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNICEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -23009,7 +22667,7 @@ func (ec *executionContext) _NICConnection_pageInfo(ctx context.Context, field g
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -23086,13 +22744,6 @@ func (ec *executionContext) _NICEdge_node(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONIC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNIC(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -23140,7 +22791,7 @@ func (ec *executionContext) _NICEdge_cursor(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -23182,13 +22833,6 @@ func (ec *executionContext) _NICPayload_nic(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Nic
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONIC2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNIC(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -23236,10 +22880,6 @@ func (ec *executionContext) _NICPayload_errors(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -23313,7 +22953,7 @@ func (ec *executionContext) _Network_createdAt(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -23355,7 +22995,7 @@ func (ec *executionContext) _Network_updatedAt(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -23449,7 +23089,7 @@ func (ec *executionContext) _Network_router(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Router
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -23494,7 +23134,7 @@ func (ec *executionContext) _Network_vlan(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Vlan
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -23539,7 +23179,7 @@ func (ec *executionContext) _Network_description(ctx context.Context, field grap
 			}
 		}()
 		v := obj.Description
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -23610,13 +23250,6 @@ func (ec *executionContext) _Network_dnsServers(ctx context.Context, field graph
 			}
 		}()
 		v := obj.DNSServers
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -23655,7 +23288,7 @@ func (ec *executionContext) _Network_domain(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Domain
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -23700,7 +23333,7 @@ func (ec *executionContext) _Network_leaseSeconds(ctx context.Context, field gra
 			}
 		}()
 		v := obj.LeaseSeconds
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -23768,7 +23401,7 @@ func (ec *executionContext) _Network_site(ctx context.Context, field graphql.Col
 			return v
 		}
 		var want *ent.Site
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -23834,7 +23467,7 @@ func (ec *executionContext) _Network_ranges(ctx context.Context, field graphql.C
 			return v
 		}
 		var want *ent.IPRangeConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -23917,7 +23550,7 @@ func (ec *executionContext) _Network_allocations(ctx context.Context, field grap
 			return v
 		}
 		var want *ent.IPAllocationConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -24000,7 +23633,7 @@ func (ec *executionContext) _Network_leases(ctx context.Context, field graphql.C
 			return v
 		}
 		var want *ent.LeaseConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -24065,13 +23698,6 @@ func (ec *executionContext) _NetworkConnection_edges(ctx context.Context, field 
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONetworkEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetworkEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24119,7 +23745,7 @@ func (ec *executionContext) _NetworkConnection_pageInfo(ctx context.Context, fie
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -24196,13 +23822,6 @@ func (ec *executionContext) _NetworkEdge_node(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24250,7 +23869,7 @@ func (ec *executionContext) _NetworkEdge_cursor(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -24292,13 +23911,6 @@ func (ec *executionContext) _NetworkPayload_network(ctx context.Context, field g
 			}
 		}()
 		v := obj.Network
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONetwork2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNetwork(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24346,10 +23958,6 @@ func (ec *executionContext) _NetworkPayload_errors(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24423,7 +24031,7 @@ func (ec *executionContext) _NodeRole_createdAt(ctx context.Context, field graph
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -24465,7 +24073,7 @@ func (ec *executionContext) _NodeRole_updatedAt(ctx context.Context, field graph
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -24507,7 +24115,7 @@ func (ec *executionContext) _NodeRole_state(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.State
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -24627,13 +24235,6 @@ func (ec *executionContext) _NodeRole_nextAttemptAt(ctx context.Context, field g
 			}
 		}()
 		v := obj.NextAttemptAt
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24672,7 +24273,7 @@ func (ec *executionContext) _NodeRole_status(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Status
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -24717,13 +24318,6 @@ func (ec *executionContext) _NodeRole_proposedData(ctx context.Context, field gr
 			}
 		}()
 		v := obj.ProposedData
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24762,13 +24356,6 @@ func (ec *executionContext) _NodeRole_committedData(ctx context.Context, field g
 			}
 		}()
 		v := obj.CommittedData
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24807,13 +24394,6 @@ func (ec *executionContext) _NodeRole_systemData(ctx context.Context, field grap
 			}
 		}()
 		v := obj.SystemData
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24852,13 +24432,6 @@ func (ec *executionContext) _NodeRole_wall(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Wall
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -24992,7 +24565,7 @@ func (ec *executionContext) _NodeRole_machine(ctx context.Context, field graphql
 			return v
 		}
 		var want *ent.Machine
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -25057,7 +24630,7 @@ func (ec *executionContext) _NodeRole_role(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *ent.Role
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -25122,7 +24695,7 @@ func (ec *executionContext) _NodeRole_deployment(ctx context.Context, field grap
 			return v
 		}
 		var want *ent.Deployment
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -25188,7 +24761,7 @@ func (ec *executionContext) _NodeRole_parents(ctx context.Context, field graphql
 			return v
 		}
 		var want *ent.NodeRoleConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -25276,7 +24849,7 @@ func (ec *executionContext) _NodeRole_children(ctx context.Context, field graphq
 			return v
 		}
 		var want []*ent.NodeRole
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -25342,7 +24915,7 @@ func (ec *executionContext) _NodeRole_runs(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *ent.RunConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -25407,13 +24980,6 @@ func (ec *executionContext) _NodeRoleConnection_edges(ctx context.Context, field
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONodeRoleEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRoleEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -25461,7 +25027,7 @@ func (ec *executionContext) _NodeRoleConnection_pageInfo(ctx context.Context, fi
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -25538,13 +25104,6 @@ func (ec *executionContext) _NodeRoleEdge_node(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -25592,7 +25151,7 @@ func (ec *executionContext) _NodeRoleEdge_cursor(ctx context.Context, field grap
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -25634,13 +25193,6 @@ func (ec *executionContext) _NodeRolePayload_nodeRole(ctx context.Context, field
 			}
 		}()
 		v := obj.NodeRole
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalONodeRole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐNodeRole(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -25688,10 +25240,6 @@ func (ec *executionContext) _NodeRolePayload_errors(ctx context.Context, field g
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -25791,13 +25339,6 @@ func (ec *executionContext) _Operation_params(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Params
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -25836,7 +25377,7 @@ func (ec *executionContext) _Operation_state(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.State
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -25878,7 +25419,7 @@ func (ec *executionContext) _Operation_message(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.Message
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -25923,13 +25464,6 @@ func (ec *executionContext) _Operation_result(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Result
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -25968,7 +25502,7 @@ func (ec *executionContext) _Operation_log(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Log
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -26013,7 +25547,7 @@ func (ec *executionContext) _Operation_owner(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Owner
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -26084,7 +25618,7 @@ func (ec *executionContext) _Operation_createdAt(ctx context.Context, field grap
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -26126,13 +25660,6 @@ func (ec *executionContext) _Operation_startedAt(ctx context.Context, field grap
 			}
 		}()
 		v := obj.StartedAt
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -26171,13 +25698,6 @@ func (ec *executionContext) _Operation_finishedAt(ctx context.Context, field gra
 			}
 		}()
 		v := obj.FinishedAt
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -26259,7 +25779,7 @@ func (ec *executionContext) _Operation_machine(ctx context.Context, field graphq
 			return v
 		}
 		var want *ent.Machine
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -26307,13 +25827,6 @@ func (ec *executionContext) _OperationConnection_edges(ctx context.Context, fiel
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOOperationEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperationEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -26361,7 +25874,7 @@ func (ec *executionContext) _OperationConnection_pageInfo(ctx context.Context, f
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -26438,13 +25951,6 @@ func (ec *executionContext) _OperationEdge_node(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOOperation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperation(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -26492,7 +25998,7 @@ func (ec *executionContext) _OperationEdge_cursor(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -26534,13 +26040,6 @@ func (ec *executionContext) _OperationPayload_operation(ctx context.Context, fie
 			}
 		}()
 		v := obj.Operation
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOOperation2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐOperation(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -26588,10 +26087,6 @@ func (ec *executionContext) _OperationPayload_errors(ctx context.Context, field 
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -26691,13 +26186,6 @@ func (ec *executionContext) _PageInfo_startCursor(ctx context.Context, field gra
 			}
 		}()
 		v := obj.StartCursor
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -26736,13 +26224,6 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 			}
 		}()
 		v := obj.EndCursor
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -28796,7 +28277,7 @@ func (ec *executionContext) _Rack_createdAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -28838,7 +28319,7 @@ func (ec *executionContext) _Rack_updatedAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -28932,7 +28413,7 @@ func (ec *executionContext) _Rack_row(ctx context.Context, field graphql.Collect
 			}
 		}()
 		v := obj.Row
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -28977,7 +28458,7 @@ func (ec *executionContext) _Rack_position(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Position
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -29065,7 +28546,7 @@ func (ec *executionContext) _Rack_site(ctx context.Context, field graphql.Collec
 			return v
 		}
 		var want *ent.Site
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -29131,7 +28612,7 @@ func (ec *executionContext) _Rack_machines(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *ent.MachineConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -29196,13 +28677,6 @@ func (ec *executionContext) _RackConnection_edges(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalORackEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRackEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29250,7 +28724,7 @@ func (ec *executionContext) _RackConnection_pageInfo(ctx context.Context, field 
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -29327,13 +28801,6 @@ func (ec *executionContext) _RackEdge_node(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalORack2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRack(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29381,7 +28848,7 @@ func (ec *executionContext) _RackEdge_cursor(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -29423,13 +28890,6 @@ func (ec *executionContext) _RackPayload_rack(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Rack
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalORack2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRack(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29477,10 +28937,6 @@ func (ec *executionContext) _RackPayload_errors(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29554,10 +29010,6 @@ func (ec *executionContext) _RetryAllPayload_errors(ctx context.Context, field g
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29631,7 +29083,7 @@ func (ec *executionContext) _Role_createdAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -29673,7 +29125,7 @@ func (ec *executionContext) _Role_updatedAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -29741,7 +29193,7 @@ func (ec *executionContext) _Role_description(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Description
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -29812,13 +29264,6 @@ func (ec *executionContext) _Role_requires(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Requires
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29857,13 +29302,6 @@ func (ec *executionContext) _Role_provides(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Provides
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29902,13 +29340,6 @@ func (ec *executionContext) _Role_conflicts(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Conflicts
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -29947,13 +29378,6 @@ func (ec *executionContext) _Role_wants(ctx context.Context, field graphql.Colle
 			}
 		}()
 		v := obj.Wants
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOString2ᚕstringᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -30096,13 +29520,6 @@ func (ec *executionContext) _Role_schema(ctx context.Context, field graphql.Coll
 			}
 		}()
 		v := obj.Schema
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -30141,13 +29558,6 @@ func (ec *executionContext) _Role_defaults(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Defaults
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -30334,7 +29744,7 @@ func (ec *executionContext) _Role_nodeRoles(ctx context.Context, field graphql.C
 			return v
 		}
 		var want *ent.NodeRoleConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -30399,13 +29809,6 @@ func (ec *executionContext) _RoleConnection_edges(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalORoleEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRoleEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -30453,7 +29856,7 @@ func (ec *executionContext) _RoleConnection_pageInfo(ctx context.Context, field 
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -30530,13 +29933,6 @@ func (ec *executionContext) _RoleEdge_node(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalORole2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRole(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -30584,7 +29980,7 @@ func (ec *executionContext) _RoleEdge_cursor(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -30704,7 +30100,7 @@ func (ec *executionContext) _Run_status(ctx context.Context, field graphql.Colle
 			}
 		}()
 		v := obj.Status
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -30746,13 +30142,6 @@ func (ec *executionContext) _Run_input(ctx context.Context, field graphql.Collec
 			}
 		}()
 		v := obj.Input
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -30791,13 +30180,6 @@ func (ec *executionContext) _Run_output(ctx context.Context, field graphql.Colle
 			}
 		}()
 		v := obj.Output
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMap2map(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -30836,7 +30218,7 @@ func (ec *executionContext) _Run_log(ctx context.Context, field graphql.Collecte
 			}
 		}()
 		v := obj.Log
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -30881,7 +30263,7 @@ func (ec *executionContext) _Run_error(ctx context.Context, field graphql.Collec
 			}
 		}()
 		v := obj.Error
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -30952,7 +30334,7 @@ func (ec *executionContext) _Run_startedAt(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.StartedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -30994,13 +30376,6 @@ func (ec *executionContext) _Run_finishedAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.FinishedAt
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOTime2ᚖtimeᚐTime(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31039,7 +30414,7 @@ func (ec *executionContext) _Run_owner(ctx context.Context, field graphql.Collec
 			}
 		}()
 		v := obj.Owner
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -31084,7 +30459,7 @@ func (ec *executionContext) _Run_leaderEpoch(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.LeaderEpoch
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -31172,7 +30547,7 @@ func (ec *executionContext) _Run_nodeRole(ctx context.Context, field graphql.Col
 			return v
 		}
 		var want *ent.NodeRole
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -31220,13 +30595,6 @@ func (ec *executionContext) _RunConnection_edges(ctx context.Context, field grap
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalORunEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRunEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31274,7 +30642,7 @@ func (ec *executionContext) _RunConnection_pageInfo(ctx context.Context, field g
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -31351,13 +30719,6 @@ func (ec *executionContext) _RunEdge_node(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalORun2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐRun(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31405,7 +30766,7 @@ func (ec *executionContext) _RunEdge_cursor(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -31447,10 +30808,6 @@ func (ec *executionContext) _SetAttributePayload_reannealed(ctx context.Context,
 			}
 		}()
 		v := obj.Reannealed
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNID2ᚕintᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31489,10 +30846,6 @@ func (ec *executionContext) _SetAttributePayload_blocked(ctx context.Context, fi
 			}
 		}()
 		v := obj.Blocked
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNID2ᚕintᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31531,10 +30884,6 @@ func (ec *executionContext) _SetAttributePayload_errors(ctx context.Context, fie
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31582,13 +30931,6 @@ func (ec *executionContext) _SetBootenvPayload_machine(ctx context.Context, fiel
 			}
 		}()
 		v := obj.Machine
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOMachine2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐMachine(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31636,10 +30978,6 @@ func (ec *executionContext) _SetBootenvPayload_errors(ctx context.Context, field
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -31713,7 +31051,7 @@ func (ec *executionContext) _Site_createdAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -31755,7 +31093,7 @@ func (ec *executionContext) _Site_updatedAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.UpdatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -31823,7 +31161,7 @@ func (ec *executionContext) _Site_description(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Description
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -31868,7 +31206,7 @@ func (ec *executionContext) _Site_location(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Location
-		if any(v) == nil {
+		if isNilInterface(v) {
 			if fc.NonNull {
 				graphql.AddInvalidNullError(ctx, "")
 				return graphql.RequiredNull
@@ -31931,7 +31269,7 @@ func (ec *executionContext) _Site_racks(ctx context.Context, field graphql.Colle
 			return v
 		}
 		var want *ent.RackConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -32014,7 +31352,7 @@ func (ec *executionContext) _Site_networks(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *ent.NetworkConnection
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -32079,13 +31417,6 @@ func (ec *executionContext) _SiteConnection_edges(ctx context.Context, field gra
 			}
 		}()
 		v := obj.Edges
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOSiteEdge2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSiteEdge(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32133,7 +31464,7 @@ func (ec *executionContext) _SiteConnection_pageInfo(ctx context.Context, field 
 			}
 		}()
 		v := obj.PageInfo
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -32210,13 +31541,6 @@ func (ec *executionContext) _SiteEdge_node(ctx context.Context, field graphql.Co
 			}
 		}()
 		v := obj.Node
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32264,7 +31588,7 @@ func (ec *executionContext) _SiteEdge_cursor(ctx context.Context, field graphql.
 			}
 		}()
 		v := obj.Cursor
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -32306,13 +31630,6 @@ func (ec *executionContext) _SitePayload_site(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Site
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOSite2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐSite(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32360,10 +31677,6 @@ func (ec *executionContext) _SitePayload_errors(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32411,7 +31724,7 @@ func (ec *executionContext) _StateCount_state(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.State
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -32546,10 +31859,6 @@ func (ec *executionContext) _UnbindRolePayload_unboundIDs(ctx context.Context, f
 			}
 		}()
 		v := obj.UnboundIDs
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNID2ᚕintᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32588,10 +31897,6 @@ func (ec *executionContext) _UnbindRolePayload_errors(ctx context.Context, field
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32691,7 +31996,7 @@ func (ec *executionContext) _User_role(ctx context.Context, field graphql.Collec
 			}
 		}()
 		v := obj.Role
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -32759,7 +32064,7 @@ func (ec *executionContext) _User_createdAt(ctx context.Context, field graphql.C
 			}
 		}()
 		v := obj.CreatedAt
-		if any(v) == nil {
+		if isNilInterface(v) {
 			graphql.AddInvalidNullError(ctx, "")
 			return graphql.Null
 		}
@@ -32801,13 +32106,6 @@ func (ec *executionContext) _UserPayload_user(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.User
-		if any(v) == nil {
-			if fc.NonNull {
-				graphql.AddInvalidNullError(ctx, "")
-				return graphql.RequiredNull
-			}
-			return graphql.Null
-		}
 		return ec.marshalOUser2ᚖgithubᚗcomᚋprybarᚋprybarᚋentᚐUser(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32855,10 +32153,6 @@ func (ec *executionContext) _UserPayload_errors(ctx context.Context, field graph
 			}
 		}()
 		v := obj.Errors
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalNDomainError2ᚕᚖgithubᚗcomᚋprybarᚋprybarᚋinternalᚋdomainᚐErrorᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -32955,7 +32249,7 @@ func (ec *executionContext) ___Directive_description(ctx context.Context, field 
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33020,10 +32314,6 @@ func (ec *executionContext) ___Directive_locations(ctx context.Context, field gr
 			}
 		}()
 		v := obj.Locations
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalN__DirectiveLocation2ᚕstringᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -33062,10 +32352,6 @@ func (ec *executionContext) ___Directive_args(ctx context.Context, field graphql
 			}
 		}()
 		v := obj.Args
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalN__InputValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValueᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -33173,7 +32459,7 @@ func (ec *executionContext) ___EnumValue_description(ctx context.Context, field 
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33229,7 +32515,7 @@ func (ec *executionContext) ___EnumValue_isDeprecated(ctx context.Context, field
 			return v
 		}
 		var want bool
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33291,7 +32577,7 @@ func (ec *executionContext) ___EnumValue_deprecationReason(ctx context.Context, 
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33379,7 +32665,7 @@ func (ec *executionContext) ___Field_description(ctx context.Context, field grap
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33418,10 +32704,6 @@ func (ec *executionContext) ___Field_args(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Args
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalN__InputValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐInputValueᚄ(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -33485,10 +32767,6 @@ func (ec *executionContext) ___Field_type(ctx context.Context, field graphql.Col
 			}
 		}()
 		v := obj.Type
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -33553,7 +32831,7 @@ func (ec *executionContext) ___Field_isDeprecated(ctx context.Context, field gra
 			return v
 		}
 		var want bool
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33615,7 +32893,7 @@ func (ec *executionContext) ___Field_deprecationReason(ctx context.Context, fiel
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33703,7 +32981,7 @@ func (ec *executionContext) ___InputValue_description(ctx context.Context, field
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33742,10 +33020,6 @@ func (ec *executionContext) ___InputValue_type(ctx context.Context, field graphq
 			}
 		}()
 		v := obj.Type
-		if any(v) == nil {
-			graphql.AddInvalidNullError(ctx, "")
-			return graphql.Null
-		}
 		return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, field.Selections, v)
 	}
 	return graphql.ResolveField(
@@ -33836,7 +33110,7 @@ func (ec *executionContext) ___InputValue_isDeprecated(ctx context.Context, fiel
 			return v
 		}
 		var want bool
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33898,7 +33172,7 @@ func (ec *executionContext) ___InputValue_deprecationReason(ctx context.Context,
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -33960,7 +33234,7 @@ func (ec *executionContext) ___Schema_description(ctx context.Context, field gra
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34016,7 +33290,7 @@ func (ec *executionContext) ___Schema_types(ctx context.Context, field graphql.C
 			return v
 		}
 		var want []introspection.Type
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34081,7 +33355,7 @@ func (ec *executionContext) ___Schema_queryType(ctx context.Context, field graph
 			return v
 		}
 		var want *introspection.Type
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34152,7 +33426,7 @@ func (ec *executionContext) ___Schema_mutationType(ctx context.Context, field gr
 			return v
 		}
 		var want *introspection.Type
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34223,7 +33497,7 @@ func (ec *executionContext) ___Schema_subscriptionType(ctx context.Context, fiel
 			return v
 		}
 		var want *introspection.Type
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34288,7 +33562,7 @@ func (ec *executionContext) ___Schema_directives(ctx context.Context, field grap
 			return v
 		}
 		var want []introspection.Directive
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34353,7 +33627,7 @@ func (ec *executionContext) ___Type_kind(ctx context.Context, field graphql.Coll
 			return v
 		}
 		var want string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34415,7 +33689,7 @@ func (ec *executionContext) ___Type_name(ctx context.Context, field graphql.Coll
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34477,7 +33751,7 @@ func (ec *executionContext) ___Type_description(ctx context.Context, field graph
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34539,7 +33813,7 @@ func (ec *executionContext) ___Type_specifiedByURL(ctx context.Context, field gr
 			return v
 		}
 		var want *string
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34602,7 +33876,7 @@ func (ec *executionContext) ___Type_fields(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want []introspection.Field
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34690,7 +33964,7 @@ func (ec *executionContext) ___Type_interfaces(ctx context.Context, field graphq
 			return v
 		}
 		var want []introspection.Type
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34761,7 +34035,7 @@ func (ec *executionContext) ___Type_possibleTypes(ctx context.Context, field gra
 			return v
 		}
 		var want []introspection.Type
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34833,7 +34107,7 @@ func (ec *executionContext) ___Type_enumValues(ctx context.Context, field graphq
 			return v
 		}
 		var want []introspection.EnumValue
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34921,7 +34195,7 @@ func (ec *executionContext) ___Type_inputFields(ctx context.Context, field graph
 			return v
 		}
 		var want []introspection.InputValue
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -34992,7 +34266,7 @@ func (ec *executionContext) ___Type_ofType(ctx context.Context, field graphql.Co
 			return v
 		}
 		var want *introspection.Type
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(
@@ -35063,7 +34337,7 @@ func (ec *executionContext) ___Type_isOneOf(ctx context.Context, field graphql.C
 			return v
 		}
 		var want bool
-		ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
+		graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)
 		return graphql.Null
 	}
 	return graphql.ResolveField(

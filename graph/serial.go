@@ -42,6 +42,10 @@ func marshalSliceSerial(
 	return ret
 }
 
+// isNilInterface is ResolveField's test of a resolved value (a nil interface is null), for the
+// generated shortcut of a field whose Go type may be an interface (internal/gqlgenerate).
+func isNilInterface(v any) bool { return v == nil }
+
 // fieldCtx is the context graphql.WithFieldContext makes — its parent plus one FieldContext whose
 // Parent is the parent's — in one allocation with the FieldContext instead of two.
 type fieldCtx struct {

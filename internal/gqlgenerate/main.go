@@ -254,9 +254,16 @@ func plainField(f []byte) ([]byte, bool) {
 		w(indent+"if fc.NonNull {", indent+"\tgraphql.AddInvalidNullError(ctx, \"\")", indent+"\treturn graphql.RequiredNull", indent+"}", indent+"return graphql.Null")
 	}
 	if r := structRead.FindStringSubmatch(body); r != nil {
-		w("v := "+r[1], "if any(v) == nil {")
-		null("\t")
-		w("}", "return ec."+marshal+"(ctx, field.Selections, v)")
+		w("v := " + r[1])
+		// ResolveField boxes the value and treats only a nil interface as null: a pointer, slice
+		// or map never boxes to one (its typed nil goes to the marshaller, which writes null);
+		// any other named type might be an interface, so it is asked (isNilInterface).
+		if !strings.HasPrefix(typ, "*") && !strings.HasPrefix(typ, "[]") && !strings.HasPrefix(typ, "map[") {
+			w("if isNilInterface(v) {")
+			null("\t")
+			w("}")
+		}
+		w("return ec." + marshal + "(ctx, field.Selections, v)")
 	} else {
 		b.WriteString("\t\tresTmp, err := func(ctx context.Context) (any, error) {\n" + body + "\t\t}(ctx)\n")
 		w("if err != nil {", "\tec.OperationContext.Error(ctx, graphql.AddFieldLocationToError(ctx, err))")
@@ -268,7 +275,7 @@ func plainField(f []byte) ([]byte, bool) {
 		w("}", "if v, ok := resTmp.("+typ+"); ok {", "\treturn ec."+marshal+"(ctx, field.Selections, v)", "}",
 			"if v, ok := resTmp.(graphql.Marshaler); ok {", "\treturn v", "}",
 			"var want "+typ,
-			"ec.OperationContext.Errorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)",
+			"graphql.AddErrorf(ctx, `unexpected type %T from middleware/directive chain, should be %T`, resTmp, want)",
 			"return graphql.Null")
 	}
 	b.WriteString("\t}\n")
