@@ -249,6 +249,12 @@ func (e *Elector) Resign() {
 	defer e.mu.Unlock()
 	e.resigned = true
 	if e.conn != nil {
+		// Unlock before closing: the server frees a closed session's locks only when its backend
+		// gets round to the disconnect, so a successor asking at once could still be refused
+		// (TestEpochIncreasesOnEveryAcquisition failed so, about once in a CI run).
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, _ = e.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", e.key)
+		cancel()
 		e.conn.Close(context.Background())
 		e.conn, e.epoch = nil, 0
 	}
