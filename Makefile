@@ -119,7 +119,7 @@ discovery-image-verify:
 # it with its phases — firmware, DHCP, script, kernel and initrd transfers, kernel, init, modules,
 # network, check-in — and writes them to $(DISCOVERY_BENCH_OUT)), and the registration benchmark
 # (sql/op).
-DISCOVERY_BENCH_OUT ?= bench-discovery.txt
+DISCOVERY_BENCH_OUT ?= $(CURDIR)/bench-discovery.txt
 .PHONY: bench-discovery
 bench-discovery:
 	PRYBAR_BENCH_OUT=$(DISCOVERY_BENCH_OUT) $(GO) test -run 'TestDiscoveryVMUnknownMachine' -count=1 -v -timeout 30m ./cmd/prybar/
