@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	stdsql "database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -345,9 +346,14 @@ func insertEvents(ctx context.Context, tx *ent.Tx, dialectName string, maxSeq in
 	return nil
 }
 
+// querier is what lastSeq reads through: a transaction or the client.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error)
+}
+
 // lastSeq reads the highest seq (0 when the log is empty) through the unique index on seq.
-func lastSeq(ctx context.Context, tx *ent.Tx) (int64, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT seq FROM events ORDER BY seq DESC LIMIT 1")
+func lastSeq(ctx context.Context, db querier) (int64, error) {
+	rows, err := db.QueryContext(ctx, "SELECT seq FROM events ORDER BY seq DESC LIMIT 1")
 	if err != nil {
 		return 0, err
 	}

@@ -53,14 +53,7 @@ func Page(ctx context.Context, client *ent.Client, after int64, first int, f Fil
 
 // LastSeq returns the newest seq in the log (0 when empty).
 func LastSeq(ctx context.Context, client *ent.Client) (int64, error) {
-	e, err := client.Event.Query().Order(ent.Desc(event.FieldSeq)).Select(event.FieldSeq).First(ctx)
-	if ent.IsNotFound(err) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return e.Seq, nil
+	return lastSeq(ctx, client)
 }
 
 // Stream delivers every event matching f with seq > after, in seq order, first the backlog then

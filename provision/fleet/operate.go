@@ -3,8 +3,6 @@ package fleet
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
@@ -19,16 +17,8 @@ type Operator struct {
 // NewOperator returns an operator of the Prybar serving GraphQL at apiURL (".../graphql" or the
 // base URL), with the same options as Register (Token, Parallelism, HTTPClient).
 func NewOperator(apiURL string, o RegisterOptions) *Operator {
-	if o.Parallelism <= 0 {
-		o.Parallelism = 4
-	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 60 * time.Second}
-	}
-	if !strings.HasSuffix(strings.TrimRight(apiURL, "/"), "/graphql") {
-		apiURL = strings.TrimRight(apiURL, "/") + "/graphql"
-	}
-	return &Operator{c: &gql{url: apiURL, token: o.Token, hc: o.HTTPClient}, parallelism: o.Parallelism}
+	c := newGQL(apiURL, &o, 60*time.Second)
+	return &Operator{c: c, parallelism: o.Parallelism}
 }
 
 // CreateDeployment creates a deployment under system and returns its id.

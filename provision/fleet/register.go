@@ -31,6 +31,21 @@ type Registration struct {
 	Created    int      // machines created now (the rest existed already)
 }
 
+// newGQL fills o's defaults (Parallelism 4, an HTTP client with timeout) and returns a client of
+// the GraphQL endpoint at apiURL (".../graphql", or the server's base URL).
+func newGQL(apiURL string, o *RegisterOptions, timeout time.Duration) *gql {
+	if o.Parallelism <= 0 {
+		o.Parallelism = 4
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: timeout}
+	}
+	if u := strings.TrimRight(apiURL, "/"); !strings.HasSuffix(u, "/graphql") {
+		apiURL = u + "/graphql"
+	}
+	return &gql{url: apiURL, token: o.Token, hc: o.HTTPClient}
+}
+
 // gql is a minimal GraphQL-over-HTTP client.
 type gql struct {
 	url   string
@@ -116,16 +131,7 @@ func (f *Fleet) Register(ctx context.Context, apiURL string, o RegisterOptions) 
 	if o.RackSize <= 0 || o.RackSize > 42 {
 		o.RackSize = 40
 	}
-	if o.Parallelism <= 0 {
-		o.Parallelism = 4
-	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
-	}
-	if !strings.HasSuffix(strings.TrimRight(apiURL, "/"), "/graphql") {
-		apiURL = strings.TrimRight(apiURL, "/") + "/graphql"
-	}
-	c := &gql{url: apiURL, token: o.Token, hc: o.HTTPClient}
+	c := newGQL(apiURL, &o, 30*time.Second)
 
 	siteID, err := c.site(ctx, o.Site)
 	if err != nil {
