@@ -15,7 +15,8 @@ func (r *Resolver) dhcpStatus(ctx context.Context) (*model.DHCPStatus, error) {
 	st := r.dhcp.Status()
 	iface := st.Interface
 	out := &model.DHCPStatus{Mode: string(st.Mode), Interface: &iface, Leases: st.Leases,
-		Received: int(st.Received), Answered: int(st.Answered), Malformed: int(st.Malformed), PoolUse: []*model.DHCPPoolUse{}}
+		Received: int(st.Received), Answered: int(st.Answered), Malformed: int(st.Malformed),
+		Dropped: int(st.Dropped), PoolUse: []*model.DHCPPoolUse{}}
 	for _, u := range r.dhcp.PoolUse() {
 		n, err := r.client.Network.Get(ctx, u.NetworkID)
 		if err != nil {

@@ -219,6 +219,7 @@ type ComplexityRoot struct {
 
 	DHCPStatus struct {
 		Answered  func(childComplexity int) int
+		Dropped   func(childComplexity int) int
 		Interface func(childComplexity int) int
 		Leases    func(childComplexity int) int
 		Malformed func(childComplexity int) int
@@ -1592,6 +1593,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DHCPStatus.Answered(childComplexity), true
+	case "DHCPStatus.dropped":
+		if e.ComplexityRoot.DHCPStatus.Dropped == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DHCPStatus.Dropped(childComplexity), true
 	case "DHCPStatus.interface":
 		if e.ComplexityRoot.DHCPStatus.Interface == nil {
 			break
@@ -5151,6 +5158,8 @@ func (ec *executionContext) childFields_DHCPStatus(ctx context.Context, field gr
 		return ec.fieldContext_DHCPStatus_answered(ctx, field)
 	case "malformed":
 		return ec.fieldContext_DHCPStatus_malformed(ctx, field)
+	case "dropped":
+		return ec.fieldContext_DHCPStatus_dropped(ctx, field)
 	case "poolUse":
 		return ec.fieldContext_DHCPStatus_poolUse(ctx, field)
 	}
@@ -12866,6 +12875,32 @@ func (ec *executionContext) _DHCPStatus_malformed(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_DHCPStatus_malformed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DHCPStatus_dropped(ctx context.Context, field graphql.CollectedField, obj *model.DHCPStatus) (ret graphql.Marshaler) {
+	if ec.plainFields() {
+		return ec.marshalNInt2int(ctx, field.Selections, obj.Dropped)
+	}
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DHCPStatus_dropped(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Dropped, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DHCPStatus_dropped(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("DHCPStatus", field, false, false, "Int")
 }
 
@@ -51724,6 +51759,11 @@ func (ec *executionContext) _DHCPStatus(ctx context.Context, sel ast.SelectionSe
 			}
 		case "malformed":
 			out.Values[i] = ec._DHCPStatus_malformed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dropped":
+			out.Values[i] = ec._DHCPStatus_dropped(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -155,8 +155,11 @@ type DHCPStatus struct {
 	Received int `json:"received"`
 	Answered int `json:"answered"`
 	// Packets that did not parse: dropped, never answered.
-	Malformed int            `json:"malformed"`
-	PoolUse   []*DHCPPoolUse `json:"poolUse"`
+	Malformed int `json:"malformed"`
+	// Packets the kernel dropped because the server's socket buffer was full (the server too far
+	// behind under load): never answered; clients retry.
+	Dropped int            `json:"dropped"`
+	PoolUse []*DHCPPoolUse `json:"poolUse"`
 }
 
 // Result of a delete: the id deleted, or errors.

@@ -67,13 +67,16 @@ func BenchmarkDORA(b *testing.B) {
 	}
 }
 
-func benchDORA(b *testing.B, wave int) {
+// startMemServer starts an authoritative server on a memConn, with a SQLite store at path
+// holding one relayed network (10.88.0.0/16) and its discovery pool.
+func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn) {
+	tb.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "bench.db"))
+	st, err := store.Open(ctx, path)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer st.Close()
+	tb.Cleanup(func() { st.Close() })
 	err = st.Tx(ctx, func(ctx context.Context, tx *ent.Tx) error {
 		n, err := tx.Network.Create().SetName("bench").SetCidr("10.88.0.0/16").SetRouter("10.88.0.1").Save(ctx)
 		if err != nil {
@@ -82,15 +85,20 @@ func benchDORA(b *testing.B, wave int) {
 		return tx.IPRange.Create().SetNetworkID(n.ID).SetFirst("10.88.1.0").SetLast("10.88.255.254").SetPurpose(iprange.PurposeDHCP).Exec(ctx)
 	})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	conn := newMemConn()
 	srv, err := dhcp.Config{Mode: dhcp.Authoritative, Interface: "bench", ServerIP: netip.MustParseAddr("10.88.0.1"),
 		Store: st, Conn: conn, Log: quiet}.Start(ctx)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer srv.Close()
+	tb.Cleanup(func() { srv.Close() })
+	return srv, conn
+}
+
+func benchDORA(b *testing.B, wave int) {
+	_, conn := startMemServer(b, filepath.Join(b.TempDir(), "bench.db"))
 	mac := func(i int) net.HardwareAddr {
 		return net.HardwareAddr{0x02, 0xbe, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 	}

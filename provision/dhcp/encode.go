@@ -12,7 +12,10 @@ import (
 // options split per RFC 3396, End, padding to 300 bytes), written into one buffer sized up front:
 // the library's encoder grows its buffer several times and allocates to sort the option codes,
 // once per reply the server sends.
-func encode(d *dhcpv4.DHCPv4) []byte {
+func encode(d *dhcpv4.DHCPv4) []byte { return appendEncoded(nil, d) }
+
+// appendEncoded appends encode(d) to b: a sender reuses one buffer for all its replies.
+func appendEncoded(b []byte, d *dhcpv4.DHCPv4) []byte {
 	var codeBuf [64]uint8
 	codes := codeBuf[:0]
 	size := 236 + 4 + 1
@@ -31,7 +34,8 @@ func encode(d *dhcpv4.DHCPv4) []byte {
 	if agentInfo {
 		codes = append(codes, 82)
 	}
-	b := make([]byte, 0, max(size, 300))
+	b = slices.Grow(b, max(size, 300))
+	start := len(b)
 	b = append(b, byte(d.OpCode), byte(d.HWType), byte(len(d.ClientHWAddr)), d.HopCount)
 	b = append(b, d.TransactionID[:]...)
 	b = append(b, byte(d.NumSeconds>>8), byte(d.NumSeconds), byte(d.Flags>>8), byte(d.Flags))
@@ -66,7 +70,7 @@ func encode(d *dhcpv4.DHCPv4) []byte {
 		}
 	}
 	b = append(b, 255)
-	for len(b) < 300 {
+	for len(b)-start < 300 {
 		b = append(b, 0)
 	}
 	return b
