@@ -19,11 +19,23 @@ func Emit(ctx context.Context, kind, objectType string, objectID int, machineID 
 // it (the DHCP server writes an offer's event with the next batch it commits). The event's time is
 // at; its seq is still its commit's.
 func EmitAt(ctx context.Context, at time.Time, kind, objectType string, objectID int, machineID *int, changes map[string]any) error {
+	return emit(ctx, &pending{kind: kind, objectType: objectType, objectID: objectID, changes: changes, at: at}, machineID)
+}
+
+// EmitJSONAt is EmitAt with the changes already encoded as a JSON object (nil: none), for a
+// writer that records many events of one shape (the DHCP server's lease events) and encodes
+// them without building a map for each. changes must be what encoding/json would give for the
+// equivalent map: keys sorted, the same escaping.
+func EmitJSONAt(ctx context.Context, at time.Time, kind, objectType string, objectID int, machineID *int, changes []byte) error {
+	return emit(ctx, &pending{kind: kind, objectType: objectType, objectID: objectID, raw: changes, at: at}, machineID)
+}
+
+func emit(ctx context.Context, p *pending, machineID *int) error {
 	buf, _ := ctx.Value(bufferKey).(*buffer)
 	if buf == nil {
-		return fmt.Errorf("%w: emit %s", ErrNoTx, kind)
+		return fmt.Errorf("%w: emit %s", ErrNoTx, p.kind)
 	}
-	p := &pending{kind: kind, objectType: objectType, objectID: objectID, changes: changes, at: at, actor: Actor(ctx)}
+	p.actor = Actor(ctx)
 	if machineID != nil {
 		// Located at flush, with the other events, as the machine is.
 		p.locType, p.locID = "machine", *machineID

@@ -59,6 +59,7 @@ type pending struct {
 	locType string
 	locID   int
 	changes map[string]any
+	raw     []byte // changes already encoded (EmitJSONAt); used when changes is empty
 	at      time.Time
 	actor   string
 }
@@ -335,6 +336,8 @@ func insertEvents(ctx context.Context, tx *ent.Tx, dialectName string, maxSeq in
 					return fmt.Errorf("marshal changes of %s: %w", p.kind, err)
 				}
 				changes = json.RawMessage(b)
+			} else if len(p.raw) > 0 {
+				changes = json.RawMessage(p.raw)
 			}
 			args = append(args, maxSeq+int64(start+i)+1, p.at, p.actor, p.kind, p.objectType, p.objectID,
 				p.loc.site, p.loc.rack, p.loc.machine, changes)

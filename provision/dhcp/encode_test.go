@@ -2,6 +2,8 @@ package dhcp
 
 import (
 	"bytes"
+	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -45,5 +47,29 @@ func TestEncodeMatchesToBytes(t *testing.T) {
 		if got, want := encode(r), r.ToBytes(); !bytes.Equal(got, want) {
 			t.Errorf("reply %d (%s):\n got %x\nwant %x", i, r.MessageType(), got, want)
 		}
+	}
+}
+
+// A lease event's recorded changes are byte for byte what encoding/json writes for the map the
+// server recorded before (and what readers of the feed decode).
+func TestLeaseEventJSONMatchesEncodingJSON(t *testing.T) {
+	exp := time.Date(2026, 12, 2, 11, 59, 30, 123, time.FixedZone("X", 3600))
+	for _, e := range []Event{
+		{Kind: "lease.bound", MAC: "52:54:00:12:34:56", Addr: netip.MustParseAddr("10.0.0.7"), Expires: exp, Trace: "00c0ffee00c0ffee"},
+		{Kind: "lease.offered", MAC: "02:be:00:00:00:01", Addr: netip.MustParseAddr("10.88.1.0"), Expires: exp},
+		{Kind: "lease.declined", MAC: `odd"<mac>&\`, Addr: netip.MustParseAddr("192.168.0.255"), Expires: exp, Trace: "\x01é"},
+	} {
+		m := map[string]any{"mac": e.MAC, "address": e.Addr.String(), "expires": e.Expires.UTC().Format(time.RFC3339)}
+		if e.Trace != "" {
+			m["trace"] = e.Trace
+		}
+		want, _ := json.Marshal(m)
+		got, ok := e.leaseJSON([]byte("prefix"))
+		if !ok || string(got) != "prefix"+string(want) {
+			t.Errorf("%s:\n got %s (%v)\nwant prefix%s", e.Kind, got, ok, want)
+		}
+	}
+	if _, ok := (&Event{Kind: "dhcp.rogue", Data: map[string]any{}}).leaseJSON(nil); ok {
+		t.Error("a non-lease event encoded as a lease event")
 	}
 }

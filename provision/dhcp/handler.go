@@ -9,6 +9,9 @@ package dhcp
 import (
 	"bytes"
 	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -305,6 +308,45 @@ type Event struct {
 	MachineID int
 	Data      map[string]any
 	At        time.Time // when it happened; zero: when recorded
+	// Lease events (lease.*) carry the lease's expiry and trace here, not in Data: their
+	// recorded changes are {address, expires, mac, trace} encoded from these fields (leaseJSON)
+	// without a map per event, two events per exchange.
+	Expires time.Time
+	Trace   string
+}
+
+// leaseJSON appends the recorded changes of a lease event: what encoding/json writes for the map
+// {"address", "expires" (RFC 3339, UTC), "mac", "trace" (when set)}. ok is false for any other
+// event (Data is recorded instead).
+func (e *Event) leaseJSON(b []byte) (_ []byte, ok bool) {
+	if e.Data != nil || !strings.HasPrefix(e.Kind, "lease.") {
+		return b, false
+	}
+	b = append(b, `{"address":"`...)
+	b = e.Addr.AppendTo(b)
+	b = append(b, `","expires":"`...)
+	b = e.Expires.UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, `","mac":`...)
+	b = appendJSONString(b, e.MAC)
+	if e.Trace != "" {
+		b = append(b, `,"trace":`...)
+		b = appendJSONString(b, e.Trace)
+	}
+	return append(b, '}'), true
+}
+
+// appendJSONString appends s as encoding/json quotes it (MACs and traces are plain hex: the
+// escaping branch is for anything else).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Boot is where PXE clients find their boot files.
@@ -354,6 +396,41 @@ type Handler struct {
 	// exhaustedAt is when each network's last dhcp.pool_exhausted event was recorded: one a
 	// minute at most, however many clients a full pool turns away.
 	exhaustedAt map[int]time.Time
+	// netOpts are the encoded options each network's replies carry, for optsInv (the inventory
+	// they were encoded from): every reply shares them instead of encoding them again.
+	netOpts map[*Network]*networkOptions
+	optsInv *Inventory
+}
+
+// networkOptions are a network's reply options, encoded (nil: not sent).
+type networkOptions struct {
+	mask, router, dns, domain, leaseTime []byte
+}
+
+func (h *Handler) options(n *Network) *networkOptions {
+	if h.optsInv != h.Inv || h.netOpts == nil {
+		h.netOpts, h.optsInv = map[*Network]*networkOptions{}, h.Inv
+	}
+	if o := h.netOpts[n]; o != nil {
+		return o
+	}
+	o := &networkOptions{mask: dhcpv4.OptSubnetMask(net.CIDRMask(n.Prefix.Bits(), 32)).Value.ToBytes(),
+		leaseTime: dhcpv4.OptIPAddressLeaseTime(h.leaseTime(n)).Value.ToBytes()}
+	if n.Router.IsValid() {
+		o.router = dhcpv4.OptRouter(ip4(n.Router)).Value.ToBytes()
+	}
+	if len(n.DNS) > 0 {
+		ips := make([]net.IP, len(n.DNS))
+		for i, d := range n.DNS {
+			ips[i] = ip4(d)
+		}
+		o.dns = dhcpv4.OptDNS(ips...).Value.ToBytes()
+	}
+	if n.Domain != "" {
+		o.domain = dhcpv4.OptDomainName(n.Domain).Value.ToBytes()
+	}
+	h.netOpts[n] = o
+	return o
 }
 
 // ExhaustedEvery is the least time between two dhcp.pool_exhausted events of one network.
@@ -416,7 +493,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 	if h.Inv != nil {
 		n = h.Inv.network(from)
 	}
-	mt := req.MessageType()
+	mt := msgType(req)
 	if h.Mode == Proxy {
 		return h.proxy(req, mt, mac)
 	}
@@ -453,7 +530,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		r.Events = append(r.Events, h.leaseEvent("lease.offered", l))
 		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, n, l.Addr, mac, l.Trace)
 	case dhcpv4.MessageTypeRequest:
-		if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != h.ServerID {
+		if sid := optAddr(req, dhcpv4.OptionServerIdentifier); sid.IsValid() && sid != h.ServerID {
 			// The client chose another server: our offer is void.
 			if l := h.Leases.byMAC[macKey{n.ID, mac}]; l != nil && l.State == Offered {
 				l.State, l.Expires = Released, now
@@ -461,7 +538,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 			}
 			return r
 		}
-		want := addrOf(req.RequestedIPAddress())
+		want := optAddr(req, dhcpv4.OptionRequestedIPAddress)
 		if !want.IsValid() {
 			want = addrOf(req.ClientIPAddr)
 		}
@@ -480,7 +557,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		}
 		l.State, l.Expires, l.MachineID = Bound, now.Add(h.leaseTime(n)), machine
 		l.ClientID, l.Hostname = clientID(req), req.HostName()
-		if renewing := addrOf(req.ClientIPAddr).IsValid() && !addrOf(req.RequestedIPAddress()).IsValid(); !renewing || l.Trace == "" {
+		if renewing := addrOf(req.ClientIPAddr).IsValid() && !optAddr(req, dhcpv4.OptionRequestedIPAddress).IsValid(); !renewing || l.Trace == "" {
 			// A renewal (RENEWING/REBINDING: ciaddr, no option 50) is the running system's, not a
 			// boot's: it keeps the lease's trace. Any other REQUEST continues or starts a boot.
 			l.Trace, l.TraceAt = h.traceFor(n, mac, now), now
@@ -490,7 +567,7 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		r.Events = append(r.Events, h.leaseEvent("lease.bound", l))
 		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, n, want, mac, l.Trace)
 	case dhcpv4.MessageTypeDecline:
-		a := addrOf(req.RequestedIPAddress())
+		a := optAddr(req, dhcpv4.OptionRequestedIPAddress)
 		l := h.Leases.byAddr[addrKey{n.ID, a}]
 		if l == nil || l.MAC != mac {
 			return r
@@ -565,15 +642,14 @@ func (h *Handler) traceFor(n *Network, mac string, now time.Time) string {
 	}
 	// Not a secret (it travels in clear in DHCP and on kernel command lines): a seeded generator
 	// spares a system call per boot.
-	return fmt.Sprintf("%016x", h.rng.Uint64())
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], h.rng.Uint64())
+	return hex.EncodeToString(b[:])
 }
 
 func (h *Handler) leaseEvent(kind string, l *Lease) Event {
-	data := map[string]any{"mac": l.MAC, "address": l.Addr.String(), "expires": l.Expires.UTC().Format(time.RFC3339)}
-	if l.Trace != "" {
-		data["trace"] = l.Trace
-	}
-	return Event{Kind: kind, MAC: l.MAC, Addr: l.Addr, NetworkID: l.NetworkID, MachineID: l.MachineID, Data: data}
+	return Event{Kind: kind, MAC: l.MAC, Addr: l.Addr, NetworkID: l.NetworkID, MachineID: l.MachineID,
+		Expires: l.Expires, Trace: l.Trace}
 }
 
 // mayHave reports whether mac may be bound to a (REQUEST): its reservation, its own lease, or a
@@ -694,7 +770,7 @@ func (h *Handler) Expire(now time.Time) ([]Lease, []Event) {
 
 func clientID(req *dhcpv4.DHCPv4) string {
 	if b := req.GetOneOption(dhcpv4.OptionClientIdentifier); len(b) > 0 {
-		return fmt.Sprintf("%x", b)
+		return hex.EncodeToString(b)
 	}
 	return ""
 }
@@ -788,22 +864,20 @@ func (h *Handler) reply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, n *Network, y
 		resp.YourIPAddr = ip4(yiaddr)
 	}
 	if n != nil {
-		resp.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(n.Prefix.Bits(), 32)))
-		if n.Router.IsValid() {
-			resp.UpdateOption(dhcpv4.OptRouter(ip4(n.Router)))
+		// Shared, read-only encodings (see Handler.options): the same bytes UpdateOption stores.
+		o := h.options(n)
+		resp.Options[dhcpv4.OptionSubnetMask.Code()] = o.mask
+		if o.router != nil {
+			resp.Options[dhcpv4.OptionRouter.Code()] = o.router
 		}
-		if len(n.DNS) > 0 {
-			ips := make([]net.IP, len(n.DNS))
-			for i, d := range n.DNS {
-				ips[i] = ip4(d)
-			}
-			resp.UpdateOption(dhcpv4.OptDNS(ips...))
+		if o.dns != nil {
+			resp.Options[dhcpv4.OptionDomainNameServer.Code()] = o.dns
 		}
-		if n.Domain != "" {
-			resp.UpdateOption(dhcpv4.OptDomainName(n.Domain))
+		if o.domain != nil {
+			resp.Options[dhcpv4.OptionDomainName.Code()] = o.domain
 		}
 		if yiaddr.IsValid() {
-			resp.UpdateOption(dhcpv4.OptIPAddressLeaseTime(h.leaseTime(n)))
+			resp.Options[dhcpv4.OptionIPAddressLeaseTime.Code()] = o.leaseTime
 		}
 	}
 	if ri := req.GetOneOption(dhcpv4.OptionRelayAgentInformation); ri != nil {
@@ -833,7 +907,7 @@ func (h *Handler) proxy(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, mac string) R
 	case dhcpv4.MessageTypeDiscover:
 		r.Reply = h.reply(req, dhcpv4.MessageTypeOffer, nil, netip.Addr{}, mac, "")
 	case dhcpv4.MessageTypeRequest:
-		if sid := addrOf(req.ServerIdentifier()); sid.IsValid() && sid != h.ServerID {
+		if sid := optAddr(req, dhcpv4.OptionServerIdentifier); sid.IsValid() && sid != h.ServerID {
 			return r
 		}
 		r.Reply = h.reply(req, dhcpv4.MessageTypeAck, nil, netip.Addr{}, mac, "")
@@ -851,7 +925,7 @@ func (h *Handler) proxy(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType, mac string) R
 // dest follows RFC 2131 4.1: the relay, else the client's address, else broadcast.
 func dest(req, resp *dhcpv4.DHCPv4) *net.UDPAddr {
 	if gi := addrOf(req.GatewayIPAddr); gi.IsValid() {
-		return &net.UDPAddr{IP: ip4(gi), Port: dhcpv4.ServerPort}
+		return &net.UDPAddr{IP: req.GatewayIPAddr.To4(), Port: dhcpv4.ServerPort}
 	}
 	if ci := addrOf(req.ClientIPAddr); ci.IsValid() && resp.MessageType() != dhcpv4.MessageTypeNak {
 		return &net.UDPAddr{IP: ip4(ci), Port: dhcpv4.ClientPort}

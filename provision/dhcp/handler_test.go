@@ -482,8 +482,8 @@ func TestTraceFollowsOneBoot(t *testing.T) {
 			t.Fatalf("%s: reply %v, events %+v", st.name, r.Reply, r.Events)
 		}
 		ev := r.Events[0]
-		if ev.Kind != st.event || ev.Data["trace"] != st.trace {
-			t.Errorf("%s: event %s trace %v, want %s %s", st.name, ev.Kind, ev.Data["trace"], st.event, st.trace)
+		if ev.Kind != st.event || ev.Trace != st.trace {
+			t.Errorf("%s: event %s trace %v, want %s %s", st.name, ev.Kind, ev.Trace, st.event, st.trace)
 		}
 		if r.Reply.BootFileName != st.bootFile {
 			t.Errorf("%s: boot file %q, want %q", st.name, r.Reply.BootFileName, st.bootFile)

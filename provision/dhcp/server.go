@@ -666,7 +666,7 @@ func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 	s.mu.Lock()
 	for _, p := range batch {
 		s.received.Add(1)
-		req, err := dhcpv4.FromBytes(p.data)
+		req, err := parse(p.data)
 		if err != nil || req.OpCode == 0 {
 			s.malformed.Add(1)
 			continue
@@ -787,10 +787,10 @@ func (s *Server) batchConn(uc *net.UDPConn) *ipv4.PacketConn {
 
 // rogue turns an OFFER from another server into a dhcp.rogue event, once per server per hour.
 func (s *Server) rogue(req *dhcpv4.DHCPv4, now time.Time) (Event, bool) {
-	if req.MessageType() != dhcpv4.MessageTypeOffer {
+	if msgType(req) != dhcpv4.MessageTypeOffer {
 		return Event{}, false
 	}
-	sid := addrOf(req.ServerIdentifier())
+	sid := optAddr(req, dhcpv4.OptionServerIdentifier)
 	if !sid.IsValid() {
 		sid = addrOf(req.ServerIPAddr)
 	}
@@ -813,7 +813,11 @@ func (s *Server) persist(ctx context.Context, ls []Lease, evs []Event) error {
 			return err
 		}
 		now := time.Now()
-		for _, e := range evs {
+		js := make([]byte, 0, 112*len(evs)) // the lease events' changes, one array for the batch
+		var ok bool
+		var err error
+		for i := range evs {
+			e := &evs[i]
 			var mid *int
 			if e.MachineID != 0 {
 				m := e.MachineID
@@ -827,7 +831,13 @@ func (s *Server) persist(ctx context.Context, ls []Lease, evs []Event) error {
 			if at.IsZero() {
 				at = now
 			}
-			if err := events.EmitAt(ctx, at, e.Kind, obj, id, mid, e.Data); err != nil {
+			start := len(js)
+			if js, ok = e.leaseJSON(js); ok {
+				err = events.EmitJSONAt(ctx, at, e.Kind, obj, id, mid, js[start:len(js):len(js)])
+			} else {
+				err = events.EmitAt(ctx, at, e.Kind, obj, id, mid, e.Data)
+			}
+			if err != nil {
 				return err
 			}
 		}
