@@ -533,8 +533,13 @@ func (h *Handler) Handle(req *dhcpv4.DHCPv4, now time.Time) Result {
 		if sid := optAddr(req, dhcpv4.OptionServerIdentifier); sid.IsValid() && sid != h.ServerID {
 			// The client chose another server: our offer is void.
 			if l := h.Leases.byMAC[macKey{n.ID, mac}]; l != nil && l.State == Offered {
-				l.State, l.Expires = Released, now
-				r.Changed = append(r.Changed, *l)
+				// Through put, as every change: editing the lease in place left the held and
+				// per-pool counts still counting it (pool use and exhaustion then saw an
+				// address that was free as taken).
+				c := *l
+				c.State, c.Expires = Released, now
+				h.Leases.put(&c)
+				r.Changed = append(r.Changed, c)
 			}
 			return r
 		}

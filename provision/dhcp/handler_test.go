@@ -385,7 +385,7 @@ func TestPoolUseCountsMatchAddressWalk(t *testing.T) {
 		return m
 	}
 	now := t0
-	var bound []*dhcpv4.DHCPv4
+	var bound, offered []*dhcpv4.DHCPv4
 	for i := 0; i < 60; i++ {
 		mac := net.HardwareAddr{2, 0, 0, 0, 1, byte(i)}.String()
 		r := h.Handle(relayed(discover(t, mac)), now)
@@ -393,6 +393,7 @@ func TestPoolUseCountsMatchAddressWalk(t *testing.T) {
 			t.Fatalf("client %d: no offer", i)
 		}
 		if i%3 == 0 {
+			offered = append(offered, r.Reply)
 			continue // an offer left to lapse
 		}
 		ack := h.Handle(relayed(request(t, r.Reply, mac)), now)
@@ -402,6 +403,15 @@ func TestPoolUseCountsMatchAddressWalk(t *testing.T) {
 		bound = append(bound, ack.Reply)
 	}
 	check("offers and bindings", now)
+	for _, o := range offered[:5] {
+		// The client took another server's offer: ours is given up (and its address freed).
+		rq := request(t, o, o.ClientHWAddr.String())
+		rq.UpdateOption(dhcpv4.OptServerIdentifier(net.ParseIP("10.9.9.9")))
+		if r := h.Handle(relayed(roundTrip(t, rq)), now); r.Reply != nil || len(r.Changed) != 1 || r.Changed[0].State != Released {
+			t.Fatalf("REQUEST to another server: reply %v, changed %+v", r.Reply, r.Changed)
+		}
+	}
+	check("offers given up for another server", now)
 	for i, ack := range bound[:10] {
 		m, _ := dhcpv4.New(dhcpv4.WithHwAddr(ack.ClientHWAddr), dhcpv4.WithGatewayIP(net.ParseIP("10.2.0.1")))
 		if i%2 == 0 {
