@@ -10,7 +10,6 @@ package tftp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"pack.ag/tftp"
@@ -49,9 +49,12 @@ type Config struct {
 
 // Server is a running TFTP server.
 type Server struct {
-	srv  *tftp.Server
-	conn *net.UDPConn
-	done chan error
+	srv    *tftp.Server
+	conn   *net.UDPConn
+	served chan struct{} // closed when srv.Serve has returned
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // OpenRoot opens dir as a confined file system: paths are resolved inside dir, and symbolic links
@@ -90,13 +93,16 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 		return nil, err
 	}
 	srv.ReadHandler(&handler{cfg: c})
-	s := &Server{srv: srv, conn: conn, done: make(chan error, 1)}
-	go func() { s.done <- srv.Serve(conn) }()
+	s := &Server{srv: srv, conn: conn, served: make(chan struct{})}
+	go func() {
+		defer close(s.served)
+		_ = srv.Serve(conn) // it returns once conn is closed
+	}()
 	go func() {
 		select {
 		case <-ctx.Done():
 			_ = s.Close()
-		case <-s.done:
+		case <-s.served:
 		}
 	}()
 	c.Log.Info("tftp listening", "addr", conn.LocalAddr().String())
@@ -106,13 +112,20 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() *net.UDPAddr { return s.conn.LocalAddr().(*net.UDPAddr) }
 
-// Close stops the server (transfers in flight end with an error).
+// Close stops the server (transfers in flight end with an error). It may be called more than
+// once, also at the same time as the start context ends. pack.ag/tftp's own Close may not: it
+// panics the second time (it closes a channel), and before Serve has begun (its connection is
+// still nil), which made a test's cleanup crash now and then. So the socket, which is ours, is
+// closed first; once Serve has returned, the library's Close ends its connection manager.
 func (s *Server) Close() error {
-	err := s.srv.Close()
-	if errors.Is(err, net.ErrClosed) {
-		return nil
-	}
-	return err
+	s.closeOnce.Do(func() {
+		s.closeErr = s.conn.Close()
+		<-s.served
+		if s.srv.Connected() {
+			_ = s.srv.Close() // its connection is ours, closed above
+		}
+	})
+	return s.closeErr
 }
 
 type handler struct{ cfg Config }

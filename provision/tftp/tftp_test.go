@@ -197,3 +197,27 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// Closing twice, and closing while the start context ends, is safe (pack.ag/tftp's Close alone
+// panics the second time: a test's cleanup crashed on it now and then).
+func TestCloseTwiceAndOnCancel(t *testing.T) {
+	root, err := tftp.OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		srv, err := tftp.Config{Listen: "127.0.0.1:0", Root: root}.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the context goroutines' Close calls
+}
