@@ -75,6 +75,9 @@ JSON
 	sleep 3
 }
 
+# UDP packets a namespace's kernel dropped for want of socket buffer (cumulative)
+rcvbuf_errors() { ip netns exec "$1" awk '/^Udp:/ {if (!h) {for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1} else print $c}' /proc/net/snmp; }
+
 # utime + stime of a process, in clock ticks
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -103,15 +106,19 @@ for rate in $RATES; do
 		[ "${climbing[$srv]}" = 1 ] || continue
 		start_server "$srv"
 		cpu0=$(cpu_ticks "$pid")
+		lostc0=$(rcvbuf_errors "$C") losts0=$(rcvbuf_errors "$S")
 		drop=$(run_rate "$rate")
 		cpu1=$(cpu_ticks "$pid")
+		# Where lost packets were dropped: perfdhcp's socket (answers sent but not taken in) or
+		# the server's (requests the server was too far behind to take in).
+		lost="in perfdhcp's socket $(( $(rcvbuf_errors "$C") - lostc0 )), in the server's $(( $(rcvbuf_errors "$S") - losts0 ))"
 		kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""
 		got=$(awk '/^Rate:/ {print int($2); exit}' "$work/perfdhcp.$rate.log")
 		acks=$(awk '/^\*\*\*Statistics for/ {sec++} /^received packets:/ && sec == 2 {print $3}' "$work/perfdhcp.$rate.log")
 		# Server CPU per 1,000 acknowledged exchanges: a cost that depends far less on the
 		# machine's load than the drop rate does.
 		cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v a="${acks:-0}" 'BEGIN { if (a > 0) printf "%.0f", 1000 * t / hz * 1000 / a; else print "?" }')
-		printf '%-8s rate %6d/s (perfdhcp achieved %s DORA/s)  drops %s%%  server CPU %s ms/1000 DORA  load %s\n' "$srv" "$rate" "${got:-?}" "$drop" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)"
+		printf '%-8s rate %6d/s (perfdhcp achieved %s DORA/s)  drops %s%%  server CPU %s ms/1000 DORA  load %s  lost %s\n' "$srv" "$rate" "${got:-?}" "$drop" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)" "$lost"
 		[ "$drop" = 100.000 ] && { echo "--- $srv log:"; tail -5 "$work/server.log" "$work/kea.log" 2>/dev/null || true; }
 		if awk -v d="$drop" -v m="$MAXDROP" 'BEGIN{exit !(d<=m)}'; then best[$srv]=$rate; else climbing[$srv]=0; fi
 	done
