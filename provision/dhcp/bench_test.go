@@ -69,7 +69,7 @@ func BenchmarkDORA(b *testing.B) {
 
 // startMemServer starts an authoritative server on a memConn, with a SQLite store at path
 // holding one relayed network (10.88.0.0/16) and its discovery pool.
-func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn) {
+func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn, *store.Store) {
 	tb.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, path)
@@ -94,11 +94,11 @@ func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { srv.Close() })
-	return srv, conn
+	return srv, conn, st
 }
 
 func benchDORA(b *testing.B, wave int) {
-	_, conn := startMemServer(b, filepath.Join(b.TempDir(), "bench.db"))
+	_, conn, _ := startMemServer(b, filepath.Join(b.TempDir(), "bench.db"))
 	mac := func(i int) net.HardwareAddr {
 		return net.HardwareAddr{0x02, 0xbe, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 	}
