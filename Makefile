@@ -36,7 +36,6 @@ FUZZTIME ?= 5s
 fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./provision/tftp/
 	$(GO) test -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME) ./provision/dhcp/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseMatchesFromBytes$$' -fuzztime $(FUZZTIME) ./provision/dhcp/
 
 # DHCP benchmark (not a test): perfdhcp as a relay against Prybar, Kea and dnsmasq; needs root.
 bench-dhcp:
