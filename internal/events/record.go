@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/prybar/prybar/ent"
+	"github.com/prybar/prybar/internal/multirow"
 )
 
 // advisoryKey is the PostgreSQL advisory lock that serializes event appends ("prybar" in ASCII).
@@ -285,48 +286,19 @@ const eventColumns = `"seq", "time", "actor", "kind", "object_type", "object_id"
 // limit (32,766) and PostgreSQL's (65,535).
 const insertChunk = 500
 
-var insertSQL sync.Map // "dialect/rows" → statement text
+// insertPrefix is the start of insertEvents' statements.
+const insertPrefix = "INSERT INTO events (" + eventColumns + ")"
 
-// insertStatement is the INSERT of n events, built once per dialect and size so the driver's
-// statement cache (SQLite's _stmt_cache_size) finds it again.
-func insertStatement(dialectName string, n int) string {
-	key := dialectName + "/" + fmt.Sprint(n)
-	if q, ok := insertSQL.Load(key); ok {
-		return q.(string)
-	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO events (" + eventColumns + ") VALUES ")
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(")
-		for j := 0; j < 10; j++ {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			if dialectName == dialect.Postgres {
-				fmt.Fprintf(&b, "$%d", i*10+j+1)
-			} else {
-				b.WriteString("?")
-			}
-		}
-		b.WriteString(")")
-	}
-	q := b.String()
-	insertSQL.Store(key, q)
-	return q
-}
-
-// insertEvents appends evs with seq maxSeq+1, maxSeq+2 … in multi-row INSERTs. Plain SQL, not
+// insertEvents appends evs with seq maxSeq+1, maxSeq+2 … in multi-row INSERTs (of the sizes
+// multirow.Chunks gives, which the driver's statement cache keeps). Plain SQL, not
 // ent's bulk create: no hook has anything to do for an event row, and the builders, mutations and
 // the RETURNING of ids cost several times the insert itself when a busy writer (the DHCP server's
 // group commits) appends hundreds of events a second. The values are bound exactly as ent binds
 // them (time.Time, the changes as JSON bytes, NULL for an unset location or no changes), so rows
 // read back the same either way.
 func insertEvents(ctx context.Context, tx *ent.Tx, dialectName string, maxSeq int64, evs []*pending) error {
-	for start := 0; start < len(evs); start += insertChunk {
-		part := evs[start:min(start+insertChunk, len(evs))]
+	for start, end := range multirow.Chunks(len(evs), insertChunk) {
+		part := evs[start:end]
 		args := make([]any, 0, len(part)*10)
 		for i, p := range part {
 			var changes any
@@ -342,7 +314,7 @@ func insertEvents(ctx context.Context, tx *ent.Tx, dialectName string, maxSeq in
 			args = append(args, maxSeq+int64(start+i)+1, p.at, p.actor, p.kind, p.objectType, p.objectID,
 				p.loc.site, p.loc.rack, p.loc.machine, changes)
 		}
-		if _, err := tx.ExecContext(ctx, insertStatement(dialectName, len(part)), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, multirow.Statement(dialectName, insertPrefix, len(part), 10, ""), args...); err != nil {
 			return err
 		}
 	}

@@ -4,15 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/iprange"
+	"github.com/prybar/prybar/internal/multirow"
 	"github.com/prybar/prybar/internal/store"
 )
 
@@ -104,8 +102,8 @@ func LoadLeases(ctx context.Context, st *store.Store) ([]Lease, error) {
 
 // saveLeases upserts leases in multi-row statements keyed on (network_id, address): the unique
 // index is what guarantees one client per address. Raw SQL because ent (without its upsert
-// feature) cannot express ON CONFLICT, and one statement per 100 leases is what makes group
-// commit pay. Lease changes carry their own lease.* events, so the generic row hook is not wanted.
+// feature) cannot express ON CONFLICT, and a few statements per batch (of the sizes multirow.Chunks
+// gives, which the driver's statement cache keeps) is what makes group commit pay. Lease changes carry their own lease.* events, so the generic row hook is not wanted.
 func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease) error {
 	// The last change of an address in a batch wins (a batch may offer then bind it).
 	last := map[addrKey]int{}
@@ -125,8 +123,8 @@ func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease)
 		// the same for the whole batch, so they are formatted once, exactly as the driver does.
 		stamp = now.Format(sqliteTime)
 	}
-	for start := 0; start < len(uniq); start += leaseChunk {
-		part := uniq[start:min(start+leaseChunk, len(uniq))]
+	for start, end := range multirow.Chunks(len(uniq), leaseChunk) {
+		part := uniq[start:end]
 		args := make([]any, 0, len(part)*leaseColumns)
 		for _, l := range part {
 			var mid any
@@ -135,7 +133,7 @@ func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease)
 			}
 			args = append(args, stamp, stamp, l.MAC, l.Addr.String(), string(l.State), l.Expires.UTC(), l.ClientID, l.Hostname, l.NetworkID, mid, l.Trace)
 		}
-		if _, err := tx.ExecContext(ctx, upsertStatement(dialectName, len(part)), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, multirow.Statement(dialectName, upsertPrefix, len(part), leaseColumns, upsertSuffix), args...); err != nil {
 			return fmt.Errorf("dhcp: save leases: %w", err)
 		}
 	}
@@ -150,38 +148,9 @@ const (
 	leaseChunk   = 100 // 11 parameters a row: well under SQLite's bound-variable limit
 )
 
-var upserts sync.Map // "dialect/rows" → statement
-
-// upsertStatement is the upsert of n leases, built once per dialect and size so the driver's
-// prepared-statement cache finds it again.
-func upsertStatement(dialectName string, n int) string {
-	key := dialectName + "/" + strconv.Itoa(n)
-	if q, ok := upserts.Load(key); ok {
-		return q.(string)
-	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id, trace) VALUES ")
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(")
-		for j := 0; j < leaseColumns; j++ {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			if dialectName == dialect.SQLite {
-				b.WriteString("?")
-			} else {
-				fmt.Fprintf(&b, "$%d", i*leaseColumns+j+1)
-			}
-		}
-		b.WriteString(")")
-	}
-	b.WriteString(" ON CONFLICT (network_id, address) DO UPDATE SET updated_at = excluded.updated_at, mac = excluded.mac, " +
+const (
+	upsertPrefix = "INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id, trace)"
+	upsertSuffix = " ON CONFLICT (network_id, address) DO UPDATE SET updated_at = excluded.updated_at, mac = excluded.mac, " +
 		"state = excluded.state, expires_at = excluded.expires_at, client_id = excluded.client_id, " +
-		"hostname = excluded.hostname, machine_id = excluded.machine_id, trace = excluded.trace")
-	q := b.String()
-	upserts.Store(key, q)
-	return q
-}
+		"hostname = excluded.hostname, machine_id = excluded.machine_id, trace = excluded.trace"
+)
