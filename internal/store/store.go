@@ -134,6 +134,34 @@ func sqliteDSN(dsn string) string {
 	return "file:" + path + "?" + params
 }
 
+// SQLiteFile is the absolute path of the database file when the store is a SQLite file, and ""
+// for PostgreSQL or an in-memory database.
+func (s *Store) SQLiteFile() string {
+	if s.Dialect != dialect.SQLite {
+		return ""
+	}
+	dsn := s.DSN
+	if dsn == "" {
+		dsn = DefaultDSN
+	}
+	path := strings.TrimPrefix(dsn, "sqlite://")
+	if rest, ok := strings.CutPrefix(path, "file:"); ok {
+		var query string
+		path, query, _ = strings.Cut(rest, "?")
+		if strings.Contains(query, "mode=memory") {
+			return ""
+		}
+	}
+	if path == "" || path == ":memory:" {
+		return ""
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	return abs
+}
+
 // Describe returns a log-safe description of dsn (no password).
 func Describe(dsn string) string {
 	if dsn == "" {

@@ -60,16 +60,25 @@ func (c *memConn) SetWriteDeadline(time.Time) error { return errors.New("not sup
 // BenchmarkDORA is the server's cost per full relayed DORA exchange (DISCOVER→OFFER,
 // REQUEST→ACK) with leases and events persisted to SQLite. Clients arrive in waves: 1 is a quiet
 // network (every packet its own transaction), 256 a loaded one (group commit has batches to
-// build). ns/op and allocs/op are per exchange.
+// build). With the journal, ACKs leave once journaled and transactions come every LazyFlush.
+// ns/op and allocs/op are per exchange.
 func BenchmarkDORA(b *testing.B) {
-	for _, wave := range []int{1, 16, 256} {
-		b.Run(fmt.Sprintf("wave=%d", wave), func(b *testing.B) { benchDORA(b, wave) })
+	for _, journal := range []bool{false, true} {
+		for _, wave := range []int{1, 16, 256} {
+			b.Run(fmt.Sprintf("journal=%v/wave=%d", journal, wave), func(b *testing.B) { benchDORA(b, wave, journal) })
+		}
 	}
 }
 
 // startMemServer starts an authoritative server on a memConn, with a SQLite store at path
 // holding one relayed network (10.88.0.0/16) and its discovery pool.
 func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn, *store.Store) {
+	tb.Helper()
+	return startMemServerJournal(tb, path, "")
+}
+
+// startMemServerJournal is startMemServer with the lease journal in dir ("": none).
+func startMemServerJournal(tb testing.TB, path, journal string) (*dhcp.Server, *memConn, *store.Store) {
 	tb.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, path)
@@ -89,7 +98,7 @@ func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn, *store.
 	}
 	conn := newMemConn()
 	srv, err := dhcp.Config{Mode: dhcp.Authoritative, Interface: "bench", ServerIP: netip.MustParseAddr("10.88.0.1"),
-		Store: st, Conn: conn, Log: quiet}.Start(ctx)
+		Store: st, Conn: conn, Log: quiet, Journal: journal}.Start(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -97,8 +106,13 @@ func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn, *store.
 	return srv, conn, st
 }
 
-func benchDORA(b *testing.B, wave int) {
-	_, conn, _ := startMemServer(b, filepath.Join(b.TempDir(), "bench.db"))
+func benchDORA(b *testing.B, wave int, journal bool) {
+	dir := b.TempDir()
+	j := ""
+	if journal {
+		j = filepath.Join(dir, "journal")
+	}
+	_, conn, _ := startMemServerJournal(b, filepath.Join(dir, "bench.db"), j)
 	mac := func(i int) net.HardwareAddr {
 		return net.HardwareAddr{0x02, 0xbe, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
 	}

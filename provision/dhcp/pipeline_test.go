@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"net"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -14,6 +16,9 @@ import (
 
 	"github.com/prybar/prybar/ent"
 	"github.com/prybar/prybar/ent/event"
+	"github.com/prybar/prybar/ent/lease"
+	"github.com/prybar/prybar/internal/store"
+	"github.com/prybar/prybar/provision/dhcp"
 )
 
 // While a transaction cannot commit (another writer holds the database), clients are still
@@ -166,5 +171,124 @@ func TestOfferRowsRecordedWithOrWithoutBinding(t *testing.T) {
 		if !reflect.DeepEqual(seen[addr], wantKinds) {
 			t.Errorf("%s: events %v, want %v", addr, seen[addr], wantKinds)
 		}
+	}
+}
+
+// With a journal, an ACK does not wait for a transaction: while another writer holds the database,
+// a client completes its exchange. A crash then (the database and the journal as the process left
+// them, copied before anything is committed) loses nothing: the next start stores the binding
+// from the journal.
+func TestJournaledAckSurvivesACrashBeforeItsCommit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dhcp.db")
+	journal := filepath.Join(dir, "journal")
+	_, conn, _ := startMemServerJournal(t, path, journal)
+	ctx := context.Background()
+
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lock, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _, _ = lock.ExecContext(ctx, "ROLLBACK") }()
+
+	ack := exchange(t, conn, net.HardwareAddr{0x02, 0xbe, 0, 0, 0, 7}, 5*time.Second)
+	if ack == nil {
+		t.Fatal("no ACK while the database was held: with a journal it must not wait for a commit")
+	}
+
+	// The crash image: what is on disk now, before any commit. The files are copied while the
+	// lock is held, so the database copy is consistent and lacks the binding.
+	crash := t.TempDir()
+	for _, name := range []string{"dhcp.db", "dhcp.db-wal", "dhcp.db-shm"} {
+		copyFile(t, filepath.Join(dir, name), filepath.Join(crash, name))
+	}
+	if err := os.CopyFS(filepath.Join(crash, "journal"), os.DirFS(journal)); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := store.Open(ctx, filepath.Join(crash, "dhcp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n, err := st.Client.Lease.Query().Where(lease.StateEQ(lease.StateBOUND)).Count(ctx); err != nil || n != 0 {
+		t.Fatalf("crash image already holds %d bound leases (%v): the test would prove nothing", n, err)
+	}
+	srv, err := dhcp.Config{Mode: dhcp.Authoritative, Interface: "crash", ServerIP: netip.MustParseAddr("10.88.0.1"),
+		Store: st, Conn: newMemConn(), Log: quiet, Journal: filepath.Join(crash, "journal")}.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	l, err := st.Client.Lease.Query().Where(lease.StateEQ(lease.StateBOUND)).Only(ctx)
+	if err != nil {
+		t.Fatalf("the acknowledged lease after restart: %v", err)
+	}
+	if l.Address != ack.YourIPAddr.String() || l.MAC != ack.ClientHWAddr.String() {
+		t.Fatalf("restored %s for %s, acknowledged %s for %s", l.Address, l.MAC, ack.YourIPAddr, ack.ClientHWAddr)
+	}
+	if n, err := st.Client.Event.Query().Where(event.Kind("lease.bound")).Count(ctx); err != nil || n != 1 {
+		t.Fatalf("%d lease.bound events after replay (%v), want 1", n, err)
+	}
+}
+
+// exchange runs one relayed DORA for mac through conn and returns the ACK (nil: none in time).
+func exchange(t *testing.T, conn *memConn, mac net.HardwareAddr, within time.Duration) *dhcpv4.DHCPv4 {
+	t.Helper()
+	next := func() *dhcpv4.DHCPv4 {
+		select {
+		case b := <-conn.out:
+			m, err := dhcpv4.FromBytes(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		case <-time.After(within):
+			return nil
+		}
+	}
+	d, err := dhcpv4.NewDiscovery(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.GatewayIPAddr = relay.IP
+	conn.in <- d.ToBytes()
+	offer := next()
+	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatalf("want an OFFER, got %v", offer)
+	}
+	req, err := dhcpv4.NewRequestFromOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.GatewayIPAddr = relay.IP
+	conn.in <- req.ToBytes()
+	ack := next()
+	if ack != nil && ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("want an ACK, got %v", ack)
+	}
+	return ack
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return
+		}
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

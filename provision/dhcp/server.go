@@ -44,6 +44,11 @@ type Config struct {
 	// BatchMax bounds the packets handled in one go between two hand-overs to the commit stage
 	// (default 512). Transactions are not bounded by it: see Server.commit.
 	BatchMax int
+	// Journal, when set, is a directory where acknowledged lease changes are appended before
+	// their ACKs leave, so that ACKs need not wait for a database transaction (see journal). It
+	// must be on the machine's own disk and belong to this store: serve sets it beside a SQLite
+	// database file. Without it, each ACK waits for the transaction that stores its binding.
+	Journal string
 	// LazyFlush bounds how long lazy writes (offers, rogue and shadow events: see Server.lazy) wait
 	// for a commit to ride with before the worker commits them on their own (default 200 ms).
 	LazyFlush time.Duration
@@ -71,7 +76,9 @@ type Status struct {
 	// (the server too far behind: unanswered, as a loaded server must; clients retry), as
 	// SO_RXQ_OVFL reports them.
 	Dropped uint64
-	Failed  uint64 // transactions whose commit failed (their ACKs were not sent)
+	// Failed counts transactions whose commit failed. Without a journal their ACKs were not
+	// sent; with one, the ACKs had left and the writes are retried.
+	Failed uint64
 }
 
 // PoolUse is the use of one network's discovery pools.
@@ -107,6 +114,8 @@ type Server struct {
 	handlers sync.WaitGroup // the readers and the expiry tick: what hands work to the commit stage
 
 	out *ipv4.PacketConn // s.conn for batch writes, when it is a UDP socket
+
+	jr *journal // nil: ACKs wait for their commit (guarded by pmu, but for jr.drop: commit stage only)
 }
 
 // pending is what waits for the next transaction.
@@ -181,6 +190,17 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var jr *journal
+	if c.Journal != "" {
+		var replayed int
+		if jr, replayed, err = openJournal(ctx, c.Store, c.Journal, log); err != nil {
+			return nil, err
+		}
+		if replayed > 0 {
+			// Only an unclean stop leaves anything to replay: worth an operator's notice.
+			log.Warn("dhcp: journal replayed (the last run did not stop cleanly)", "leases", replayed, "journal", c.Journal)
+		}
+	}
 	leases, err := LoadLeases(ctx, c.Store)
 	if err != nil {
 		return nil, err
@@ -212,7 +232,7 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &Server{cfg: c, log: log, conn: conn, done: make(chan struct{}), cancel: cancel,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}),
-		rogueSeen: map[netip.Addr]time.Time{},
+		rogueSeen: map[netip.Addr]time.Time{}, jr: jr,
 		h: &Handler{Mode: c.Mode, ServerID: sid, Boot: c.Boot, Inv: inv, Leases: NewLeases(leases),
 			LeaseTime: c.LeaseTime, OfferHold: c.OfferHold, Quarantine: c.Quarantine}}
 	s.handlers.Go(func() { s.read(conn, packet{}) })
@@ -441,11 +461,18 @@ func (s *Server) expire(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		now := time.Now()
 		s.mu.Lock()
-		ls, evs := s.h.Expire(time.Now())
+		ls, evs := s.h.Expire(now)
+		for i := range evs {
+			if evs[i].At.IsZero() {
+				evs[i].At = now
+			}
+		}
+		journaled := len(ls) > 0 && s.handJournaled(nil, nil, ls, evs, now)
 		s.mu.Unlock()
-		if len(ls) > 0 {
-			s.hand(ls, evs, nil, true, time.Now())
+		if len(ls) > 0 && !journaled {
+			s.hand(ls, evs, nil, true, now)
 		}
 	}
 }
@@ -537,7 +564,45 @@ func (s *Server) hand(ls []Lease, evs []Event, acks []outgoing, durable bool, no
 		return
 	}
 	s.pmu.Lock()
-	p := &s.pend
+	wake := s.pend.add(ls, evs, acks, durable, now)
+	s.pmu.Unlock()
+	if wake {
+		s.wake()
+	}
+}
+
+// handJournaled appends the durable writes ls and evs to the journal and hands them, with the
+// lazy ones, to the commit stage as lazy writes: once journaled they need no transaction before
+// their ACKs leave. It reports false (and hands nothing) when there is no journal or the append
+// failed; the caller then hands the writes as durable. Called under s.mu, so that the journal
+// holds changes in the order the lease table made them.
+func (s *Server) handJournaled(lazy []Lease, lazyEvs []Event, ls []Lease, evs []Event, now time.Time) bool {
+	if s.jr == nil {
+		return false
+	}
+	s.pmu.Lock()
+	// Under pmu with the hand-over: the commit stage rotates segments when it takes the pending
+	// writes, so a segment never holds a change that a transaction covering it lacks.
+	if err := s.jr.append(ls, evs); err != nil {
+		s.pmu.Unlock()
+		s.log.Error("dhcp: journal append failed: these acknowledgements wait for a transaction", "err", err)
+		return false
+	}
+	wake := s.pend.add(lazy, lazyEvs, nil, false, now)
+	wake = s.pend.add(ls, evs, nil, false, now) || wake
+	s.pmu.Unlock()
+	if wake {
+		s.wake()
+	}
+	return true
+}
+
+// add appends writes to p and reports whether the commit stage must be woken: durable writes, the
+// first lazy ones (it then times their flush), or too many lazy ones held.
+func (p *pending) add(ls []Lease, evs []Event, acks []outgoing, durable bool, now time.Time) bool {
+	if len(ls)+len(evs)+len(acks) == 0 {
+		return false
+	}
 	wake := durable || p.empty()
 	if !durable && p.since.IsZero() {
 		p.since = now
@@ -546,13 +611,13 @@ func (s *Server) hand(ls []Lease, evs []Event, acks []outgoing, durable bool, no
 	p.evs = append(p.evs, evs...)
 	p.acks = append(p.acks, acks...)
 	p.durable = p.durable || durable || len(p.leases)+len(p.evs) > lazyMax
-	wake = wake || p.durable
-	s.pmu.Unlock()
-	if wake {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
+	return wake || p.durable
+}
+
+func (s *Server) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -609,22 +674,43 @@ func (s *Server) commit(ctx context.Context) {
 		}
 		s.pmu.Lock()
 		p := s.pend
+		var mark uint64
+		if s.jr != nil {
+			mark = s.jr.rotate()
+		}
 		s.pend = pending{leases: spare.leases[:0], evs: spare.evs[:0], acks: spare.acks[:0]}
 		s.pmu.Unlock()
 		if p.empty() {
 			continue
 		}
-		committed := true
-		if err := s.persist(ctx, p.leases, p.evs); err != nil {
-			committed = false
+		if err := persist(ctx, s.cfg.Store, p.leases, p.evs, mark); err != nil {
 			s.failed.Add(1)
+			if s.jr != nil {
+				// Journaled ACKs have left: the writes are kept (in memory and in the journal)
+				// and tried again after a pause, or by finalCommit when stopping.
+				if ctx.Err() == nil {
+					s.log.Error("dhcp: lease batch not committed: it stays in the journal and is retried", "err", err,
+						"leases", len(p.leases))
+				}
+				s.requeue(p)
+				spare = pending{}
+				select {
+				case <-s.stop:
+					s.finalCommit()
+					return
+				case <-time.After(time.Second):
+				}
+				continue
+			}
 			if ctx.Err() == nil {
 				s.log.Error("dhcp: lease batch not committed: its acknowledgements are withheld", "err", err,
 					"leases", len(p.leases), "acks", len(p.acks))
 			}
-		}
-		if committed {
+		} else {
 			s.send(p.acks, &sb)
+			if s.jr != nil {
+				s.jr.drop(mark, s.log)
+			}
 		}
 		clear(p.evs) // drop the references to the events' data
 		clear(p.acks)
@@ -632,19 +718,46 @@ func (s *Server) commit(ctx context.Context) {
 	}
 }
 
+// requeue puts a batch that failed to commit back in front of what arrived since.
+func (s *Server) requeue(p pending) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	q := s.pend
+	p.leases = append(p.leases, q.leases...)
+	p.evs = append(p.evs, q.evs...)
+	p.acks = append(p.acks, q.acks...)
+	p.durable = p.durable || q.durable
+	if p.since.IsZero() || (!q.since.IsZero() && q.since.Before(p.since)) {
+		p.since = q.since
+	}
+	if p.since.IsZero() {
+		p.since = time.Now()
+	}
+	s.pend = p
+}
+
 // finalCommit commits what is still pending when the server stops (its context is done).
 func (s *Server) finalCommit() {
 	s.pmu.Lock()
 	p := s.pend
 	s.pend = pending{}
+	var mark uint64
+	if s.jr != nil {
+		mark = s.jr.rotate()
+		defer s.jr.close()
+	}
 	s.pmu.Unlock()
 	if len(p.leases)+len(p.evs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.persist(ctx, p.leases, p.evs); err != nil {
-		s.log.Warn("dhcp: persist leases and events at shutdown", "err", err)
+	if err := persist(ctx, s.cfg.Store, p.leases, p.evs, mark); err != nil {
+		s.log.Warn("dhcp: persist leases and events at shutdown (a journal keeps them for the next start)", "err", err)
+		return
+	}
+	if s.jr != nil {
+		s.jr.drop(mark, s.log)
 	}
 }
 
@@ -705,10 +818,15 @@ func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 			out = append(out, o)
 		}
 	}
+	journaled := len(durable)+len(durableEvs) > 0 && s.handJournaled(lazy, lazyEvs, durable, durableEvs, now)
 	s.mu.Unlock()
-	// Lazy first: they happened before (or with) the durable writes of this batch.
-	s.hand(lazy, lazyEvs, nil, false, now)
-	s.hand(durable, durableEvs, acks, len(durable)+len(durableEvs) > 0, now)
+	if journaled {
+		out = append(out, acks...)
+	} else {
+		// Lazy first: they happened before (or with) the durable writes of this batch.
+		s.hand(lazy, lazyEvs, nil, false, now)
+		s.hand(durable, durableEvs, acks, len(durable)+len(durableEvs) > 0, now)
+	}
 	s.send(out, sb)
 }
 
@@ -805,12 +923,19 @@ func (s *Server) rogue(req *dhcpv4.DHCPv4, now time.Time) (Event, bool) {
 		"server": sid.String(), "offered": req.YourIPAddr.String(), "client": req.ClientHWAddr.String()}}, true
 }
 
-// persist writes leases and events in one transaction.
-func (s *Server) persist(ctx context.Context, ls []Lease, evs []Event) error {
+// persist writes leases and events in one transaction and, when mark is not zero, records that
+// the journal's segments up to mark are applied.
+func persist(ctx context.Context, st *store.Store, ls []Lease, evs []Event, mark uint64) error {
 	ctx = events.WithActor(ctx, "dhcp")
-	return s.cfg.Store.Events.Tx(ctx, func(ctx context.Context, tx *entTx) error {
-		if err := saveLeases(ctx, tx, s.cfg.Store.Dialect, ls); err != nil {
+	return st.Events.Tx(ctx, func(ctx context.Context, tx *entTx) error {
+		if err := saveLeases(ctx, tx, st.Dialect, ls); err != nil {
 			return err
+		}
+		if mark > 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO dhcp_journal (id, applied) VALUES (1, ?) `+
+				`ON CONFLICT (id) DO UPDATE SET applied = excluded.applied`, int64(mark)); err != nil {
+				return fmt.Errorf("dhcp: journal mark: %w", err)
+			}
 		}
 		now := time.Now()
 		js := make([]byte, 0, 112*len(evs)) // the lease events' changes, one array for the batch
