@@ -162,13 +162,13 @@ func countRows(t *testing.T, st *store.Store) (leases, boundEvents int) {
 	return l, boundEvents
 }
 
-func segmentFiles(t *testing.T, dir string) []uint64 {
+func segmentFiles(t *testing.T, dir string) int {
 	t.Helper()
-	gens, err := segments(dir)
+	m, err := filepath.Glob(filepath.Join(dir, "seg-*"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return gens
+	return len(m)
 }
 
 // What was appended but never committed (the process died) is stored at the next start, once.
@@ -205,16 +205,14 @@ func TestJournalReplaysUncommittedChanges(t *testing.T) {
 	if l, e := countRows(t, st); l != 4 || e != 4 {
 		t.Fatalf("after replay: %d bound leases, %d lease.bound events; want 4 and 4", l, e)
 	}
-	if g := segmentFiles(t, dir); len(g) != 0 {
-		t.Fatalf("segments left after replay: %v", g)
-	}
-	// New segments continue after the replayed ones, and a restart replays nothing twice.
+	// New generations continue after the replayed ones, in the segments already there, and a
+	// restart replays nothing twice.
 	ls, evs = bound(nid, 4)
 	if err := j2.append(ls, evs); err != nil {
 		t.Fatal(err)
 	}
-	if g := segmentFiles(t, dir); len(g) != 1 || g[0] <= 2 {
-		t.Fatalf("segment after replay: %v, want one past generation 2", g)
+	if n := segmentFiles(t, dir); n != 2 {
+		t.Fatalf("%d segment files, want the 2 there were", n)
 	}
 	j2.rotate()
 	if _, n, err = openJournal(ctx, st, dir, quietLog); err != nil || n != 1 {
@@ -249,17 +247,52 @@ func TestJournalSkipsSegmentsAlreadyCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No j.drop: the process died here.
-	if g := segmentFiles(t, dir); len(g) != 1 {
-		t.Fatalf("segments before restart: %v", g)
-	}
 	if _, n, err := openJournal(ctx, st, dir, quietLog); err != nil || n != 0 {
 		t.Fatalf("restart: %d replayed, %v; want 0", n, err)
 	}
 	if l, e := countRows(t, st); l != 3 || e != 3 {
 		t.Fatalf("%d leases, %d lease.bound events; want 3 and 3 (no duplicates)", l, e)
 	}
-	if g := segmentFiles(t, dir); len(g) != 0 {
-		t.Fatalf("applied segments not removed: %v", g)
+}
+
+// A reused segment still holds the records of the generation before, after the new ones: they
+// must read as the end, not be replayed again (their changes are stored; their events would be
+// recorded twice).
+func TestJournalReusedSegmentHidesOlderRecords(t *testing.T) {
+	st, nid := journalStore(t)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "journal")
+	j, _, err := openJournal(ctx, st, dir, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []Lease
+	var allEvs []Event
+	for i := range 5 {
+		ls, evs := bound(nid, i)
+		all, allEvs = append(all, ls...), append(allEvs, evs...)
+		if err := j.append(ls, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := j.cur
+	mark := j.rotate()
+	if err := persist(ctx, st, all, allEvs, mark); err != nil {
+		t.Fatal(err)
+	}
+	j.drop(mark)
+	ls, evs := bound(nid, 9) // the next generation, in the same segment, then a crash
+	if err := j.append(ls, evs); err != nil {
+		t.Fatal(err)
+	}
+	if j.cur != first {
+		t.Fatal("a free segment was not reused")
+	}
+	if _, n, err := openJournal(ctx, st, dir, quietLog); err != nil || n != 1 {
+		t.Fatalf("restart replayed %d (%v), want only the 1 record of the newest generation", n, err)
+	}
+	if l, e := countRows(t, st); l != 6 || e != 6 {
+		t.Fatalf("%d leases, %d lease.bound events; want 6 and 6", l, e)
 	}
 }
 
@@ -276,15 +309,15 @@ func TestJournalStopsAtACorruptRecord(t *testing.T) {
 	var second int
 	for i := range 3 {
 		if i == 1 {
-			second = j.off
+			second = j.cur.off
 		}
 		ls, evs := bound(nid, i)
 		if err := j.append(ls, evs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	j.seg[second+recordHeader+3] ^= 0xff // a flipped byte in the second record's payload
-	n := binary.LittleEndian.Uint32(j.seg[second:])
+	j.cur.m[second+recordHeader+3] ^= 0xff // a flipped byte in the second record's payload
+	n := binary.LittleEndian.Uint32(j.cur.m[second:])
 	if n == 0 {
 		t.Fatal("no second record")
 	}
@@ -319,8 +352,8 @@ func TestJournalSegmentsFillAndGrow(t *testing.T) {
 	if err := j.append(big[30000:], nil); err != nil {
 		t.Fatal(err)
 	}
-	if g := segmentFiles(t, dir); len(g) != 2 {
-		t.Fatalf("segments %v, want 2", g)
+	if n := segmentFiles(t, dir); n != 2 {
+		t.Fatalf("%d segments, want 2", n)
 	}
 	j.rotate()
 	if _, n, err := openJournal(ctx, st, dir, quietLog); err != nil || n != len(big) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,7 +116,7 @@ type Server struct {
 
 	out *ipv4.PacketConn // s.conn for batch writes, when it is a UDP socket
 
-	jr *journal // nil: ACKs wait for their commit (guarded by pmu, but for jr.drop: commit stage only)
+	jr *journal // nil: ACKs wait for their commit (guarded by pmu)
 }
 
 // pending is what waits for the next transaction.
@@ -629,6 +630,9 @@ func (s *Server) wake() {
 // own (the ACKs among it are not sent: the socket is closed).
 func (s *Server) commit(ctx context.Context) {
 	defer close(s.done)
+	if s.jr != nil {
+		backgroundThread(s.log)
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var sb sendBuffers
@@ -709,7 +713,9 @@ func (s *Server) commit(ctx context.Context) {
 		} else {
 			s.send(p.acks, &sb)
 			if s.jr != nil {
-				s.jr.drop(mark, s.log)
+				s.pmu.Lock()
+				s.jr.drop(mark)
+				s.pmu.Unlock()
 			}
 		}
 		clear(p.evs) // drop the references to the events' data
@@ -736,6 +742,23 @@ func (s *Server) requeue(p pending) {
 	s.pend = p
 }
 
+// commitNice is the scheduling priority of the commit stage's thread when a journal lets it lag:
+// a weight of about a third of a default thread's, so it still gets its share of a busy core.
+const commitNice = 5
+
+// backgroundThread gives the calling goroutine a thread of its own at commitNice. With a journal
+// the commit stage is background work (the ACKs have left), and its transactions are long (tens
+// of milliseconds every LazyFlush). At the default priority a relay or client on the same machine,
+// or the reader, can wait behind one while its socket buffer overflows. The thread ends with the
+// goroutine (it stays locked), so the priority never reaches another goroutine. (In the benchmark
+// the difference was within the noise of single runs; it is kept for what it protects.)
+func backgroundThread(log *slog.Logger) {
+	runtime.LockOSThread()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), commitNice); err != nil {
+		log.Debug("dhcp: lower the commit stage's priority", "err", err)
+	}
+}
+
 // finalCommit commits what is still pending when the server stops (its context is done).
 func (s *Server) finalCommit() {
 	s.pmu.Lock()
@@ -757,7 +780,9 @@ func (s *Server) finalCommit() {
 		return
 	}
 	if s.jr != nil {
-		s.jr.drop(mark, s.log)
+		s.pmu.Lock()
+		s.jr.drop(mark)
+		s.pmu.Unlock()
 	}
 }
 

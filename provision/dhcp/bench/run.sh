@@ -44,7 +44,7 @@ networks:
 YAML
 
 start_server() { # $1 = server; sets pid
-	rm -f "$work"/*.db* "$work"/leases*
+	rm -rf "$work"/*.db* "$work"/leases*  # the database, its WAL and its DHCP journal
 	case $1 in
 	prybar)
 		"$work/prybar" fixtures load --db "$work/p.db" --secret-key-file "$work/k" "$work/fixture.yaml" >/dev/null
