@@ -560,9 +560,13 @@ type outgoing struct {
 	conn  net.PacketConn
 }
 
-// sendBuffers are one sender's reusable buffers: the encoded replies of one send and their
-// messages.
+// sendBuffers are one goroutine's reusable buffers: the encoded replies of one send and their
+// messages, and (for a reader) what handleBatch gathers from a batch.
 type sendBuffers struct {
+	durable, lazy       []Lease
+	durableEvs, lazyEvs []Event
+	acks, out           []outgoing
+
 	data []byte
 	ends []int // where each batched reply ends in data
 	bufs [][]byte
@@ -802,8 +806,8 @@ func (s *Server) finalCommit() {
 
 func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 	var (
-		durable, lazy       []Lease
-		durableEvs, lazyEvs []Event
+		durable, lazy       = sb.durable[:0], sb.lazy[:0]
+		durableEvs, lazyEvs = sb.durableEvs[:0], sb.lazyEvs[:0]
 		now                 = time.Now()
 		at                  = func(es []Event) []Event {
 			for i := range es {
@@ -813,7 +817,7 @@ func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 			}
 			return es
 		}
-		acks, out []outgoing
+		acks, out = sb.acks[:0], sb.out[:0]
 	)
 	s.mu.Lock()
 	for _, p := range batch {
@@ -867,6 +871,15 @@ func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 		s.hand(durable, durableEvs, acks, len(durable)+len(durableEvs) > 0, now)
 	}
 	s.send(out, sb)
+	// What was handed over was copied (the journal and the pending writes take copies): the
+	// arrays serve the next batch, without the references their elements held.
+	clear(durable)
+	clear(lazy)
+	clear(durableEvs)
+	clear(lazyEvs)
+	clear(acks)
+	clear(out)
+	sb.durable, sb.lazy, sb.durableEvs, sb.lazyEvs, sb.acks, sb.out = durable, lazy, durableEvs, lazyEvs, acks, out
 }
 
 // sendBurst and sendGap pace a long run of replies (the ACKs of a large transaction): at most
