@@ -705,7 +705,12 @@ func (s *Server) commit(ctx context.Context) {
 		if p.empty() {
 			continue
 		}
-		if err := persist(ctx, s.cfg.Store, p.leases, p.evs, mark); err != nil {
+		// Not cancelled with ctx: the SQLite driver runs a statement whose context can be
+		// cancelled on a goroutine of its own, which the caller then waits for (a goroutine, and
+		// two thread hand-offs, per statement: 10% of the server's CPU, and the work escaped the
+		// commit stage's low-priority thread). A transaction in progress at shutdown finishes
+		// (it waits for the database's lock at most the store's busy timeout).
+		if err := persist(context.WithoutCancel(ctx), s.cfg.Store, p.leases, p.evs, mark); err != nil {
 			s.failed.Add(1)
 			if s.jr != nil {
 				// Journaled ACKs have left: the writes are kept (in memory and in the journal)
