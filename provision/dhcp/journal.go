@@ -267,7 +267,7 @@ func (j *journal) take(need int) (*segment, error) {
 	}
 	if sg == nil {
 		size := max(segmentSize, segmentHeader+need)
-		path := filepath.Join(j.dir, fmt.Sprintf("seg-%d", len(j.slots)))
+		var path string
 		for i := len(j.slots); ; i++ { // a name a failed creation may have left is skipped
 			path = filepath.Join(j.dir, fmt.Sprintf("seg-%d", i))
 			if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
