@@ -149,6 +149,40 @@ func bound(nid int, i int) ([]Lease, []Event) {
 		[]Event{{Kind: "lease.bound", MAC: mac, Addr: a, NetworkID: nid, At: time.Now(), Expires: exp}}
 }
 
+// commitBound journals n bindings and commits them as the commit stage would (rotation,
+// transaction with the mark), without dropping the generation: the caller decides whether the
+// process "died" before the drop. It returns the segment they went to.
+// openTestJournal opens an empty journal on a new store (journalStore).
+func openTestJournal(t *testing.T) (*store.Store, int, *journal, string) {
+	t.Helper()
+	st, nid := journalStore(t)
+	dir := filepath.Join(t.TempDir(), "journal")
+	j, n, err := openJournal(context.Background(), st, dir, quietLog)
+	if err != nil || n != 0 {
+		t.Fatalf("fresh journal: %d replayed, %v", n, err)
+	}
+	return st, nid, j, dir
+}
+
+func commitBound(t *testing.T, st *store.Store, j *journal, nid, n int) *segment {
+	t.Helper()
+	var all []Lease
+	var allEvs []Event
+	for i := range n {
+		ls, evs := bound(nid, i)
+		all, allEvs = append(all, ls...), append(allEvs, evs...)
+		if err := j.append(ls, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sg := j.cur
+	mark := j.rotate()
+	if err := persist(context.Background(), st, all, allEvs, mark); err != nil {
+		t.Fatal(err)
+	}
+	return sg
+}
+
 func countRows(t *testing.T, st *store.Store) (leases, boundEvents int) {
 	t.Helper()
 	ctx := context.Background()
@@ -173,13 +207,8 @@ func segmentFiles(t *testing.T, dir string) int {
 
 // What was appended but never committed (the process died) is stored at the next start, once.
 func TestJournalReplaysUncommittedChanges(t *testing.T) {
-	st, nid := journalStore(t)
+	st, nid, j, dir := openTestJournal(t)
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "journal")
-	j, n, err := openJournal(ctx, st, dir, quietLog)
-	if err != nil || n != 0 {
-		t.Fatalf("fresh journal: %d replayed, %v", n, err)
-	}
 	for i := range 3 {
 		ls, evs := bound(nid, i)
 		if err := j.append(ls, evs); err != nil {
@@ -226,26 +255,9 @@ func TestJournalReplaysUncommittedChanges(t *testing.T) {
 // A crash after a transaction committed but before its segments were removed must not store
 // their events twice: the transaction recorded the generations it covered.
 func TestJournalSkipsSegmentsAlreadyCommitted(t *testing.T) {
-	st, nid := journalStore(t)
+	st, nid, j, dir := openTestJournal(t)
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "journal")
-	j, _, err := openJournal(ctx, st, dir, quietLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []Lease
-	var allEvs []Event
-	for i := range 3 {
-		ls, evs := bound(nid, i)
-		all, allEvs = append(all, ls...), append(allEvs, evs...)
-		if err := j.append(ls, evs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mark := j.rotate()
-	if err := persist(ctx, st, all, allEvs, mark); err != nil {
-		t.Fatal(err)
-	}
+	commitBound(t, st, j, nid, 3)
 	// No j.drop: the process died here.
 	if _, n, err := openJournal(ctx, st, dir, quietLog); err != nil || n != 0 {
 		t.Fatalf("restart: %d replayed, %v; want 0", n, err)
@@ -259,28 +271,10 @@ func TestJournalSkipsSegmentsAlreadyCommitted(t *testing.T) {
 // must read as the end, not be replayed again (their changes are stored; their events would be
 // recorded twice).
 func TestJournalReusedSegmentHidesOlderRecords(t *testing.T) {
-	st, nid := journalStore(t)
+	st, nid, j, dir := openTestJournal(t)
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "journal")
-	j, _, err := openJournal(ctx, st, dir, quietLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all []Lease
-	var allEvs []Event
-	for i := range 5 {
-		ls, evs := bound(nid, i)
-		all, allEvs = append(all, ls...), append(allEvs, evs...)
-		if err := j.append(ls, evs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	first := j.cur
-	mark := j.rotate()
-	if err := persist(ctx, st, all, allEvs, mark); err != nil {
-		t.Fatal(err)
-	}
-	j.drop(mark)
+	first := commitBound(t, st, j, nid, 5)
+	j.drop(j.gen) // the commit stage's drop after the transaction
 	ls, evs := bound(nid, 9) // the next generation, in the same segment, then a crash
 	if err := j.append(ls, evs); err != nil {
 		t.Fatal(err)
@@ -299,13 +293,8 @@ func TestJournalReusedSegmentHidesOlderRecords(t *testing.T) {
 // A record cut short or corrupted (a machine crash mid-append) ends its segment: the records
 // before it are replayed, the server starts.
 func TestJournalStopsAtACorruptRecord(t *testing.T) {
-	st, nid := journalStore(t)
+	st, nid, j, dir := openTestJournal(t)
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "journal")
-	j, _, err := openJournal(ctx, st, dir, quietLog)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var second int
 	for i := range 3 {
 		if i == 1 {
@@ -332,13 +321,8 @@ func TestJournalStopsAtACorruptRecord(t *testing.T) {
 // A batch larger than a segment gets a segment of its own size; one that does not fit what is left
 // of a segment goes to the next. Both are covered by the rotation that follows.
 func TestJournalSegmentsFillAndGrow(t *testing.T) {
-	st, nid := journalStore(t)
+	st, nid, j, dir := openTestJournal(t)
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "journal")
-	j, _, err := openJournal(ctx, st, dir, quietLog)
-	if err != nil {
-		t.Fatal(err)
-	}
 	big := make([]Lease, 0, 40000)
 	for i := range cap(big) {
 		ls, _ := bound(nid, i%250)

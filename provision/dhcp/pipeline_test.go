@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,18 +38,7 @@ func TestOffersLeaveWhileACommitWaits(t *testing.T) {
 		conn.in <- d.ToBytes()
 		return d
 	}
-	reply := func(within time.Duration) *dhcpv4.DHCPv4 {
-		select {
-		case b := <-conn.out:
-			m, err := dhcpv4.FromBytes(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return m
-		case <-time.After(within):
-			return nil
-		}
-	}
+	reply := func(within time.Duration) *dhcpv4.DHCPv4 { return nextReply(t, conn, within) }
 
 	discover(1)
 	offer := reply(5 * time.Second)
@@ -57,26 +47,7 @@ func TestOffersLeaveWhileACommitWaits(t *testing.T) {
 	}
 
 	// Another writer takes the database's write lock and keeps it.
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	lock, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if _, err := lock.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	locked := true
-	defer func() {
-		if locked {
-			_, _ = lock.ExecContext(ctx, "ROLLBACK")
-		}
-	}()
+	release := holdWriteLock(t, path)
 
 	req, err := dhcpv4.NewRequestFromOffer(offer)
 	if err != nil {
@@ -95,10 +66,7 @@ func TestOffersLeaveWhileACommitWaits(t *testing.T) {
 		t.Fatalf("%s sent before its lease was committed", m.MessageType())
 	}
 
-	if _, err := lock.ExecContext(ctx, "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
-	locked = false
+	release()
 	ack := reply(5 * time.Second)
 	if ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck || !ack.YourIPAddr.Equal(offer.YourIPAddr) {
 		t.Fatalf("want the ACK of %s once the database is free, got %v", offer.YourIPAddr, ack)
@@ -185,20 +153,7 @@ func TestJournaledAckSurvivesACrashBeforeItsCommit(t *testing.T) {
 	_, conn, _ := startMemServerJournal(t, path, journal)
 	ctx := context.Background()
 
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	lock, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if _, err := lock.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _, _ = lock.ExecContext(ctx, "ROLLBACK") }()
+	holdWriteLock(t, path)
 
 	ack := exchange(t, conn, net.HardwareAddr{0x02, 0xbe, 0, 0, 0, 7}, 5*time.Second)
 	if ack == nil {
@@ -244,18 +199,7 @@ func TestJournaledAckSurvivesACrashBeforeItsCommit(t *testing.T) {
 // exchange runs one relayed DORA for mac through conn and returns the ACK (nil: none in time).
 func exchange(t *testing.T, conn *memConn, mac net.HardwareAddr, within time.Duration) *dhcpv4.DHCPv4 {
 	t.Helper()
-	next := func() *dhcpv4.DHCPv4 {
-		select {
-		case b := <-conn.out:
-			m, err := dhcpv4.FromBytes(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return m
-		case <-time.After(within):
-			return nil
-		}
-	}
+	next := func() *dhcpv4.DHCPv4 { return nextReply(t, conn, within) }
 	d, err := dhcpv4.NewDiscovery(mac)
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +221,51 @@ func exchange(t *testing.T, conn *memConn, mac net.HardwareAddr, within time.Dur
 		t.Fatalf("want an ACK, got %v", ack)
 	}
 	return ack
+}
+
+// holdWriteLock takes the SQLite database's write lock at path from another connection, as
+// another writer would, and keeps it until release (or the test's end).
+func holdWriteLock(t *testing.T, path string) (release func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lock, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if _, err := lock.ExecContext(ctx, "ROLLBACK"); err != nil {
+				t.Error(err)
+			}
+			lock.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// nextReply is the next reply the server sent through conn (nil: none within the time).
+func nextReply(t *testing.T, conn *memConn, within time.Duration) *dhcpv4.DHCPv4 {
+	t.Helper()
+	select {
+	case b := <-conn.out:
+		m, err := dhcpv4.FromBytes(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	case <-time.After(within):
+		return nil
+	}
 }
 
 func copyFile(t *testing.T, from, to string) {
