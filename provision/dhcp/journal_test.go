@@ -274,7 +274,7 @@ func TestJournalReusedSegmentHidesOlderRecords(t *testing.T) {
 	st, nid, j, dir := openTestJournal(t)
 	ctx := context.Background()
 	first := commitBound(t, st, j, nid, 5)
-	j.drop(j.gen) // the commit stage's drop after the transaction
+	j.drop(j.gen)            // the commit stage's drop after the transaction
 	ls, evs := bound(nid, 9) // the next generation, in the same segment, then a crash
 	if err := j.append(ls, evs); err != nil {
 		t.Fatal(err)
