@@ -80,6 +80,12 @@ func startMemServer(tb testing.TB, path string) (*dhcp.Server, *memConn, *store.
 // startMemServerJournal is startMemServer with the lease journal in dir ("": none).
 func startMemServerJournal(tb testing.TB, path, journal string) (*dhcp.Server, *memConn, *store.Store) {
 	tb.Helper()
+	return startMemServerWith(tb, path, func(c *dhcp.Config) { c.Journal = journal })
+}
+
+// startMemServerWith is startMemServer with edit applied to the server's configuration.
+func startMemServerWith(tb testing.TB, path string, edit func(*dhcp.Config)) (*dhcp.Server, *memConn, *store.Store) {
+	tb.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, path)
 	if err != nil {
@@ -97,8 +103,10 @@ func startMemServerJournal(tb testing.TB, path, journal string) (*dhcp.Server, *
 		tb.Fatal(err)
 	}
 	conn := newMemConn()
-	srv, err := dhcp.Config{Mode: dhcp.Authoritative, Interface: "bench", ServerIP: netip.MustParseAddr("10.88.0.1"),
-		Store: st, Conn: conn, Log: quiet, Journal: journal}.Start(ctx)
+	cfg := dhcp.Config{Mode: dhcp.Authoritative, Interface: "bench", ServerIP: netip.MustParseAddr("10.88.0.1"),
+		Store: st, Conn: conn, Log: quiet}
+	edit(&cfg)
+	srv, err := cfg.Start(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}

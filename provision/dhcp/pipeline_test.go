@@ -196,6 +196,44 @@ func TestJournaledAckSurvivesACrashBeforeItsCommit(t *testing.T) {
 	}
 }
 
+// While the database cannot commit, journaled ACKs leave only up to the journal's backlog bound;
+// past it an ACK waits for its transaction, and leaves once the database is free.
+func TestJournalBacklogBoundsAcksWithoutCommit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dhcp.db")
+	_, conn, _ := startMemServerWith(t, path, func(c *dhcp.Config) {
+		c.Journal = filepath.Join(dir, "journal")
+		c.JournalBacklog = 4 // one exchange: its offer's lease and event, its binding's lease and event
+	})
+	release := holdWriteLock(t, path)
+	if exchange(t, conn, net.HardwareAddr{0x02, 0xbe, 0, 0, 0, 1}, 5*time.Second) == nil {
+		t.Fatal("the first ACK, within the backlog, did not leave while the database was held")
+	}
+	d, err := dhcpv4.NewDiscovery(net.HardwareAddr{0x02, 0xbe, 0, 0, 0, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.GatewayIPAddr = relay.IP
+	conn.in <- d.ToBytes()
+	offer := nextReply(t, conn, 5*time.Second)
+	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatalf("want an OFFER (offers need no commit), got %v", offer)
+	}
+	req, err := dhcpv4.NewRequestFromOffer(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.GatewayIPAddr = relay.IP
+	conn.in <- req.ToBytes()
+	if m := nextReply(t, conn, 500*time.Millisecond); m != nil {
+		t.Fatalf("%s past the backlog left before its commit", m.MessageType())
+	}
+	release()
+	if ack := nextReply(t, conn, 10*time.Second); ack == nil || ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("want the held ACK once the database is free, got %v", ack)
+	}
+}
+
 // exchange runs one relayed DORA for mac through conn and returns the ACK (nil: none in time).
 func exchange(t *testing.T, conn *memConn, mac net.HardwareAddr, within time.Duration) *dhcpv4.DHCPv4 {
 	t.Helper()

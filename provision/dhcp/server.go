@@ -50,6 +50,12 @@ type Config struct {
 	// must be on the machine's own disk and belong to this store: serve sets it beside a SQLite
 	// database file. Without it, each ACK waits for the transaction that stores its binding.
 	Journal string
+	// JournalBacklog bounds the journaled writes waiting for the database (default 262,144, some
+	// tens of MB). While the database cannot commit (locked, full, failing), journaled ACKs keep
+	// leaving and their writes pile up in memory and in journal segments; past this bound ACKs
+	// wait for a transaction again, so a long outage slows clients (they retry) instead of
+	// growing the server without limit.
+	JournalBacklog int
 	// LazyFlush bounds how long lazy writes (offers, rogue and shadow events: see Server.lazy) wait
 	// for a commit to ride with before the worker commits them on their own (default 200 ms).
 	LazyFlush time.Duration
@@ -116,7 +122,8 @@ type Server struct {
 
 	out *ipv4.PacketConn // s.conn for batch writes, when it is a UDP socket
 
-	jr *journal // nil: ACKs wait for their commit (guarded by pmu)
+	jr          *journal // nil: ACKs wait for their commit (guarded by pmu)
+	backlogFull bool     // the journal's backlog is at JournalBacklog (guarded by pmu)
 }
 
 // pending is what waits for the next transaction.
@@ -166,6 +173,9 @@ func (c Config) Start(ctx context.Context) (*Server, error) {
 	}
 	if c.Debounce <= 0 {
 		c.Debounce = 200 * time.Millisecond
+	}
+	if c.JournalBacklog <= 0 {
+		c.JournalBacklog = 1 << 18
 	}
 	if c.LazyFlush <= 0 {
 		c.LazyFlush = 200 * time.Millisecond
@@ -600,6 +610,19 @@ func (s *Server) handJournaled(lazy []Lease, lazyEvs []Event, ls []Lease, evs []
 		return false
 	}
 	s.pmu.Lock()
+	if full := len(s.pend.leases)+len(s.pend.evs) >= s.cfg.JournalBacklog; full != s.backlogFull {
+		s.backlogFull = full
+		if full {
+			s.log.Warn("dhcp: the journal's backlog is full (the database is not keeping up): acknowledgements wait for transactions",
+				"pending", len(s.pend.leases)+len(s.pend.evs))
+		} else {
+			s.log.Info("dhcp: the journal's backlog is below its bound again")
+		}
+	}
+	if s.backlogFull {
+		s.pmu.Unlock()
+		return false
+	}
 	// Under pmu with the hand-over: the commit stage rotates segments when it takes the pending
 	// writes, so a segment never holds a change that a transaction covering it lacks.
 	if err := s.jr.append(ls, evs); err != nil {
