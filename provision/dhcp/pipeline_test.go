@@ -209,22 +209,7 @@ func TestJournalBacklogBoundsAcksWithoutCommit(t *testing.T) {
 	if exchange(t, conn, net.HardwareAddr{0x02, 0xbe, 0, 0, 0, 1}, 5*time.Second) == nil {
 		t.Fatal("the first ACK, within the backlog, did not leave while the database was held")
 	}
-	d, err := dhcpv4.NewDiscovery(net.HardwareAddr{0x02, 0xbe, 0, 0, 0, 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.GatewayIPAddr = relay.IP
-	conn.in <- d.ToBytes()
-	offer := nextReply(t, conn, 5*time.Second)
-	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
-		t.Fatalf("want an OFFER (offers need no commit), got %v", offer)
-	}
-	req, err := dhcpv4.NewRequestFromOffer(offer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.GatewayIPAddr = relay.IP
-	conn.in <- req.ToBytes()
+	request(t, conn, discover(t, conn, net.HardwareAddr{0x02, 0xbe, 0, 0, 0, 2}, 5*time.Second))
 	if m := nextReply(t, conn, 500*time.Millisecond); m != nil {
 		t.Fatalf("%s past the backlog left before its commit", m.MessageType())
 	}
@@ -237,28 +222,39 @@ func TestJournalBacklogBoundsAcksWithoutCommit(t *testing.T) {
 // exchange runs one relayed DORA for mac through conn and returns the ACK (nil: none in time).
 func exchange(t *testing.T, conn *memConn, mac net.HardwareAddr, within time.Duration) *dhcpv4.DHCPv4 {
 	t.Helper()
-	next := func() *dhcpv4.DHCPv4 { return nextReply(t, conn, within) }
+	request(t, conn, discover(t, conn, mac, within))
+	ack := nextReply(t, conn, within)
+	if ack != nil && ack.MessageType() != dhcpv4.MessageTypeAck {
+		t.Fatalf("want an ACK, got %v", ack)
+	}
+	return ack
+}
+
+// discover sends a relayed DISCOVER for mac and returns the OFFER (offers need no commit).
+func discover(t *testing.T, conn *memConn, mac net.HardwareAddr, within time.Duration) *dhcpv4.DHCPv4 {
+	t.Helper()
 	d, err := dhcpv4.NewDiscovery(mac)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.GatewayIPAddr = relay.IP
 	conn.in <- d.ToBytes()
-	offer := next()
+	offer := nextReply(t, conn, within)
 	if offer == nil || offer.MessageType() != dhcpv4.MessageTypeOffer {
 		t.Fatalf("want an OFFER, got %v", offer)
 	}
+	return offer
+}
+
+// request sends the relayed REQUEST that takes offer.
+func request(t *testing.T, conn *memConn, offer *dhcpv4.DHCPv4) {
+	t.Helper()
 	req, err := dhcpv4.NewRequestFromOffer(offer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.GatewayIPAddr = relay.IP
 	conn.in <- req.ToBytes()
-	ack := next()
-	if ack != nil && ack.MessageType() != dhcpv4.MessageTypeAck {
-		t.Fatalf("want an ACK, got %v", ack)
-	}
-	return ack
 }
 
 // holdWriteLock takes the SQLite database's write lock at path from another connection, as
