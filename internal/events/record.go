@@ -286,8 +286,8 @@ const eventColumns = `"seq", "time", "actor", "kind", "object_type", "object_id"
 // limit (32,766) and PostgreSQL's (65,535).
 const insertChunk = 500
 
-// insertPrefix is the start of insertEvents' statements.
-const insertPrefix = "INSERT INTO events (" + eventColumns + ")"
+// eventInsert is insertEvents' statement.
+var eventInsert = multirow.NewInsert("INSERT INTO events ("+eventColumns+")", 10, "")
 
 // insertEvents appends evs with seq maxSeq+1, maxSeq+2 … in multi-row INSERTs (of the sizes
 // multirow.Chunks gives, which the driver's statement cache keeps). Plain SQL, not
@@ -314,7 +314,7 @@ func insertEvents(ctx context.Context, tx *ent.Tx, dialectName string, maxSeq in
 			args = append(args, maxSeq+int64(start+i)+1, p.at, p.actor, p.kind, p.objectType, p.objectID,
 				p.loc.site, p.loc.rack, p.loc.machine, changes)
 		}
-		if _, err := tx.ExecContext(ctx, multirow.Statement(dialectName, insertPrefix, len(part), 10, ""), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, eventInsert.SQL(dialectName, len(part)), args...); err != nil {
 			return err
 		}
 	}

@@ -39,44 +39,55 @@ func Chunks(n, limit int) iter.Seq2[int, int] {
 	}
 }
 
-var statements sync.Map // statementKey → text
-
-type statementKey struct {
-	prefix, dialect string
-	rows, cols      int
+// Insert is one statement shape: prefix (INSERT INTO t (cols…)), then VALUES with rows of Cols
+// placeholders each, then suffix (ON CONFLICT …). Its texts are built once per dialect and row
+// count and then reused: SQL is called for every batch, so it only looks them up.
+type Insert struct {
+	prefix, suffix string
+	cols           int
+	texts          sync.Map // textKey → string
 }
 
-// Statement is prefix followed by the placeholders of rows rows of cols values each, in the
-// dialect's style (? for SQLite, $1 … for PostgreSQL), and suffix. It is built once per
-// arguments and then reused.
-func Statement(dialectName, prefix string, rows, cols int, suffix string) string {
-	key := statementKey{prefix + "\x00" + suffix, dialectName, rows, cols}
-	if q, ok := statements.Load(key); ok {
+type textKey struct {
+	dialect string
+	rows    int
+}
+
+// NewInsert describes a statement shape (see Insert).
+func NewInsert(prefix string, cols int, suffix string) *Insert {
+	return &Insert{prefix: prefix, suffix: suffix, cols: cols}
+}
+
+// SQL is the statement for rows rows, in the dialect's placeholder style (? for SQLite, $1 … for
+// PostgreSQL).
+func (in *Insert) SQL(dialectName string, rows int) string {
+	key := textKey{dialectName, rows}
+	if q, ok := in.texts.Load(key); ok {
 		return q.(string)
 	}
 	var b strings.Builder
-	b.WriteString(prefix)
+	b.WriteString(in.prefix)
 	b.WriteString(" VALUES ")
 	for i := 0; i < rows; i++ {
 		if i > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteByte('(')
-		for j := 0; j < cols; j++ {
+		for j := 0; j < in.cols; j++ {
 			if j > 0 {
 				b.WriteString(", ")
 			}
 			if dialectName == dialect.Postgres {
 				b.WriteByte('$')
-				b.WriteString(strconv.Itoa(i*cols + j + 1))
+				b.WriteString(strconv.Itoa(i*in.cols + j + 1))
 			} else {
 				b.WriteByte('?')
 			}
 		}
 		b.WriteByte(')')
 	}
-	b.WriteString(suffix)
+	b.WriteString(in.suffix)
 	q := b.String()
-	statements.Store(key, q)
+	in.texts.Store(key, q)
 	return q
 }

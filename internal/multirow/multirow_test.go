@@ -1,6 +1,7 @@
 package multirow
 
 import (
+	"strings"
 	"testing"
 
 	"entgo.io/ent/dialect"
@@ -48,12 +49,16 @@ func TestChunksStopWhenAsked(t *testing.T) {
 }
 
 func TestStatementPlaceholders(t *testing.T) {
-	if got, want := Statement(dialect.SQLite, "INSERT INTO t (a, b)", 2, 2, " ON CONFLICT DO NOTHING"),
+	in := NewInsert("INSERT INTO t (a, b)", 2, " ON CONFLICT DO NOTHING")
+	if got, want := in.SQL(dialect.SQLite, 2),
 		"INSERT INTO t (a, b) VALUES (?, ?), (?, ?) ON CONFLICT DO NOTHING"; got != want {
 		t.Fatalf("sqlite: %q, want %q", got, want)
 	}
-	if got, want := Statement(dialect.Postgres, "INSERT INTO t (a, b)", 2, 2, ""),
-		"INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"; got != want {
+	if got, want := in.SQL(dialect.Postgres, 2),
+		"INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4) ON CONFLICT DO NOTHING"; got != want {
 		t.Fatalf("postgres: %q, want %q", got, want)
+	}
+	if again := in.SQL(dialect.SQLite, 2); again != in.SQL(dialect.SQLite, 2) || !strings.HasSuffix(again, "(?, ?)"+" ON CONFLICT DO NOTHING") {
+		t.Fatalf("again: %q", again)
 	}
 }

@@ -103,7 +103,8 @@ func LoadLeases(ctx context.Context, st *store.Store) ([]Lease, error) {
 // saveLeases upserts leases in multi-row statements keyed on (network_id, address): the unique
 // index is what guarantees one client per address. Raw SQL because ent (without its upsert
 // feature) cannot express ON CONFLICT, and a few statements per batch (of the sizes multirow.Chunks
-// gives, which the driver's statement cache keeps) is what makes group commit pay. Lease changes carry their own lease.* events, so the generic row hook is not wanted.
+// gives, which the driver's statement cache keeps) is what makes group commit pay. Lease changes
+// carry their own lease.* events, so the generic row hook is not wanted.
 func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease) error {
 	// The last change of an address in a batch wins (a batch may offer then bind it).
 	last := map[addrKey]int{}
@@ -133,7 +134,7 @@ func saveLeases(ctx context.Context, tx *ent.Tx, dialectName string, ls []Lease)
 			}
 			args = append(args, stamp, stamp, l.MAC, l.Addr.String(), string(l.State), l.Expires.UTC(), l.ClientID, l.Hostname, l.NetworkID, mid, l.Trace)
 		}
-		if _, err := tx.ExecContext(ctx, multirow.Statement(dialectName, upsertPrefix, len(part), leaseColumns, upsertSuffix), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, leaseUpsert.SQL(dialectName, len(part)), args...); err != nil {
 			return fmt.Errorf("dhcp: save leases: %w", err)
 		}
 	}
@@ -148,9 +149,10 @@ const (
 	leaseChunk   = 100 // 11 parameters a row: well under SQLite's bound-variable limit
 )
 
-const (
-	upsertPrefix = "INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id, trace)"
-	upsertSuffix = " ON CONFLICT (network_id, address) DO UPDATE SET updated_at = excluded.updated_at, mac = excluded.mac, " +
-		"state = excluded.state, expires_at = excluded.expires_at, client_id = excluded.client_id, " +
-		"hostname = excluded.hostname, machine_id = excluded.machine_id, trace = excluded.trace"
-)
+// leaseUpsert is saveLeases' statement.
+var leaseUpsert = multirow.NewInsert(
+	"INSERT INTO leases (created_at, updated_at, mac, address, state, expires_at, client_id, hostname, network_id, machine_id, trace)",
+	leaseColumns,
+	" ON CONFLICT (network_id, address) DO UPDATE SET updated_at = excluded.updated_at, mac = excluded.mac, "+
+		"state = excluded.state, expires_at = excluded.expires_at, client_id = excluded.client_id, "+
+		"hostname = excluded.hostname, machine_id = excluded.machine_id, trace = excluded.trace")
