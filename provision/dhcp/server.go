@@ -489,16 +489,8 @@ func (s *Server) expire(ctx context.Context) {
 		now := time.Now()
 		s.mu.Lock()
 		ls, evs := s.h.Expire(now)
-		for i := range evs {
-			if evs[i].At.IsZero() {
-				evs[i].At = now
-			}
-		}
-		journaled := len(ls) > 0 && s.handJournaled(nil, nil, ls, evs, now)
+		s.handOver(nil, nil, ls, stamp(evs, now), nil, now)
 		s.mu.Unlock()
-		if len(ls) > 0 && !journaled {
-			s.hand(ls, evs, nil, true, now)
-		}
 	}
 }
 
@@ -586,30 +578,40 @@ type sendBuffers struct {
 // lazyMax bounds the lazy writes held: past it they are committed at once.
 const lazyMax = 4096
 
-// hand passes writes (and the replies that wait for them) to the commit stage, and wakes it when
-// it has to act: durable writes, or the first lazy ones (it then times their flush).
-func (s *Server) hand(ls []Lease, evs []Event, acks []outgoing, durable bool, now time.Time) {
-	if len(ls)+len(evs)+len(acks) == 0 {
-		return
-	}
+// handOver passes a batch's writes to the commit stage and returns the ACKs that may leave now.
+// The durable writes (ls, evs) are journaled when there is a journal with room: they then need
+// no transaction before their ACKs leave, and all of acks is returned. Otherwise they are handed
+// as durable, acks wait for their commit, and nil is returned. Lazy writes go first: they happened
+// before (or with) the durable ones. Called under s.mu, so that the journal and the pending
+// writes hold changes in the order the lease table made them.
+func (s *Server) handOver(lazy []Lease, lazyEvs []Event, ls []Lease, evs []Event, acks []outgoing, now time.Time) []outgoing {
+	durable := len(ls)+len(evs) > 0
 	s.pmu.Lock()
-	wake := s.pend.add(ls, evs, acks, durable, now)
+	journaled := durable && s.journalLocked(ls, evs)
+	wake := s.pend.add(lazy, lazyEvs, nil, false, now)
+	if journaled {
+		wake = s.pend.add(ls, evs, nil, false, now) || wake
+	} else {
+		wake = s.pend.add(ls, evs, acks, durable, now) || wake
+	}
 	s.pmu.Unlock()
 	if wake {
 		s.wake()
 	}
+	if journaled {
+		return acks
+	}
+	return nil
 }
 
-// handJournaled appends the durable writes ls and evs to the journal and hands them, with the
-// lazy ones, to the commit stage as lazy writes: once journaled they need no transaction before
-// their ACKs leave. It reports false (and hands nothing) when there is no journal or the append
-// failed; the caller then hands the writes as durable. Called under s.mu, so that the journal
-// holds changes in the order the lease table made them.
-func (s *Server) handJournaled(lazy []Lease, lazyEvs []Event, ls []Lease, evs []Event, now time.Time) bool {
+// journalLocked appends durable writes to the journal, under pmu: the commit stage rotates the
+// journal's generation when it takes the pending writes, so a generation never holds a change
+// that the transaction covering it lacks. It reports false when there is no journal, its backlog
+// is at JournalBacklog, or the append failed.
+func (s *Server) journalLocked(ls []Lease, evs []Event) bool {
 	if s.jr == nil {
 		return false
 	}
-	s.pmu.Lock()
 	if full := len(s.pend.leases)+len(s.pend.evs) >= s.cfg.JournalBacklog; full != s.backlogFull {
 		s.backlogFull = full
 		if full {
@@ -620,21 +622,11 @@ func (s *Server) handJournaled(lazy []Lease, lazyEvs []Event, ls []Lease, evs []
 		}
 	}
 	if s.backlogFull {
-		s.pmu.Unlock()
 		return false
 	}
-	// Under pmu with the hand-over: the commit stage rotates segments when it takes the pending
-	// writes, so a segment never holds a change that a transaction covering it lacks.
 	if err := s.jr.append(ls, evs); err != nil {
-		s.pmu.Unlock()
 		s.log.Error("dhcp: journal append failed: these acknowledgements wait for a transaction", "err", err)
 		return false
-	}
-	wake := s.pend.add(lazy, lazyEvs, nil, false, now)
-	wake = s.pend.add(ls, evs, nil, false, now) || wake
-	s.pmu.Unlock()
-	if wake {
-		s.wake()
 	}
 	return true
 }
@@ -717,14 +709,7 @@ func (s *Server) commit(ctx context.Context) {
 			case <-timer.C:
 			}
 		}
-		s.pmu.Lock()
-		p := s.pend
-		var mark uint64
-		if s.jr != nil {
-			mark = s.jr.rotate()
-		}
-		s.pend = pending{leases: spare.leases[:0], evs: spare.evs[:0], acks: spare.acks[:0]}
-		s.pmu.Unlock()
+		p, mark := s.take(pending{leases: spare.leases[:0], evs: spare.evs[:0], acks: spare.acks[:0]})
 		if p.empty() {
 			continue
 		}
@@ -758,11 +743,7 @@ func (s *Server) commit(ctx context.Context) {
 			}
 		} else {
 			s.send(p.acks, &sb)
-			if s.jr != nil {
-				s.pmu.Lock()
-				s.jr.drop(mark)
-				s.pmu.Unlock()
-			}
+			s.committed(mark)
 		}
 		clear(p.evs) // drop the references to the events' data
 		clear(p.acks)
@@ -807,15 +788,10 @@ func backgroundThread(log *slog.Logger) {
 
 // finalCommit commits what is still pending when the server stops (its context is done).
 func (s *Server) finalCommit() {
-	s.pmu.Lock()
-	p := s.pend
-	s.pend = pending{}
-	var mark uint64
+	p, mark := s.take(pending{})
 	if s.jr != nil {
-		mark = s.jr.rotate()
 		defer s.jr.close()
 	}
-	s.pmu.Unlock()
 	if len(p.leases)+len(p.evs) == 0 {
 		return
 	}
@@ -825,11 +801,41 @@ func (s *Server) finalCommit() {
 		s.log.Warn("dhcp: persist leases and events at shutdown (a journal keeps them for the next start)", "err", err)
 		return
 	}
+	s.committed(mark)
+}
+
+// take swaps the pending writes for next and returns them, with the journal generation they
+// reach (0 without a journal): the journal starts a new generation for what comes after.
+func (s *Server) take(next pending) (pending, uint64) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	p := s.pend
+	s.pend = next
+	var mark uint64
 	if s.jr != nil {
-		s.pmu.Lock()
-		s.jr.drop(mark)
-		s.pmu.Unlock()
+		mark = s.jr.rotate()
 	}
+	return p, mark
+}
+
+// committed frees the journal's generations up to mark, once a transaction recorded it.
+func (s *Server) committed(mark uint64) {
+	if s.jr == nil {
+		return
+	}
+	s.pmu.Lock()
+	s.jr.drop(mark)
+	s.pmu.Unlock()
+}
+
+// stamp dates the events that carry no time of their own.
+func stamp(es []Event, now time.Time) []Event {
+	for i := range es {
+		if es[i].At.IsZero() {
+			es[i].At = now
+		}
+	}
+	return es
 }
 
 func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
@@ -837,15 +843,7 @@ func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 		durable, lazy       = sb.durable[:0], sb.lazy[:0]
 		durableEvs, lazyEvs = sb.durableEvs[:0], sb.lazyEvs[:0]
 		now                 = time.Now()
-		at                  = func(es []Event) []Event {
-			for i := range es {
-				if es[i].At.IsZero() {
-					es[i].At = now
-				}
-			}
-			return es
-		}
-		acks, out = sb.acks[:0], sb.out[:0]
+		acks, out           = sb.acks[:0], sb.out[:0]
 	)
 	s.mu.Lock()
 	for _, p := range batch {
@@ -857,17 +855,17 @@ func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 		}
 		if p.rogue || req.OpCode == dhcpv4.OpcodeBootReply {
 			if ev, ok := s.rogue(req, now); ok {
-				lazyEvs = append(lazyEvs, at([]Event{ev})...)
+				lazyEvs = append(lazyEvs, stamp([]Event{ev}, now)...)
 			}
 			continue
 		}
 		r := s.h.Handle(req, now)
 		if r.Commit {
 			durable = append(durable, r.Changed...)
-			durableEvs = append(durableEvs, at(r.Events)...)
+			durableEvs = append(durableEvs, stamp(r.Events, now)...)
 		} else {
 			lazy = append(lazy, r.Changed...)
-			lazyEvs = append(lazyEvs, at(r.Events)...)
+			lazyEvs = append(lazyEvs, stamp(r.Events, now)...)
 		}
 		if r.Reply == nil {
 			continue
@@ -889,15 +887,8 @@ func (s *Server) handleBatch(batch []packet, sb *sendBuffers) {
 			out = append(out, o)
 		}
 	}
-	journaled := len(durable)+len(durableEvs) > 0 && s.handJournaled(lazy, lazyEvs, durable, durableEvs, now)
+	out = append(out, s.handOver(lazy, lazyEvs, durable, durableEvs, acks, now)...)
 	s.mu.Unlock()
-	if journaled {
-		out = append(out, acks...)
-	} else {
-		// Lazy first: they happened before (or with) the durable writes of this batch.
-		s.hand(lazy, lazyEvs, nil, false, now)
-		s.hand(durable, durableEvs, acks, len(durable)+len(durableEvs) > 0, now)
-	}
 	s.send(out, sb)
 	// What was handed over was copied (the journal and the pending writes take copies): the
 	// arrays serve the next batch, without the references their elements held.
